@@ -1,0 +1,293 @@
+"""The workflows, parsed: triggers, permissions, pinning, fork safety, and that every step that
+does work calls a make target that exists (so CI and a developer run the same thing)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
+
+# What each job may do with GITHUB_TOKEN; anything more is a finding.
+EXPECTED_PERMISSIONS = {
+    ("tests.yml", "test"): {"contents": "read"},
+    ("train.yml", "train"): {"contents": "read", "id-token": "write"},
+    ("train.yml", "commit-back"): {"contents": "write", "actions": "write"},
+    ("train.yml", "comment"): {"pull-requests": "write"},
+    ("deploy.yml", "deploy"): {"contents": "read", "id-token": "write"},
+}
+
+
+def jobs(workflows: dict[str, dict[Any, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for name, workflow in workflows.items():
+        for job_id, job in workflow["jobs"].items():
+            yield name, job_id, job
+
+
+def steps(workflows: dict[str, dict[Any, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for name, job_id, job in jobs(workflows):
+        for step in job.get("steps", []):
+            yield name, job_id, step
+
+
+def step_index(job: dict[str, Any], predicate: Any) -> int:
+    for index, step in enumerate(job["steps"]):
+        if predicate(step):
+            return index
+    raise AssertionError("no such step")
+
+
+def runs(target: str) -> Any:
+    return lambda step: str(step.get("run", "")).strip() == f"make {target}"
+
+
+def test_the_three_workflows_exist(workflows):
+    assert set(workflows) == {"tests.yml", "train.yml", "deploy.yml"}
+
+
+def test_tests_run_on_pull_requests_pushes_to_main_and_dispatch(triggers, workflows):
+    on = triggers(workflows["tests.yml"])
+    assert set(on) == {"push", "pull_request", "workflow_dispatch"}
+    assert on["push"]["branches"] == ["main"]
+    # No path filter: every change is linted and tested.
+    assert not (on["pull_request"] or {}).get("paths")
+
+
+def test_train_runs_only_on_pull_requests_touching_the_model_inputs(triggers, workflows):
+    on = triggers(workflows["train.yml"])
+    assert set(on) == {"pull_request"}
+    assert set(on["pull_request"]["paths"]) == {
+        "training/**", "params.yaml", "dvc.yaml", "Pipfile.lock"
+    }
+
+
+def test_deploy_runs_on_main_when_service_model_or_deployment_change_and_by_hand(triggers, workflows):
+    on = triggers(workflows["deploy.yml"])
+    assert set(on) == {"push", "workflow_dispatch"}
+    assert on["push"]["branches"] == ["main"]
+    paths = set(on["push"]["paths"])
+    assert {"serving/app/**", "serving/deployment/**", "dvc.lock", "Pipfile.lock"} <= paths
+    # A manual run from another branch must not reach production.
+    assert workflows["deploy.yml"]["jobs"]["deploy"]["if"] == "github.ref == 'refs/heads/main'"
+
+
+def test_no_workflow_uses_privileged_triggers(triggers, workflows):
+    for name, workflow in workflows.items():
+        assert not {"pull_request_target", "workflow_run"} & set(triggers(workflow)), name
+
+
+def test_every_workflow_defaults_to_read_only_contents(workflows):
+    for name, workflow in workflows.items():
+        assert workflow["permissions"] == {"contents": "read"}, name
+
+
+def test_each_job_has_exactly_the_permissions_it_needs(workflows):
+    seen = {}
+    for name, job_id, job in jobs(workflows):
+        seen[(name, job_id)] = job.get("permissions", workflows[name]["permissions"])
+    assert seen == EXPECTED_PERMISSIONS
+
+
+def test_every_action_is_pinned_to_a_commit_sha_with_its_version_in_a_comment(workflow_files):
+    pins: dict[str, set[str]] = {}
+    for path in workflow_files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            match = USES_LINE.match(line)
+            if not match:
+                continue
+            ref, rest = match.groups()
+            where = f"{path.name}:{number}"
+            assert SHA_PIN.match(ref), f"{where}: {ref} is not pinned to a 40-character SHA"
+            assert re.match(r"^\s+#\s+v\d+(\.\d+)*\b", rest), f"{where}: no `# vX.Y.Z` comment"
+            action, sha = ref.split("@")
+            pins.setdefault(action, set()).add(sha)
+    assert pins, "no `uses:` found; is the line pattern stale?"
+    drift = {action: shas for action, shas in pins.items() if len(shas) > 1}
+    assert not drift, f"one action pinned to several SHAs: {drift}"
+
+
+def test_checkout_keeps_no_token_except_in_the_job_that_pushes(workflows):
+    for name, job_id, job in jobs(workflows):
+        permissions = job.get("permissions", workflows[name]["permissions"])
+        for step in job["steps"]:
+            if not str(step.get("uses", "")).startswith("actions/checkout@"):
+                continue
+            persist = step.get("with", {}).get("persist-credentials")
+            if permissions.get("contents") == "write":
+                assert persist is True, f"{name}/{job_id} pushes, so it keeps the token"
+            else:
+                assert persist is False, f"{name}/{job_id}: checkout must not keep the token"
+
+
+def test_every_run_step_calls_an_existing_make_target(workflows, make_targets):
+    for name, job_id, step in steps(workflows):
+        if "run" not in step:
+            continue
+        script = str(step["run"])
+        # Values reach scripts through env:, never pasted into the shell by an expression.
+        assert "${{" not in script, f"{name}/{job_id}: expression inside run: {script!r}"
+        lines = [ln.strip() for ln in script.splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")]
+        assert lines, f"{name}/{job_id}: empty run step"
+        for line in lines:
+            words = shlex.split(line)
+            assert words[0] == "make", f"{name}/{job_id}: `{line}` does not go through make"
+            targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+            assert targets, f"{name}/{job_id}: `{line}` names no target"
+            missing = [t for t in targets if t not in make_targets]
+            assert not missing, f"{name}/{job_id}: no make target {missing}"
+
+
+def test_the_test_workflow_lints_and_tests_with_python_from_the_pipfile(workflows):
+    job = workflows["tests.yml"]["jobs"]["test"]
+    setup = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@"))
+    assert setup["with"]["python-version-file"] == "Pipfile"
+    assert setup["with"]["cache"] == "pip"
+    assert setup["with"]["cache-dependency-path"] == "Pipfile.lock"
+    order = [step_index(job, runs(t)) for t in ("setup-development-pipenv", "lint", "test")]
+    assert order == sorted(order)
+
+
+def test_train_tests_and_gates_the_model_before_anything_leaves_the_runner(workflows):
+    job = workflows["train.yml"]["jobs"]["train"]
+    train = step_index(job, runs("train"))
+    test_model = step_index(job, runs("test-model"))
+    compare = step_index(job, runs("compare-metrics"))
+    push = step_index(job, runs("dvc-push"))
+    first_aws = step_index(
+        job, lambda s: str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
+    )
+    assert train < test_model < compare < first_aws < push
+    # The report exists even when the comparison fails, for the comment job.
+    assert step_index(job, runs("pr-comment")) < compare
+
+
+def test_train_trains_the_pr_head_and_can_compare_with_the_base_branch(workflows):
+    job = workflows["train.yml"]["jobs"]["train"]
+    checkout = job["steps"][0]
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    assert checkout["with"]["fetch-depth"] == 0
+    assert job["env"]["BASE_REF"] == "origin/${{ github.base_ref }}"
+
+
+def test_fork_prs_get_no_secrets_push_commit_or_comment(workflows):
+    workflow = workflows["train.yml"]
+    assert workflow["jobs"]["train"]["env"]["SAME_REPO"] == "${{ " + SAME_REPO + " }}"
+    for step in workflow["jobs"]["train"]["steps"]:
+        uses_secrets = "secrets." in yaml.safe_dump(step)
+        pushes = step.get("run") == "make dvc-push"
+        aws = str(step.get("uses", "")).startswith("aws-actions/")
+        if uses_secrets or pushes or aws:
+            assert "env.SAME_REPO == 'true'" in step.get("if", ""), step.get("name")
+    for job_id in ("commit-back", "comment"):
+        assert SAME_REPO in workflow["jobs"][job_id]["if"], job_id
+
+
+def test_commit_back_pushes_the_trained_commit_and_reruns_the_tests(triggers, workflows):
+    job = workflows["train.yml"]["jobs"]["commit-back"]
+    assert job["needs"] == "train"
+    assert job["steps"][0]["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    commit = job["steps"][-1]
+    assert commit["run"] == "make commit-training-outputs"
+    assert commit["env"]["BRANCH"] == "${{ github.head_ref }}"
+    # The dispatched workflow must accept the dispatch.
+    assert "workflow_dispatch" in triggers(workflows["tests.yml"])
+
+
+def test_the_comment_is_posted_even_when_the_comparison_fails(workflows):
+    job = workflows["train.yml"]["jobs"]["comment"]
+    assert job["needs"] == "train"
+    assert job["if"].startswith("always()")
+    assert "needs.train.outputs.comment-artifact != ''" in job["if"]
+    assert job["steps"][-1]["run"] == "make post-pr-comment"
+
+
+@pytest.mark.parametrize(("workflow", "job_id", "variable"), [
+    ("train.yml", "train", "AWS_TRAIN_ROLE_ARN"),
+    ("deploy.yml", "deploy", "AWS_DEPLOY_ROLE_ARN"),
+])
+def test_aws_auth_uses_the_oidc_role_when_set_else_the_access_key(
+    workflows, workflow, job_id, variable
+):
+    aws = [s for s in workflows[workflow]["jobs"][job_id]["steps"]
+           if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
+    assert len(aws) == 2
+    oidc, key = aws
+    assert f"vars.{variable} != ''" in oidc["if"]
+    assert oidc["with"] == {"role-to-assume": f"${{{{ vars.{variable} }}}}",
+                            "aws-region": "${{ vars.AWS_REGION }}"}
+    assert f"vars.{variable} == ''" in key["if"]
+    assert key["with"] == {
+        "aws-access-key-id": "${{ secrets.AWS_ACCESS_KEY_ID }}",
+        "aws-secret-access-key": "${{ secrets.AWS_SECRET_ACCESS_KEY }}",
+        "aws-region": "${{ vars.AWS_REGION }}",
+    }
+
+
+def test_deploys_never_overlap_and_target_the_production_environment(workflows):
+    workflow = workflows["deploy.yml"]
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert workflow["concurrency"]["group"]
+    job = workflow["jobs"]["deploy"]
+    assert job["environment"] == "production"
+    order = [step_index(job, runs(t)) for t in ("dvc-pull", "deploy", "smoke-test")]
+    assert order == sorted(order)
+    node = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-node@"))
+    assert int(node["with"]["node-version"]) in (20, 22, 24)
+
+
+def test_deploy_builds_from_the_lock_files_not_from_caches(workflows):
+    for step in workflows["deploy.yml"]["jobs"]["deploy"]["steps"]:
+        assert "cache" not in step.get("with", {}), step.get("name")
+
+
+def test_dependabot_updates_the_actions_and_the_python_lock():
+    config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text(encoding="utf-8"))
+    ecosystems = {(u["package-ecosystem"], u["directory"]) for u in config["updates"]}
+    assert {("github-actions", "/"), ("pip", "/")} <= ecosystems
+
+
+def make_variable(name: str) -> str:
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", "-f", "Makefile",
+         "--eval", f"print-{name}: ; @echo $({name})", f"print-{name}"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_commit_back_commits_exactly_the_git_tracked_outputs_of_dvc_repro(workflows):
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    git_tracked = {"dvc.lock"}
+    for stage in dvc["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                if isinstance(out, dict):
+                    (path, options), = out.items()
+                    if options.get("cache") is False:
+                        git_tracked.add(path)
+    committed = set(make_variable("TRAINING_OUTPUTS").split())
+    assert committed == git_tracked
+    upload = next(s for s in workflows["train.yml"]["jobs"]["train"]["steps"]
+                  if s.get("with", {}).get("name") == "training-outputs")
+    assert set(upload["with"]["path"].split()) == git_tracked
+
+
+def test_the_workflow_dispatched_after_a_commit_back_exists_and_accepts_dispatch(
+    triggers, workflows
+):
+    name = make_variable("TESTS_WORKFLOW")
+    assert name in workflows
+    assert "workflow_dispatch" in triggers(workflows[name])
