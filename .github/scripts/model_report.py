@@ -272,11 +272,13 @@ def build_comment(
     class_rows = per_class_rows(new, base)
     if class_rows:
         lines += ["<details><summary>Per-class precision and recall (test split)</summary>", ""]
-        lines += table(["Class", base_column, "This PR", "Change"],
+        lines += table(["Class and metric", base_column, "This PR", "Change"],
                        ["---", "---:", "---:", "---:"], class_rows)
         lines += ["", "</details>", ""]
 
-    lines += ["### Against the baseline", ""]
+    lines += ["### Against the baseline", "",
+              "The baseline is scored on the same split as the model; the training report "
+              "says what it is.", ""]
     baseline_rows = []
     for row in BASELINE_ROWS:
         baseline = lookup(new, "baseline", row.path)

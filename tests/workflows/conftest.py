@@ -6,6 +6,7 @@ Test modules get these as fixtures rather than imports: pytest runs with
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,11 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
+def clean_make_env() -> dict[str, str]:
+    """The environment without what a parent make (`make test`) passes down to sub-makes."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
 def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
     # YAML 1.1 reads the bare key `on` as the boolean True.
     on = workflow.get("on", workflow.get(True))
@@ -66,6 +72,11 @@ def triggers() -> Callable[[dict[Any, Any]], dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def make_env() -> dict[str, str]:
+    return clean_make_env()
+
+
+@pytest.fixture(scope="session")
 def workflow_files() -> list[Path]:
     return WORKFLOW_FILES
 
@@ -81,7 +92,7 @@ def make_targets() -> set[str]:
     """Every target the Makefile defines, as make itself parses it (no recipe runs)."""
     result = subprocess.run(
         ["make", "--no-print-directory", "-pRrq", "-f", "Makefile"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT, env=clean_make_env(), capture_output=True, text=True, check=False,
     )
     # -q exits 1 when the default goal is out of date; 2 is a parse error.
     assert result.returncode in (0, 1), result.stderr

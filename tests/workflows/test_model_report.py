@@ -72,7 +72,11 @@ def make(repo: Path, *args: str, env: dict[str, str] | None = None) -> subproces
     venv = ROOT / ".venv"
     if not (venv / ".synced").exists():
         pytest.skip("the project environment (.venv) is not built")
-    run_env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    # A parent make (`make test`) passes its flags and variables down through the environment;
+    # the run here must see only what the test gives it.
+    inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GITHUB_STEP_SUMMARY", "BASE_REF",
+                 "BASE_NAME"}
+    run_env = {k: v for k, v in os.environ.items() if k not in inherited}
     run_env.update(env or {})
     return subprocess.run(
         ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), f"VENV={venv}",

@@ -259,34 +259,32 @@ def test_dependabot_updates_the_actions_and_the_python_lock():
     assert {("github-actions", "/"), ("pip", "/")} <= ecosystems
 
 
-def make_variable(name: str) -> str:
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-s", "-f", "Makefile",
-         "--eval", f"print-{name}: ; @echo $({name})", f"print-{name}"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )
-    return result.stdout.strip()
+@pytest.fixture(scope="module")
+def make_variable(make_env):
+    def value(name: str) -> str:
+        result = subprocess.run(
+            ["make", "--no-print-directory", "-s", "-f", "Makefile",
+             "--eval", f"print-{name}: ; @echo $({name})", f"print-{name}"],
+            cwd=ROOT, env=make_env, capture_output=True, text=True, check=True,
+        )
+        return result.stdout.strip()
+
+    return value
 
 
-def test_commit_back_commits_exactly_the_git_tracked_outputs_of_dvc_repro(workflows):
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
-    git_tracked = {"dvc.lock"}
-    for stage in dvc["stages"].values():
-        for kind in ("outs", "metrics", "plots"):
-            for out in stage.get(kind, []):
-                if isinstance(out, dict):
-                    (path, options), = out.items()
-                    if options.get("cache") is False:
-                        git_tracked.add(path)
-    committed = set(make_variable("TRAINING_OUTPUTS").split())
-    assert committed == git_tracked
-    upload = next(s for s in workflows["train.yml"]["jobs"]["train"]["steps"]
-                  if s.get("with", {}).get("name") == "training-outputs")
-    assert set(upload["with"]["path"].split()) == git_tracked
+def test_commit_back_receives_what_the_train_job_set_aside(workflows, make_variable):
+    train_steps = workflows["train.yml"]["jobs"]["train"]["steps"]
+    stage = step_index(workflows["train.yml"]["jobs"]["train"], runs("stage-training-outputs"))
+    upload = next(s for s in train_steps if s.get("with", {}).get("name") == "training-outputs")
+    assert train_steps.index(upload) == stage + 1
+    download = next(s for s in workflows["train.yml"]["jobs"]["commit-back"]["steps"]
+                    if s.get("with", {}).get("name") == "training-outputs")
+    assert upload["with"]["path"].rstrip("/") == download["with"]["path"]
+    assert download["with"]["path"] == make_variable("STAGED_OUTPUTS")
 
 
 def test_the_workflow_dispatched_after_a_commit_back_exists_and_accepts_dispatch(
-    triggers, workflows
+    triggers, workflows, make_variable
 ):
     name = make_variable("TESTS_WORKFLOW")
     assert name in workflows
