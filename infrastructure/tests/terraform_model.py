@@ -33,7 +33,9 @@ OIDC_PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.gith
 
 # Plain strings without quotes, blocks as lists of dicts, no comment entries: the shape the
 # assertions read most naturally. Expressions stay as "${...}" strings.
-_OPTIONS = SerializationOptions(with_comments=False, strip_string_quotes=True, explicit_blocks=False)
+_OPTIONS = SerializationOptions(
+    with_comments=False, strip_string_quotes=True, explicit_blocks=False
+)
 
 
 def load_hcl(path: Path) -> dict[str, Any]:
@@ -213,7 +215,7 @@ def evaluate(expression: str, scope: Scope) -> Any:
     return _walk(tree.body, names)
 
 
-def _walk(node: ast.AST, names: dict[str, Any]) -> Any:  # noqa: PLR0911 - one branch per node type
+def _walk(node: ast.AST, names: dict[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from .terraform_model import BUCKET, PARTITION, count_of, policy_statements, render
+from .terraform_model import (
+    BUCKET,
+    PARTITION,
+    TerraformConfig,
+    count_of,
+    policy_statements,
+    render,
+)
 
 BUCKET_REF = "${aws_s3_bucket.dvc.id}"
 BUCKET_ARN = f"arn:{PARTITION}:s3:::{BUCKET}"
@@ -110,10 +119,11 @@ def test_bucket_policy_grants_nothing(tf, make_scope):
     assert {s.effect for s in statements} == {"Deny"}
 
 
-def _lifecycle_rule(tf, rule_id):
+def _lifecycle_rule(tf: TerraformConfig, rule_id: str) -> dict[str, Any]:
     lifecycle = tf.resource("aws_s3_bucket_lifecycle_configuration", "dvc")
     assert lifecycle["bucket"] == BUCKET_REF
-    (rule,) = [r for r in lifecycle["rule"] if r["id"] == rule_id]
+    rules: list[dict[str, Any]] = [r for r in lifecycle["rule"] if r["id"] == rule_id]
+    (rule,) = rules
     assert rule["status"] == "Enabled"
     # An empty filter: the rule covers the whole bucket.
     assert rule["filter"] == [{}]

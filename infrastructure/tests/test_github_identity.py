@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -10,6 +11,9 @@ from .terraform_model import (
     OIDC_PROVIDER_ARN,
     REPO_ROOT,
     REPOSITORY,
+    Scope,
+    Statement,
+    TerraformConfig,
     count_of,
     policy_statements,
     render,
@@ -32,11 +36,11 @@ ACCESS_KEY_RESOURCES = {
 EXISTING_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
 
 
-def created(tf, scope):
+def created(tf: TerraformConfig, scope: Scope) -> set[tuple[str, str]]:
     return {(type_, name) for type_, name, body in tf.iter_resources() if count_of(body, scope)}
 
 
-def identity_resources(tf, scope):
+def identity_resources(tf: TerraformConfig, scope: Scope) -> set[tuple[str, str]]:
     return {(type_, name) for type_, name in created(tf, scope) if type_.startswith("aws_iam_")}
 
 
@@ -64,7 +68,9 @@ def test_access_key_mode_creates_the_user_and_its_key_and_no_oidc_resource(tf, m
     scope = make_scope(github_auth="access_key")
     assert identity_resources(tf, scope) == ACCESS_KEY_RESOURCES
     # An existing provider ARN left in the tfvars must not bring OIDC resources back.
-    scope = make_scope(github_auth="access_key", existing_github_oidc_provider_arn=EXISTING_PROVIDER)
+    scope = make_scope(
+        github_auth="access_key", existing_github_oidc_provider_arn=EXISTING_PROVIDER
+    )
     assert identity_resources(tf, scope) == ACCESS_KEY_RESOURCES
 
 
@@ -93,7 +99,12 @@ def test_oidc_provider_is_githubs_token_issuer_for_the_sts_audience(tf, make_sco
     assert provider["client_id_list"] == ["sts.amazonaws.com"]
 
 
-def trust(tf, make_scope, name, repository=REPOSITORY):
+def trust(
+    tf: TerraformConfig,
+    make_scope: Callable[..., Scope],
+    name: str,
+    repository: str = REPOSITORY,
+) -> Statement:
     (statement,) = policy_statements(tf, name, make_scope(github_repository=repository))
     assert statement.effect == "Allow"
     assert statement.actions == ("sts:AssumeRoleWithWebIdentity",)
@@ -139,9 +150,11 @@ def test_roles_are_bound_to_their_own_trust_documents(tf):
     )
 
 
-def repository_pattern(tf):
+def repository_pattern(tf: TerraformConfig) -> re.Pattern[str]:
     (validation,) = tf.variables["github_repository"]["validation"]
-    match = re.fullmatch(r'\$\{can\(regex\("(.+)", var\.github_repository\)\)\}', validation["condition"])
+    match = re.fullmatch(
+        r'\$\{can\(regex\("(.+)", var\.github_repository\)\)\}', validation["condition"]
+    )
     assert match, validation["condition"]
     return re.compile(match.group(1).replace("\\\\", "\\"))
 

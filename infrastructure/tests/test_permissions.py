@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +13,9 @@ from .terraform_model import (
     INFRA_DIR,
     REGION,
     REPO_ROOT,
+    Scope,
+    Statement,
+    TerraformConfig,
     document_name,
     grants,
     policy_statements,
@@ -35,7 +39,12 @@ DVC_WRITE = {
 }
 
 
-def cdk_role_arns(qualifier="hnb659fds", account=ACCOUNT_ID, region=REGION, partition="aws"):
+def cdk_role_arns(
+    qualifier: str = "hnb659fds",
+    account: str = ACCOUNT_ID,
+    region: str = REGION,
+    partition: str = "aws",
+) -> set[str]:
     return {
         f"arn:{partition}:iam::{account}:role/cdk-{qualifier}-{role}-role-{account}-{region}"
         for role in ("deploy", "file-publishing", "image-publishing", "lookup")
@@ -52,7 +61,7 @@ ATTACHMENTS = {
 }
 
 
-def attached_document(tf, type_, name):
+def attached_document(tf: TerraformConfig, type_: str, name: str) -> str:
     return document_name(tf.resource(type_, name)["policy"])
 
 
@@ -149,7 +158,9 @@ def test_kms_permissions_cover_exactly_what_s3_needs_on_the_given_key(tf, make_s
             assert statement.condition("StringEquals", "kms:ViaService") == via_s3
 
 
-def all_statements(tf, make_scope):
+def all_statements(
+    tf: TerraformConfig, make_scope: Callable[..., Scope]
+) -> Iterator[tuple[str, Statement]]:
     """Every statement of every policy document, with and without a customer key."""
     for scope in (make_scope(), make_scope(kms_key_arn=KMS_KEY)):
         for name in tf.data["aws_iam_policy_document"]:
