@@ -1,0 +1,1 @@
+"""The prediction service: FastAPI under gunicorn, serving the model in `data/`."""

@@ -1,0 +1,126 @@
+"""Builds the FastAPI application around one verified, loaded model.
+
+The model is loaded when the app is built, not in the lifespan: gunicorn (`preload_app`)
+builds the app once in its master, so a model that fails its checks stops the service
+before any worker starts, and the workers forked afterwards share the loaded model. Each
+worker's lifespan then makes one real prediction before it reports ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+
+from app import errors, metrics
+from app.artifacts import load_metadata, load_metrics
+from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.predictor import Predictor, load_predictor
+from app.routers import health, model, predict
+from app.routers import metrics as metrics_routes
+from app.schemas import build_schemas
+from app.service import ModelService
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("app")
+
+DESCRIPTION = """\
+Predicts the **{target}** ({classes}) from the features described in `GET /model`.
+
+- `POST /predict` takes one record, `POST /predict/batch` up to {max_batch} records.
+- Every field may be null or omitted: the model imputes it as it did in training.
+- Bad input is a 4xx whose messages start with the field's path: unknown or mistyped
+  fields, values outside the accepted bounds, `NaN`/`Infinity`, and **categories the model
+  never saw** are rejected with 422 listing the allowed values, rather than predicted from
+  the remaining fields alone. Bodies over {max_body} bytes are rejected with 413, bodies not
+  sent as `application/json` with 415.
+- Every response carries the `X-Model-Version` and `X-Request-Id` headers.
+"""
+
+
+def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """The service for the model in `settings.model_dir`.
+
+    Raises `ModelIntegrityError` when the model must not be served. `predictor` replaces
+    the one loaded from disk (tests inject slow or faulty ones).
+    """
+    settings = settings or get_settings()
+    metadata = load_metadata(settings.model_dir)
+    if predictor is None:
+        predictor = load_predictor(settings.model_dir, metadata, settings.backend)
+    schemas = build_schemas(metadata, settings.max_batch_records)
+    service = ModelService(
+        settings=settings,
+        metadata=metadata,
+        predictor=predictor,
+        schemas=schemas,
+        evaluation=load_metrics(settings.model_dir),
+    )
+    log.info(
+        "model %s loaded, served by the %s backend",
+        metadata.model_version,
+        predictor.backend,
+        extra={
+            "model_version": metadata.model_version,
+            "backend": predictor.backend,
+            "git_revision": metadata.raw.get("git_revision"),
+            "deployed_revision": settings.deployed_revision,
+        },
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Runs in each worker after the fork: lazily built resources (thread pools,
+        # sessions) are created here, in the process that uses them.
+        await run_in_threadpool(service.warm_up)
+        metrics.MODEL_INFO.labels(metadata.model_version, predictor.backend).set(1)
+        log.info("worker ready", extra={"model_version": metadata.model_version})
+        yield
+
+    app = FastAPI(
+        title=f"{metadata.target.capitalize()} prediction service",
+        version=metadata.model_version,
+        description=DESCRIPTION.format(
+            target=metadata.target,
+            classes=", ".join(metadata.classes),
+            max_batch=settings.max_batch_records,
+            max_body=settings.max_body_bytes,
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    errors.install(app, metadata.model_version)
+    app.include_router(predict.build_router(schemas))
+    app.include_router(model.router)
+    app.include_router(health.router)
+    app.include_router(metrics_routes.router)
+    # The last added is the outermost: the request context sees the limit's 413s too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, model_version=metadata.model_version)
+    app.openapi = _openapi_with_components(app, schemas.components)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi_with_components(
+    app: FastAPI, components: dict[str, Any]
+) -> Callable[[], dict[str, Any]]:
+    """The generated document plus the request-body schemas the predict routes reference."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return openapi

@@ -1,0 +1,133 @@
+"""The model behind the endpoints: one interface, two implementations.
+
+`Predictor` is all the routes know. `SklearnPredictor` runs the joblib Pipeline training
+wrote, the single source of truth. `app.onnx_predictor`, when present, offers a compiled
+fast path derived from that Pipeline; `load_predictor` tries it first and falls back to the
+Pipeline whenever it cannot apply, saying which backend answers and why.
+
+`load_predictor` runs once per process group: under gunicorn (`preload_app`) it runs in the
+master before the workers fork, so they share the loaded model. Anything that owns threads
+or sockets (an onnxruntime session) must therefore be created lazily in the worker, on its
+first call: each worker makes a warm-up prediction before it reports ready.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from app.artifacts import ModelIntegrityError, ModelMetadata, parse_metadata, verify_model_file
+
+log = logging.getLogger(__name__)
+
+BackendChoice = Literal["auto", "sklearn", "onnx"]
+
+
+class Predictor(Protocol):
+    backend: str
+    """Which path answers: "sklearn" (the joblib Pipeline) or "onnx" (the fast path)."""
+
+    def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        """Class probabilities for n records given column by column.
+
+        `columns` maps every feature name to a list of n values, None meaning missing.
+        Returns a float64 array of shape (n, n_classes), columns in metadata["classes"] order.
+        """
+        ...
+
+
+class SklearnPredictor:
+    """The fitted Pipeline, called exactly as training evaluated it."""
+
+    backend = "sklearn"
+
+    def __init__(self, pipeline: Any, metadata: ModelMetadata) -> None:
+        if not hasattr(pipeline, "predict_proba"):
+            raise ModelIntegrityError(
+                f"{metadata.model_file} holds a {type(pipeline).__name__}, which has no "
+                "predict_proba: the service needs a probabilistic classifier"
+            )
+        model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+        if model_classes != list(metadata.classes):
+            raise ModelIntegrityError(
+                f"{metadata.model_file} predicts classes {model_classes}, but the metadata "
+                f"lists {list(metadata.classes)}"
+            )
+        self._pipeline = pipeline
+        self._numeric = {f.name for f in metadata.features if f.type == "number"}
+        self._order = metadata.feature_names
+
+    def frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
+        """The DataFrame training fitted on: schema column order, float64 numbers, and
+        missing categories as NaN (the marker SimpleImputer looks for; None is not matched
+        in object columns)."""
+        data: dict[str, Any] = {}
+        for name in self._order:
+            values = columns[name]
+            if name in self._numeric:
+                data[name] = np.asarray(values, dtype=np.float64)  # None becomes NaN
+            else:
+                data[name] = np.asarray(
+                    [np.nan if value is None else value for value in values], dtype=object
+                )
+        return pd.DataFrame(data, columns=self._order)
+
+    def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        # One call per request or batch: the label is the argmax of these probabilities,
+        # never a second `predict` that would run the whole Pipeline again.
+        return np.asarray(self._pipeline.predict_proba(self.frame(columns)), dtype=np.float64)
+
+
+def load_sklearn_predictor(data_dir: Path, metadata: ModelMetadata) -> SklearnPredictor:
+    path = verify_model_file(data_dir, metadata)
+    return SklearnPredictor(joblib.load(path), metadata)
+
+
+def load_predictor(
+    data_dir: Path,
+    metadata: ModelMetadata | dict[str, Any],
+    backend: BackendChoice = "auto",
+) -> Predictor:
+    """Verify the model file, then build the fastest predictor that applies.
+
+    `backend="auto"` tries the fast path and falls back to the Pipeline; "sklearn" skips the
+    fast path; "onnx" requires it and fails the start when it cannot apply.
+    """
+    parsed = parse_metadata(metadata) if isinstance(metadata, dict) else metadata
+    # Integrity first: no backend ever loads a file that differs from the reviewed record.
+    verify_model_file(data_dir, parsed)
+    if backend == "sklearn":
+        log.info("model backend: sklearn (chosen by SERVICE_BACKEND)", extra={"backend": "sklearn"})
+        return load_sklearn_predictor(data_dir, parsed)
+    fast, reason = _try_fast_path(data_dir, parsed)
+    if fast is not None:
+        log.info("model backend: %s", fast.backend, extra={"backend": fast.backend})
+        return fast
+    if backend == "onnx":
+        raise ModelIntegrityError(f"SERVICE_BACKEND=onnx, but the ONNX fast path {reason}")
+    log.warning(
+        "model backend: sklearn (the ONNX fast path %s)",
+        reason,
+        extra={"backend": "sklearn", "fallback_reason": reason},
+    )
+    return load_sklearn_predictor(data_dir, parsed)
+
+
+def _try_fast_path(data_dir: Path, metadata: ModelMetadata) -> tuple[Predictor | None, str]:
+    """The fast-path predictor, or None and the reason it cannot serve this model."""
+    # Imported by name: the fast path is optional, and a template user may delete it.
+    try:
+        module = importlib.import_module("app.onnx_predictor")
+    except ImportError as error:
+        return None, f"is not installed ({error})"
+    try:
+        predictor: Predictor = module.load_onnx_predictor(data_dir, metadata.raw)
+    except module.FastPathUnavailable as error:
+        return None, f"does not apply: {error}"
+    return predictor, ""

@@ -1,0 +1,42 @@
+"""What model answers: provenance, evaluation, input schema and which backend runs it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from app.dependencies import get_service
+from app.service import ModelService
+
+router = APIRouter(tags=["model"])
+
+
+class ModelInfo(BaseModel):
+    model_version: str = Field(description="First 12 hex digits of the model file's sha256.")
+    model_sha256: str
+    backend: str = Field(description='Which path answers: "sklearn" (the Pipeline) or "onnx".')
+    git_revision: str | None = Field(description="The commit the model was trained from.")
+    deployed_revision: str | None = Field(
+        description="The commit the running service was deployed from (GIT_REVISION)."
+    )
+    trained_at: str | None
+    estimator: str | None
+    hyperparameters: dict[str, Any] | None
+    target: str
+    classes: list[str]
+    metrics: dict[str, Any] | None = Field(description="metrics.json from the evaluate stage.")
+    training_data: dict[str, Any] | None
+    library_versions: dict[str, Any] | None = Field(
+        description="Versions the model was trained and pickled with."
+    )
+    input_schema: dict[str, Any] | None = Field(
+        description="Every feature with its type, accepted bounds or categories, and example."
+    )
+    limits: dict[str, int]
+
+
+@router.get("/model", response_model=ModelInfo, summary="The model this service runs")
+async def model(service: Annotated[ModelService, Depends(get_service)]) -> dict[str, Any]:
+    return service.describe()

@@ -1,0 +1,121 @@
+"""POST /predict and POST /predict/batch.
+
+The endpoints receive the raw body and hand parsing, validation, prediction and
+serialisation to the thread pool in one hop (`ModelService.predict_*_json`): the event
+loop only moves bytes, so `/health` answers promptly however busy the model is. Because
+FastAPI does not parse these bodies, their schemas and examples are declared in
+`openapi_extra` and registered as components by `app.factory`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from app import metrics
+from app.dependencies import get_service
+from app.schemas import BATCH_SCHEMA, RECORD_SCHEMA, ErrorResponse, Schemas
+from app.service import ModelService
+
+JSON = "application/json"
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationIssue]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "The body is larger than the limit."},
+    415: {"model": ErrorResponse, "description": "The body is not declared as JSON."},
+    422: {
+        "model": ValidationErrorResponse,
+        "description": (
+            "The body is empty, not JSON, or a field is missing its type, bounds or allowed "
+            "categories, or is unknown. Each message starts with the field's path."
+        ),
+    },
+}
+
+
+async def read_json_body(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type != JSON and not media_type.endswith("+json"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"send the body as {JSON} (Content-Type was {content_type or 'missing'!r})",
+        )
+    # The app's body-size limit counts these bytes as they stream in and answers 413.
+    return await request.body()
+
+
+def _request_body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {"$ref": f"#/components/schemas/{schema}"},
+                    "examples": {
+                        name: {"summary": name, "value": value} for name, value in examples.items()
+                    },
+                }
+            },
+        }
+    }
+
+
+def build_router(schemas: Schemas) -> APIRouter:
+    router = APIRouter(tags=["predictions"])
+    complete, sparse = schemas.record_example, schemas.sparse_example
+
+    @router.post(
+        "/predict",
+        summary="Predict one record",
+        response_model=schemas.prediction_response,
+        responses=ERROR_RESPONSES,
+        openapi_extra=_request_body(
+            RECORD_SCHEMA, {"every field": complete, "some fields missing": sparse}
+        ),
+    )
+    async def predict(
+        request: Request, service: Annotated[ModelService, Depends(get_service)]
+    ) -> Response:
+        """The predicted class, its probability, every class's probability and the model
+        version. Fields may be null or omitted (the model imputes them); unknown fields,
+        values outside the accepted bounds and categories the model never saw are 422s."""
+        body = await read_json_body(request)
+        payload = await run_in_threadpool(service.predict_one_json, body)
+        return Response(payload, media_type=JSON)
+
+    @router.post(
+        "/predict/batch",
+        summary="Predict many records in one request",
+        response_model=schemas.batch_response,
+        responses=ERROR_RESPONSES,
+        openapi_extra=_request_body(
+            BATCH_SCHEMA, {"two records": {"records": [complete, sparse]}}
+        ),
+    )
+    async def predict_batch(
+        request: Request, service: Annotated[ModelService, Depends(get_service)]
+    ) -> Response:
+        """One result per record, in order, from a single model call. Any invalid record
+        rejects the whole batch with a 422 naming it (`records[3].island: ...`)."""
+        body = await read_json_body(request)
+        payload, count = await run_in_threadpool(service.predict_batch_json, body)
+        metrics.observe_batch(service.model_version, count)
+        return Response(payload, media_type=JSON)
+
+    return router

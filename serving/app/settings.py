@@ -1,0 +1,60 @@
+"""The service's settings: one typed object, read from the environment once.
+
+Every variable carries the `SERVICE_` prefix (`SERVICE_WORKERS=4`), except the deployment
+facts the platform injects under their conventional names (`GIT_REVISION`).
+`gunicorn.conf.py` reads the same object, so the server and the app agree on every value.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The artifacts training writes: `serving/app/data/` in a checkout, `app/data/` in the image.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SERVICE_", extra="ignore", frozen=True)
+
+    model_dir: Path = Field(
+        default=DEFAULT_MODEL_DIR,
+        description="Directory holding model.joblib, model_metadata.json and metrics.json.",
+    )
+    bind: str = Field(
+        default="0.0.0.0:8000",  # noqa: S104 - a container listens on all its interfaces
+        description="Address gunicorn listens on (HOST:PORT).",
+    )
+    # Fargate's 1 vCPU runs one process at a time; two workers keep one answering health
+    # checks while the other predicts a large batch or is being replaced after a crash.
+    workers: int = Field(default=2, ge=1, le=64)
+    # Seconds a worker gets to finish in-flight requests after SIGTERM. The ECS container
+    # stop timeout (set by the deployment) must be longer.
+    graceful_timeout_seconds: int = Field(default=20, ge=1, le=110)
+    # Peers whose X-Forwarded-For gunicorn trusts ("*": any, since only the load balancer
+    # can reach the task; a comma-separated list of IPs or CIDRs otherwise).
+    forwarded_allow_ips: str = "*"
+    # "auto" serves through the compiled fast path when it applies to this model and falls
+    # back to the joblib Pipeline otherwise; "sklearn" forces the Pipeline; "onnx" refuses
+    # to start without the fast path.
+    backend: Literal["auto", "sklearn", "onnx"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # 1,000 records with every field set take about 150 KB of JSON; 1 MiB leaves room for
+    # indentation while refusing bodies no legitimate client sends.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_batch_records: int = Field(default=1000, ge=1)
+    # The revision the running image was deployed from, passed in by the deployment (CDK).
+    deployed_revision: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SERVICE_DEPLOYED_REVISION", "GIT_REVISION"),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

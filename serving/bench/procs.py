@@ -1,0 +1,140 @@
+"""Starting, probing, measuring and stopping the servers the benchmark and tests run."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import imagecmd
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This interpreter's scripts (gunicorn, uvicorn) first on PATH, plus `extra`."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(extra or {})
+    return env
+
+
+def service_command() -> tuple[list[str], Path]:
+    """The image's CMD and the local directory that stands for its WORKDIR."""
+    command = imagecmd.read()
+    return command.argv, command.local_cwd
+
+
+def naive_command(port: int) -> tuple[list[str], Path]:
+    argv = [sys.executable, "-m", "uvicorn", "bench.naive_app:app", "--host", "127.0.0.1"]
+    return [*argv, "--port", str(port), "--log-level", "warning"], imagecmd.SERVING_DIR
+
+
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def wait_for_prediction(
+    process: subprocess.Popen[bytes],
+    port: int,
+    body: bytes,
+    since: float,
+    timeout: float = 60.0,
+) -> float:
+    """Seconds from `since` (a perf_counter() taken at launch) to the first POST /predict
+    answered with 200."""
+    while time.perf_counter() - since < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before answering")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status, _ = request(port, "POST", "/predict", body, timeout=2.0)
+            if status == 200:
+                return time.perf_counter() - since
+        time.sleep(0.01)
+    raise TimeoutError(f"no successful prediction within {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@contextlib.contextmanager
+def running(
+    argv: list[str], cwd: Path, env: Mapping[str, str], log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The process, stopped on the way out whatever happens."""
+    output = log.open("wb") if log else subprocess.DEVNULL
+    process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=output, stderr=output)
+    try:
+        yield process
+    finally:
+        stop(process)
+        if log:
+            output.close()  # type: ignore[union-attr]
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                # The command name, in parentheses, may contain spaces: split after it.
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+@dataclass(frozen=True)
+class Memory:
+    processes: int
+    rss_mib: float
+    """Resident memory summed over the processes; pages shared after fork count each time."""
+    pss_mib: float
+    """Proportional set size: shared pages split between their sharers, so the sum is the
+    memory the service really occupies."""
+
+
+def _kib(path: Path, field: str) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(pid: int) -> Memory:
+    pids = [pid, *children(pid)]
+    rss = sum(_kib(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
+    pss = sum(_kib(Path(f"/proc/{p}/smaps_rollup"), "Pss") for p in pids)
+    return Memory(processes=len(pids), rss_mib=rss / 1024, pss_mib=pss / 1024)
