@@ -1,0 +1,279 @@
+# Every command a developer, CI and the workflows run goes through this file.
+# `make` alone lists the targets.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+PIPENV_VERSION := 2026.10.3
+# The Pipfile categories, in the order they appear; `make setup-development-pipenv`
+# installs all of them, the serving image only `packages` and `serving`.
+CATEGORIES := packages training serving deployment dev-packages
+
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_IGNORE_VIRTUALENVS := 1
+export PIPENV_NOSPIN := 1
+export PIPENV_VERBOSITY := -1
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+# Recipes (and the commands DVC runs for each stage) find the project's tools first.
+export PATH := $(BIN):$(PATH)
+PIPENV := $(PYTHON) -m pipenv
+ENV_STAMP := $(VENV)/.synced
+
+SERVING_REQUIREMENTS := serving/app/requirements.txt
+
+# Scanners (checkov, cfn-lint, zizmor, hadolint) live in their own virtualenv: checkov's
+# dependencies ship an `hcl2` module that shadows python-hcl2 in the main environment.
+TOOLS_VENV := $(CURDIR)/.tools-venv
+TOOLS_BIN := $(TOOLS_VENV)/bin
+TOOLS_STAMP := $(TOOLS_VENV)/.synced
+
+##@ Setup
+
+.PHONY: help
+help: ## Show this list of targets
+	@awk 'BEGIN {FS = ":.*##"} \
+		/^##@/ {printf "\n%s\n", substr($$0, 5)} \
+		/^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup-development-pipenv
+setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
+
+# Rebuilt whenever Pipfile.lock changes. pipenv is installed for the user when missing, so a
+# fresh machine needs nothing but python3 and pip.
+$(ENV_STAMP): Pipfile.lock
+	@$(PIPENV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	$(PIPENV) sync --categories "$(CATEGORIES)"
+	@touch $@
+
+.PHONY: lock
+lock: ## Re-resolve Pipfile into Pipfile.lock and regenerate the serving requirements
+	@$(PIPENV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	$(PIPENV) lock
+	$(MAKE) requirements
+
+.PHONY: requirements
+requirements: ## Export the serving image's hashed requirements from Pipfile.lock
+	@$(PIPENV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	@{ echo "# Generated from Pipfile.lock by \`make requirements\`; do not edit."; \
+	   $(PIPENV) requirements --hash --categories "packages serving"; } > $(SERVING_REQUIREMENTS)
+	@echo "wrote $(SERVING_REQUIREMENTS)"
+
+$(TOOLS_STAMP): tools/requirements.txt
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_BIN)/pip install --quiet --require-hashes --no-deps -r tools/requirements.txt
+	@touch $@
+
+.PHONY: tools
+tools: $(TOOLS_STAMP) ## Build .tools-venv, the isolated environment of the scanners
+
+.PHONY: tools-lock
+tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requirements.txt
+	rm -rf $(TOOLS_VENV).lock && $(PYTHON) -m venv $(TOOLS_VENV).lock
+	$(TOOLS_VENV).lock/bin/pip install --quiet pip-tools
+	cd tools && $(TOOLS_VENV).lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-find-links --no-emit-index-url -o requirements.txt requirements.in
+	rm -rf $(TOOLS_VENV).lock
+
+##@ Training
+
+.PHONY: train
+train: $(ENV_STAMP) ## Run the DVC pipeline (prepare, train, evaluate) and show the metrics
+	dvc repro
+	dvc metrics show
+
+BUCKET ?=
+.PHONY: configure-dvc
+configure-dvc: $(ENV_STAMP) ## Point the DVC remote at your bucket: make configure-dvc BUCKET=name
+	@test -n "$(BUCKET)" || { echo "usage: make configure-dvc BUCKET=<bucket name from terraform output>"; exit 2; }
+	dvc remote modify storage url "s3://$(BUCKET)/dvc"
+	@echo "DVC remote 'storage' now points at s3://$(BUCKET)/dvc; commit .dvc/config"
+
+##@ Quality
+
+.PHONY: lint
+lint: $(ENV_STAMP) ## ruff check, ruff format --check and mypy, as CI runs them
+	ruff check .
+	ruff format --check .
+	mypy
+
+.PHONY: format
+format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+.PHONY: test
+test: $(ENV_STAMP) $(TOOLS_STAMP) ## Run every test and scanner (builds the environments first when missing)
+	pytest
+	$(MAKE) --no-print-directory scan
+
+.PHONY: scan
+scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, zizmor, hadolint)
+	$(MAKE) --no-print-directory $(SCANS)
+
+# Each part appends its scanner target to SCANS in its own section below.
+SCANS :=
+
+.PHONY: clean
+clean: ## Remove caches and build output (keeps .venv and the DVC cache)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache serving/deployment/cdk.out
+	find . -name __pycache__ -type d -not -path "./.venv/*" -prune -exec rm -rf {} +
+
+##@ Serving
+
+##@ Deployment
+
+##@ Infrastructure
+
+# Terraform in infrastructure/ bootstraps the DVC bucket and the GitHub Actions identity.
+# infra-init/plan/apply talk to AWS: they need credentials for the target account (and
+# infrastructure/terraform.tfvars, copied from terraform.tfvars.example). Everything else
+# here runs offline.
+TERRAFORM ?= terraform
+INFRA_DIR := infrastructure
+INFRA_PLAN := bootstrap.tfplan
+
+.PHONY: infra-test
+infra-test: $(ENV_STAMP) ## Test the Terraform offline: parsed HCL properties and terraform fmt
+	pytest $(INFRA_DIR)/tests
+
+.PHONY: infra-fmt
+infra-fmt: ## Format the Terraform files (needs terraform)
+	$(TERRAFORM) fmt -recursive $(INFRA_DIR)
+
+# checkov runs offline: --skip-download fetches nothing from Prisma Cloud and
+# CKV_SKIP_PACKAGE_UPDATE_CHECK skips the PyPI version check; CKV_PARSE_ERROR_FAIL makes a
+# file checkov cannot parse fail the scan instead of being left out of it silently.
+.PHONY: scan-infrastructure
+scan-infrastructure: $(TOOLS_STAMP) ## checkov over infrastructure/: zero failed checks, every skip inline with its reason
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true CKV_PARSE_ERROR_FAIL=true \
+		$(TOOLS_BIN)/checkov --directory $(INFRA_DIR) --framework terraform secrets \
+		--skip-download --compact --quiet
+SCANS += scan-infrastructure
+
+.PHONY: infra-init
+infra-init: ## terraform init in infrastructure/ (downloads the AWS provider)
+	$(TERRAFORM) -chdir=$(INFRA_DIR) init -input=false
+
+.PHONY: infra-plan
+infra-plan: infra-init ## Plan the bootstrap into infrastructure/bootstrap.tfplan (needs AWS credentials and terraform.tfvars)
+	@test -f $(INFRA_DIR)/terraform.tfvars || { echo "copy $(INFRA_DIR)/terraform.tfvars.example to $(INFRA_DIR)/terraform.tfvars and fill it in"; exit 2; }
+	$(TERRAFORM) -chdir=$(INFRA_DIR) plan -input=false -out=$(INFRA_PLAN)
+
+.PHONY: infra-apply
+infra-apply: ## Apply the plan `make infra-plan` saved, then print the next commands
+	@test -f $(INFRA_DIR)/$(INFRA_PLAN) || { echo "run 'make infra-plan' first and review it"; exit 2; }
+	$(TERRAFORM) -chdir=$(INFRA_DIR) apply -input=false $(INFRA_PLAN)
+	rm -f $(INFRA_DIR)/$(INFRA_PLAN)
+	$(TERRAFORM) -chdir=$(INFRA_DIR) output -raw next_steps; echo
+
+##@ CI/CD
+# The workflows in .github/workflows run only make targets, so a developer reproduces any CI
+# step with the same command. The scripts behind these targets live in .github/scripts.
+
+CI_DIR := build/ci
+CI_SCRIPTS := .github/scripts
+CI_MODEL_DATA := serving/app/data
+# The branch a pull request is compared with (the train workflow passes the PR's base).
+# Exported, and read as $$BASE_REF in recipes: a ref name is never pasted into shell code.
+export BASE_REF ?= origin/main
+export BASE_NAME ?= $(patsubst origin/%,%,$(BASE_REF))
+CI_BASE_METRICS := $(CI_DIR)/base-metrics.json
+CI_PR_COMMENT := $(CI_DIR)/pr-comment.md
+# What `dvc repro` changes that git tracks (dvc.lock and the `cache: false` outputs of dvc.yaml),
+# copied here by the train job and committed to the PR branch by the commit-back job.
+CI_STAGED_OUTPUTS := $(CI_DIR)/training-outputs
+CI_CDK_OUTPUTS := serving/deployment/cdk-outputs.json
+# Workflow re-run on the PR branch after a commit-back (see commit-training-outputs).
+CI_TESTS_WORKFLOW := tests.yml
+
+.PHONY: dvc-pull
+dvc-pull: $(ENV_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
+	dvc pull
+
+.PHONY: dvc-push
+dvc-push: $(ENV_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
+	dvc push
+
+.PHONY: test-model
+test-model: $(ENV_STAMP) ## Run the training and serving tests against the model in serving/app/data
+	pytest training/tests serving/tests
+
+.PHONY: stage-training-outputs
+stage-training-outputs: $(ENV_STAMP) ## Copy dvc.lock and the git-tracked outputs of `make train` into build/ci
+	python $(CI_SCRIPTS)/training_outputs.py --copy-to $(CI_STAGED_OUTPUTS)
+
+.PHONY: base-metrics
+base-metrics: ## Extract BASE_REF's metrics.json into build/ci (empty when BASE_REF has no model)
+	@mkdir -p $(CI_DIR)
+	@git rev-parse --verify --quiet "$$BASE_REF^{commit}" >/dev/null || { \
+		echo "BASE_REF=$$BASE_REF is not a commit here: fetch it or pass BASE_REF=<ref>" >&2; exit 2; }
+	@if git cat-file -e "$$BASE_REF:$(CI_MODEL_DATA)/metrics.json" 2>/dev/null; then \
+		git show "$$BASE_REF:$(CI_MODEL_DATA)/metrics.json" > $(CI_BASE_METRICS); \
+	else \
+		echo "$$BASE_REF has no $(CI_MODEL_DATA)/metrics.json yet: this is the first model"; \
+		: > $(CI_BASE_METRICS); \
+	fi
+
+# The base file is empty when the base branch has no model; the scripts are then told so by
+# leaving out --base-metrics.
+CI_BASE_METRICS_ARG = $$(test -s $(CI_BASE_METRICS) && echo --base-metrics $(CI_BASE_METRICS))
+
+.PHONY: pr-comment
+pr-comment: $(ENV_STAMP) base-metrics ## Write build/ci/pr-comment.md: metrics vs BASE_REF, baseline, report
+	python $(CI_SCRIPTS)/model_report.py comment --metrics $(CI_MODEL_DATA)/metrics.json \
+		$(CI_BASE_METRICS_ARG) --base-name "$$BASE_NAME" --report $(CI_MODEL_DATA)/report.md \
+		--metadata $(CI_MODEL_DATA)/model_metadata.json --params params.yaml --output $(CI_PR_COMMENT)
+	@# In GitHub Actions the comment also goes to the job summary, which fork PRs get too.
+	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(CI_PR_COMMENT) >> "$$GITHUB_STEP_SUMMARY"; fi
+
+.PHONY: compare-metrics
+compare-metrics: $(ENV_STAMP) base-metrics ## Fail when the model is worse than BASE_REF's by more than params compare.max_regression
+	python $(CI_SCRIPTS)/model_report.py compare --metrics $(CI_MODEL_DATA)/metrics.json \
+		$(CI_BASE_METRICS_ARG) --base-name "$$BASE_NAME" --params params.yaml
+
+# PR and GITHUB_REPOSITORY are read from the environment inside the recipe, never pasted into
+# it by make, so no value can turn into shell code.
+.PHONY: post-pr-comment
+post-pr-comment: ## Create or update the PR's model-report comment (needs gh, GH_TOKEN, PR, GITHUB_REPOSITORY)
+	@test -s $(CI_PR_COMMENT) || { echo "no $(CI_PR_COMMENT): run make pr-comment first" >&2; exit 2; }
+	$(PYTHON) $(CI_SCRIPTS)/post_comment.py --repo "$$GITHUB_REPOSITORY" --pr "$$PR" \
+		--body-file $(CI_PR_COMMENT)
+
+# Runs on a checkout of the exact commit that was trained, so the push is a fast-forward or
+# fails: outputs of an older run can never land on top of newer commits. A push made with
+# GITHUB_TOKEN starts no workflow, so the tests are dispatched on the branch explicitly
+# (workflow_dispatch is the documented exception); the new head commit then gets its checks.
+.PHONY: commit-training-outputs
+commit-training-outputs: ## Commit the staged training outputs (build/ci) to BRANCH and push it (CI)
+	@test -n "$${BRANCH:-}" || { echo "usage: BRANCH=<pr branch> make commit-training-outputs" >&2; exit 2; }
+	@test -d $(CI_STAGED_OUTPUTS) || { echo "no $(CI_STAGED_OUTPUTS): run make stage-training-outputs" >&2; exit 2; }
+	cp -R $(CI_STAGED_OUTPUTS)/. .
+	cd $(CI_STAGED_OUTPUTS) && find . -type f -print0 | (cd "$(CURDIR)" && xargs -0 git add --)
+	@if git diff --cached --quiet; then \
+		echo "training outputs unchanged: nothing to commit"; \
+	else \
+		git -c user.name="github-actions[bot]" \
+			-c user.email="41898282+github-actions[bot]@users.noreply.github.com" \
+			commit --quiet -m "Update model outputs from the train workflow" \
+			-m "dvc repro on $$(git rev-parse --short HEAD); the model itself is in the DVC remote."; \
+		git push origin "HEAD:refs/heads/$$BRANCH"; \
+		gh workflow run $(CI_TESTS_WORKFLOW) --ref "$$BRANCH"; \
+	fi
+
+.PHONY: smoke-test
+smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
+	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs $(CI_CDK_OUTPUTS); fi; \
+	set -x; $(PYTHON) $(CI_SCRIPTS)/smoke_test.py --metadata $(CI_MODEL_DATA)/model_metadata.json "$$@"
+
+.PHONY: scan-workflows
+scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) ## Validate the workflows and Dependabot config (JSON schemas) and audit them (zizmor)
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(TOOLS_BIN)/zizmor --offline --min-severity medium .github/workflows .github/dependabot.yml
+
+SCANS += scan-workflows

@@ -1,0 +1,1 @@
+"""The training pipeline: one module per DVC stage (prepare, train, evaluate)."""

@@ -1,0 +1,92 @@
+"""Loading the data set and describing its features.
+
+Swap in your own data by pointing `prepare.source` in params.yaml at a CSV or Parquet file:
+everything downstream (the preprocessing, the service's request schema) is derived from the
+columns it finds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pandas.api import types as ptypes
+
+BUNDLED_SOURCE = "palmerpenguins"
+
+
+class DataError(ValueError):
+    """The data set cannot be used as it is; the message says why."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns are features, and how the pipeline treats each kind."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+
+def load_dataset(source: str, root: Path) -> pd.DataFrame:
+    """Load the raw data set named by `source`: the bundled penguins, or a CSV/Parquet path."""
+    if source == BUNDLED_SOURCE:
+        # Imported here so that users who bring their own data need not install it.
+        from palmerpenguins import load_penguins
+
+        frame: pd.DataFrame = load_penguins()
+        return frame
+    path = Path(source)
+    if not path.is_absolute():
+        path = root / path
+    if not path.is_file():
+        raise DataError(f"prepare.source: no such file: {path}")
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    if path.suffix in {".parquet", ".pq"}:
+        return pd.read_parquet(path)
+    raise DataError(f"prepare.source: expected a .csv or .parquet file, got {path.name}")
+
+
+def clean(frame: pd.DataFrame, target: str, drop_columns: list[str]) -> pd.DataFrame:
+    """Drop unused columns and rows without a label; fail clearly when the target is absent."""
+    if target not in frame.columns:
+        raise DataError(
+            f"prepare.target: column {target!r} not in the data (columns: {list(frame.columns)})"
+        )
+    missing = [c for c in drop_columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"prepare.drop_columns: columns not in the data: {missing}")
+    frame = frame.drop(columns=drop_columns)
+    frame = frame.dropna(subset=[target]).reset_index(drop=True)
+    frame[target] = frame[target].astype(str)
+    if frame[target].nunique() < 2:
+        raise DataError(f"prepare.target: {target!r} needs at least two classes")
+    if len(frame.columns) < 2:
+        raise DataError("the data has no feature columns besides the target")
+    return frame
+
+
+def feature_spec(frame: pd.DataFrame, target: str) -> FeatureSpec:
+    """Numeric columns are scaled; everything else (strings, booleans, categories) is one-hot."""
+    features = [c for c in frame.columns if c != target]
+    numeric = tuple(
+        c
+        for c in features
+        if ptypes.is_numeric_dtype(frame[c]) and not ptypes.is_bool_dtype(frame[c])
+    )
+    categorical = tuple(c for c in features if c not in numeric)
+    return FeatureSpec(numeric=numeric, categorical=categorical)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A sha256 of the rows and column names, independent of the file format they came in."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,53 @@
+"""Fixtures shared by the training tests: the raw data and the artifacts `make train` wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+import pytest
+
+from training import paths
+from training.data import BUNDLED_SOURCE, clean, load_dataset
+from training.io import load_params
+
+
+@pytest.fixture(scope="session")
+def prepare_params() -> dict[str, Any]:
+    return load_params("prepare", paths.PARAMS)
+
+
+@pytest.fixture(scope="session")
+def raw_penguins() -> pd.DataFrame:
+    return load_dataset(BUNDLED_SOURCE, paths.ROOT)
+
+
+@pytest.fixture(scope="session")
+def penguins(raw_penguins: pd.DataFrame, prepare_params: dict[str, Any]) -> pd.DataFrame:
+    return clean(raw_penguins, prepare_params["target"], list(prepare_params["drop_columns"]))
+
+
+def _artifact(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path.relative_to(paths.ROOT)} is missing: run `make train` (or `dvc pull`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model() -> Any:
+    return joblib.load(_artifact(paths.MODEL))
+
+
+@pytest.fixture(scope="session")
+def metadata() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(_artifact(paths.METADATA).read_text(encoding="utf-8"))
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def metrics() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(_artifact(paths.METRICS).read_text(encoding="utf-8"))
+    return loaded

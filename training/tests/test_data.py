@@ -1,0 +1,97 @@
+"""Data tests: the data set has the schema, labels and missing values the pipeline expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.data import DataError, clean, feature_spec, fingerprint, load_dataset
+
+NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+CATEGORICAL = ("island", "sex")
+SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def test_bundled_dataset_loads_offline_with_all_rows(raw_penguins: pd.DataFrame) -> None:
+    assert len(raw_penguins) == 344
+    assert {"species", *NUMERIC, *CATEGORICAL, "year"} <= set(raw_penguins.columns)
+
+
+def test_labels_are_exactly_the_three_species(penguins: pd.DataFrame) -> None:
+    assert set(penguins["species"]) == SPECIES
+    assert penguins["species"].notna().all()
+
+
+def test_features_are_typed_numeric_and_categorical(penguins: pd.DataFrame) -> None:
+    spec = feature_spec(penguins, "species")
+    assert spec.numeric == NUMERIC
+    assert spec.categorical == CATEGORICAL
+
+
+def test_unused_columns_are_dropped(penguins: pd.DataFrame) -> None:
+    assert "year" not in penguins.columns
+
+
+def test_nulls_appear_only_in_imputable_features(penguins: pd.DataFrame) -> None:
+    nulls = penguins.isna().sum()
+    assert nulls[nulls > 0].index.isin([*NUMERIC, "sex"]).all()
+    # The known gaps of the data set: two birds without measurements, eleven without sex.
+    assert nulls["bill_length_mm"] == 2
+    assert nulls["sex"] == 11
+
+
+def test_measurements_are_positive_and_plausible(penguins: pd.DataFrame) -> None:
+    numeric = penguins[list(NUMERIC)]
+    assert (numeric.dropna() > 0).all().all()
+    assert penguins["body_mass_g"].dropna().between(2000, 7000).all()
+
+
+def test_categories_are_the_known_islands_and_sexes(penguins: pd.DataFrame) -> None:
+    assert set(penguins["island"]) == {"Biscoe", "Dream", "Torgersen"}
+    assert set(penguins["sex"].dropna()) == {"female", "male"}
+
+
+def test_own_csv_and_parquet_load_to_the_same_frame(tmp_path: Path, raw_penguins: pd.DataFrame) -> None:
+    raw_penguins.to_csv(tmp_path / "mine.csv", index=False)
+    raw_penguins.to_parquet(tmp_path / "mine.parquet", index=False)
+    from_csv = load_dataset("mine.csv", tmp_path)
+    from_parquet = load_dataset(str(tmp_path / "mine.parquet"), Path("/nonexistent"))
+    assert fingerprint(from_csv) == fingerprint(from_parquet) == fingerprint(raw_penguins)
+
+
+def test_missing_or_unsupported_source_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset("absent.csv", tmp_path)
+    (tmp_path / "data.xlsx").write_bytes(b"")
+    with pytest.raises(DataError, match=r"\.csv or \.parquet"):
+        load_dataset("data.xlsx", tmp_path)
+
+
+def test_clean_rejects_a_target_or_drop_column_that_does_not_exist(
+    raw_penguins: pd.DataFrame,
+) -> None:
+    with pytest.raises(DataError, match="prepare.target"):
+        clean(raw_penguins, "label", [])
+    with pytest.raises(DataError, match="prepare.drop_columns"):
+        clean(raw_penguins, "species", ["nope"])
+
+
+def test_clean_drops_rows_without_a_label() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", None, "b"]})
+    cleaned = clean(frame, "y", [])
+    assert cleaned["y"].tolist() == ["a", "b"]
+
+
+def test_clean_rejects_a_single_class_target() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "a"]})
+    with pytest.raises(DataError, match="at least two classes"):
+        clean(frame, "y", [])
+
+
+def test_fingerprint_changes_when_one_value_changes(penguins: pd.DataFrame) -> None:
+    altered = penguins.copy()
+    altered.loc[0, "bill_length_mm"] = altered.loc[0, "bill_length_mm"] + 0.1
+    assert fingerprint(altered) != fingerprint(penguins)
+    assert fingerprint(penguins.copy()) == fingerprint(penguins)

@@ -1,0 +1,223 @@
+"""Stage `export`: the trained Pipeline becomes an ONNX graph with proven parity, and a
+Pipeline the converter cannot handle (or whose graph disagrees) is recorded as unavailable
+without failing the pipeline."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import SplineTransformer
+from sklearn.semi_supervised import LabelSpreading
+
+from training import export, paths
+from training.data import clean, feature_spec, load_dataset
+from training.io import load_params
+from training.prepare import split
+from training.train import build_metadata, build_pipeline, sha256_file
+
+
+def _train_into(directory: Path, classifier: str | None = None, model: Any = None) -> dict[str, Any]:
+    """What `dvc repro` does up to `train`, into `directory`, with the repository's params."""
+    prepare = load_params("prepare", paths.PARAMS)
+    train_params = load_params("train", paths.PARAMS)
+    target = prepare["target"]
+    frame = clean(load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"]))
+    train, test = split(frame, target, prepare["test_size"], prepare["seed"])
+    spec = feature_spec(train, target)
+    if model is None:
+        chosen = classifier or train_params["classifier"]
+        hyperparameters = train_params["hyperparameters"] if classifier is None else {}
+        model = build_pipeline(spec, chosen, hyperparameters, train_params["seed"])
+    model.fit(train[list(spec.all)], train[target])
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, directory / "model.joblib")
+    metadata = build_metadata(
+        model=model,
+        train=train,
+        target=target,
+        spec=spec,
+        params=train_params,
+        model_sha256=sha256_file(directory / "model.joblib"),
+        trained_at=datetime(2026, 1, 1, tzinfo=UTC),
+        revision="unknown",
+    )
+    prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
+    return {"metadata": metadata, "prepared": prepared, "model": model}
+
+
+def _export(directory: Path, trained: dict[str, Any]) -> dict[str, Any]:
+    return export.export(
+        model_path=directory / "model.joblib",
+        metadata=trained["metadata"],
+        prepared=trained["prepared"],
+        params=load_params("export", paths.PARAMS),
+        onnx_dir=directory / "onnx",
+        record_path=directory / "onnx_export.json",
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    directory = tmp_path_factory.mktemp("artifacts")
+    trained = _train_into(directory)
+    return directory, trained, _export(directory, trained)
+
+
+def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported):
+    directory, trained, record = exported
+    params = load_params("export", paths.PARAMS)
+    assert record["status"] == "exported", record["reason"]
+    assert record["reason"] is None
+    parity = record["parity"]
+    assert parity["passed"] is True
+    assert parity["prepared_data"]["rows_checked"] == len(trained["prepared"]) == 344
+    assert parity["random_records"]["rows_checked"] == params["random_records"]
+    assert parity["rows_checked"] == 344 + params["random_records"]
+    for part in ("prepared_data", "random_records"):
+        assert 0 <= parity[part]["max_abs_probability_difference"] <= 1e-6
+        assert parity[part]["label_disagreements"] == 0
+        assert parity[part]["label_agreement"] == 1.0
+
+
+def test_record_pins_the_graph_and_the_model_it_came_from(exported):
+    directory, trained, record = exported
+    graph = directory / record["onnx_file"]
+    assert record["onnx_file"] == "onnx/model.onnx"
+    assert export.sha256_bytes(graph.read_bytes()) == record["onnx_sha256"]
+    assert record["model_sha256"] == trained["metadata"]["model_sha256"]
+    assert record["model_sha256"] == sha256_file(directory / "model.joblib")
+    assert record["classes"] == trained["metadata"]["classes"]
+    assert record["inputs"] == [
+        {"name": "bill_length_mm", "type": "double"},
+        {"name": "bill_depth_mm", "type": "double"},
+        {"name": "flipper_length_mm", "type": "double"},
+        {"name": "body_mass_g", "type": "double"},
+        {"name": "island", "type": "string"},
+        {"name": "sex", "type": "string"},
+    ]
+    assert record["opsets"]["ai.onnx"] >= 19  # string Equal, used by the imputer
+    assert set(record["library_versions"]) >= {"skl2onnx", "onnx", "onnxruntime", "scikit-learn"}
+    # What the stage writes is what it returns (and what git will track).
+    assert json.loads((directory / "onnx_export.json").read_text()) == record
+
+
+def test_conversion_is_byte_for_byte_reproducible(exported):
+    """DVC caches the graph by hash: a re-run that changes nothing must not change it."""
+    directory, trained, record = exported
+    features = export.Features.from_metadata(trained["metadata"])
+    model = joblib.load(directory / "model.joblib")
+    first = export.convert(model, features, name="m").SerializeToString()
+    second = export.convert(model, features, name="m").SerializeToString()
+    assert first == second
+
+
+def test_graph_imputes_missing_values_like_the_pipeline(exported):
+    """The case skl2onnx's stock imputer gets wrong: missing categories and numbers."""
+    directory, trained, record = exported
+    features = export.Features.from_metadata(trained["metadata"])
+    session = export.inference_session((directory / record["onnx_file"]).read_bytes())
+    frame = pd.DataFrame(
+        {
+            "bill_length_mm": [np.nan, 39.1, np.nan],
+            "bill_depth_mm": [np.nan, 18.7, 15.0],
+            "flipper_length_mm": [np.nan, np.nan, 220.0],
+            "body_mass_g": [np.nan, 3750.0, np.nan],
+            "island": pd.Series([np.nan, "Torgersen", np.nan], dtype=object),
+            "sex": pd.Series([np.nan, np.nan, "female"], dtype=object),
+        }
+    )
+    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features))
+    expected = trained["model"].predict_proba(frame)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
+
+
+def test_random_records_are_valid_and_cover_missing_and_unseen_values(exported):
+    _, trained, _ = exported
+    metadata = trained["metadata"]
+    records = export.random_records(metadata, 2000, missing_rate=0.2, seed=7)
+    assert len(records) == 2000
+    for feature in metadata["input_schema"]["features"]:
+        column = records[feature["name"]]
+        assert column.isna().any(), feature["name"]
+        present = column.dropna()
+        if feature["type"] == "number":
+            assert present.between(feature["minimum"], feature["maximum"]).all()
+            assert {feature["minimum"], feature["maximum"]} <= set(present.iloc[:2])
+        else:
+            assert set(present) <= {*feature["categories"], *export.UNSEEN_CATEGORIES}
+            assert set(present) & set(export.UNSEEN_CATEGORIES)
+    pd.testing.assert_frame_equal(records, export.random_records(metadata, 2000, 0.2, seed=7))
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        # Neither has a converter in skl2onnx: a classifier and a preprocessing step.
+        ("classifier", LabelSpreading()),
+        ("preprocessing", SplineTransformer()),
+    ],
+)
+def test_unconvertible_pipeline_is_recorded_unavailable_without_failing(tmp_path, name, step):
+    base = _train_into(tmp_path / "base")["model"]
+    preprocess = clone(base.named_steps["preprocess"])
+    if name == "classifier":
+        model = Pipeline([("preprocess", preprocess), ("classifier", step)])
+    else:
+        model = Pipeline(
+            [("preprocess", preprocess), ("spline", step), ("classifier", clone(base[-1]))]
+        )
+    directory = tmp_path / "artifacts"
+    trained = _train_into(directory, model=model)
+    # A graph left by an earlier, successful export must not survive this one.
+    (directory / "onnx").mkdir()
+    (directory / "onnx" / "model.onnx").write_bytes(b"stale")
+
+    record = _export(directory, trained)
+
+    assert record["status"] == "unavailable"
+    assert type(step).__name__ in record["reason"]
+    assert record["onnx_file"] is None
+    assert record["onnx_sha256"] is None
+    assert record["model_sha256"] == trained["metadata"]["model_sha256"]
+    assert (directory / "onnx").is_dir()  # DVC's out exists, empty
+    assert list((directory / "onnx").iterdir()) == []
+    assert json.loads((directory / "onnx_export.json").read_text()) == record
+
+
+def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path):
+    """skl2onnx converts a random forest with float32 thresholds, so rows near a split land
+    on the other side: the parity check catches it and the service keeps the Pipeline."""
+    trained = _train_into(tmp_path, classifier="random_forest")
+
+    record = _export(tmp_path, trained)
+
+    assert record["status"] == "unavailable"
+    assert record["reason"].startswith("ExportUnavailable: parity failed")
+    assert record["parity"]["passed"] is False
+    assert record["parity"]["prepared_data"]["max_abs_probability_difference"] > 1e-6
+    assert list((tmp_path / "onnx").iterdir()) == []
+
+
+def test_model_file_that_is_not_the_one_the_metadata_describes_fails_the_stage(tmp_path):
+    trained = _train_into(tmp_path)
+    metadata = {**trained["metadata"], "model_sha256": "0" * 64}
+    with pytest.raises(ValueError, match="re-run the train stage"):
+        export.export(
+            model_path=tmp_path / "model.joblib",
+            metadata=metadata,
+            prepared=trained["prepared"],
+            params=load_params("export", paths.PARAMS),
+            onnx_dir=tmp_path / "onnx",
+            record_path=tmp_path / "onnx_export.json",
+        )
+    assert not (tmp_path / "onnx_export.json").exists()
+

@@ -1,0 +1,173 @@
+"""The whole DVC pipeline, run for real in a scratch copy of the repository.
+
+Covers what only the assembled pipeline shows: `dvc repro` produces every artifact,
+training is deterministic, the baseline gate stops a bad model, and the artifacts make a
+byte-identical round trip through an S3 remote (moto's S3 server on a loopback port).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training import paths
+
+pytestmark = pytest.mark.slow
+
+# What a fresh clone holds that the pipeline reads; everything else is produced.
+COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
+ARTIFACTS = ["model.joblib", "model_metadata.json", "metrics.json", "report.md", "test_predictions.csv"]
+BUCKET = "dvc-roundtrip"
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def tool(name: str) -> str:
+    """The tool installed beside this interpreter (the project's .venv)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def env_with_venv(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git + DVC repository holding the pipeline's sources, trained once with `dvc repro`."""
+    root = tmp_path_factory.mktemp("repo")
+    for name in COPIED:
+        source = paths.ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "data", "tests"))
+        else:
+            shutil.copy2(source, root / name)
+    env = env_with_venv()
+    run(["git", "init", "-q"], root, env)
+    run([tool("dvc"), "init", "-q"], root, env)
+    shutil.copy2(paths.ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    run([tool("dvc"), "repro", "--quiet"], root, env)
+    return root
+
+
+def test_repro_produces_every_artifact(workspace: Path) -> None:
+    data = workspace / "serving" / "app" / "data"
+    for name in ARTIFACTS:
+        assert (data / name).stat().st_size > 0, name
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
+    assert set(lock["stages"]) >= {"prepare", "train", "evaluate"}
+
+
+def test_repro_again_is_a_no_op(workspace: Path) -> None:
+    result = run([tool("dvc"), "status"], workspace, env_with_venv())
+    assert "up to date" in result.stdout.lower() or result.stdout.strip() == ""
+
+
+def test_training_twice_gives_identical_metrics_and_model(workspace: Path) -> None:
+    data = workspace / "serving" / "app" / "data"
+    before = {name: (data / name).read_bytes() for name in ("metrics.json", "model.joblib")}
+    run([tool("dvc"), "repro", "--force", "--quiet"], workspace, env_with_venv())
+    assert (data / "metrics.json").read_bytes() == before["metrics.json"]
+    assert (data / "model.joblib").read_bytes() == before["model.joblib"]
+
+
+def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -> None:
+    params_file = workspace / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["evaluate"]["min_improvement_over_baseline"] = 0.99
+    params_file.write_text(yaml.safe_dump(params))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "training.evaluate"],
+            cwd=workspace, capture_output=True, text=True, timeout=300, env=env_with_venv(),
+        )
+    finally:
+        params_file.write_text(original)
+    assert result.returncode != 0
+    assert "model rejected: accuracy improves on the baseline by" in result.stderr
+    assert "less than the required 0.9900" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, stopped by its PID whatever happens."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)  # noqa: S310 - loopback test server
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("moto's S3 server did not start")
+                time.sleep(0.2)
+        request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
+        urllib.request.urlopen(request, timeout=5)  # noqa: S310
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_artifacts_round_trip_byte_for_byte_through_the_s3_remote(
+    workspace: Path, s3_endpoint: str
+) -> None:
+    env = env_with_venv(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto accepts any credentials
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    dvc = tool("dvc")
+    run([dvc, "remote", "modify", "--local", "storage", "url", f"s3://{BUCKET}/dvc"], workspace, env)
+    run([dvc, "remote", "modify", "--local", "storage", "endpointurl", s3_endpoint], workspace, env)
+    model = workspace / "serving" / "app" / "data" / "model.joblib"
+    original = model.read_bytes()
+
+    run([dvc, "push"], workspace, env)
+    shutil.rmtree(workspace / ".dvc" / "cache")
+    model.unlink()
+    shutil.rmtree(workspace / "training" / "data" / "prepared")
+    run([dvc, "pull"], workspace, env)
+
+    assert model.read_bytes() == original
+    assert (workspace / "training" / "data" / "prepared" / "train.parquet").exists()
+    metadata = json.loads((model.parent / "model_metadata.json").read_text())
+    import hashlib
+
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == metadata["model_sha256"]
