@@ -18,7 +18,10 @@ data "aws_iam_policy_document" "dvc_read" {
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.dvc.arn]
 
-    # Listing is limited to keys under dvc/ (and the prefix itself, which DVC probes).
+    # Listing is limited to keys under dvc/ (and the prefix itself, which DVC probes). S3
+    # also consults this grant, with s3:prefix set to the key, to answer a HEAD or GET of a
+    # missing object under dvc/ with 404 rather than 403, which is how DVC learns that an
+    # object still has to be pushed.
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
