@@ -132,7 +132,9 @@ def _convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
             [str(value).encode() for value in statistics],
         )
         token = scope.get_unique_variable_name("missing_category")
-        container.add_initializer(token, onnx_proto.TensorProto.STRING, [], [MISSING_CATEGORY.encode()])
+        container.add_initializer(
+            token, onnx_proto.TensorProto.STRING, [], [MISSING_CATEGORY.encode()]
+        )
         container.add_node("Equal", [features, token], [is_missing])
     else:
         proto = guess_proto_type(operator.inputs[0].type)

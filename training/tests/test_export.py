@@ -25,12 +25,16 @@ from training.prepare import split
 from training.train import build_metadata, build_pipeline, sha256_file
 
 
-def _train_into(directory: Path, classifier: str | None = None, model: Any = None) -> dict[str, Any]:
+def _train_into(
+    directory: Path, classifier: str | None = None, model: Any = None
+) -> dict[str, Any]:
     """What `dvc repro` does up to `train`, into `directory`, with the repository's params."""
     prepare = load_params("prepare", paths.PARAMS)
     train_params = load_params("train", paths.PARAMS)
     target = prepare["target"]
-    frame = clean(load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"]))
+    frame = clean(
+        load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"])
+    )
     train, test = split(frame, target, prepare["test_size"], prepare["seed"])
     spec = feature_spec(train, target)
     if model is None:
@@ -66,14 +70,16 @@ def _export(directory: Path, trained: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+def exported(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     directory = tmp_path_factory.mktemp("artifacts")
     trained = _train_into(directory)
     return directory, trained, _export(directory, trained)
 
 
 def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported):
-    directory, trained, record = exported
+    _, trained, record = exported
     params = load_params("export", paths.PARAMS)
     assert record["status"] == "exported", record["reason"]
     assert record["reason"] is None
@@ -112,7 +118,7 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
 
 def test_conversion_is_byte_for_byte_reproducible(exported):
     """DVC caches the graph by hash: a re-run that changes nothing must not change it."""
-    directory, trained, record = exported
+    directory, trained, _ = exported
     features = export.Features.from_metadata(trained["metadata"])
     model = joblib.load(directory / "model.joblib")
     first = export.convert(model, features, name="m").SerializeToString()
@@ -220,4 +226,3 @@ def test_model_file_that_is_not_the_one_the_metadata_describes_fails_the_stage(t
             record_path=tmp_path / "onnx_export.json",
         )
     assert not (tmp_path / "onnx_export.json").exists()
-

@@ -1,0 +1,358 @@
+"""The ONNX fast path predicts what the joblib Pipeline predicts, and steps aside otherwise.
+
+Parity: through `load_onnx_predictor`, on the whole penguins data set and on random valid
+records (missing values, unseen categories), probabilities within 1e-6 of the Pipeline's
+and identical labels. Fallback: every reason the fast path must not answer raises
+FastPathUnavailable, which makes the service answer with the Pipeline.
+
+The artifacts are built once per module the way `dvc repro` builds them (the repository's
+params, the training code, the export stage), into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import shutil
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from app.artifacts import ModelIntegrityError, parse_metadata
+from app.onnx_predictor import EXPORT_RECORD, FastPathUnavailable, load_onnx_predictor
+from app.predictor import SklearnPredictor, load_predictor
+from palmerpenguins import load_penguins
+
+from training import export, paths
+from training.data import clean, feature_spec, load_dataset
+from training.io import load_params
+from training.prepare import split
+from training.train import build_metadata, build_pipeline, sha256_file
+
+TOLERANCE = 1e-6
+RANDOM_RECORDS = 5000
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """model.joblib, model_metadata.json, onnx_export.json and onnx/model.onnx."""
+    directory = tmp_path_factory.mktemp("data")
+    prepare = load_params("prepare", paths.PARAMS)
+    params = load_params("train", paths.PARAMS)
+    target = prepare["target"]
+    frame = clean(
+        load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"])
+    )
+    train, test = split(frame, target, prepare["test_size"], prepare["seed"])
+    spec = feature_spec(train, target)
+    model = build_pipeline(spec, params["classifier"], params["hyperparameters"], params["seed"])
+    model.fit(train[list(spec.all)], train[target])
+    joblib.dump(model, directory / "model.joblib")
+    metadata = build_metadata(
+        model=model,
+        train=train,
+        target=target,
+        spec=spec,
+        params=params,
+        model_sha256=sha256_file(directory / "model.joblib"),
+        trained_at=datetime(2026, 1, 1, tzinfo=UTC),
+        revision="unknown",
+    )
+    (directory / "model_metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    record = export.export(
+        model_path=directory / "model.joblib",
+        metadata=metadata,
+        prepared=pd.concat([train, test], ignore_index=True).drop(columns=[target]),
+        params=load_params("export", paths.PARAMS),
+        onnx_dir=directory / "onnx",
+        record_path=directory / EXPORT_RECORD,
+    )
+    assert record["status"] == "exported", record["reason"]
+    return directory
+
+
+@pytest.fixture(scope="module")
+def metadata(data_dir: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((data_dir / "model_metadata.json").read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def pipeline(data_dir: Path) -> Any:
+    return joblib.load(data_dir / "model.joblib")
+
+
+@pytest.fixture(scope="module")
+def predictor(data_dir: Path, metadata: dict[str, Any]) -> Any:
+    return load_onnx_predictor(data_dir, metadata)
+
+
+def _names(metadata: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in metadata["input_schema"]["features"]]
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """What the service hands a predictor: lists of JSON-like values, None for missing."""
+    return {
+        name: [None if pd.isna(v) else v for v in frame[name].astype(object).tolist()]
+        for name in frame.columns
+    }
+
+
+def _random_frame(metadata: dict[str, Any], count: int, seed: int) -> pd.DataFrame:
+    """Valid requests drawn independently of the export's own generator: numbers within the
+    accepted bounds (whole numbers too, as JSON clients send them), the schema's categories,
+    categories never seen in training, and missing values everywhere."""
+    rng = np.random.default_rng(seed)
+    columns: dict[str, Any] = {}
+    for feature in metadata["input_schema"]["features"]:
+        missing = rng.random(count) < 0.25
+        if feature["type"] == "number":
+            values = rng.uniform(feature["minimum"], feature["maximum"], count)
+            whole = rng.random(count) < 0.3
+            values[whole] = np.round(values[whole])
+            values = np.clip(values, feature["minimum"], feature["maximum"])
+            values[missing] = np.nan
+            columns[feature["name"]] = values
+        else:
+            unseen = ["Atlantis", "", feature["categories"][0].upper(), " "]
+            drawn = rng.choice(np.array([*feature["categories"], *unseen], dtype=object), count)
+            drawn[missing] = np.nan
+            columns[feature["name"]] = pd.Series(drawn, dtype=object)
+    return pd.DataFrame(columns)
+
+
+def _assert_parity(predictor: Any, pipeline: Any, frame: pd.DataFrame) -> None:
+    """`frame` marks missing values with NaN, as the training data does."""
+    actual = predictor.predict_proba(_columns(frame))
+    expected = pipeline.predict_proba(frame)
+    assert actual.dtype == np.float64
+    assert actual.shape == expected.shape == (len(frame), len(pipeline.classes_))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE)
+    labels = np.asarray(pipeline.classes_)[np.argmax(actual, axis=1)]
+    np.testing.assert_array_equal(labels, pipeline.predict(frame))
+
+
+# --- parity -----------------------------------------------------------------------------------
+
+
+def test_onnx_matches_pipeline_on_every_row_of_the_penguins_data_set(predictor, pipeline, metadata):
+    frame = load_penguins()[_names(metadata)]
+    assert len(frame) == 344
+    assert frame.isna().any().any()  # the data set's own missing values are part of the check
+    assert predictor.backend == "onnx"
+    _assert_parity(predictor, pipeline, frame)
+
+
+def test_onnx_matches_pipeline_on_random_valid_records_with_missing_and_unseen_values(
+    predictor, pipeline, metadata
+):
+    frame = _random_frame(metadata, RANDOM_RECORDS, seed=20261128)
+    _assert_parity(predictor, pipeline, frame)
+
+
+def test_onnx_matches_pipeline_one_record_at_a_time(predictor, pipeline, metadata):
+    """Single-row requests take the same path as batches; check them as the service sends
+    them, including a record with every field missing."""
+    frame = _random_frame(metadata, 60, seed=7)
+    frame.loc[0, :] = np.nan
+    for i in range(len(frame)):
+        _assert_parity(predictor, pipeline, frame.iloc[[i]].reset_index(drop=True))
+
+
+def test_onnx_and_the_services_sklearn_path_agree_on_the_services_input(
+    predictor, pipeline, metadata
+):
+    """Both backends receive the same columns (None for missing): they must answer alike."""
+    sklearn_path = SklearnPredictor(pipeline, parse_metadata(metadata))
+    columns = _columns(_random_frame(metadata, 2000, seed=11))
+    np.testing.assert_allclose(
+        predictor.predict_proba(columns),
+        sklearn_path.predict_proba(columns),
+        rtol=0,
+        atol=TOLERANCE,
+    )
+
+
+def test_empty_input_gives_an_empty_result(predictor, metadata):
+    result = predictor.predict_proba({name: [] for name in _names(metadata)})
+    assert result.shape == (0, len(metadata["classes"]))
+
+
+def test_concurrent_calls_from_threads_each_get_their_own_answer(predictor, metadata):
+    frame = _random_frame(metadata, 400, seed=3)
+    rows = [_columns(frame.iloc[[i]]) for i in range(len(frame))]
+    expected = [predictor.predict_proba(row) for row in rows]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def work(worker: int) -> None:
+        # Each thread walks the rows from a different offset, so calls overlap in time.
+        order = [(worker * 50 + i) % len(rows) for i in range(len(rows))]
+        results[worker] = [predictor.predict_proba(rows[i]) for i in order]
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 8
+    for worker, answers in results.items():
+        order = [(worker * 50 + i) % len(rows) for i in range(len(rows))]
+        for i, answer in zip(order, answers, strict=True):
+            np.testing.assert_array_equal(answer, expected[i])
+
+
+def _predict_in_child(predictor: Any, columns: dict[str, list[Any]], conn: Any) -> None:
+    conn.send(predictor.predict_proba(columns))
+    conn.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gunicorn forks its workers on Linux")
+def test_predictor_loaded_before_fork_predicts_in_the_forked_worker(predictor, metadata):
+    """gunicorn loads the model in its master (preload_app) and forks the workers."""
+    columns = _columns(_random_frame(metadata, 50, seed=5))
+    expected = predictor.predict_proba(columns)
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_predict_in_child, args=(predictor, columns, sender))
+    child.start()
+    try:
+        assert receiver.poll(60), "the forked process did not answer"
+        np.testing.assert_array_equal(receiver.recv(), expected)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+
+
+# --- fallback ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def copy(data_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the artifacts a test may damage."""
+    target = tmp_path / "data"
+    shutil.copytree(data_dir, target)
+    return target
+
+
+def _edit_record(directory: Path, **changes: Any) -> None:
+    path = directory / EXPORT_RECORD
+    record = json.loads(path.read_text())
+    record.update(changes)
+    path.write_text(json.dumps(record))
+
+
+def test_missing_export_record_means_no_fast_path(copy, metadata):
+    (copy / EXPORT_RECORD).unlink()
+    with pytest.raises(FastPathUnavailable, match="no ONNX export"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_unreadable_export_record_means_no_fast_path(copy, metadata):
+    (copy / EXPORT_RECORD).write_text("{not json")
+    with pytest.raises(FastPathUnavailable, match="unreadable"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_export_recorded_as_unavailable_is_not_served_and_its_reason_is_passed_on(copy, metadata):
+    _edit_record(copy, status="unavailable", reason="MissingShapeCalculator: LabelSpreading")
+    with pytest.raises(FastPathUnavailable, match="'unavailable': MissingShapeCalculator"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_export_without_proven_parity_is_not_served(copy, metadata):
+    record = json.loads((copy / EXPORT_RECORD).read_text())
+    _edit_record(copy, parity={**record["parity"], "passed": False})
+    with pytest.raises(FastPathUnavailable, match="parity"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_graph_whose_sha256_differs_from_the_record_is_not_served(copy, metadata):
+    graph = copy / "onnx" / "model.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    with pytest.raises(FastPathUnavailable, match=r"has sha256 \w+, the export recorded"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_graph_exported_from_another_model_is_not_served(copy, metadata):
+    """A retrained model whose export was not re-run: the graph is the old model's."""
+    retrained = {**metadata, "model_sha256": "f" * 64}
+    with pytest.raises(
+        FastPathUnavailable, match=r"exported from model \w+, the service serves f{64}"
+    ):
+        load_onnx_predictor(copy, retrained)
+
+
+def test_graph_file_not_pulled_means_no_fast_path(copy, metadata):
+    (copy / "onnx" / "model.onnx").unlink()
+    with pytest.raises(FastPathUnavailable, match="dvc pull"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_record_pointing_outside_the_data_directory_is_refused(copy, metadata):
+    _edit_record(copy, onnx_file="../../etc/passwd")
+    with pytest.raises(FastPathUnavailable, match="outside"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_graph_onnxruntime_cannot_load_is_not_served(copy, metadata):
+    garbage = b"not an onnx graph"
+    (copy / "onnx" / "model.onnx").write_bytes(garbage)
+    _edit_record(copy, onnx_sha256=export.sha256_bytes(garbage))
+    with pytest.raises(FastPathUnavailable, match="onnxruntime cannot load the graph"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_parity_proven_with_another_onnxruntime_is_not_trusted(copy, metadata):
+    record = json.loads((copy / EXPORT_RECORD).read_text())
+    versions = {**record["library_versions"], "onnxruntime": "0.0.1"}
+    _edit_record(copy, library_versions=versions)
+    with pytest.raises(FastPathUnavailable, match=r"proven with onnxruntime 0\.0\.1"):
+        load_onnx_predictor(copy, metadata)
+
+
+def test_missing_onnxruntime_means_no_fast_path(data_dir, metadata, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(FastPathUnavailable, match="onnxruntime is not importable"):
+        load_onnx_predictor(data_dir, metadata)
+
+
+def test_schema_that_no_longer_matches_the_graph_is_not_served(copy, metadata):
+    features = [dict(f) for f in metadata["input_schema"]["features"]]
+    features[0]["name"] = "beak_length_mm"
+    changed = {**metadata, "input_schema": {"features": features}}
+    with pytest.raises(FastPathUnavailable, match="inputs differ"):
+        load_onnx_predictor(copy, changed)
+
+
+# --- the service's choice ---------------------------------------------------------------------
+
+
+def test_service_serves_onnx_when_the_export_applies(data_dir, metadata):
+    assert load_predictor(data_dir, metadata).backend == "onnx"
+
+
+def test_service_falls_back_to_the_pipeline_and_logs_why(copy, metadata, caplog):
+    graph = copy / "onnx" / "model.onnx"
+    graph.write_bytes(b"tampered" + graph.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        chosen = load_predictor(copy, metadata)
+    assert chosen.backend == "sklearn"
+    assert "has sha256" in caplog.text
+    columns = _columns(load_penguins()[_names(metadata)].head(5))
+    assert chosen.predict_proba(columns).shape == (5, len(metadata["classes"]))
+
+
+def test_service_required_to_use_onnx_refuses_to_start_without_it(copy, metadata):
+    (copy / EXPORT_RECORD).unlink()
+    with pytest.raises(ModelIntegrityError, match="no ONNX export"):
+        load_predictor(copy, metadata, backend="onnx")
