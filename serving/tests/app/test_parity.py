@@ -237,8 +237,8 @@ def test_predictor_loaded_before_fork_predicts_in_the_forked_worker(predictor, m
 
 
 @pytest.fixture
-def copy(data_dir: Path, tmp_path: Path) -> Path:
-    """A copy of the artifacts a test may damage."""
+def artifacts_copy(data_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the artifacts, for a test to damage."""
     target = tmp_path / "data"
     shutil.copytree(data_dir, target)
     return target
@@ -251,73 +251,77 @@ def _edit_record(directory: Path, **changes: Any) -> None:
     path.write_text(json.dumps(record))
 
 
-def test_missing_export_record_means_no_fast_path(copy, metadata):
-    (copy / EXPORT_RECORD).unlink()
+def test_missing_export_record_means_no_fast_path(artifacts_copy, metadata):
+    (artifacts_copy / EXPORT_RECORD).unlink()
     with pytest.raises(FastPathUnavailable, match="no ONNX export"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_unreadable_export_record_means_no_fast_path(copy, metadata):
-    (copy / EXPORT_RECORD).write_text("{not json")
+def test_unreadable_export_record_means_no_fast_path(artifacts_copy, metadata):
+    (artifacts_copy / EXPORT_RECORD).write_text("{not json")
     with pytest.raises(FastPathUnavailable, match="unreadable"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_export_recorded_as_unavailable_is_not_served_and_its_reason_is_passed_on(copy, metadata):
-    _edit_record(copy, status="unavailable", reason="MissingShapeCalculator: LabelSpreading")
+def test_export_recorded_as_unavailable_is_not_served_and_its_reason_is_passed_on(
+    artifacts_copy, metadata
+):
+    _edit_record(
+        artifacts_copy, status="unavailable", reason="MissingShapeCalculator: LabelSpreading"
+    )
     with pytest.raises(FastPathUnavailable, match="'unavailable': MissingShapeCalculator"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_export_without_proven_parity_is_not_served(copy, metadata):
-    record = json.loads((copy / EXPORT_RECORD).read_text())
-    _edit_record(copy, parity={**record["parity"], "passed": False})
+def test_export_without_proven_parity_is_not_served(artifacts_copy, metadata):
+    record = json.loads((artifacts_copy / EXPORT_RECORD).read_text())
+    _edit_record(artifacts_copy, parity={**record["parity"], "passed": False})
     with pytest.raises(FastPathUnavailable, match="parity"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_graph_whose_sha256_differs_from_the_record_is_not_served(copy, metadata):
-    graph = copy / "onnx" / "model.onnx"
+def test_graph_whose_sha256_differs_from_the_record_is_not_served(artifacts_copy, metadata):
+    graph = artifacts_copy / "onnx" / "model.onnx"
     graph.write_bytes(graph.read_bytes() + b"\0")
     with pytest.raises(FastPathUnavailable, match=r"has sha256 \w+, the export recorded"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_graph_exported_from_another_model_is_not_served(copy, metadata):
+def test_graph_exported_from_another_model_is_not_served(artifacts_copy, metadata):
     """A retrained model whose export was not re-run: the graph is the old model's."""
     retrained = {**metadata, "model_sha256": "f" * 64}
     with pytest.raises(
         FastPathUnavailable, match=r"exported from model \w+, the service serves f{64}"
     ):
-        load_onnx_predictor(copy, retrained)
+        load_onnx_predictor(artifacts_copy, retrained)
 
 
-def test_graph_file_not_pulled_means_no_fast_path(copy, metadata):
-    (copy / "onnx" / "model.onnx").unlink()
+def test_graph_file_not_pulled_means_no_fast_path(artifacts_copy, metadata):
+    (artifacts_copy / "onnx" / "model.onnx").unlink()
     with pytest.raises(FastPathUnavailable, match="dvc pull"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_record_pointing_outside_the_data_directory_is_refused(copy, metadata):
-    _edit_record(copy, onnx_file="../../etc/passwd")
+def test_record_pointing_outside_the_data_directory_is_refused(artifacts_copy, metadata):
+    _edit_record(artifacts_copy, onnx_file="../../etc/passwd")
     with pytest.raises(FastPathUnavailable, match="outside"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_graph_onnxruntime_cannot_load_is_not_served(copy, metadata):
+def test_graph_onnxruntime_cannot_load_is_not_served(artifacts_copy, metadata):
     garbage = b"not an onnx graph"
-    (copy / "onnx" / "model.onnx").write_bytes(garbage)
-    _edit_record(copy, onnx_sha256=export.sha256_bytes(garbage))
+    (artifacts_copy / "onnx" / "model.onnx").write_bytes(garbage)
+    _edit_record(artifacts_copy, onnx_sha256=export.sha256_bytes(garbage))
     with pytest.raises(FastPathUnavailable, match="onnxruntime cannot load the graph"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
-def test_parity_proven_with_another_onnxruntime_is_not_trusted(copy, metadata):
-    record = json.loads((copy / EXPORT_RECORD).read_text())
+def test_parity_proven_with_another_onnxruntime_is_not_trusted(artifacts_copy, metadata):
+    record = json.loads((artifacts_copy / EXPORT_RECORD).read_text())
     versions = {**record["library_versions"], "onnxruntime": "0.0.1"}
-    _edit_record(copy, library_versions=versions)
+    _edit_record(artifacts_copy, library_versions=versions)
     with pytest.raises(FastPathUnavailable, match=r"proven with onnxruntime 0\.0\.1"):
-        load_onnx_predictor(copy, metadata)
+        load_onnx_predictor(artifacts_copy, metadata)
 
 
 def test_missing_onnxruntime_means_no_fast_path(data_dir, metadata, monkeypatch):
@@ -326,12 +330,12 @@ def test_missing_onnxruntime_means_no_fast_path(data_dir, metadata, monkeypatch)
         load_onnx_predictor(data_dir, metadata)
 
 
-def test_schema_that_no_longer_matches_the_graph_is_not_served(copy, metadata):
+def test_schema_that_no_longer_matches_the_graph_is_not_served(artifacts_copy, metadata):
     features = [dict(f) for f in metadata["input_schema"]["features"]]
     features[0]["name"] = "beak_length_mm"
     changed = {**metadata, "input_schema": {"features": features}}
     with pytest.raises(FastPathUnavailable, match="inputs differ"):
-        load_onnx_predictor(copy, changed)
+        load_onnx_predictor(artifacts_copy, changed)
 
 
 # --- the service's choice ---------------------------------------------------------------------
@@ -341,18 +345,18 @@ def test_service_serves_onnx_when_the_export_applies(data_dir, metadata):
     assert load_predictor(data_dir, metadata).backend == "onnx"
 
 
-def test_service_falls_back_to_the_pipeline_and_logs_why(copy, metadata, caplog):
-    graph = copy / "onnx" / "model.onnx"
+def test_service_falls_back_to_the_pipeline_and_logs_why(artifacts_copy, metadata, caplog):
+    graph = artifacts_copy / "onnx" / "model.onnx"
     graph.write_bytes(b"tampered" + graph.read_bytes())
     with caplog.at_level(logging.WARNING):
-        chosen = load_predictor(copy, metadata)
+        chosen = load_predictor(artifacts_copy, metadata)
     assert chosen.backend == "sklearn"
     assert "has sha256" in caplog.text
     columns = _columns(load_penguins()[_names(metadata)].head(5))
     assert chosen.predict_proba(columns).shape == (5, len(metadata["classes"]))
 
 
-def test_service_required_to_use_onnx_refuses_to_start_without_it(copy, metadata):
-    (copy / EXPORT_RECORD).unlink()
+def test_service_required_to_use_onnx_refuses_to_start_without_it(artifacts_copy, metadata):
+    (artifacts_copy / EXPORT_RECORD).unlink()
     with pytest.raises(ModelIntegrityError, match="no ONNX export"):
-        load_predictor(copy, metadata, backend="onnx")
+        load_predictor(artifacts_copy, metadata, backend="onnx")

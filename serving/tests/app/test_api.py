@@ -1,0 +1,532 @@
+"""The HTTP contract, in-process: every endpoint and every way a request can be wrong."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi import FastAPI
+
+pytestmark = pytest.mark.anyio
+
+JSON = {"content-type": "application/json"}
+
+
+async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    return await client.post(path, content=json.dumps(body), headers=JSON)
+
+
+def assert_prediction(result: dict[str, Any], classes: list[str]) -> None:
+    assert result["prediction"] in classes
+    assert list(result["probabilities"]) == classes
+    assert math.isclose(sum(result["probabilities"].values()), 1.0, abs_tol=1e-9)
+    assert result["probability"] == max(result["probabilities"].values())
+    assert result["probability"] == result["probabilities"][result["prediction"]]
+
+
+def random_records(metadata: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
+    """Valid records over the whole accepted range, about a fifth of the values missing."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        record: dict[str, Any] = {}
+        for feature in metadata["input_schema"]["features"]:
+            roll = rng.random()
+            if roll < 0.1:
+                continue  # omitted
+            if roll < 0.2:
+                record[feature["name"]] = None
+            elif feature["type"] == "number":
+                record[feature["name"]] = rng.uniform(feature["minimum"], feature["maximum"])
+            else:
+                record[feature["name"]] = rng.choice(feature["categories"])
+        records.append(record)
+    return records
+
+
+# --- predictions ---------------------------------------------------------------------
+
+
+async def test_predict_returns_class_probabilities_and_model_version(
+    client: httpx.AsyncClient, example: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    response = await post(client, "/predict", example)
+    assert response.status_code == 200
+    body = response.json()
+    assert_prediction(body, metadata["classes"])
+    assert body["model_version"] == metadata["model_version"]
+    assert response.headers["x-model-version"] == metadata["model_version"]
+
+
+async def test_predictions_equal_the_pipelines_own(
+    client: httpx.AsyncClient, model_dir: Any, metadata: dict[str, Any]
+) -> None:
+    """Same probabilities as calling the joblib Pipeline on a DataFrame, missing values
+    included: catches a wrong column order, dtype or missing-value marker."""
+    records = random_records(metadata, 300, seed=1)
+    response = await post(client, "/predict/batch", {"records": records})
+    assert response.status_code == 200
+    served = np.array(
+        [[p["probabilities"][c] for c in metadata["classes"]] for p in response.json()["predictions"]]
+    )
+    names = [f["name"] for f in metadata["input_schema"]["features"]]
+    frame = pd.DataFrame([{n: r.get(n, np.nan) for n in names} for r in records], columns=names)
+    frame = frame.fillna(np.nan)  # None -> NaN, as training's DataFrame had
+    numeric = [f["name"] for f in metadata["input_schema"]["features"] if f["type"] == "number"]
+    frame[numeric] = frame[numeric].astype("float64")
+    pipeline = joblib.load(model_dir / metadata["model_file"])
+    expected = pipeline.predict_proba(frame)
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+    assert [p["prediction"] for p in response.json()["predictions"]] == [
+        metadata["classes"][i] for i in expected.argmax(axis=1)
+    ]
+
+
+async def test_every_field_may_be_null_or_omitted(
+    client: httpx.AsyncClient, metadata: dict[str, Any]
+) -> None:
+    nulls = {f["name"]: None for f in metadata["input_schema"]["features"]}
+    for record in ({}, nulls):
+        response = await post(client, "/predict", record)
+        assert response.status_code == 200, response.text
+        assert_prediction(response.json(), metadata["classes"])
+
+
+async def test_batch_answers_each_record_in_order(
+    client: httpx.AsyncClient, metadata: dict[str, Any]
+) -> None:
+    records = random_records(metadata, 25, seed=2)
+    response = await post(client, "/predict/batch", {"records": records})
+    assert response.status_code == 200
+    batch = response.json()
+    assert batch["model_version"] == metadata["model_version"]
+    assert len(batch["predictions"]) == len(records)
+    for record, result in zip(records, batch["predictions"], strict=True):
+        single = (await post(client, "/predict", record)).json()
+        assert result["probabilities"] == pytest.approx(single["probabilities"], abs=1e-12)
+        assert result["prediction"] == single["prediction"]
+
+
+async def test_batch_accepts_exactly_the_configured_maximum(
+    client: httpx.AsyncClient, settings: Any, example: dict[str, Any]
+) -> None:
+    at_limit = {"records": [example] * settings.max_batch_records}
+    response = await post(client, "/predict/batch", at_limit)
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == settings.max_batch_records
+
+
+# --- bad input: 4xx naming the field, never a 500 ------------------------------------
+
+
+def messages(response: httpx.Response) -> str:
+    return " | ".join(issue["msg"] for issue in response.json()["detail"])
+
+
+async def test_unknown_field_is_rejected_by_name(
+    client: httpx.AsyncClient, example: dict[str, Any]
+) -> None:
+    response = await post(client, "/predict", {**example, "colour": "blue"})
+    assert response.status_code == 422
+    assert messages(response).startswith("colour: ")
+
+
+@pytest.mark.parametrize("value", ["long", "44.5", True, [1.0], {"mm": 44.5}])
+async def test_mistyped_number_is_rejected_by_name(
+    client: httpx.AsyncClient, number_feature: dict[str, Any], value: Any
+) -> None:
+    response = await post(client, "/predict", {number_feature["name"]: value})
+    assert response.status_code == 422
+    assert messages(response).startswith(f"{number_feature['name']}: ")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_non_finite_numbers_are_422_not_500(
+    client: httpx.AsyncClient, number_feature: dict[str, Any], literal: str
+) -> None:
+    """Python's JSON parser accepts these; FastAPI's default handler then 500s echoing them."""
+    name = number_feature["name"]
+    response = await client.post("/predict", content=f'{{"{name}": {literal}}}', headers=JSON)
+    assert response.status_code == 422
+    assert messages(response) == f"{name}: Input should be a finite number"
+    json.loads(response.text, parse_constant=lambda c: pytest.fail(f"response holds {c}"))
+
+
+async def test_negative_and_absurd_measurements_are_rejected_with_the_bound(
+    client: httpx.AsyncClient, number_feature: dict[str, Any]
+) -> None:
+    name = number_feature["name"]
+    low = await post(client, "/predict", {name: -5})
+    assert low.status_code == 422
+    assert messages(low) == f"{name}: Input should be greater than or equal to {number_feature['minimum']:g}"
+    high = await post(client, "/predict", {name: number_feature["maximum"] * 100})
+    assert high.status_code == 422
+    assert messages(high) == f"{name}: Input should be less than or equal to {number_feature['maximum']:g}"
+
+
+async def test_unknown_category_is_rejected_listing_the_allowed_values(
+    client: httpx.AsyncClient, category_feature: dict[str, Any]
+) -> None:
+    name = category_feature["name"]
+    response = await post(client, "/predict", {name: "Atlantis"})
+    assert response.status_code == 422
+    message = messages(response)
+    assert message.startswith(f"{name}: ")
+    for allowed in category_feature["categories"]:
+        assert f"'{allowed}'" in message
+
+
+async def test_invalid_record_in_a_batch_is_named_by_its_index(
+    client: httpx.AsyncClient, example: dict[str, Any], category_feature: dict[str, Any]
+) -> None:
+    records = [example, example, {**example, category_feature["name"]: "Atlantis"}]
+    response = await post(client, "/predict/batch", {"records": records})
+    assert response.status_code == 422
+    assert messages(response).startswith(f"records[2].{category_feature['name']}: ")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"", "body: the request body is empty"),
+        (b"   ", "body: the request body is empty"),
+        (b"penguin", "body: Invalid JSON"),
+        (b'{"island": ', "body: Invalid JSON"),
+        (b'{"island": "Dr\xffeam"}', "body: Invalid JSON"),  # invalid UTF-8
+        (b"[1, 2]", "body: Input should be an object"),
+        (b"null", "body: Input should be an object"),
+    ],
+)
+async def test_empty_non_json_and_non_utf8_bodies_are_422(
+    client: httpx.AsyncClient, body: bytes, expected: str
+) -> None:
+    response = await client.post("/predict", content=body, headers=JSON)
+    assert response.status_code == 422
+    assert messages(response).startswith(expected)
+
+
+async def test_batch_without_records_or_with_none_is_rejected(client: httpx.AsyncClient) -> None:
+    missing = await post(client, "/predict/batch", {})
+    assert missing.status_code == 422
+    assert messages(missing) == "records: Field required"
+    empty = await post(client, "/predict/batch", {"records": []})
+    assert empty.status_code == 422
+    assert messages(empty).startswith("records: List should have at least 1 item")
+
+
+async def test_batch_over_the_limit_is_rejected(
+    client: httpx.AsyncClient, settings: Any
+) -> None:
+    too_many = {"records": [{}] * (settings.max_batch_records + 1)}
+    response = await post(client, "/predict/batch", too_many)
+    assert response.status_code == 422
+    assert messages(response).startswith(
+        f"records: List should have at most {settings.max_batch_records} items"
+    )
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_body_not_declared_as_json_is_415(
+    client: httpx.AsyncClient, example: dict[str, Any], content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = await client.post("/predict", content=json.dumps(example), headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+async def test_body_over_the_limit_is_413_by_content_length(
+    client: httpx.AsyncClient, settings: Any
+) -> None:
+    body = b'{"island": "' + b"x" * settings.max_body_bytes + b'"}'
+    response = await client.post("/predict", content=body, headers=JSON)
+    assert response.status_code == 413
+    assert str(settings.max_body_bytes) in response.json()["detail"]
+
+
+async def test_streamed_body_over_the_limit_is_413_without_content_length(
+    app: FastAPI, settings: Any
+) -> None:
+    """A chunked upload declares no length; the limit counts bytes as they arrive and stops
+    reading at the limit instead of buffering the rest."""
+    chunk = b" " * 65536
+    chunks_needed = settings.max_body_bytes // len(chunk) + 2
+    sent = 0
+    messages_out: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        sent += 1
+        return {"type": "http.request", "body": chunk, "more_body": sent < chunks_needed * 10}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages_out.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                     (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1), "server": ("service", 80), "state": {},
+    }
+    await app(scope, receive, send)
+    assert messages_out[0]["type"] == "http.response.start"
+    assert messages_out[0]["status"] == 413
+    assert sent <= chunks_needed  # stopped at the limit, did not read all ten times more
+
+
+async def test_error_responses_never_echo_input_or_leak_internals(
+    client: httpx.AsyncClient, category_feature: dict[str, Any]
+) -> None:
+    marker = "zz-secret-marker-zz"
+    response = await post(client, "/predict", {category_feature["name"]: marker, marker: 1})
+    assert response.status_code == 422
+    assert marker not in messages(response).replace(f"{marker}: ", "", 1)
+    for issue in response.json()["detail"]:
+        assert set(issue) == {"loc", "msg", "type"}
+    assert "Traceback" not in response.text
+
+
+# --- failures inside the service are 500s without details, and logged ------------------
+
+
+class FailingPredictor:
+    backend = "failing"
+
+    def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        raise RuntimeError("model exploded: internal detail")
+
+
+class WrongShapePredictor:
+    backend = "wrong-shape"
+
+    def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        return np.full((1, 1), 0.5)
+
+
+@pytest.mark.parametrize("predictor", [FailingPredictor(), WrongShapePredictor()])
+async def test_predictor_failure_is_a_logged_500_without_details(
+    settings: Any, example: dict[str, Any], caplog: pytest.LogCaptureFixture, predictor: Any
+) -> None:
+    from app.factory import create_app
+
+    app = create_app(settings, predictor=predictor)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        with caplog.at_level(logging.ERROR, logger="app.requests"):
+            response = await http.post("/predict", content=json.dumps(example), headers=JSON)
+    assert response.status_code == 500
+    request_id = response.headers["x-request-id"]
+    assert response.json() == {"detail": f"internal server error (request id {request_id})"}
+    assert response.headers["x-model-version"] == app.state.service.model_version
+    assert "exploded" not in response.text
+    (record,) = [r for r in caplog.records if r.name == "app.requests"]
+    assert record.status == 500  # type: ignore[attr-defined]
+    assert record.request_id == request_id  # type: ignore[attr-defined]
+    assert record.exc_info is not None
+
+
+# --- the event loop stays free ----------------------------------------------------------
+
+
+async def test_health_answers_while_a_prediction_is_running(
+    settings: Any, example: dict[str, Any]
+) -> None:
+    """The prediction blocks in its thread until the test releases it; /health must answer
+    meanwhile. An `async def` endpoint predicting on the loop would deadlock here."""
+    import threading
+
+    import anyio
+
+    from app.factory import create_app
+    from app.predictor import load_predictor
+
+    real = load_predictor(settings.model_dir, _metadata(settings), "sklearn")
+    started, release = threading.Event(), threading.Event()
+
+    class BlockingPredictor:
+        backend = "blocking"
+
+        def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            if len(columns[next(iter(columns))]) == 1:  # the request, not the warm-up
+                started.set()
+                if not release.wait(10):
+                    raise TimeoutError("never released")
+            return real.predict_proba(columns)
+
+    app = create_app(settings, predictor=BlockingPredictor())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        results: dict[str, int] = {}
+
+        async def predict() -> None:
+            response = await http.post("/predict", content=json.dumps(example), headers=JSON)
+            results["predict"] = response.status_code
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(predict)
+            await anyio.to_thread.run_sync(started.wait, 10)
+            health = await http.get("/health")
+            assert health.status_code == 200
+            assert "predict" not in results  # still predicting
+            release.set()
+        assert results["predict"] == 200
+
+
+def _metadata(settings: Any) -> Any:
+    from app.artifacts import load_metadata
+
+    return load_metadata(settings.model_dir)
+
+
+# --- health, readiness, model, metrics, docs --------------------------------------------
+
+
+async def test_health_and_readiness_after_warm_up(
+    client: httpx.AsyncClient, metadata: dict[str, Any]
+) -> None:
+    for path, status in (("/health", "ok"), ("/ready", "ready")):
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert response.json() == {"status": status, "model_version": metadata["model_version"]}
+
+
+async def test_not_ready_until_the_warm_up_prediction(settings: Any) -> None:
+    from app.factory import create_app
+
+    app = create_app(settings)  # lifespan not run: no warm-up yet
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        assert (await http.get("/health")).status_code == 200
+        response = await http.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "warming up"
+
+
+async def test_model_reports_provenance_metrics_and_schema(
+    client: httpx.AsyncClient, metadata: dict[str, Any]
+) -> None:
+    response = await client.get("/model")
+    assert response.status_code == 200
+    model = response.json()
+    for key in ("model_version", "model_sha256", "git_revision", "trained_at", "classes",
+                "library_versions", "input_schema", "target"):
+        assert model[key] == metadata[key], key
+    assert model["backend"] in {"sklearn", "onnx"}
+    assert model["metrics"] is None or "model" in model["metrics"]
+    assert model["limits"]["max_batch_records"] >= 1
+
+
+async def test_model_reports_the_deployed_revision_from_git_revision(
+    model_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.factory import create_app
+    from app.settings import Settings
+
+    monkeypatch.setenv("GIT_REVISION", "0123456789abcdef0123456789abcdef01234567")
+    app = create_app(Settings(model_dir=model_dir))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        model = (await http.get("/model")).json()
+    assert model["deployed_revision"] == "0123456789abcdef0123456789abcdef01234567"
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample, 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_requests_errors_and_predictions_by_class(
+    client: httpx.AsyncClient, metadata: dict[str, Any], example: dict[str, Any]
+) -> None:
+    version = metadata["model_version"]
+    before = (await client.get("/metrics")).text
+    batch = await post(client, "/predict/batch", {"records": [example] * 7})
+    predicted = batch.json()["predictions"][0]["prediction"]
+    await post(client, "/predict", {"colour": "blue"})
+    after = (await client.get("/metrics")).text
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("http_requests_total", route="/predict/batch", status="200",
+                 model_version=version) == 1
+    assert delta("http_request_duration_seconds_count", route="/predict/batch", status="200") == 1
+    assert delta("http_request_errors_total", route="/predict", kind="client") == 1
+    assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
+    assert delta("model_batch_records_count", model_version=version) == 1
+    assert sample(after, "model_info", model_version=version) == 1
+
+
+async def test_every_response_carries_model_version_and_request_id(
+    client: httpx.AsyncClient, metadata: dict[str, Any]
+) -> None:
+    for method, path in (("GET", "/health"), ("GET", "/nowhere"), ("POST", "/predict")):
+        response = await client.request(method, path)
+        assert response.headers["x-model-version"] == metadata["model_version"], path
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"]), path
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
+          "X-Request-Id": "client-id"}, "Root=1-67891233-abcdef012345678912345678"),
+        ({"X-Request-Id": "client-id-42"}, "client-id-42"),
+    ],
+)
+async def test_request_id_comes_from_the_load_balancer_then_the_client(
+    client: httpx.AsyncClient, headers: dict[str, str], expected: str
+) -> None:
+    response = await client.get("/health", headers=headers)
+    assert response.headers["x-request-id"] == expected
+
+
+async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-Id": 'x" injected=1 <br>'})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_each_request_is_logged_once_with_its_context(
+    client: httpx.AsyncClient, metadata: dict[str, Any], example: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.requests"):
+        await client.post("/predict", content=json.dumps(example),
+                          headers={**JSON, "X-Request-Id": "log-test-1"})
+    (record,) = [r for r in caplog.records if r.name == "app.requests"]
+    fields = vars(record)
+    assert fields["request_id"] == "log-test-1"
+    assert (fields["method"], fields["path"], fields["status"]) == ("POST", "/predict", 200)
+    assert fields["model_version"] == metadata["model_version"]
+    assert fields["latency_ms"] > 0
+
+
+async def test_openapi_examples_work_as_written(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    tried = 0
+    for path in ("/predict", "/predict/batch"):
+        content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert content["schema"]["$ref"].rsplit("/", 1)[1] in document["components"]["schemas"]
+        for example in content["examples"].values():
+            response = await post(client, path, example["value"])
+            assert response.status_code == 200, (path, example, response.text)
+            tried += 1
+    assert tried >= 3
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()

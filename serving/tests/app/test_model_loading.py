@@ -1,0 +1,163 @@
+"""Model integrity checks and the choice of backend, without starting a server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sklearn
+
+from app.artifacts import (
+    METADATA_FILE,
+    ModelIntegrityError,
+    load_metadata,
+    sha256_file,
+    verify_model_file,
+)
+from app.predictor import SklearnPredictor, load_predictor
+
+
+@pytest.fixture
+def model_copy(model_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the model directory, safe to break."""
+    copy = tmp_path / "data"
+    shutil.copytree(model_dir, copy)
+    return copy
+
+
+def edit_metadata(directory: Path, **changes: Any) -> None:
+    path = directory / METADATA_FILE
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if key == "sklearn_version":
+            raw["library_versions"]["scikit-learn"] = value
+        else:
+            raw[key] = value
+    path.write_text(json.dumps(raw), encoding="utf-8")
+
+
+def test_intact_model_passes_every_check(model_dir: Path) -> None:
+    metadata = load_metadata(model_dir)
+    path = verify_model_file(model_dir, metadata)
+    assert sha256_file(path) == metadata.model_sha256
+    assert metadata.model_version == metadata.model_sha256[:12]
+
+
+def test_missing_model_file_is_refused(model_copy: Path) -> None:
+    (model_copy / "model.joblib").unlink()
+    with pytest.raises(ModelIntegrityError, match=r"model\.joblib is missing"):
+        verify_model_file(model_copy, load_metadata(model_copy))
+
+
+def test_altered_model_file_is_refused_before_unpickling(model_copy: Path) -> None:
+    with (model_copy / "model.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelIntegrityError, match="is not the model that was trained"):
+        load_predictor(model_copy, load_metadata(model_copy), "sklearn")
+
+
+def test_recorded_sha256_mismatch_is_refused(model_copy: Path) -> None:
+    edit_metadata(model_copy, model_sha256="0" * 64)
+    with pytest.raises(ModelIntegrityError, match="records 0000000000"):
+        verify_model_file(model_copy, load_metadata(model_copy))
+
+
+def test_other_scikit_learn_version_is_refused(model_copy: Path) -> None:
+    edit_metadata(model_copy, sklearn_version="0.0.1")
+    with pytest.raises(ModelIntegrityError, match=f"scikit-learn 0.0.1 but {sklearn.__version__}"):
+        verify_model_file(model_copy, load_metadata(model_copy))
+
+
+def test_missing_or_unreadable_metadata_is_refused(model_copy: Path) -> None:
+    (model_copy / METADATA_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelIntegrityError, match="unreadable"):
+        load_metadata(model_copy)
+    (model_copy / METADATA_FILE).unlink()
+    with pytest.raises(ModelIntegrityError, match="missing"):
+        load_metadata(model_copy)
+
+
+def test_unsupported_metadata_schema_version_is_refused(model_copy: Path) -> None:
+    edit_metadata(model_copy, schema_version=99)
+    with pytest.raises(ModelIntegrityError, match="schema_version 99"):
+        load_metadata(model_copy)
+
+
+def test_classes_differing_from_the_model_are_refused(model_copy: Path) -> None:
+    edit_metadata(model_copy, classes=["a", "b", "c"])
+    metadata = load_metadata(model_copy)
+    with pytest.raises(ModelIntegrityError, match="predicts classes"):
+        load_predictor(model_copy, metadata, "sklearn")
+
+
+def test_sklearn_predictor_returns_float64_rows_in_class_order(
+    model_dir: Path, metadata: dict[str, Any]
+) -> None:
+    predictor = load_predictor(model_dir, load_metadata(model_dir), "sklearn")
+    assert isinstance(predictor, SklearnPredictor)
+    columns = {f["name"]: [f["example"], None] for f in metadata["input_schema"]["features"]}
+    probabilities = predictor.predict_proba(columns)
+    assert probabilities.dtype == np.float64
+    assert probabilities.shape == (2, len(metadata["classes"]))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+
+
+def fake_fast_path(monkeypatch: pytest.MonkeyPatch, behaviour: Any) -> None:
+    """Install a stand-in `app.onnx_predictor` whose loader does `behaviour`."""
+    module = types.ModuleType("app.onnx_predictor")
+
+    class FastPathUnavailable(Exception):
+        pass
+
+    module.FastPathUnavailable = FastPathUnavailable  # type: ignore[attr-defined]
+    module.load_onnx_predictor = lambda data_dir, metadata: behaviour(FastPathUnavailable)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "app.onnx_predictor", module)
+
+
+def test_fast_path_answers_when_it_applies(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fast = types.SimpleNamespace(backend="onnx", predict_proba=lambda columns: None)
+    fake_fast_path(monkeypatch, lambda unavailable: fast)
+    with caplog.at_level(logging.INFO, logger="app.predictor"):
+        predictor = load_predictor(model_dir, load_metadata(model_dir), "auto")
+    assert predictor is fast
+    assert "model backend: onnx" in caplog.text
+
+
+def test_falls_back_to_the_pipeline_saying_why(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(unavailable: type[Exception]) -> Any:
+        raise unavailable("estimator RandomForest has no converter here")
+
+    fake_fast_path(monkeypatch, refuse)
+    with caplog.at_level(logging.INFO, logger="app.predictor"):
+        predictor = load_predictor(model_dir, load_metadata(model_dir), "auto")
+    assert predictor.backend == "sklearn"
+    assert "has no converter here" in caplog.text
+
+
+def test_falls_back_when_the_fast_path_module_is_absent(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "app.onnx_predictor", None)  # import raises ImportError
+    with caplog.at_level(logging.INFO, logger="app.predictor"):
+        predictor = load_predictor(model_dir, load_metadata(model_dir), "auto")
+    assert predictor.backend == "sklearn"
+    assert "is not installed" in caplog.text
+
+
+def test_required_fast_path_that_cannot_apply_is_refused(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "app.onnx_predictor", None)
+    with pytest.raises(ModelIntegrityError, match="SERVICE_BACKEND=onnx"):
+        load_predictor(model_dir, load_metadata(model_dir), "onnx")

@@ -1,0 +1,269 @@
+"""The real server: the Dockerfile's command and working directory, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import procs
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    home: Path
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return procs.request(self.port, "GET", path)
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        status, payload = procs.request(self.port, "POST", path, json.dumps(body).encode())
+        return status, json.loads(payload)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def start(tmp: Path, model_dir: Path, **env: str) -> Server:
+    port = procs.free_port()
+    argv, cwd = procs.service_command()
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    environment = procs.tool_env(
+        {
+            "SERVICE_BIND": f"127.0.0.1:{port}",
+            "SERVICE_MODEL_DIR": str(model_dir),
+            "SERVICE_WORKERS": "2",
+            # gunicorn >= 25 would put a control socket under $HOME; the config disables it.
+            "HOME": str(home),
+            **env,
+        }
+    )
+    environment.pop("XDG_RUNTIME_DIR", None)
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=output, stderr=output)
+    server = Server(process, port, log, home)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
+        try:
+            if server.get("/ready")[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.05)
+    procs.stop(process)
+    pytest.fail(f"server not ready within {START_TIMEOUT} s:\n{server.output()}")
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start(tmp_path_factory.mktemp("server"), model_dir)
+    try:
+        yield running
+    finally:
+        procs.stop(running.process)
+
+
+def workers(server: Server) -> list[int]:
+    return sorted(procs.children(server.process.pid))
+
+
+def test_predict_and_batch_over_http(server: Server, example: dict[str, Any],
+                                     metadata: dict[str, Any]) -> None:
+    status, single = server.post("/predict", example)
+    assert status == 200
+    assert single["prediction"] in metadata["classes"]
+    assert single["model_version"] == metadata["model_version"]
+    status, batch = server.post("/predict/batch", {"records": [example, {}, example]})
+    assert status == 200
+    assert [p["prediction"] for p in batch["predictions"]][0::2] == [single["prediction"]] * 2
+    status, error = server.post("/predict", {"x": 1})
+    assert status == 422
+    assert error["detail"][0]["msg"].startswith("x: ")
+
+
+def test_health_ready_and_model_over_http(server: Server, metadata: dict[str, Any]) -> None:
+    assert server.get("/health")[0] == 200
+    assert server.get("/ready")[0] == 200
+    status, payload = server.get("/model")
+    assert status == 200
+    assert json.loads(payload)["model_version"] == metadata["model_version"]
+
+
+def test_metrics_sum_every_workers_requests(server: Server, example: dict[str, Any]) -> None:
+    """Each request opens a new connection, so both workers answer some; the exposition
+    must still count every one, whichever worker serves /metrics."""
+
+    def count() -> float:
+        text = server.get("/metrics")[1].decode()
+        match = re.search(
+            r'^http_requests_total\{[^}]*route="/predict"[^}]*status="200"[^}]*\} (\S+)$',
+            text,
+            re.MULTILINE,
+        )
+        return float(match.group(1)) if match else 0.0
+
+    before = count()
+    for _ in range(40):
+        assert server.post("/predict", example)[0] == 200
+    assert count() - before == 40
+
+
+def test_logs_are_json_lines_with_request_context(server: Server, example: dict[str, Any]) -> None:
+    procs.request(server.port, "POST", "/predict", json.dumps(example).encode())
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+    requests = [line for line in lines if line.get("logger") == "app.requests"]
+    assert requests, "no request log line"
+    assert {"request_id", "method", "path", "status", "latency_ms", "model_version"} <= set(requests[-1])
+
+
+def test_no_control_socket_is_created(server: Server) -> None:
+    assert not list(server.home.rglob("*.ctl"))
+
+
+def test_killed_worker_is_replaced_and_service_keeps_answering(
+    server: Server, example: dict[str, Any]
+) -> None:
+    before = workers(server)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = workers(server)
+        if len(now) == 2 and before[0] not in now:
+            break
+        # The surviving worker answers throughout.
+        assert server.post("/predict", example)[0] == 200
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"worker {before[0]} not replaced: {workers(server)}")
+    while server.get("/ready")[0] != 200:
+        time.sleep(0.05)
+    for _ in range(10):
+        assert server.post("/predict", example)[0] == 200
+
+
+def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
+    model_dir: Path, tmp_path: Path, example: dict[str, Any]
+) -> None:
+    """A large batch whose last byte arrives after SIGTERM: the request is in flight when
+    the signal lands, and its prediction runs during the shutdown. It must complete with
+    200, and the master must exit 0 within graceful_timeout."""
+    records = 20000
+    graceful = 20
+    server = start(
+        tmp_path,
+        model_dir,
+        SERVICE_MAX_BATCH_RECORDS=str(records),
+        SERVICE_MAX_BODY_BYTES=str(64 * 1024 * 1024),
+        SERVICE_GRACEFUL_TIMEOUT_SECONDS=str(graceful),
+    )
+    try:
+        body = json.dumps({"records": [example] * records}).encode()
+        head = (
+            f"POST /predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
+            connection.sendall(head + body[:-1])
+            time.sleep(0.5)  # the worker has read the head and is waiting for the body
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            connection.sendall(body[-1:])
+            response = b""
+            while chunk := connection.recv(1 << 20):
+                response += chunk
+        status_line, _, rest = response.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 200"), response[:500]
+        payload = json.loads(rest.partition(b"\r\n\r\n")[2])
+        assert len(payload["predictions"]) == records
+        assert server.process.wait(graceful + 5) == 0
+        assert time.monotonic() - signalled < graceful
+    finally:
+        procs.stop(server.process)
+
+
+# --- a model that must not be served stops the service --------------------------------
+
+
+def broken(model_dir: Path, tmp: Path, how: str) -> Path:
+    copy = tmp / how
+    shutil.copytree(model_dir, copy)
+    metadata_path = copy / "model_metadata.json"
+    metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    if how == "missing-model":
+        (copy / "model.joblib").unlink()
+    elif how == "altered-model":
+        with (copy / "model.joblib").open("r+b") as handle:
+            handle.seek(100)
+            handle.write(b"\x00corrupted\x00")
+    elif how == "wrong-sha256":
+        metadata["model_sha256"] = "f" * 64
+    elif how == "other-sklearn":
+        metadata["library_versions"]["scikit-learn"] = "0.24.2"
+    elif how == "missing-metadata":
+        metadata_path.unlink()
+        return copy
+    metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
+    return copy
+
+
+REFUSALS = {
+    "missing-model": r"model file \S+model\.joblib is missing",
+    "altered-model": r"has sha256 [0-9a-f]{64}, but model_metadata\.json records",
+    "wrong-sha256": r"but model_metadata\.json records f{64}",
+    "other-sklearn": r"trained with scikit-learn 0\.24\.2 but \S+ is installed",
+    "missing-metadata": r"model metadata \S+ is missing",
+}
+
+
+def test_each_integrity_failure_stops_the_service_with_one_clear_line(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    argv, cwd = procs.service_command()
+    launched = {}
+    for how in REFUSALS:
+        env = procs.tool_env({
+            "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
+            "SERVICE_MODEL_DIR": str(broken(model_dir, tmp_path, how)),
+        })
+        launched[how] = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    for how, process in launched.items():
+        try:
+            output, _ = process.communicate(timeout=60)
+        finally:
+            procs.stop(process)
+        assert process.returncode == 78, (how, output.decode())
+        lines = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+        critical = [line for line in lines if line["level"] == "critical"]
+        assert len(critical) == 1, (how, lines)
+        assert critical[0]["message"].startswith("refusing to start: ")
+        assert re.search(REFUSALS[how], critical[0]["message"]), (how, critical[0]["message"])
+        assert not any("Traceback" in line["message"] for line in lines), how
+        assert not any("Booting worker" in line["message"] for line in lines), how
