@@ -203,8 +203,7 @@ def verdict_lines(results: Sequence[GateResult], config: GateConfig, base_name: 
     lines = [f"❌ **Check failed:** worse than `{base_name}`'s by more than {limit}:"]
     for r in failures:
         lines.append(
-            f"- `{r.metric}`: {fmt(r.new)} against {fmt(r.base)}, "
-            f"{r.regression:.4f} worse"
+            f"- `{r.metric}`: {fmt(r.new)} against {fmt(r.base)}, {r.regression:.4f} worse"
         )
     return lines
 
@@ -233,8 +232,12 @@ def per_class_rows(new: dict[str, Any], base: dict[str, Any] | None) -> list[lis
             new_value = lookup(new, "model", path)
             base_value = lookup(base, "model", path)
             rows.append(
-                [f"{cls} {stat}", fmt(base_value), fmt(new_value),
-                 fmt_change(new_value, base_value, True)]
+                [
+                    f"{cls} {stat}",
+                    fmt(base_value),
+                    fmt(new_value),
+                    fmt_change(new_value, base_value, True),
+                ]
             )
     return rows
 
@@ -262,23 +265,35 @@ def build_comment(
         if new_value is None and base_value is None:
             continue
         rows.append(
-            [row.label, fmt(base_value), fmt(new_value),
-             fmt_change(new_value, base_value, row.higher_is_better)]
+            [
+                row.label,
+                fmt(base_value),
+                fmt(new_value),
+                fmt_change(new_value, base_value, row.higher_is_better),
+            ]
         )
-    lines += table(["Metric", base_column, "This PR", "Change"], ["---", "---:", "---:", "---:"],
-                   rows)
+    lines += table(
+        ["Metric", base_column, "This PR", "Change"], ["---", "---:", "---:", "---:"], rows
+    )
     lines.append("")
 
     class_rows = per_class_rows(new, base)
     if class_rows:
         lines += ["<details><summary>Per-class precision and recall (test split)</summary>", ""]
-        lines += table(["Class and metric", base_column, "This PR", "Change"],
-                       ["---", "---:", "---:", "---:"], class_rows)
+        lines += table(
+            ["Class and metric", base_column, "This PR", "Change"],
+            ["---", "---:", "---:", "---:"],
+            class_rows,
+        )
         lines += ["", "</details>", ""]
 
-    lines += ["### Against the baseline", "",
-              "The baseline is scored on the same split as the model; the training report "
-              "says what it is.", ""]
+    lines += [
+        "### Against the baseline",
+        "",
+        "The baseline is scored on the same split as the model; the training report "
+        "says what it is.",
+        "",
+    ]
     baseline_rows = []
     for row in BASELINE_ROWS:
         baseline = lookup(new, "baseline", row.path)
@@ -286,11 +301,18 @@ def build_comment(
         if baseline is None and model is None:
             continue
         baseline_rows.append(
-            [row.label, fmt(baseline), fmt(model),
-             fmt_change(model, baseline, row.higher_is_better)]
+            [
+                row.label,
+                fmt(baseline),
+                fmt(model),
+                fmt_change(model, baseline, row.higher_is_better),
+            ]
         )
-    lines += table(["Metric", "Baseline", "This PR", "Model − baseline"],
-                   ["---", "---:", "---:", "---:"], baseline_rows)
+    lines += table(
+        ["Metric", "Baseline", "This PR", "Improvement"],
+        ["---", "---:", "---:", "---:"],
+        baseline_rows,
+    )
     lines.append("")
 
     body = report.strip()
@@ -298,8 +320,14 @@ def build_comment(
         body = body[:MAX_REPORT_CHARS] + (
             "\n\n*(report truncated here; the full `report.md` is in the PR's files)*"
         )
-    lines += ["<details><summary>Training report (<code>report.md</code>)</summary>", "",
-              body, "", "</details>", ""]
+    lines += [
+        "<details><summary>Training report (<code>report.md</code>)</summary>",
+        "",
+        body,
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -316,7 +344,11 @@ def command_comment(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         raise ReportError(f"{args.report}: file not found") from error
     text = build_comment(
-        new=new, base=base, report=report, config=config, base_name=args.base_name,
+        new=new,
+        base=base,
+        report=report,
+        config=config,
+        base_name=args.base_name,
         metadata=read_optional(args.metadata),
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +379,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--metrics", type=Path, required=True, help="this PR's metrics.json")
         sub.add_argument(
-            "--base-metrics", type=Path,
+            "--base-metrics",
+            type=Path,
             help="the base branch's metrics.json; omit when the base branch has no model yet",
         )
         sub.add_argument("--base-name", default="main", help="how to call the base branch")

@@ -22,9 +22,7 @@ DEFAULT_AUTHOR = "github-actions[bot]"
 
 
 def gh(args: Sequence[str], stdin: str | None = None) -> str:
-    result = subprocess.run(
-        ["gh", *args], input=stdin, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(["gh", *args], input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"gh {' '.join(args[:3])} failed: {result.stderr.strip()}")
     return result.stdout
@@ -35,8 +33,11 @@ def find_comment(repo: str, pr: int, marker: str, author: str) -> int | None:
     # first line is fetched into the match, so a marker quoted inside a body does not count.
     listing = gh(
         [
-            "api", "--paginate", f"repos/{repo}/issues/{pr}/comments",
-            "--jq", '.[] | [.id, .user.login, (.body | split("\\n") | .[0])] | @json',
+            "api",
+            "--paginate",
+            f"repos/{repo}/issues/{pr}/comments",
+            "--jq",
+            '.[] | [.id, .user.login, (.body | split("\\n") | .[0])] | @json',
         ]
     )
     for line in listing.splitlines():
@@ -55,11 +56,15 @@ def upsert(repo: str, pr: int, body: str, author: str) -> str:
     payload = json.dumps({"body": body})
     existing = find_comment(repo, pr, marker, author)
     if existing is None:
-        gh(["api", "--method", "POST", f"repos/{repo}/issues/{pr}/comments", "--input", "-"],
-           stdin=payload)
+        gh(
+            ["api", "--method", "POST", f"repos/{repo}/issues/{pr}/comments", "--input", "-"],
+            stdin=payload,
+        )
         return f"created a comment on {repo}#{pr}"
-    gh(["api", "--method", "PATCH", f"repos/{repo}/issues/comments/{existing}", "--input", "-"],
-       stdin=payload)
+    gh(
+        ["api", "--method", "PATCH", f"repos/{repo}/issues/comments/{existing}", "--input", "-"],
+        stdin=payload,
+    )
     return f"updated comment {existing} on {repo}#{pr}"
 
 
@@ -68,8 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repo", required=True, help="owner/name")
     parser.add_argument("--pr", required=True, type=int, help="pull request number")
     parser.add_argument("--body-file", required=True, type=Path)
-    parser.add_argument("--author", default=DEFAULT_AUTHOR,
-                        help="login whose marked comment is edited (default: %(default)s)")
+    parser.add_argument(
+        "--author",
+        default=DEFAULT_AUTHOR,
+        help="login whose marked comment is edited (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if "/" not in args.repo:
         parser.error("--repo must be owner/name")

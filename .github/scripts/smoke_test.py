@@ -52,16 +52,18 @@ class Response:
 def request(url: str, payload: Any = None) -> Response:
     data = None if payload is None else json.dumps(payload).encode()
     req = urllib.request.Request(  # noqa: S310 - the scheme is checked in service_url()
-        url, data=data, method="GET" if data is None else "POST",
+        url,
+        data=data,
+        method="GET" if data is None else "POST",
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
     try:
         with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_SECONDS) as resp:  # noqa: S310
-            return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()},
-                            resp.read())
+            return Response(
+                resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+            )
     except urllib.error.HTTPError as error:
-        return Response(error.code, {k.lower(): v for k, v in error.headers.items()},
-                        error.read())
+        return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
 
 
 def service_url(url: str | None, outputs_file: Path | None) -> str:
@@ -72,8 +74,11 @@ def service_url(url: str | None, outputs_file: Path | None) -> str:
             stacks = json.loads(outputs_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise SmokeTestError(f"cannot read {outputs_file}: {error}") from error
-        found = [outputs[OUTPUT_KEY] for outputs in stacks.values()
-                 if isinstance(outputs, dict) and OUTPUT_KEY in outputs]
+        found = [
+            outputs[OUTPUT_KEY]
+            for outputs in stacks.values()
+            if isinstance(outputs, dict) and OUTPUT_KEY in outputs
+        ]
         if len(found) != 1:
             raise SmokeTestError(
                 f"{outputs_file}: expected one stack output {OUTPUT_KEY}, found {len(found)}"
@@ -121,9 +126,11 @@ def check_model(base: str, expected: str | None) -> tuple[str, dict[str, Any]]:
 
 def find_probabilities(body: dict[str, Any]) -> dict[str, float]:
     for value in body.values():
-        if (isinstance(value, dict) and value
-                and all(isinstance(p, int | float) and not isinstance(p, bool)
-                        for p in value.values())):
+        if (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(p, int | float) and not isinstance(p, bool) for p in value.values())
+        ):
             return {str(k): float(p) for k, p in value.items()}
     raise SmokeTestError(f"no class probabilities in the prediction: {body}")
 
@@ -131,9 +138,7 @@ def find_probabilities(body: dict[str, Any]) -> dict[str, float]:
 def check_predict(base: str, version: str, record: dict[str, Any]) -> str:
     response = request(f"{base}/predict", record)
     if response.status != 200:
-        raise SmokeTestError(
-            f"POST /predict answered {response.status}: {response.body[:300]!r}"
-        )
+        raise SmokeTestError(f"POST /predict answered {response.status}: {response.body[:300]!r}")
     body = response.json()
     if not isinstance(body, dict):
         raise SmokeTestError(f"POST /predict answered {body!r}, not an object")
@@ -183,11 +188,15 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="the service's base URL")
-    parser.add_argument("--cdk-outputs", type=Path,
-                        help=f"cdk-outputs.json to read the {OUTPUT_KEY} output from")
-    parser.add_argument("--metadata", type=Path,
-                        default=Path("serving/app/data/model_metadata.json"),
-                        help="model_metadata.json giving the expected version, when present")
+    parser.add_argument(
+        "--cdk-outputs", type=Path, help=f"cdk-outputs.json to read the {OUTPUT_KEY} output from"
+    )
+    parser.add_argument(
+        "--metadata",
+        type=Path,
+        default=Path("serving/app/data/model_metadata.json"),
+        help="model_metadata.json giving the expected version, when present",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between tries")
     args = parser.parse_args(argv)

@@ -39,16 +39,16 @@ def git_tracked_outputs(dvc_yaml: Path) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"))
-    parser.add_argument("--copy-to", type=Path,
-                        help="copy the files into this directory, keeping their paths")
+    parser.add_argument(
+        "--copy-to", type=Path, help="copy the files into this directory, keeping their paths"
+    )
     args = parser.parse_args(argv)
     paths = git_tracked_outputs(args.dvc_yaml)
     root = args.dvc_yaml.parent
     missing = [p for p in paths if not (root / p).is_file()]
     if args.copy_to is not None:
         if missing:
-            print(f"error: not produced (run `make train`): {', '.join(missing)}",
-                  file=sys.stderr)
+            print(f"error: not produced (run `make train`): {', '.join(missing)}", file=sys.stderr)
             return 1
         shutil.rmtree(args.copy_to, ignore_errors=True)
         for path in paths:

@@ -10,8 +10,8 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -30,7 +30,8 @@ def load_script(name: str) -> ModuleType:
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, SCRIPTS_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # dataclasses resolve annotations through sys.modules, so register before executing.
     sys.modules[module_name] = module
@@ -92,7 +93,11 @@ def make_targets() -> set[str]:
     """Every target the Makefile defines, as make itself parses it (no recipe runs)."""
     result = subprocess.run(
         ["make", "--no-print-directory", "-pRrq", "-f", "Makefile"],
-        cwd=ROOT, env=clean_make_env(), capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=clean_make_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     # -q exits 1 when the default goal is out of date; 2 is a parse error.
     assert result.returncode in (0, 1), result.stderr

@@ -19,33 +19,55 @@ DVC_YAML = {
     "stages": {
         "train": {
             "cmd": "python -m training.train",
-            "outs": ["serving/app/data/model.joblib",
-                     {"serving/app/data/model_metadata.json": {"cache": False}}],
+            "outs": [
+                "serving/app/data/model.joblib",
+                {"serving/app/data/model_metadata.json": {"cache": False}},
+            ],
         },
         "evaluate": {
             "cmd": "python -m training.evaluate",
-            "outs": [{"serving/app/data/report.md": {"cache": False}},
-                     {"training/data/scratch.parquet": {"persist": True}}],
+            "outs": [
+                {"serving/app/data/report.md": {"cache": False}},
+                {"training/data/scratch.parquet": {"persist": True}},
+            ],
             "metrics": [{"serving/app/data/metrics.json": {"cache": False}}],
             "plots": [{"serving/app/data/test_predictions.csv": {"cache": False, "x": "a"}}],
         },
     }
 }
-TRACKED = ["dvc.lock", "serving/app/data/model_metadata.json", "serving/app/data/report.md",
-           "serving/app/data/metrics.json", "serving/app/data/test_predictions.csv"]
-GIT_ENV = {"GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.com"}
+TRACKED = [
+    "dvc.lock",
+    "serving/app/data/model_metadata.json",
+    "serving/app/data/report.md",
+    "serving/app/data/metrics.json",
+    "serving/app/data/test_predictions.csv",
+]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "dev",
+    "GIT_AUTHOR_EMAIL": "dev@example.com",
+    "GIT_COMMITTER_NAME": "dev",
+    "GIT_COMMITTER_EMAIL": "dev@example.com",
+}
 
 
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
-        identity: bool = True) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items()
-                if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL") and not k.startswith("GIT_")}
+def run(
+    cwd: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    identity: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL") and not k.startswith("GIT_")
+    }
     if identity:
         full_env.update(GIT_ENV)
     full_env.update(env or {})
-    return subprocess.run(list(args), cwd=cwd, env=full_env, capture_output=True, text=True,
-                          check=check, timeout=120)
+    return subprocess.run(
+        list(args), cwd=cwd, env=full_env, capture_output=True, text=True, check=check, timeout=120
+    )
 
 
 def test_the_git_tracked_outputs_are_dvc_lock_and_the_uncached_outs(script, tmp_path):
@@ -57,15 +79,26 @@ def test_the_git_tracked_outputs_are_dvc_lock_and_the_uncached_outs(script, tmp_
 def test_the_projects_own_pipeline_commits_its_metrics_and_report(script):
     tracked = script("training_outputs").git_tracked_outputs(ROOT / "dvc.yaml")
     assert tracked[0] == "dvc.lock"
-    assert {"serving/app/data/metrics.json", "serving/app/data/report.md",
-            "serving/app/data/model_metadata.json"} <= set(tracked)
+    assert {
+        "serving/app/data/metrics.json",
+        "serving/app/data/report.md",
+        "serving/app/data/model_metadata.json",
+    } <= set(tracked)
     assert "serving/app/data/model.joblib" not in tracked
 
 
 def test_staging_refuses_outputs_that_were_not_produced(tmp_path):
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False), encoding="utf-8")
-    result = run(tmp_path, sys.executable, str(SCRIPTS / "training_outputs.py"),
-                 "--dvc-yaml", str(tmp_path / "dvc.yaml"), "--copy-to", "out", check=False)
+    result = run(
+        tmp_path,
+        sys.executable,
+        str(SCRIPTS / "training_outputs.py"),
+        "--dvc-yaml",
+        str(tmp_path / "dvc.yaml"),
+        "--copy-to",
+        "out",
+        check=False,
+    )
     assert result.returncode == 1
     assert "dvc.lock" in result.stderr
 
@@ -101,15 +134,27 @@ def github(tmp_path: Path) -> dict[str, Path]:
     gh = bin_dir / "gh"
     gh.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path / "gh.log"}"\n', encoding="utf-8")
     gh.chmod(0o755)
-    return {"origin": origin, "seed": seed, "checkout": checkout, "bin": bin_dir,
-            "gh_log": tmp_path / "gh.log"}
+    return {
+        "origin": origin,
+        "seed": seed,
+        "checkout": checkout,
+        "bin": bin_dir,
+        "gh_log": tmp_path / "gh.log",
+    }
 
 
 def commit_back(checkout: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
-    return run(checkout, "make", "--no-print-directory", "-f", str(ROOT / "Makefile"),
-               "commit-training-outputs",
-               env={"BRANCH": "pr", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
-               check=False, identity=False)
+    return run(
+        checkout,
+        "make",
+        "--no-print-directory",
+        "-f",
+        str(ROOT / "Makefile"),
+        "commit-training-outputs",
+        env={"BRANCH": "pr", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        check=False,
+        identity=False,
+    )
 
 
 def test_commit_back_pushes_the_outputs_onto_the_trained_commit_and_dispatches_tests(github):
@@ -157,8 +202,15 @@ def test_unchanged_outputs_make_no_commit(github):
 
 
 def test_commit_back_needs_a_branch(github):
-    result = run(github["checkout"], "make", "--no-print-directory", "-f",
-                 str(ROOT / "Makefile"), "commit-training-outputs", env={"BRANCH": ""},
-                 check=False)
+    result = run(
+        github["checkout"],
+        "make",
+        "--no-print-directory",
+        "-f",
+        str(ROOT / "Makefile"),
+        "commit-training-outputs",
+        env={"BRANCH": ""},
+        check=False,
+    )
     assert result.returncode != 0
     assert "usage: BRANCH=" in result.stderr

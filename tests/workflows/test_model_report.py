@@ -26,16 +26,35 @@ def metrics(accuracy: float, macro_f1: float, log_loss: float) -> dict[str, Any]
         "Chinstrap": {"precision": 1.0, "recall": 0.9286},
         "Gentoo": {"precision": 1.0, "recall": 1.0},
     }
-    cv = {"accuracy_mean": accuracy - 0.01, "accuracy_std": 0.012,
-          "macro_f1_mean": macro_f1 - 0.01, "macro_f1_std": 0.015}
+    cv = {
+        "accuracy_mean": accuracy - 0.01,
+        "accuracy_std": 0.012,
+        "macro_f1_mean": macro_f1 - 0.01,
+        "macro_f1_std": 0.015,
+    }
     return {
-        "model": {"test": {"accuracy": accuracy, "macro_f1": macro_f1, "log_loss": log_loss,
-                           "per_class": per_class}, "cv": cv},
+        "model": {
+            "test": {
+                "accuracy": accuracy,
+                "macro_f1": macro_f1,
+                "log_loss": log_loss,
+                "per_class": per_class,
+            },
+            "cv": cv,
+        },
         "baseline": {
-            "test": {"accuracy": 0.4348, "macro_f1": 0.2020, "log_loss": 1.0512,
-                     "per_class": {"Adelie": {"precision": 0.4348, "recall": 1.0}}},
-            "cv": {"accuracy_mean": 0.44, "accuracy_std": 0.01,
-                   "macro_f1_mean": 0.2, "macro_f1_std": 0.01},
+            "test": {
+                "accuracy": 0.4348,
+                "macro_f1": 0.2020,
+                "log_loss": 1.0512,
+                "per_class": {"Adelie": {"precision": 0.4348, "recall": 1.0}},
+            },
+            "cv": {
+                "accuracy_mean": 0.44,
+                "accuracy_std": 0.01,
+                "macro_f1_mean": 0.2,
+                "macro_f1_std": 0.01,
+            },
         },
         "improvement": {"accuracy": accuracy - 0.4348, "macro_f1": macro_f1 - 0.2020},
     }
@@ -46,10 +65,16 @@ BETTER = metrics(0.9855, 0.9830, 0.0812)
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    result = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True,
-                            check=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    result = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    )
     return result.stdout
 
 
@@ -61,27 +86,46 @@ def write_outputs(repo: Path, values: dict[str, Any], version: str) -> None:
         f"# Training report\n\nModel {version}: logistic regression on the penguins.\n",
         encoding="utf-8",
     )
-    (data / "model_metadata.json").write_text(json.dumps({
-        "model_version": version, "estimator": "logistic_regression",
-        "hyperparameters": {"max_iter": 1000, "C": 1.0},
-    }), encoding="utf-8")
+    (data / "model_metadata.json").write_text(
+        json.dumps(
+            {
+                "model_version": version,
+                "estimator": "logistic_regression",
+                "hyperparameters": {"max_iter": 1000, "C": 1.0},
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
-def make(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def make(
+    repo: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the project's Makefile in `repo`, reusing the project's ready .venv."""
     venv = ROOT / ".venv"
     if not (venv / ".synced").exists():
         pytest.skip("the project environment (.venv) is not built")
     # A parent make (`make test`) passes its flags and variables down through the environment;
     # the run here must see only what the test gives it.
-    inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GITHUB_STEP_SUMMARY", "BASE_REF",
-                 "BASE_NAME"}
+    inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GITHUB_STEP_SUMMARY", "BASE_REF", "BASE_NAME"}
     run_env = {k: v for k, v in os.environ.items() if k not in inherited}
     run_env.update(env or {})
     return subprocess.run(
-        ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), f"VENV={venv}",
-         f"CI_SCRIPTS={ROOT / '.github' / 'scripts'}", *args],
-        cwd=repo, env=run_env, capture_output=True, text=True, check=False, timeout=120,
+        [
+            "make",
+            "--no-print-directory",
+            "-f",
+            str(ROOT / "Makefile"),
+            f"VENV={venv}",
+            f"CI_SCRIPTS={ROOT / '.github' / 'scripts'}",
+            *args,
+        ],
+        cwd=repo,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 
@@ -131,14 +175,23 @@ def test_comment_shows_main_and_pr_values_and_the_change(pr_repo):
     comment = build_comment(pr_repo)
     assert comment.splitlines()[0] == MARKER
     assert table_row(comment, "Test accuracy") == [
-        "Test accuracy", "0.9710", "0.9855", "+0.0145 (better)"
+        "Test accuracy",
+        "0.9710",
+        "0.9855",
+        "+0.0145 (better)",
     ]
     assert table_row(comment, "Test macro F1") == [
-        "Test macro F1", "0.9650", "0.9830", "+0.0180 (better)"
+        "Test macro F1",
+        "0.9650",
+        "0.9830",
+        "+0.0180 (better)",
     ]
     # Lower log loss is better: a negative change reads as an improvement.
     assert table_row(comment, "Test log loss") == [
-        "Test log loss", "0.1010", "0.0812", "-0.0198 (better)"
+        "Test log loss",
+        "0.1010",
+        "0.0812",
+        "-0.0198 (better)",
     ]
     assert "| Metric | `main` | This PR | Change |" in comment
     assert "✅ **Check passed:**" in comment
@@ -149,7 +202,10 @@ def test_comment_shows_the_baseline_and_the_training_report(pr_repo):
     comment = build_comment(pr_repo)
     baseline = comment.split("### Against the baseline", 1)[1]
     assert table_row(baseline, "Test accuracy") == [
-        "Test accuracy", "0.4348", "0.9855", "+0.5507 (better)"
+        "Test accuracy",
+        "0.4348",
+        "0.9855",
+        "+0.5507 (better)",
     ]
     assert "Model bbbbbbbbbbbb: logistic regression on the penguins." in comment
     assert "<details><summary>Training report" in comment
@@ -164,8 +220,7 @@ def test_comment_is_byte_identical_when_built_twice(pr_repo):
 def test_comment_is_also_written_to_the_job_summary(pr_repo, tmp_path):
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n", encoding="utf-8")
-    result = make(pr_repo, "pr-comment", "BASE_REF=main",
-                  env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = make(pr_repo, "pr-comment", "BASE_REF=main", env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.returncode == 0, result.stderr
     comment = (pr_repo / "build/ci/pr-comment.md").read_text(encoding="utf-8")
     assert summary.read_text(encoding="utf-8") == "earlier step\n" + comment
@@ -185,12 +240,16 @@ def test_first_model_compares_against_nothing_and_passes(repo):
 def test_compare_fails_when_worse_than_main_by_more_than_the_threshold(pr_repo):
     threshold = yaml.safe_load((pr_repo / "params.yaml").read_text())["compare"]["max_regression"]
     worse = copy.deepcopy(MAIN)
-    worse["model"]["test"]["accuracy"] = round(MAIN["model"]["test"]["accuracy"] - threshold - 0.005, 4)
+    worse["model"]["test"]["accuracy"] = round(
+        MAIN["model"]["test"]["accuracy"] - threshold - 0.005, 4
+    )
     commit_model(pr_repo, worse, "cccccccccccc", "worse model")
     result = make(pr_repo, "compare-metrics", "BASE_REF=main")
     assert result.returncode != 0
     assert "Check failed" in result.stdout
-    assert "`accuracy`" in result.stdout and "`macro_f1`" not in result.stdout.split("\n", 1)[1]
+    failures = result.stdout.split("\n", 1)[1]
+    assert "`accuracy`" in failures
+    assert "`macro_f1`" not in failures
     comment = build_comment(pr_repo)
     assert "❌ **Check failed:**" in comment
     assert "(worse)" in table_row(comment, "Test accuracy")[3]
@@ -222,15 +281,19 @@ def test_log_loss_can_be_gated_and_counts_an_increase_as_worse(script):
     (result,) = report.evaluate_gate(worse, MAIN, config)
     assert result.failed
     (result,) = report.evaluate_gate(BETTER, MAIN, config)
-    assert not result.failed and result.regression < 0
+    assert not result.failed
+    assert result.regression < 0
 
 
-@pytest.mark.parametrize(("block", "message"), [
-    ({}, "no 'compare' block"),
-    ({"compare": {"metrics": ["recall"], "max_regression": 0.01}}, "choose from"),
-    ({"compare": {"metrics": ["accuracy"], "max_regression": -1}}, "must be a number >= 0"),
-    ({"compare": {"metrics": [], "max_regression": 0.01}}, "non-empty list"),
-])
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({}, "no 'compare' block"),
+        ({"compare": {"metrics": ["recall"], "max_regression": 0.01}}, "choose from"),
+        ({"compare": {"metrics": ["accuracy"], "max_regression": -1}}, "must be a number >= 0"),
+        ({"compare": {"metrics": [], "max_regression": 0.01}}, "non-empty list"),
+    ],
+)
 def test_bad_compare_settings_are_rejected_with_their_reason(script, tmp_path, block, message):
     report = script("model_report")
     params = tmp_path / "params.yaml"
@@ -251,7 +314,8 @@ def test_missing_new_metric_is_an_error_not_a_pass(script):
 def test_a_huge_report_is_cut_so_the_comment_fits_githubs_limit(script):
     report = script("model_report")
     config = report.GateConfig(metrics=("accuracy",), max_regression=0.01)
-    text = report.build_comment(new=BETTER, base=MAIN, report="x" * 200_000, config=config,
-                                base_name="main")
+    text = report.build_comment(
+        new=BETTER, base=MAIN, report="x" * 200_000, config=config, base_name="main"
+    )
     assert len(text) < 65_536
     assert "report truncated" in text

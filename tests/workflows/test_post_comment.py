@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,9 @@ if "--paginate" in args:
 """
 
 
-def post(tmp_path: Path, comments: list[dict[str, object]], body: str,
-         fail: bool = False) -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
+def post(
+    tmp_path: Path, comments: list[dict[str, Any]], body: str, fail: bool = False
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     gh = bin_dir / "gh"
@@ -43,14 +45,30 @@ def post(tmp_path: Path, comments: list[dict[str, object]], body: str,
     log.write_text("", encoding="utf-8")
     body_file = tmp_path / "comment.md"
     body_file.write_text(body, encoding="utf-8")
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "FAKE_GH_LOG": str(log), "FAKE_GH_COMMENTS": json.dumps(comments)}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_GH_LOG": str(log),
+        "FAKE_GH_COMMENTS": json.dumps(comments),
+    }
     if fail:
         env["FAKE_GH_FAIL"] = "1"
     result = subprocess.run(
-        [sys.executable, str(POSTER), "--repo", "octo/penguins", "--pr", "7",
-         "--body-file", str(body_file)],
-        env=env, capture_output=True, text=True, check=False, timeout=60,
+        [
+            sys.executable,
+            str(POSTER),
+            "--repo",
+            "octo/penguins",
+            "--pr",
+            "7",
+            "--body-file",
+            str(body_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     calls = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     return result, calls
@@ -79,7 +97,10 @@ def test_later_runs_edit_the_existing_bot_comment_instead_of_adding_one(tmp_path
     writes = [c for c in calls if "--method" in c["args"]]
     assert len(writes) == 1
     assert writes[0]["args"][:4] == [
-        "api", "--method", "PATCH", "repos/octo/penguins/issues/comments/11"
+        "api",
+        "--method",
+        "PATCH",
+        "repos/octo/penguins/issues/comments/11",
     ]
     assert json.loads(writes[0]["stdin"]) == {"body": BODY}
     assert "updated comment 11" in result.stdout
@@ -109,7 +130,9 @@ def test_a_github_error_fails_the_step_with_the_message(tmp_path):
 def test_repo_must_be_owner_slash_name(tmp_path, repo):
     result = subprocess.run(
         [sys.executable, str(POSTER), "--repo", repo, "--pr", "7", "--body-file", "x"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "owner/name" in result.stderr

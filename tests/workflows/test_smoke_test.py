@@ -68,8 +68,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(200, {"status": "ok"}, b.version)
         elif self.path == "/model":
             version = b.earlier_versions.pop(0) if b.earlier_versions else b.version
-            self.reply(200, {"model_version": version,
-                             "input_schema": {"features": FEATURES}}, version)
+            self.reply(
+                200, {"model_version": version, "input_schema": {"features": FEATURES}}, version
+            )
         else:
             self.reply(404, {"detail": "not found"}, b.version)
 
@@ -81,9 +82,16 @@ class Handler(BaseHTTPRequestHandler):
         if b.predict_status != 200:
             self.reply(b.predict_status, {"detail": "model failed"}, b.version)
             return
-        self.reply(200, {"species": b.label, "probability": max(b.probabilities.values()),
-                         "probabilities": b.probabilities, "model_version": b.version},
-                   b.header_version or b.version)
+        self.reply(
+            200,
+            {
+                "species": b.label,
+                "probability": max(b.probabilities.values()),
+                "probabilities": b.probabilities,
+                "model_version": b.version,
+            },
+            b.header_version or b.version,
+        )
 
 
 @pytest.fixture
@@ -103,8 +111,9 @@ def service() -> Iterator[tuple[str, Behaviour]]:
 
 def run_smoke(script, base: str, expected: str | None, timeout: float = 2.0) -> str:
     smoke = script("smoke_test")
-    version: str = smoke.run(base, expected, timeout=timeout, interval=0.05,
-                             log=lambda _message: None)
+    version: str = smoke.run(
+        base, expected, timeout=timeout, interval=0.05, log=lambda _message: None
+    )
     return version
 
 
@@ -129,12 +138,15 @@ def test_fails_when_the_old_version_keeps_answering(script, service):
         run_smoke(script, base, "ffffffffffff", timeout=0.5)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"predict_status": 500}, "POST /predict answered 500"),
-    ({"header_version": "999999999999"}, "X-Model-Version header"),
-    ({"probabilities": {"Adelie": 0.5, "Gentoo": 0.1}}, "sum to"),
-    ({"label": "Penguin"}, "no predicted label"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"predict_status": 500}, "POST /predict answered 500"),
+        ({"header_version": "999999999999"}, "X-Model-Version header"),
+        ({"probabilities": {"Adelie": 0.5, "Gentoo": 0.1}}, "sum to"),
+        ({"label": "Penguin"}, "no predicted label"),
+    ],
+)
 def test_fails_on_a_wrong_prediction_answer(script, service, change, message):
     base, behaviour = service
     for key, value in change.items():
@@ -161,15 +173,19 @@ def unused_port() -> int:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SMOKE), "--interval", "0.05", *args],
-                          capture_output=True, text=True, check=False, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(SMOKE), "--interval", "0.05", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_cli_reads_the_url_from_cdk_outputs_and_the_version_from_metadata(service, tmp_path):
     base, _ = service
     outputs = tmp_path / "cdk-outputs.json"
-    outputs.write_text(json.dumps({"PenguinsService": {"ServiceUrl": base + "/",
-                                                       "LogGroup": "x"}}))
+    outputs.write_text(json.dumps({"PenguinsService": {"ServiceUrl": base + "/", "LogGroup": "x"}}))
     metadata = tmp_path / "model_metadata.json"
     metadata.write_text(json.dumps({"model_version": "abc123def456"}))
     result = cli("--cdk-outputs", str(outputs), "--metadata", str(metadata), "--timeout", "5")
@@ -186,11 +202,14 @@ def test_cli_exits_1_when_the_deployed_version_is_not_this_commits(service, tmp_
     assert "this commit ships 0123456789ab" in result.stderr
 
 
-@pytest.mark.parametrize(("outputs", "message"), [
-    ({"Stack": {"Other": "x"}}, "found 0"),
-    ({"A": {"ServiceUrl": "http://a"}, "B": {"ServiceUrl": "http://b"}}, "found 2"),
-    ({"Stack": {"ServiceUrl": "file:///etc/passwd"}}, "not an http"),
-])
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ({"Stack": {"Other": "x"}}, "found 0"),
+        ({"A": {"ServiceUrl": "http://a"}, "B": {"ServiceUrl": "http://b"}}, "found 2"),
+        ({"Stack": {"ServiceUrl": "file:///etc/passwd"}}, "not an http"),
+    ],
+)
 def test_cli_rejects_missing_ambiguous_or_non_http_urls(tmp_path, outputs, message):
     path = tmp_path / "cdk-outputs.json"
     path.write_text(json.dumps(outputs))

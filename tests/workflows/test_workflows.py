@@ -7,9 +7,8 @@ import re
 import shlex
 import subprocess
 from collections.abc import Iterator
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -69,11 +68,16 @@ def test_train_runs_only_on_pull_requests_touching_the_model_inputs(triggers, wo
     on = triggers(workflows["train.yml"])
     assert set(on) == {"pull_request"}
     assert set(on["pull_request"]["paths"]) == {
-        "training/**", "params.yaml", "dvc.yaml", "Pipfile.lock"
+        "training/**",
+        "params.yaml",
+        "dvc.yaml",
+        "Pipfile.lock",
     }
 
 
-def test_deploy_runs_on_main_when_service_model_or_deployment_change_and_by_hand(triggers, workflows):
+def test_deploy_runs_on_main_when_service_model_or_deployment_change_and_by_hand(
+    triggers, workflows
+):
     on = triggers(workflows["deploy.yml"])
     assert set(on) == {"push", "workflow_dispatch"}
     assert on["push"]["branches"] == ["main"]
@@ -152,7 +156,9 @@ def test_every_run_step_calls_an_existing_make_target(workflows, make_targets):
 
 def test_the_test_workflow_lints_and_tests_with_python_from_the_pipfile(workflows):
     job = workflows["tests.yml"]["jobs"]["test"]
-    setup = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@"))
+    setup = next(
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@")
+    )
     assert setup["with"]["python-version-file"] == "Pipfile"
     assert setup["with"]["cache"] == "pip"
     assert setup["with"]["cache-dependency-path"] == "Pipfile.lock"
@@ -214,20 +220,28 @@ def test_the_comment_is_posted_even_when_the_comparison_fails(workflows):
     assert job["steps"][-1]["run"] == "make post-pr-comment"
 
 
-@pytest.mark.parametrize(("workflow", "job_id", "variable"), [
-    ("train.yml", "train", "AWS_TRAIN_ROLE_ARN"),
-    ("deploy.yml", "deploy", "AWS_DEPLOY_ROLE_ARN"),
-])
+@pytest.mark.parametrize(
+    ("workflow", "job_id", "variable"),
+    [
+        ("train.yml", "train", "AWS_TRAIN_ROLE_ARN"),
+        ("deploy.yml", "deploy", "AWS_DEPLOY_ROLE_ARN"),
+    ],
+)
 def test_aws_auth_uses_the_oidc_role_when_set_else_the_access_key(
     workflows, workflow, job_id, variable
 ):
-    aws = [s for s in workflows[workflow]["jobs"][job_id]["steps"]
-           if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
+    aws = [
+        s
+        for s in workflows[workflow]["jobs"][job_id]["steps"]
+        if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
+    ]
     assert len(aws) == 2
     oidc, key = aws
     assert f"vars.{variable} != ''" in oidc["if"]
-    assert oidc["with"] == {"role-to-assume": f"${{{{ vars.{variable} }}}}",
-                            "aws-region": "${{ vars.AWS_REGION }}"}
+    assert oidc["with"] == {
+        "role-to-assume": f"${{{{ vars.{variable} }}}}",
+        "aws-region": "${{ vars.AWS_REGION }}",
+    }
     assert f"vars.{variable} == ''" in key["if"]
     assert key["with"] == {
         "aws-access-key-id": "${{ secrets.AWS_ACCESS_KEY_ID }}",
@@ -263,9 +277,21 @@ def test_dependabot_updates_the_actions_and_the_python_lock():
 def make_variable(make_env):
     def value(name: str) -> str:
         result = subprocess.run(
-            ["make", "--no-print-directory", "-s", "-f", "Makefile",
-             "--eval", f"print-{name}: ; @echo $({name})", f"print-{name}"],
-            cwd=ROOT, env=make_env, capture_output=True, text=True, check=True,
+            [
+                "make",
+                "--no-print-directory",
+                "-s",
+                "-f",
+                "Makefile",
+                "--eval",
+                f"print-{name}: ; @echo $({name})",
+                f"print-{name}",
+            ],
+            cwd=ROOT,
+            env=make_env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return result.stdout.strip()
 
@@ -277,15 +303,18 @@ def test_commit_back_receives_what_the_train_job_set_aside(workflows, make_varia
     stage = step_index(workflows["train.yml"]["jobs"]["train"], runs("stage-training-outputs"))
     upload = next(s for s in train_steps if s.get("with", {}).get("name") == "training-outputs")
     assert train_steps.index(upload) == stage + 1
-    download = next(s for s in workflows["train.yml"]["jobs"]["commit-back"]["steps"]
-                    if s.get("with", {}).get("name") == "training-outputs")
+    download = next(
+        s
+        for s in workflows["train.yml"]["jobs"]["commit-back"]["steps"]
+        if s.get("with", {}).get("name") == "training-outputs"
+    )
     assert upload["with"]["path"].rstrip("/") == download["with"]["path"]
-    assert download["with"]["path"] == make_variable("STAGED_OUTPUTS")
+    assert download["with"]["path"] == make_variable("CI_STAGED_OUTPUTS")
 
 
 def test_the_workflow_dispatched_after_a_commit_back_exists_and_accepts_dispatch(
     triggers, workflows, make_variable
 ):
-    name = make_variable("TESTS_WORKFLOW")
+    name = make_variable("CI_TESTS_WORKFLOW")
     assert name in workflows
     assert "workflow_dispatch" in triggers(workflows[name])
