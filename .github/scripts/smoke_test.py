@@ -4,8 +4,8 @@
 2. ``GET /model`` reports the expected model version (from ``model_metadata.json``, when the
    file is there) and gives the input schema with an example value per feature.
 3. ``POST /predict`` with that example record answers 200 with the same model version in the
-   body and in the ``X-Model-Version`` header, a probability per class that sums to 1, and a
-   predicted label that is one of those classes.
+   body and in the ``X-Model-Version`` header, a probability for each of the model's classes
+   (summing to 1) and a ``prediction`` that is one of them.
 
 Right after ``cdk deploy`` the old tasks may still be draining behind the load balancer, and a
 rollback may be in progress, so every step is retried until ``--timeout`` seconds have passed;
@@ -103,7 +103,7 @@ def check_health(base: str) -> None:
         raise SmokeTestError(f"GET /health answered {response.status}")
 
 
-def check_model(base: str, expected: str | None) -> tuple[str, dict[str, Any]]:
+def check_model(base: str, expected: str | None) -> tuple[str, dict[str, Any], list[str]]:
     response = request(f"{base}/model")
     if response.status != 200:
         raise SmokeTestError(f"GET /model answered {response.status}")
@@ -121,21 +121,13 @@ def check_model(base: str, expected: str | None) -> tuple[str, dict[str, Any]]:
         if not isinstance(feature, dict) or "name" not in feature or "example" not in feature:
             raise SmokeTestError(f"input_schema feature without name or example: {feature}")
         record[feature["name"]] = feature["example"]
-    return str(version), record
+    classes = info.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise SmokeTestError("GET /model gave no classes")
+    return str(version), record, [str(c) for c in classes]
 
 
-def find_probabilities(body: dict[str, Any]) -> dict[str, float]:
-    for value in body.values():
-        if (
-            isinstance(value, dict)
-            and value
-            and all(isinstance(p, int | float) and not isinstance(p, bool) for p in value.values())
-        ):
-            return {str(k): float(p) for k, p in value.items()}
-    raise SmokeTestError(f"no class probabilities in the prediction: {body}")
-
-
-def check_predict(base: str, version: str, record: dict[str, Any]) -> str:
+def check_predict(base: str, version: str, record: dict[str, Any], classes: list[str]) -> str:
     response = request(f"{base}/predict", record)
     if response.status != 200:
         raise SmokeTestError(f"POST /predict answered {response.status}: {response.body[:300]!r}")
@@ -150,13 +142,16 @@ def check_predict(base: str, version: str, record: dict[str, Any]) -> str:
     header = response.headers.get("x-model-version")
     if header != version:
         raise SmokeTestError(f"X-Model-Version header is {header!r}, expected {version}")
-    probabilities = find_probabilities(body)
-    if not math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-3):
-        raise SmokeTestError(f"class probabilities sum to {sum(probabilities.values())}")
-    labels = [v for v in body.values() if isinstance(v, str) and v in probabilities]
-    if not labels:
-        raise SmokeTestError(f"no predicted label among the classes {sorted(probabilities)}")
-    return labels[0]
+    probabilities = body.get("probabilities")
+    if not isinstance(probabilities, dict) or sorted(probabilities) != sorted(classes):
+        raise SmokeTestError(f"probabilities {probabilities!r} do not cover the classes {classes}")
+    total = sum(float(p) for p in probabilities.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-3):
+        raise SmokeTestError(f"class probabilities sum to {total}")
+    label = body.get("prediction")
+    if label not in classes:
+        raise SmokeTestError(f"predicted {label!r}, not one of the classes {classes}")
+    return str(label)
 
 
 def run(
@@ -172,8 +167,8 @@ def run(
         attempt += 1
         try:
             check_health(base)
-            version, record = check_model(base, expected)
-            label = check_predict(base, version, record)
+            version, record, classes = check_model(base, expected)
+            label = check_predict(base, version, record, classes)
         except (SmokeTestError, OSError) as error:
             # OSError covers refused connections, DNS not yet propagated and timeouts.
             if time.monotonic() + interval > deadline:

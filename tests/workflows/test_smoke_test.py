@@ -5,9 +5,13 @@ while an old version drains."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,7 +73,13 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/model":
             version = b.earlier_versions.pop(0) if b.earlier_versions else b.version
             self.reply(
-                200, {"model_version": version, "input_schema": {"features": FEATURES}}, version
+                200,
+                {
+                    "model_version": version,
+                    "classes": ["Adelie", "Chinstrap", "Gentoo"],
+                    "input_schema": {"features": FEATURES},
+                },
+                version,
             )
         else:
             self.reply(404, {"detail": "not found"}, b.version)
@@ -85,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(
             200,
             {
-                "species": b.label,
+                "prediction": b.label,
                 "probability": max(b.probabilities.values()),
                 "probabilities": b.probabilities,
                 "model_version": b.version,
@@ -143,8 +153,9 @@ def test_fails_when_the_old_version_keeps_answering(script, service):
     [
         ({"predict_status": 500}, "POST /predict answered 500"),
         ({"header_version": "999999999999"}, "X-Model-Version header"),
-        ({"probabilities": {"Adelie": 0.5, "Gentoo": 0.1}}, "sum to"),
-        ({"label": "Penguin"}, "no predicted label"),
+        ({"probabilities": {"Adelie": 0.5, "Chinstrap": 0.2, "Gentoo": 0.1}}, "sum to"),
+        ({"probabilities": {"Adelie": 0.9, "Gentoo": 0.1}}, "do not cover the classes"),
+        ({"label": "Penguin"}, "not one of the classes"),
     ],
 )
 def test_fails_on_a_wrong_prediction_answer(script, service, change, message):
@@ -164,8 +175,6 @@ def test_fails_in_bounded_time_when_nothing_listens(script, unused_port):
 
 @pytest.fixture
 def unused_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -216,3 +225,81 @@ def test_cli_rejects_missing_ambiguous_or_non_http_urls(tmp_path, outputs, messa
     result = cli("--cdk-outputs", str(path), "--metadata", str(tmp_path / "none.json"))
     assert result.returncode == 1
     assert message in result.stderr
+
+
+# Against the real service, started the way the image starts it, so the smoke test is proven
+# to agree with the API it checks in production.
+
+
+def dockerfile_command() -> list[str]:
+    dockerfile = ROOT / "serving" / "app" / "Dockerfile"
+    cmd = [ln for ln in dockerfile.read_text(encoding="utf-8").splitlines() if ln.startswith("CMD")]
+    argv: list[str] = json.loads(cmd[-1].removeprefix("CMD").strip())
+    return argv
+
+
+@pytest.fixture(scope="module")
+def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = ROOT / "serving" / "app" / "data"
+    missing = [n for n in ("model.joblib", "model_metadata.json") if not (data / n).is_file()]
+    if missing:
+        pytest.fail(f"{missing} missing from {data}: run `make train` (or `make dvc-pull`) first")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path_factory.mktemp("home")
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "SERVICE_BIND": f"127.0.0.1:{port}",
+        "SERVICE_MODEL_DIR": str(data),
+        "SERVICE_WORKERS": "1",
+        "HOME": str(home),
+    }
+    log = home / "server.log"
+    with log.open("wb") as output:
+        # The image's WORKDIR holds app/; locally that is serving/.
+        process = subprocess.Popen(
+            dockerfile_command(), cwd=ROOT / "serving", env=env, stdout=output, stderr=output
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"service exited {process.returncode}: {log.read_text()}")
+            try:
+                # A loopback http:// URL built above.
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"service not healthy within 60 s: {log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_make_smoke_test_passes_against_the_real_service(real_service):
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "smoke-test", f"URL={real_service}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    metadata = json.loads((ROOT / "serving/app/data/model_metadata.json").read_text())
+    assert f"serves model {metadata['model_version']}" in result.stdout
