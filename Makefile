@@ -125,6 +125,39 @@ clean: ## Remove caches and build output (keeps .venv and the DVC cache)
 
 ##@ Serving
 
+SERVING_DIR := serving
+
+# Runs exactly what the image runs: the Dockerfile's CMD from serving/, which stands for the
+# image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). `dvc repro` retrains
+# only when the model is missing or out of date.
+.PHONY: serve
+serve: $(ENV_STAMP) ## Train if needed, then run the service on port 8000 as the image does
+	dvc repro
+	cd $(SERVING_DIR) && exec python -m bench.imagecmd
+
+BENCH_SECONDS ?= 5
+.PHONY: bench
+bench: $(ENV_STAMP) ## Benchmark the service against the naive baseline on loopback (prints a table)
+	dvc repro
+	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS)
+
+URL ?=
+USERS ?= 20
+SPAWN_RATE ?= 5
+DURATION ?= 1m
+.PHONY: load-test
+load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [USERS= DURATION=]
+	@test -n "$(URL)" || { echo "usage: make load-test URL=http://host:port [USERS=20 SPAWN_RATE=5 DURATION=1m]"; exit 2; }
+	locust -f $(SERVING_DIR)/bench/locustfile.py --headless --only-summary \
+		--host "$(URL)" --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) \
+		--stop-timeout 10
+
+.PHONY: scan-docker
+scan-docker: $(TOOLS_STAMP) ## hadolint over the service's Dockerfile: no findings
+	$(TOOLS_BIN)/hadolint $(SERVING_DIR)/app/Dockerfile
+SCANS += scan-docker
+
+
 ##@ Deployment
 
 ##@ Infrastructure
@@ -199,9 +232,12 @@ dvc-pull: $(ENV_STAMP) ## Download the DVC-tracked files (the model) from the re
 dvc-push: $(ENV_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
 	dvc push
 
+# The tests that exercise the model in serving/app/data (the deployment tests do not).
+CI_MODEL_TESTS := training/tests serving/tests/app
+
 .PHONY: test-model
-test-model: $(ENV_STAMP) ## Run the training and serving tests against the model in serving/app/data
-	pytest training/tests serving/tests
+test-model: $(ENV_STAMP) ## Run the training and service tests against the model in serving/app/data
+	pytest $(CI_MODEL_TESTS)
 
 .PHONY: stage-training-outputs
 stage-training-outputs: $(ENV_STAMP) ## Copy dvc.lock and the git-tracked outputs of `make train` into build/ci

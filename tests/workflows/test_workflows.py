@@ -318,3 +318,10 @@ def test_the_workflow_dispatched_after_a_commit_back_exists_and_accepts_dispatch
     name = make_variable("CI_TESTS_WORKFLOW")
     assert name in workflows
     assert "workflow_dispatch" in triggers(workflows[name])
+
+
+def test_the_model_tests_the_train_job_runs_exist(make_variable):
+    paths = make_variable("CI_MODEL_TESTS").split()
+    assert paths
+    for path in paths:
+        assert list((ROOT / path).glob("test_*.py")), f"{path} holds no tests"
