@@ -72,7 +72,7 @@ def sha256_file(path: Path) -> str:
 
 def _require(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     value = mapping.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ModelIntegrityError(f"{where}: field {key!r} is missing or not a {kind}")
     return value
 

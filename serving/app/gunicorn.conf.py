@@ -18,8 +18,8 @@ from typing import Any
 # root is this file's parent's parent wherever the service runs from.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.logs import logging_config  # noqa: E402
-from app.settings import get_settings  # noqa: E402
+from app.logs import logging_config
+from app.settings import get_settings
 
 settings = get_settings()
 
@@ -89,4 +89,4 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     # Drops the dead worker's live gauges; its counters stay in the totals.
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -29,7 +29,7 @@ UNMATCHED_ROUTE = "unmatched"
 
 
 def request_id(scope: Scope) -> str:
-    headers = dict(scope["headers"])
+    headers: dict[bytes, bytes] = dict(scope["headers"])
     for name in REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value is not None and _SAFE_ID.fullmatch(value):

@@ -22,6 +22,11 @@ RECORD_SCHEMA = "Features"
 BATCH_SCHEMA = "BatchRequest"
 
 
+# TypedDict's functional form, called with names and fields known only at run time, which a
+# static checker cannot follow.
+_typed_dict: Any = TypedDict
+
+
 def _describe(feature: Feature) -> str:
     if feature.type == "number":
         text = f"Number between {feature.minimum:g} and {feature.maximum:g}."
@@ -52,15 +57,13 @@ def record_type(metadata: ModelMetadata) -> type:
     """A TypedDict of every feature, each optional and nullable, unknown keys forbidden."""
     fields = {feature.name: _annotation(feature) for feature in metadata.features}
     # The functional form accepts any column name, including ones that are not identifiers.
-    record = TypedDict(RECORD_SCHEMA, fields, total=False)  # type: ignore[operator]
-    record.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
-        extra="forbid", title=RECORD_SCHEMA
-    )
+    record = _typed_dict(RECORD_SCHEMA, fields, total=False)
+    record.__pydantic_config__ = ConfigDict(extra="forbid", title=RECORD_SCHEMA)
     return record  # type: ignore[no-any-return]
 
 
 def batch_type(record: type, max_records: int) -> type:
-    batch = TypedDict(  # type: ignore[operator]
+    batch = _typed_dict(
         BATCH_SCHEMA,
         {
             "records": Annotated[
@@ -73,7 +76,7 @@ def batch_type(record: type, max_records: int) -> type:
             ]
         },
     )
-    batch.__pydantic_config__ = ConfigDict(extra="forbid", title=BATCH_SCHEMA)  # type: ignore[attr-defined]
+    batch.__pydantic_config__ = ConfigDict(extra="forbid", title=BATCH_SCHEMA)
     return batch  # type: ignore[no-any-return]
 
 
@@ -99,7 +102,7 @@ class Schemas:
 def _prediction_models(
     metadata: ModelMetadata,
 ) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
-    label = Literal[metadata.classes]  # type: ignore[valid-type]
+    label: Any = Literal[metadata.classes]
     prediction = create_model(
         "Prediction",
         __config__=ConfigDict(extra="forbid"),
@@ -138,7 +141,7 @@ def build_schemas(metadata: ModelMetadata, max_batch_records: int) -> Schemas:
 
     example = metadata.example_record()
     # The same record with the fields the Pipeline imputes left out or null.
-    sparse = {name: value for name, value in list(example.items())[::2]}
+    sparse = dict(list(example.items())[::2])
     sparse[metadata.features[-1].name] = None
     prediction, single, batch_response = _prediction_models(metadata)
     return Schemas(

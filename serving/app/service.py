@@ -45,9 +45,10 @@ class ModelService:
         columns = {name: [r.get(name) for r in records] for name in self.metadata.feature_names}
         probabilities = self.predictor.predict_proba(columns)
         classes = self.metadata.classes
-        if probabilities.shape != (len(records), len(classes)) or not np.isfinite(
-            probabilities
-        ).all():
+        if (
+            probabilities.shape != (len(records), len(classes))
+            or not np.isfinite(probabilities).all()
+        ):
             raise PredictorOutputError(
                 f"{self.predictor.backend} predictor returned shape {probabilities.shape} "
                 f"(finite: {bool(np.isfinite(probabilities).all())}) for "
@@ -135,4 +136,3 @@ def _validate(validator: Any, body: bytes) -> dict[str, Any]:
 def _dump(payload: dict[str, Any]) -> bytes:
     # Probabilities are checked finite above, so strict JSON never fails here.
     return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         description="Directory holding model.joblib, model_metadata.json and metrics.json.",
     )
     bind: str = Field(
-        default="0.0.0.0:8000",  # noqa: S104 - a container listens on all its interfaces
+        default="0.0.0.0:8000",
         description="Address gunicorn listens on (HOST:PORT).",
     )
     # Fargate's 1 vCPU runs one process at a time; two workers keep one answering health

@@ -88,7 +88,8 @@ def main() -> None:
     command = read()
     print(f"$ cd {command.local_cwd} && {shlex.join(command.argv)}", file=sys.stderr, flush=True)
     os.chdir(command.local_cwd)
-    os.execvp(command.argv[0], command.argv)
+    # Replace this process, as the image's entrypoint is the server itself (signals reach it).
+    os.execvp(command.argv[0], command.argv)  # noqa: S606
 
 
 if __name__ == "__main__":

@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     args = parser.parse_args(argv)
     body = args.body_file.read_bytes() if args.body_file else None
+    work = run(args.url, body, args.connections, args.seconds, args.warmup)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    result = runner(run(args.url, body, args.connections, args.seconds, args.warmup))
+        result = asyncio.run(work)
+    else:
+        result = uvloop.run(work)
     json.dump(summary(result), sys.stdout)
     sys.stdout.write("\n")
 

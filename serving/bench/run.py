@@ -28,7 +28,12 @@ from bench import procs
 from bench.imagecmd import SERVING_DIR
 
 BATCH_ROWS = 1000
-SCENARIOS = (("single row", 1, 1), ("single row", 16, 1), ("batch", 1, BATCH_ROWS), ("batch", 16, BATCH_ROWS))
+SCENARIOS = (
+    ("single row", 1, 1),
+    ("single row", 16, 1),
+    ("batch", 1, BATCH_ROWS),
+    ("batch", 16, BATCH_ROWS),
+)
 
 
 def model_dir() -> Path:
@@ -38,7 +43,7 @@ def model_dir() -> Path:
 def random_records(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """Valid records spread over the range training observed, every field set."""
     metadata = json.loads((model_dir() / "model_metadata.json").read_text(encoding="utf-8"))
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
     records = []
     for _ in range(count):
         record: dict[str, Any] = {}
@@ -63,12 +68,16 @@ class TargetResult:
     backend: str = ""
 
 
-def drive(port: int, path: str, body: Path, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
+def drive(
+    port: int, path: str, body: Path, connections: int, seconds: float, warmup: float
+) -> dict[str, Any]:
     """One load-generator run, in its own process."""
     argv = [sys.executable, "-m", "bench.loadgen", "--url", f"http://127.0.0.1:{port}{path}"]
     argv += ["--body-file", str(body), "--connections", str(connections)]
     argv += ["--seconds", str(seconds), "--warmup", str(warmup)]
-    completed = subprocess.run(argv, cwd=SERVING_DIR, env=procs.tool_env(), capture_output=True, check=True)
+    completed = subprocess.run(
+        argv, cwd=SERVING_DIR, env=procs.tool_env(), capture_output=True, check=True
+    )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
 
@@ -89,8 +98,17 @@ def loadgen_ceiling(body: Path, seconds: float) -> float:
         return float(drive(port, "/", body, 16, seconds, 0.5)["requests_per_second"])
 
 
-def measure(name: str, argv: list[str], cwd: Path, env: dict[str, str], port: int,
-            bodies: dict[int, Path], seconds: float, warmup: float, log: Path) -> TargetResult:
+def measure(
+    name: str,
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    port: int,
+    bodies: dict[int, Path],
+    seconds: float,
+    warmup: float,
+    log: Path,
+) -> TargetResult:
     single = bodies[1].read_bytes()
     launched = time.perf_counter()
     with procs.running(argv, cwd, env, log=log) as process:
@@ -103,7 +121,9 @@ def measure(name: str, argv: list[str], cwd: Path, env: dict[str, str], port: in
         for label, connections, rows in SCENARIOS:
             path = "/predict" if rows == 1 else "/predict/batch"
             print(f"  {name}: {label}, {connections} connection(s)...", file=sys.stderr, flush=True)
-            runs[(label, connections)] = drive(port, path, bodies[rows], connections, seconds, warmup)
+            runs[(label, connections)] = drive(
+                port, path, bodies[rows], connections, seconds, warmup
+            )
         memory = procs.memory(process.pid)
     return TargetResult(name, cold, memory, runs, backend)
 
@@ -156,7 +176,9 @@ def report(service: TargetResult, naive: TargetResult, ceiling: float, seconds: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the service against the naive baseline.")
+    parser = argparse.ArgumentParser(
+        description="Benchmark the service against the naive baseline."
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before each run")
     args = parser.parse_args(argv)
@@ -174,12 +196,35 @@ def main(argv: list[str] | None = None) -> None:
         port = procs.free_port()
         command, cwd = procs.service_command()
         env = procs.tool_env({"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_LOG_LEVEL": "warning"})
-        print(f"service: {' '.join(command)} (workers: {env.get('SERVICE_WORKERS', 'default')})", file=sys.stderr)
-        service = measure("service", command, cwd, env, port, bodies, args.seconds, args.warmup, work / "service.log")
+        print(
+            f"service: {' '.join(command)} (workers: {env.get('SERVICE_WORKERS', 'default')})",
+            file=sys.stderr,
+        )
+        service = measure(
+            "service",
+            command,
+            cwd,
+            env,
+            port,
+            bodies,
+            args.seconds,
+            args.warmup,
+            work / "service.log",
+        )
 
         port = procs.free_port()
         command, cwd = procs.naive_command(port)
-        naive = measure("naive", command, cwd, procs.tool_env(), port, bodies, args.seconds, args.warmup, work / "naive.log")
+        naive = measure(
+            "naive",
+            command,
+            cwd,
+            procs.tool_env(),
+            port,
+            bodies,
+            args.seconds,
+            args.warmup,
+            work / "naive.log",
+        )
 
     print(report(service, naive, ceiling, args.seconds))
 

@@ -104,9 +104,7 @@ def build_router(schemas: Schemas) -> APIRouter:
         summary="Predict many records in one request",
         response_model=schemas.batch_response,
         responses=ERROR_RESPONSES,
-        openapi_extra=_request_body(
-            BATCH_SCHEMA, {"two records": {"records": [complete, sparse]}}
-        ),
+        openapi_extra=_request_body(BATCH_SCHEMA, {"two records": {"records": [complete, sparse]}}),
     )
     async def predict_batch(
         request: Request, service: Annotated[ModelService, Depends(get_service)]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
+from starlette.types import Message
 
 pytestmark = pytest.mark.anyio
 
@@ -76,7 +77,10 @@ async def test_predictions_equal_the_pipelines_own(
     response = await post(client, "/predict/batch", {"records": records})
     assert response.status_code == 200
     served = np.array(
-        [[p["probabilities"][c] for c in metadata["classes"]] for p in response.json()["predictions"]]
+        [
+            [p["probabilities"][c] for c in metadata["classes"]]
+            for p in response.json()["predictions"]
+        ]
     )
     names = [f["name"] for f in metadata["input_schema"]["features"]]
     frame = pd.DataFrame([{n: r.get(n, np.nan) for n in names} for r in records], columns=names)
@@ -167,10 +171,16 @@ async def test_negative_and_absurd_measurements_are_rejected_with_the_bound(
     name = number_feature["name"]
     low = await post(client, "/predict", {name: -5})
     assert low.status_code == 422
-    assert messages(low) == f"{name}: Input should be greater than or equal to {number_feature['minimum']:g}"
+    assert (
+        messages(low)
+        == f"{name}: Input should be greater than or equal to {number_feature['minimum']:g}"
+    )
     high = await post(client, "/predict", {name: number_feature["maximum"] * 100})
     assert high.status_code == 422
-    assert messages(high) == f"{name}: Input should be less than or equal to {number_feature['maximum']:g}"
+    assert (
+        messages(high)
+        == f"{name}: Input should be less than or equal to {number_feature['maximum']:g}"
+    )
 
 
 async def test_unknown_category_is_rejected_listing_the_allowed_values(
@@ -223,10 +233,8 @@ async def test_batch_without_records_or_with_none_is_rejected(client: httpx.Asyn
     assert messages(empty).startswith("records: List should have at least 1 item")
 
 
-async def test_batch_over_the_limit_is_rejected(
-    client: httpx.AsyncClient, settings: Any
-) -> None:
-    too_many = {"records": [{}] * (settings.max_batch_records + 1)}
+async def test_batch_over_the_limit_is_rejected(client: httpx.AsyncClient, settings: Any) -> None:
+    too_many: dict[str, Any] = {"records": [{}] * (settings.max_batch_records + 1)}
     response = await post(client, "/predict/batch", too_many)
     assert response.status_code == 422
     assert messages(response).startswith(
@@ -261,22 +269,30 @@ async def test_streamed_body_over_the_limit_is_413_without_content_length(
     chunk = b" " * 65536
     chunks_needed = settings.max_body_bytes // len(chunk) + 2
     sent = 0
-    messages_out: list[dict[str, Any]] = []
+    messages_out: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal sent
         sent += 1
         return {"type": "http.request", "body": chunk, "more_body": sent < chunks_needed * 10}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         messages_out.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
-        "root_path": "", "headers": [(b"content-type", b"application/json"),
-                                     (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 1), "server": ("service", 80), "state": {},
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1),
+        "server": ("service", 80),
+        "state": {},
     }
     await app(scope, receive, send)
     assert messages_out[0]["type"] == "http.response.start"
@@ -346,7 +362,6 @@ async def test_health_answers_while_a_prediction_is_running(
     import threading
 
     import anyio
-
     from app.factory import create_app
     from app.predictor import load_predictor
 
@@ -418,8 +433,16 @@ async def test_model_reports_provenance_metrics_and_schema(
     response = await client.get("/model")
     assert response.status_code == 200
     model = response.json()
-    for key in ("model_version", "model_sha256", "git_revision", "trained_at", "classes",
-                "library_versions", "input_schema", "target"):
+    for key in (
+        "model_version",
+        "model_sha256",
+        "git_revision",
+        "trained_at",
+        "classes",
+        "library_versions",
+        "input_schema",
+        "target",
+    ):
         assert model[key] == metadata[key], key
     assert model["backend"] in {"sklearn", "onnx"}
     assert model["metrics"] is None or "model" in model["metrics"]
@@ -463,8 +486,10 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
     def delta(name: str, **labels: str) -> float:
         return sample(after, name, **labels) - sample(before, name, **labels)
 
-    assert delta("http_requests_total", route="/predict/batch", status="200",
-                 model_version=version) == 1
+    assert (
+        delta("http_requests_total", route="/predict/batch", status="200", model_version=version)
+        == 1
+    )
     assert delta("http_request_duration_seconds_count", route="/predict/batch", status="200") == 1
     assert delta("http_request_errors_total", route="/predict", kind="client") == 1
     assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
@@ -484,8 +509,13 @@ async def test_every_response_carries_model_version_and_request_id(
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        ({"X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
-          "X-Request-Id": "client-id"}, "Root=1-67891233-abcdef012345678912345678"),
+        (
+            {
+                "X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
+                "X-Request-Id": "client-id",
+            },
+            "Root=1-67891233-abcdef012345678912345678",
+        ),
         ({"X-Request-Id": "client-id-42"}, "client-id-42"),
     ],
 )
@@ -502,12 +532,15 @@ async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
 
 
 async def test_each_request_is_logged_once_with_its_context(
-    client: httpx.AsyncClient, metadata: dict[str, Any], example: dict[str, Any],
+    client: httpx.AsyncClient,
+    metadata: dict[str, Any],
+    example: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="app.requests"):
-        await client.post("/predict", content=json.dumps(example),
-                          headers={**JSON, "X-Request-Id": "log-test-1"})
+        await client.post(
+            "/predict", content=json.dumps(example), headers={**JSON, "X-Request-Id": "log-test-1"}
+        )
     (record,) = [r for r in caplog.records if r.name == "app.requests"]
     fields = vars(record)
     assert fields["request_id"] == "log-test-1"

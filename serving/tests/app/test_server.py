@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bench import procs
 
 pytestmark = pytest.mark.slow
@@ -90,8 +89,9 @@ def workers(server: Server) -> list[int]:
     return sorted(procs.children(server.process.pid))
 
 
-def test_predict_and_batch_over_http(server: Server, example: dict[str, Any],
-                                     metadata: dict[str, Any]) -> None:
+def test_predict_and_batch_over_http(
+    server: Server, example: dict[str, Any], metadata: dict[str, Any]
+) -> None:
     status, single = server.post("/predict", example)
     assert status == 200
     assert single["prediction"] in metadata["classes"]
@@ -137,7 +137,9 @@ def test_logs_are_json_lines_with_request_context(server: Server, example: dict[
     lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
     requests = [line for line in lines if line.get("logger") == "app.requests"]
     assert requests, "no request log line"
-    assert {"request_id", "method", "path", "status", "latency_ms", "model_version"} <= set(requests[-1])
+    assert {"request_id", "method", "path", "status", "latency_ms", "model_version"} <= set(
+        requests[-1]
+    )
 
 
 def test_no_control_socket_is_created(server: Server) -> None:
@@ -247,10 +249,12 @@ def test_each_integrity_failure_stops_the_service_with_one_clear_line(
     argv, cwd = procs.service_command()
     launched = {}
     for how in REFUSALS:
-        env = procs.tool_env({
-            "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
-            "SERVICE_MODEL_DIR": str(broken(model_dir, tmp_path, how)),
-        })
+        env = procs.tool_env(
+            {
+                "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
+                "SERVICE_MODEL_DIR": str(broken(model_dir, tmp_path, how)),
+            }
+        )
         launched[how] = subprocess.Popen(
             argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )

@@ -1,0 +1,152 @@
+"""The image and its server configuration, checked without a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench import imagecmd, procs
+
+APP_DIR = imagecmd.SERVING_DIR / "app"
+REPO = imagecmd.SERVING_DIR.parent
+
+
+def final_stage() -> list[tuple[str, str]]:
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, arguments in imagecmd._instructions(imagecmd.DOCKERFILE.read_text()):
+        if keyword == "FROM":
+            stages.append([(keyword, arguments)])
+        else:
+            stages[-1].append((keyword, arguments))
+    return stages[-1]
+
+
+def test_command_and_workdir_are_read_from_the_dockerfile() -> None:
+    command = imagecmd.read()
+    assert command.argv == ["gunicorn", "-c", "app/gunicorn.conf.py", "app.main:app"]
+    # The local stand-in for WORKDIR holds what the image copies there.
+    assert (command.local_cwd / "app" / "gunicorn.conf.py").is_file()
+    assert (command.local_cwd / "app" / "main.py").is_file()
+
+
+def test_shell_form_cmd_or_a_moved_context_is_rejected(tmp_path: Path) -> None:
+    text = imagecmd.DOCKERFILE.read_text()
+    shell_form = tmp_path / "shell"
+    shell_form.write_text(re.sub(r"^CMD .*$", "CMD gunicorn app.main:app", text, flags=re.M))
+    with pytest.raises(ValueError, match="exec"):
+        imagecmd.read(shell_form)
+    moved = tmp_path / "moved"
+    moved.write_text(text.replace("COPY . app/", "COPY . service/"))
+    with pytest.raises(ValueError, match=r"COPY \. app/"):
+        imagecmd.read(moved)
+
+
+def test_image_runs_as_non_root_with_port_healthcheck_and_slim_base() -> None:
+    stage = final_stage()
+    assert stage[0] == ("FROM", "python:3.11-slim")
+    users = [arguments for keyword, arguments in stage if keyword == "USER"]
+    assert users, "no USER: the service would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), "USER must be a numeric id"
+    assert int(uid) != 0, "USER must not be root"
+    assert ("EXPOSE", "8000") in stage
+    (healthcheck,) = [arguments for keyword, arguments in stage if keyword == "HEALTHCHECK"]
+    assert "/health" in healthcheck
+    assert "PYTHONDONTWRITEBYTECODE=1" in " ".join(a for k, a in stage if k == "ENV")
+
+
+def test_dependencies_install_only_the_hashed_lock() -> None:
+    text = imagecmd.DOCKERFILE.read_text()
+    assert "--require-hashes" in text
+    assert "--no-deps" in text
+    assert "requirements.txt" in text
+
+
+def test_requirements_are_the_locked_runtime_and_serving_packages() -> None:
+    """requirements.txt is `make requirements` output: every package of the lock's default
+    and serving categories, pinned to the locked version, with hashes; nothing else."""
+    lock_path = REPO / "Pipfile.lock"
+    if not lock_path.is_file():
+        pytest.fail("Pipfile.lock is missing: the image cannot be built reproducibly")
+    lock = json.loads(lock_path.read_text())
+    expected = {
+        name.lower().replace("_", "-"): spec["version"].lstrip("=")
+        for category in ("default", "serving")
+        for name, spec in lock.get(category, {}).items()
+    }
+    text = (APP_DIR / "requirements.txt").read_text()
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", text, re.M))
+    assert {n.lower().replace("_", "-"): v for n, v in pinned.items()} == expected, (
+        "serving/app/requirements.txt is stale: run `make requirements`"
+    )
+    for requirement in re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1].strip()):
+        assert "--hash=sha256:" in requirement, requirement.splitlines()[0]
+
+
+def test_dockerignore_keeps_caches_and_evaluation_outputs_out() -> None:
+    ignored = (APP_DIR / ".dockerignore").read_text().splitlines()
+    for pattern in ("**/__pycache__", "data/test_predictions.csv", ".env"):
+        assert pattern in ignored
+
+
+def gunicorn_settings(**env: str) -> dict[str, Any]:
+    """gunicorn's view of the config file, loaded the way gunicorn loads it, in a fresh
+    process (the file sets environment variables and registers an exit handler)."""
+    script = (
+        "import json, sys\n"
+        "from gunicorn.app.base import Application\n"
+        "class Probe(Application):\n"
+        "    def init(self, parser, opts, args): pass\n"
+        "    def load(self): pass\n"
+        "probe = Probe.__new__(Probe)\n"
+        "probe.usage, probe.callable, probe.prog = None, None, None\n"
+        "probe.load_default_config()\n"
+        "probe.load_config_from_file('app/gunicorn.conf.py')\n"
+        "names = ['bind', 'workers', 'worker_class', 'preload_app', 'graceful_timeout',\n"
+        "         'timeout', 'keepalive', 'worker_tmp_dir', 'forwarded_allow_ips',\n"
+        "         'control_socket_disable', 'accesslog', 'errorlog']\n"
+        "values = {n: probe.cfg.settings[n].get() for n in names}\n"
+        "values['worker_class'] = probe.cfg.settings['worker_class'].value\n"
+        "json.dump(values, sys.stdout, default=str)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=imagecmd.SERVING_DIR,
+        env=procs.tool_env(env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
+def test_gunicorn_configuration_matches_the_deployment() -> None:
+    config = gunicorn_settings()
+    assert config["bind"] == ["0.0.0.0:8000"]
+    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["preload_app"] is True
+    assert config["workers"] >= 1
+    # ECS waits 30 s by default between SIGTERM and SIGKILL.
+    assert config["graceful_timeout"] < 30
+    # The load balancer's idle timeout is 60 s.
+    assert config["keepalive"] > 60
+    assert config["control_socket_disable"] is True
+    assert config["accesslog"] is None
+    assert config["errorlog"] == "-"
+    if Path("/dev/shm").is_dir():
+        assert config["worker_tmp_dir"] == "/dev/shm"
+
+
+def test_gunicorn_settings_come_from_the_environment() -> None:
+    config = gunicorn_settings(
+        SERVICE_WORKERS="5", SERVICE_BIND="127.0.0.1:9999", SERVICE_GRACEFUL_TIMEOUT_SECONDS="7"
+    )
+    assert config["workers"] == 5
+    assert config["bind"] == ["127.0.0.1:9999"]
+    assert config["graceful_timeout"] == 7
