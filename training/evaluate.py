@@ -144,11 +144,22 @@ def render_report(
             f"| {name} | {m[name + '_mean']:.4f} ± {m[name + '_std']:.4f} "
             f"| {b[name + '_mean']:.4f} ± {b[name + '_std']:.4f} |"
         )
-    lines += ["", "## Per class (test split)", "", "| class | precision | recall |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "## Per class (test split)",
+        "",
+        "| class | precision | recall |",
+        "|---|---:|---:|",
+    ]
     for cls in classes:
         scores = model["test"]["per_class"][cls]
         lines.append(f"| {cls} | {scores['precision']:.4f} | {scores['recall']:.4f} |")
-    lines += ["", "## Confusion matrix (test split)", "", confusion_table(test[target], predicted, classes)]
+    lines += [
+        "",
+        "## Confusion matrix (test split)",
+        "",
+        confusion_table(test[target], predicted, classes),
+    ]
     data = metadata["training_data"]
     lines += [
         "",
@@ -162,8 +173,14 @@ def render_report(
     ]
     test_counts = test[target].value_counts()
     for cls in classes:
-        lines.append(f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |")
-    lines += ["", "| feature | type | values seen in training | missing in training |", "|---|---|---|---:|"]
+        lines.append(
+            f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |"
+        )
+    lines += [
+        "",
+        "| feature | type | values seen in training | missing in training |",
+        "|---|---|---|---:|",
+    ]
     for feature in metadata["input_schema"]["features"]:
         if feature["type"] == "number":
             seen = f"{feature['observed']['minimum']:g} to {feature['observed']['maximum']:g}"

@@ -50,7 +50,11 @@ def build_pipeline(
         raise ValueError(f"train.classifier: {classifier!r} is not one of {sorted(CLASSIFIERS)}")
     preprocess = ColumnTransformer(
         [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), list(spec.numeric)),
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                list(spec.numeric),
+            ),
             (
                 "categorical",
                 make_pipeline(
@@ -168,7 +172,9 @@ def build_metadata(
         "training_data": {
             "rows": len(train),
             "fingerprint_sha256": fingerprint(train),
-            "class_counts": {str(k): int(v) for k, v in train[target].value_counts().sort_index().items()},
+            "class_counts": {
+                str(k): int(v) for k, v in train[target].value_counts().sort_index().items()
+            },
         },
         "library_versions": library_versions(),
     }

@@ -41,12 +41,39 @@ def test_metadata_matches_the_model_file(model: Any, metadata: dict[str, Any]) -
     ("expected", "record"),
     [
         # Typical birds of each species, as described in the Palmer penguins documentation.
-        ("Gentoo", dict(island="Biscoe", bill_length_mm=47.5, bill_depth_mm=15.0,
-                        flipper_length_mm=217.0, body_mass_g=5076.0, sex="male")),
-        ("Adelie", dict(island="Torgersen", bill_length_mm=38.8, bill_depth_mm=18.3,
-                        flipper_length_mm=190.0, body_mass_g=3700.0, sex="female")),
-        ("Chinstrap", dict(island="Dream", bill_length_mm=48.8, bill_depth_mm=18.4,
-                           flipper_length_mm=196.0, body_mass_g=3733.0, sex="male")),
+        (
+            "Gentoo",
+            {
+                "island": "Biscoe",
+                "bill_length_mm": 47.5,
+                "bill_depth_mm": 15.0,
+                "flipper_length_mm": 217.0,
+                "body_mass_g": 5076.0,
+                "sex": "male",
+            },
+        ),
+        (
+            "Adelie",
+            {
+                "island": "Torgersen",
+                "bill_length_mm": 38.8,
+                "bill_depth_mm": 18.3,
+                "flipper_length_mm": 190.0,
+                "body_mass_g": 3700.0,
+                "sex": "female",
+            },
+        ),
+        (
+            "Chinstrap",
+            {
+                "island": "Dream",
+                "bill_length_mm": 48.8,
+                "bill_depth_mm": 18.4,
+                "flipper_length_mm": 196.0,
+                "body_mass_g": 3733.0,
+                "sex": "male",
+            },
+        ),
     ],
 )
 def test_typical_bird_of_each_species_is_recognised(
@@ -56,15 +83,25 @@ def test_typical_bird_of_each_species_is_recognised(
 
 
 def test_missing_sex_does_not_change_a_clear_gentoo(model: Any, metadata: dict[str, Any]) -> None:
-    record = dict(island="Biscoe", bill_length_mm=47.5, bill_depth_mm=15.0,
-                  flipper_length_mm=217.0, body_mass_g=5076.0)
+    record = {
+        "island": "Biscoe",
+        "bill_length_mm": 47.5,
+        "bill_depth_mm": 15.0,
+        "flipper_length_mm": 217.0,
+        "body_mass_g": 5076.0,
+    }
     assert _predict(model, metadata, **record, sex=None) == "Gentoo"
 
 
 def test_long_bill_separates_chinstrap_from_adelie_on_dream(
     model: Any, metadata: dict[str, Any]
 ) -> None:
-    common = dict(island="Dream", bill_depth_mm=18.4, flipper_length_mm=193.0,
-                  body_mass_g=3700.0, sex="female")
+    common = {
+        "island": "Dream",
+        "bill_depth_mm": 18.4,
+        "flipper_length_mm": 193.0,
+        "body_mass_g": 3700.0,
+        "sex": "female",
+    }
     assert _predict(model, metadata, bill_length_mm=37.0, **common) == "Adelie"
     assert _predict(model, metadata, bill_length_mm=50.0, **common) == "Chinstrap"

@@ -7,6 +7,7 @@ byte-identical round trip through an S3 remote (moto's S3 server on a loopback p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,10 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -27,14 +28,24 @@ pytestmark = pytest.mark.slow
 
 # What a fresh clone holds that the pipeline reads; everything else is produced.
 COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
-ARTIFACTS = ["model.joblib", "model_metadata.json", "metrics.json", "report.md", "test_predictions.csv"]
+ARTIFACTS = [
+    "model.joblib",
+    "model_metadata.json",
+    "metrics.json",
+    "report.md",
+    "test_predictions.csv",
+]
 BUCKET = "dvc-roundtrip"
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -57,7 +68,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in COPIED:
         source = paths.ROOT / name
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "data", "tests"))
+            shutil.copytree(
+                source, root / name, ignore=shutil.ignore_patterns("__pycache__", "data", "tests")
+            )
         else:
             shutil.copy2(source, root / name)
     env = env_with_venv()
@@ -84,7 +97,14 @@ def test_repro_again_is_a_no_op(workspace: Path) -> None:
 def test_training_twice_gives_identical_metrics_and_model(workspace: Path) -> None:
     data = workspace / "serving" / "app" / "data"
     before = {name: (data / name).read_bytes() for name in ("metrics.json", "model.joblib")}
-    run([tool("dvc"), "repro", "--force", "--quiet"], workspace, env_with_venv())
+    # Re-running the two stages that fit and score is enough: the split's determinism has its
+    # own test, and export is checked for parity against whatever train produces.
+    for stage in ("train", "evaluate"):
+        run(
+            [tool("dvc"), "repro", "--force", "--single-item", "--quiet", stage],
+            workspace,
+            env_with_venv(),
+        )
     assert (data / "metrics.json").read_bytes() == before["metrics.json"]
     assert (data / "model.joblib").read_bytes() == before["model.joblib"]
 
@@ -98,7 +118,11 @@ def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -
     try:
         result = subprocess.run(
             [sys.executable, "-m", "training.evaluate"],
-            cwd=workspace, capture_output=True, text=True, timeout=300, env=env_with_venv(),
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env_with_venv(),
         )
     finally:
         params_file.write_text(original)
@@ -119,21 +143,27 @@ def s3_endpoint() -> Iterator[str]:
     port = _free_port()
     server = subprocess.Popen(
         [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(endpoint, timeout=1)  # noqa: S310 - loopback test server
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
                     pytest.fail("moto's S3 server did not start")
                 time.sleep(0.2)
-        request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
-        urllib.request.urlopen(request, timeout=5)  # noqa: S310
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
         server.terminate()
@@ -149,12 +179,14 @@ def test_artifacts_round_trip_byte_for_byte_through_the_s3_remote(
 ) -> None:
     env = env_with_venv(
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto accepts any credentials
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_EC2_METADATA_DISABLED="true",
     )
     dvc = tool("dvc")
-    run([dvc, "remote", "modify", "--local", "storage", "url", f"s3://{BUCKET}/dvc"], workspace, env)
+    run(
+        [dvc, "remote", "modify", "--local", "storage", "url", f"s3://{BUCKET}/dvc"], workspace, env
+    )
     run([dvc, "remote", "modify", "--local", "storage", "endpointurl", s3_endpoint], workspace, env)
     model = workspace / "serving" / "app" / "data" / "model.joblib"
     original = model.read_bytes()
@@ -168,6 +200,4 @@ def test_artifacts_round_trip_byte_for_byte_through_the_s3_remote(
     assert model.read_bytes() == original
     assert (workspace / "training" / "data" / "prepared" / "train.parquet").exists()
     metadata = json.loads((model.parent / "model_metadata.json").read_text())
-    import hashlib
-
     assert hashlib.sha256(model.read_bytes()).hexdigest() == metadata["model_sha256"]

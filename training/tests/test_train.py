@@ -29,7 +29,9 @@ def fitted(penguins: pd.DataFrame) -> tuple[Pipeline, pd.DataFrame]:
     return pipeline, penguins
 
 
-def test_pipeline_bundles_preprocessing_and_classifier(fitted: tuple[Pipeline, pd.DataFrame]) -> None:
+def test_pipeline_bundles_preprocessing_and_classifier(
+    fitted: tuple[Pipeline, pd.DataFrame],
+) -> None:
     pipeline, _ = fitted
     assert [name for name, _ in pipeline.steps] == ["preprocess", "classifier"]
     assert list(pipeline.classes_) == ["Adelie", "Chinstrap", "Gentoo"]
