@@ -59,7 +59,8 @@ variable "name_prefix" {
   default     = "mlops-template"
 
   validation {
-    # Role names are limited to 64 characters; the longest suffix added here is 22.
+    # User and role names are limited to 64 characters; the longest suffix added here
+    # ("-github-actions") is 15.
     condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,40}$", var.name_prefix))
     error_message = "name_prefix must be 1-40 characters from IAM's name alphabet (letters, digits, +=,.@_-)."
   }

@@ -98,6 +98,15 @@ class TerraformConfig:
     def variable_defaults(self) -> dict[str, Any]:
         return {name: body["default"] for name, body in self.variables.items() if "default" in body}
 
+    def validation_pattern(self, name: str) -> re.Pattern[str]:
+        """The regex of a `can(regex("...", var.NAME))` validation, for Python's re."""
+        (validation,) = self.variables[name]["validation"]
+        condition = validation["condition"]
+        match = re.fullmatch(rf'\$\{{can\(regex\("(.+)", var\.{name}\)\)\}}', condition)
+        assert match, f"var.{name}: {condition}"
+        # HCL string escapes (only \\ appears in these patterns) to the regex text.
+        return re.compile(match.group(1).replace("\\\\", "\\"))
+
 
 @dataclass(frozen=True)
 class Scope:

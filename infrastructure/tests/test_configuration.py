@@ -40,6 +40,27 @@ def test_required_variables_are_exactly_region_and_repository(tf):
     assert required == {"aws_region", "github_repository"}
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "valid"),
+    [
+        ("aws_region", "eu-west-1", True),
+        ("aws_region", "us-gov-west-1", True),
+        ("aws_region", "cn-north-1", True),
+        ("aws_region", "EU-WEST-1", False),
+        ("aws_region", "eu-west", False),
+        ("bucket_name_prefix", "mlops-dvc-", True),
+        ("bucket_name_prefix", "Mlops-dvc-", False),  # S3 names are lowercase
+        ("bucket_name_prefix", "a" * 38, False),  # 38 + S3's 26-character suffix > 63
+        ("cdk_qualifier", "hnb659fds", True),
+        ("cdk_qualifier", "qualifier-11", False),  # `cdk bootstrap` allows at most 10
+        ("name_prefix", "mlops-template", True),
+        ("name_prefix", "a" * 41, False),  # with "-github-actions" over IAM's 64
+    ],
+)
+def test_variable_validations_accept_and_reject_as_documented(tf, variable, value, valid):
+    assert bool(tf.validation_pattern(variable).search(value)) is valid
+
+
 def test_every_output_is_described(tf):
     for name, body in tf.outputs.items():
         assert body.get("description"), f"output {name} has no description"

@@ -150,18 +150,9 @@ def test_roles_are_bound_to_their_own_trust_documents(tf):
     )
 
 
-def repository_pattern(tf: TerraformConfig) -> re.Pattern[str]:
-    (validation,) = tf.variables["github_repository"]["validation"]
-    match = re.fullmatch(
-        r'\$\{can\(regex\("(.+)", var\.github_repository\)\)\}', validation["condition"]
-    )
-    assert match, validation["condition"]
-    return re.compile(match.group(1).replace("\\\\", "\\"))
-
-
 @pytest.mark.parametrize("value", ["octo-org/penguins-mlops", "me/repo.name_2", "a/b"])
 def test_repository_variable_accepts_owner_slash_repo(tf, value):
-    assert repository_pattern(tf).search(value)
+    assert tf.validation_pattern("github_repository").search(value)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +167,7 @@ def test_repository_variable_accepts_owner_slash_repo(tf, value):
     ],
 )
 def test_repository_variable_rejects_values_that_widen_the_trust(tf, value):
-    assert not repository_pattern(tf).search(value)
+    assert not tf.validation_pattern("github_repository").search(value)
 
 
 # --- Outputs --------------------------------------------------------------------------------
