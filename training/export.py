@@ -97,10 +97,10 @@ def _convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
     """SimpleImputer in full precision, for numbers and for categories.
 
     skl2onnx's own converter stores the fill values as float32 (its ai.onnx.ml `Imputer`
-    node has no double form), which moves probabilities by about 1e-7, and rejects string
-    columns whose missing marker is NaN, which is how pandas and scikit-learn mark them. This
-    one emits `Where(is_missing, statistics, X)` in the input's own type instead; other
-    configurations go to the stock converter.
+    node has no double form), so an imputed number is not scikit-learn's, and it rejects
+    string columns whose missing marker is NaN, which is how pandas and scikit-learn mark
+    them. This one emits `Where(is_missing, statistics, X)` in the input's own type instead;
+    other configurations go to the stock converter.
     """
     from skl2onnx.common.data_types import StringTensorType, guess_proto_type
     from skl2onnx.operator_converters.common import concatenate_variables
