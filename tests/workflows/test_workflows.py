@@ -325,3 +325,22 @@ def test_the_model_tests_the_train_job_runs_exist(make_variable):
     assert paths
     for path in paths:
         assert list((ROOT / path).glob("test_*.py")), f"{path} holds no tests"
+
+
+def test_the_smoke_test_reads_the_outputs_file_that_make_deploy_writes(make_variable, make_env):
+    # Dry run, with the environment stamps taken as up to date: prints deploy's recipe only.
+    stamps = [make_variable("ENV_STAMP"), make_variable("CDK_STAMP")]
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", *(f"-o{s}" for s in stamps if s), "deploy"],
+        cwd=ROOT,
+        env=make_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(ln for ln in result.stdout.splitlines() if "--outputs-file" in ln)
+    directory = re.match(r"^cd (\S+) &&", line)
+    outputs = re.search(r"--outputs-file[ =](\S+)", line)
+    assert outputs, line
+    written = Path(directory.group(1) if directory else ".") / outputs.group(1)
+    assert written == Path(make_variable("CI_CDK_OUTPUTS"))
