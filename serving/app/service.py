@@ -38,10 +38,14 @@ class ModelService:
     def model_version(self) -> str:
         return self.metadata.model_version
 
-    def predict_records(
+    def __post_init__(self) -> None:
+        self._encoder = ResultEncoder(self.metadata.classes, self.model_version)
+
+    def predict_columns(
         self, records: list[dict[str, Any]], *, counted: bool = True
-    ) -> list[dict[str, Any]]:
-        """One result per record, in order, from a single predictor call."""
+    ) -> tuple[np.ndarray, list[int]]:
+        """Probabilities (n, classes) and the index of the best class, for n records, from a
+        single predictor call; checked before anything reaches a client."""
         columns = {name: [r.get(name) for r in records] for name in self.metadata.feature_names}
         probabilities = self.predictor.predict_proba(columns)
         classes = self.metadata.classes
@@ -57,35 +61,26 @@ class ModelService:
         best = probabilities.argmax(axis=1)
         if counted:
             metrics.count_predictions(self.model_version, classes, best)
-        rows = probabilities.tolist()
-        return [
-            {
-                "prediction": classes[index],
-                "probability": row[index],
-                "probabilities": dict(zip(classes, row, strict=True)),
-            }
-            for index, row in zip(best.tolist(), rows, strict=True)
-        ]
+        return probabilities, best.tolist()
 
     # The two handlers below run in a worker thread: parsing, validation, prediction and
     # serialisation all stay off the event loop.
 
     def predict_one_json(self, body: bytes) -> bytes:
         record = _validate(self.schemas.record.validate_json, body)
-        (result,) = self.predict_records([record])
-        result["model_version"] = self.model_version
-        return _dump(result)
+        probabilities, best = self.predict_columns([record])
+        return self._encoder.single(probabilities, best)
 
     def predict_batch_json(self, body: bytes) -> tuple[bytes, int]:
         batch = _validate(self.schemas.batch.validate_json, body)
         records: list[dict[str, Any]] = batch["records"]
-        results = self.predict_records(records)
-        return _dump({"predictions": results, "model_version": self.model_version}), len(records)
+        probabilities, best = self.predict_columns(records)
+        return self._encoder.batch(probabilities, best), len(records)
 
     def warm_up(self) -> None:
         """A real prediction on the metadata's example, so the first client does not pay for
         lazy initialisation, and readiness means the model has answered once."""
-        self.predict_records(
+        self.predict_columns(
             [self.schemas.record_example, self.schemas.sparse_example], counted=False
         )
         self.ready = True
@@ -133,6 +128,33 @@ def _validate(validator: Any, body: bytes) -> dict[str, Any]:
     return value
 
 
-def _dump(payload: dict[str, Any]) -> bytes:
-    # Probabilities are checked finite above, so strict JSON never fails here.
-    return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+class ResultEncoder:
+    """Writes prediction responses as JSON text straight from the probability array.
+
+    Building a dict per record and handing the list to `json.dumps` costs more than the
+    model itself on a 1,000-record batch; one precompiled %-template per record writes the
+    same JSON (floats by `repr`, as `json.dumps` writes them, and checked finite above)
+    several times faster.
+    """
+
+    def __init__(self, classes: tuple[str, ...], model_version: str) -> None:
+        self._labels = [json.dumps(label) for label in classes]
+        probabilities = ",".join(f"{label}:%r" for label in self._labels)
+        # One record without its closing brace, which the callers add.
+        self._row = '{"prediction":%s,"probability":%r,"probabilities":{' + probabilities + "}"
+        self._version = json.dumps(model_version)
+
+    def _rows(self, probabilities: np.ndarray, best: list[int]) -> list[str]:
+        labels, row = self._labels, self._row
+        return [
+            row % (labels[index], values[index], *values)
+            for index, values in zip(best, probabilities.tolist(), strict=True)
+        ]
+
+    def single(self, probabilities: np.ndarray, best: list[int]) -> bytes:
+        (row,) = self._rows(probabilities, best)
+        return f'{row},"model_version":{self._version}}}'.encode()
+
+    def batch(self, probabilities: np.ndarray, best: list[int]) -> bytes:
+        rows = "},".join(self._rows(probabilities, best))
+        return f'{{"predictions":[{rows}}}],"model_version":{self._version}}}'.encode()
