@@ -178,6 +178,15 @@ infra-test: $(ENV_STAMP) ## Test the Terraform offline: parsed HCL properties an
 infra-fmt: ## Format the Terraform files (needs terraform)
 	$(TERRAFORM) fmt -recursive $(INFRA_DIR)
 
+# Needs the AWS provider (from the Terraform registry or a mirror) but no AWS account: the
+# suite in infrastructure/tests/*.tftest.hcl only plans, with every AWS call skipped or
+# overridden. Commit the .terraform.lock.hcl that init writes.
+.PHONY: infra-validate
+infra-validate: ## terraform init (no backend), validate, and the plan-only `terraform test` suite
+	$(TERRAFORM) -chdir=$(INFRA_DIR) init -backend=false -input=false
+	$(TERRAFORM) -chdir=$(INFRA_DIR) validate
+	$(TERRAFORM) -chdir=$(INFRA_DIR) test
+
 # checkov runs offline: --skip-download fetches nothing from Prisma Cloud and
 # CKV_SKIP_PACKAGE_UPDATE_CHECK skips the PyPI version check; CKV_PARSE_ERROR_FAIL makes a
 # file checkov cannot parse fail the scan instead of being left out of it silently.
