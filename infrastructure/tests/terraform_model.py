@@ -117,7 +117,8 @@ class Scope:
     refs: Mapping[str, Any]
     # The value of `statement.value` inside a dynamic "statement" block.
     iteration: Any = None
-    _locals_stack: tuple[str, ...] = field(default=())
+    # The locals being evaluated, to report a reference cycle instead of recursing forever.
+    locals_stack: tuple[str, ...] = field(default=())
 
 
 # --- Expression evaluation ----------------------------------------------------------------
@@ -126,7 +127,6 @@ _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
 _REFERENCE = re.compile(
     r"\b(?:var|local|data|statement|aws_[a-z0-9_]+)(?:\.[A-Za-z0-9_]+|\[(?:\*|\d+)\])+"
 )
-_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
 def _one(values: list[Any]) -> Any:
@@ -134,7 +134,8 @@ def _one(values: list[Any]) -> Any:
     return values[0] if values else None
 
 
-_FUNCTIONS["one"] = _one
+# Terraform functions the evaluator knows; any other call raises.
+_FUNCTIONS: dict[str, Callable[..., Any]] = {"one": _one}
 
 
 def _resolve(path: str, scope: Scope) -> Any:
@@ -144,9 +145,9 @@ def _resolve(path: str, scope: Scope) -> Any:
             raise KeyError(f"var.{rest} has no default and no value in this scope")
         return scope.variables[rest]
     if head == "local":
-        if rest in scope._locals_stack:
+        if rest in scope.locals_stack:
             raise AssertionError(f"local.{rest} refers to itself")
-        inner = replace(scope, _locals_stack=(*scope._locals_stack, rest))
+        inner = replace(scope, locals_stack=(*scope.locals_stack, rest))
         return render(scope.config.locals[rest], inner)
     if path == "statement.value":
         return scope.iteration
