@@ -24,9 +24,10 @@ locals {
     "repo:${var.github_repository}:pull_request",
     "repo:${var.github_repository}:ref:refs/heads/*",
   ]
-  # Deploying is limited to main and to the `production` environment, whose protection rules
-  # (reviewers, allowed branches) are configured in GitHub; a branch or a pull request,
-  # whatever its workflow says, cannot obtain these credentials.
+  # Deploying is limited to main and to the `production` environment. A pull request or a
+  # branch push never carries the main subject; the environment subject is issued to any job
+  # that names the environment, so the environment's deployment-branch rule in GitHub must
+  # allow main only (the README gives the command) for this trust to mean "main only".
   github_deploy_subjects = [
     "repo:${var.github_repository}:ref:refs/heads/main",
     "repo:${var.github_repository}:environment:production",
