@@ -6,7 +6,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 MAKEFLAGS += --no-builtin-rules
 
-PYTHON ?= python3
+# Resolved before .venv/bin joins PATH below: pipenv and the tools venv need the system one.
+SYSTEM_PYTHON := $(shell command -v python3)
+PYTHON ?= $(SYSTEM_PYTHON)
 PIPENV_VERSION := 2026.10.3
 # The Pipfile categories, in the order they appear; `make setup-development-pipenv`
 # installs all of them, the serving image only `packages` and `serving`.
@@ -21,6 +23,9 @@ BIN := $(VENV)/bin
 # Recipes (and the commands DVC runs for each stage) find the project's tools first.
 export PATH := $(BIN):$(PATH)
 PIPENV := $(PYTHON) -m pipenv
+# A fresh machine needs nothing but python3 and pip: pipenv is installed for the user if missing.
+ENSURE_PIPENV := $(PIPENV) --version >/dev/null 2>&1 || \
+	$(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
 ENV_STAMP := $(VENV)/.synced
 
 SERVING_REQUIREMENTS := serving/app/requirements.txt
@@ -42,22 +47,27 @@ help: ## Show this list of targets
 .PHONY: setup-development-pipenv
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
 
-# Rebuilt whenever Pipfile.lock changes. pipenv is installed for the user when missing, so a
-# fresh machine needs nothing but python3 and pip.
+# Rebuilt whenever Pipfile.lock changes.
 $(ENV_STAMP): Pipfile.lock
-	@$(PIPENV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	@$(ENSURE_PIPENV)
 	$(PIPENV) sync --categories "$(CATEGORIES)"
+	$(BIN)/python serving/deployment/repair_cdk_lib.py --lock Pipfile.lock
 	@touch $@
 
 .PHONY: lock
 lock: ## Re-resolve Pipfile into Pipfile.lock and regenerate the serving requirements
-	@$(PIPENV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	@$(ENSURE_PIPENV)
 	$(PIPENV) lock
 	$(MAKE) requirements
 
+.PHONY: verify-lock
+verify-lock: ## Check that Pipfile.lock is up to date with Pipfile
+	@$(ENSURE_PIPENV)
+	$(PIPENV) verify
+
 .PHONY: requirements
 requirements: ## Export the serving image's hashed requirements from Pipfile.lock
-	@$(PIPENV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	@$(ENSURE_PIPENV)
 	@{ echo "# Generated from Pipfile.lock by \`make requirements\`; do not edit."; \
 	   $(PIPENV) requirements --hash --categories "packages serving"; } > $(SERVING_REQUIREMENTS)
 	@echo "wrote $(SERVING_REQUIREMENTS)"
@@ -82,9 +92,9 @@ tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requiremen
 ##@ Training
 
 .PHONY: train
-train: $(ENV_STAMP) ## Run the DVC pipeline (prepare, train, evaluate) and show the metrics
+train: $(ENV_STAMP) ## Run the DVC pipeline (prepare, train, export, evaluate) and show the metrics
 	dvc repro
-	dvc metrics show
+	@sed -n '/^## Test split/,/^## Cross-validation/p' serving/app/data/report.md | sed '$$d'
 
 BUCKET ?=
 .PHONY: configure-dvc
@@ -107,7 +117,8 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 	ruff format .
 
 .PHONY: test
-test: $(ENV_STAMP) $(TOOLS_STAMP) ## Run every test and scanner (builds the environments first when missing)
+test: $(ENV_STAMP) $(TOOLS_STAMP) ## Run every test and scanner (builds the environments and the model first when missing)
+	dvc repro
 	pytest
 	$(MAKE) --no-print-directory scan
 
@@ -159,6 +170,53 @@ SCANS += scan-docker
 
 
 ##@ Deployment
+
+# The CDK app in serving/deployment. `synth` works offline, without AWS credentials or a Docker
+# engine; `diff`, `deploy` and `destroy` use your AWS credentials and region (AWS_PROFILE,
+# AWS_REGION). Extra context values go in CDK_ARGS:
+#   make deploy CDK_ARGS="-c domainName=api.example.com -c certificateArn=arn:aws:acm:..."
+CDK_DIR := serving/deployment
+CDK_STAMP := $(CDK_DIR)/node_modules/.installed
+CDK_ARGS ?=
+CDK := cd $(CDK_DIR) && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ./node_modules/.bin/cdk
+# The commit the running service reports (GET /model), "-dirty" when tracked files differ from it.
+CDK_GIT_REVISION = $$(rev=$$(git rev-parse --short=12 HEAD 2>/dev/null) || rev=unknown; \
+	if [ "$$rev" != unknown ] && ! git diff --quiet HEAD -- 2>/dev/null; then rev="$$rev-dirty"; fi; \
+	echo "$$rev")
+CDK_CONTEXT = -c gitRevision="$(CDK_GIT_REVISION)" $(CDK_ARGS)
+
+# The CLI version is pinned by package-lock.json; reinstalled only when that changes.
+$(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: cdk-cli
+cdk-cli: $(CDK_STAMP) ## Install the pinned AWS CDK CLI (npm ci in serving/deployment)
+
+.PHONY: synth
+synth: $(ENV_STAMP) $(CDK_STAMP) ## Synthesize the stack into serving/deployment/cdk.out (offline, runs cdk-nag)
+	rm -rf $(CDK_DIR)/cdk.out
+	$(CDK) synth --quiet --no-notices $(CDK_CONTEXT)
+
+.PHONY: diff
+diff: $(ENV_STAMP) $(CDK_STAMP) ## Show what `make deploy` would change in your AWS account
+	$(CDK) diff --no-notices $(CDK_CONTEXT)
+
+.PHONY: deploy
+deploy: $(ENV_STAMP) $(CDK_STAMP) ## Build the image and deploy the stack; writes serving/deployment/cdk-outputs.json
+	$(CDK) deploy --require-approval never --no-notices --outputs-file cdk-outputs.json $(CDK_CONTEXT)
+
+.PHONY: destroy
+destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; see the README)
+	$(CDK) destroy --force --no-notices $(CDK_CONTEXT)
+
+.PHONY: scan-deployment
+scan-deployment: $(TOOLS_STAMP) synth ## cfn-lint (errors fail) and checkov over the synthesized templates
+	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_DIR)/cdk.out/*.template.json
+	$(TOOLS_BIN)/checkov --framework cloudformation --quiet --compact --skip-download \
+		$(addprefix -f ,$(wildcard $(CDK_DIR)/cdk.out/*.template.json))
+
+SCANS += scan-deployment
 
 ##@ Infrastructure
 
