@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from bench import procs
+from bench.loadgen import parse_head
 
 pytestmark = pytest.mark.slow
 
@@ -190,8 +191,19 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
+            # A first request on the same keep-alive connection proves a worker owns it...
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = b""
+            while b"\r\n\r\n" not in first:
+                first += connection.recv(65536)
+            head_end = first.index(b"\r\n\r\n") + 4
+            status, length = parse_head(first[:head_end])
+            while len(first) < head_end + length:
+                first += connection.recv(65536)
+            assert status == 200, first
+            # ...so this head is parsed at once and the request is in flight, awaiting its body.
             connection.sendall(head + body[:-1])
-            time.sleep(0.5)  # the worker has read the head and is waiting for the body
+            time.sleep(0.5)
             signalled = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.5)
