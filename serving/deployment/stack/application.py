@@ -1,0 +1,50 @@
+"""Build the CDK app: settings from context, the stack, and the cdk-nag rule pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+from deployment.stack.dockerfile import runtime_user
+from deployment.stack.service_stack import ServiceStack
+from deployment.stack.settings import DeploymentSettings
+
+# serving/app: the service's code, model and Dockerfile, the build context of its image.
+SERVICE_DIRECTORY = Path(__file__).resolve().parents[2] / "app"
+
+
+def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTORY) -> ServiceStack:
+    """Add the service stack to `app`, configured from the app's context values.
+
+    Only the region is fixed: the load balancer's access-log bucket policy names the region's
+    log-delivery principal. The account stays the deploying credentials', so synthesis looks
+    nothing up and needs no AWS access.
+    """
+    settings = DeploymentSettings.from_context(app.node.try_get_context)
+    stack = ServiceStack(
+        app,
+        settings.stack_name,
+        env=cdk.Environment(region=region),
+        description="Prediction service on ECS Fargate behind an Application Load Balancer",
+        image_directory=image_directory,
+        container_user=runtime_user(image_directory / "Dockerfile"),
+        desired_count=settings.desired_count,
+        min_capacity=settings.min_capacity,
+        max_capacity=settings.max_capacity,
+        cpu=settings.cpu,
+        memory_mib=settings.memory_mib,
+        nat_gateways=settings.nat_gateways,
+        log_retention_days=settings.log_retention_days,
+        cpu_target_percent=settings.cpu_target_percent,
+        requests_per_target=settings.requests_per_target,
+        git_revision=settings.git_revision,
+        https=settings.https,
+    )
+    # cdk-nag 3 is a validation plugin: synthesis fails on any finding not acknowledged with
+    # `Validations.of(construct).acknowledge`, and the acknowledgments with their reasons are
+    # written into the template's metadata for reviewers.
+    cdk.Validations.of(app).add_plugins(
+        AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True)
+    )
+    return stack

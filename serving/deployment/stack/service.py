@@ -1,0 +1,324 @@
+"""The service: Fargate tasks behind an Application Load Balancer, deployed so a bad release
+rolls itself back instead of hanging, and scaled on CPU and on requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_ecs_patterns as ecs_patterns
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
+from deployment.stack.settings import HttpsSettings
+
+CONTAINER_NAME = "web"
+CONTAINER_PORT = 8000
+HEALTH_PATH = "/health"
+
+# gunicorn lets in-flight requests finish for this long after SIGTERM (the service's
+# SERVICE_GRACEFUL_TIMEOUT_SECONDS, set below so both sides read one number)...
+GRACEFUL_TIMEOUT = cdk.Duration.seconds(20)
+# ...and ECS waits this long after SIGTERM before SIGKILL: longer, so requests are never cut.
+STOP_TIMEOUT = cdk.Duration.seconds(30)
+# The load balancer stops sending new requests to a task and waits this long for open ones
+# before ECS sends SIGTERM. Its default, 300 s, makes every deployment five minutes slower.
+DEREGISTRATION_DELAY = cdk.Duration.seconds(30)
+# Cold start (load and verify the model, warm it up) takes a few seconds; health checks that
+# fail before this are ignored, so a slow start is not mistaken for a broken task.
+STARTUP_ALLOWANCE = cdk.Duration.seconds(60)
+# Target-group health check: a new task is healthy after 2 x 10 s, a sick one is out after
+# 3 x 10 s.
+HEALTH_CHECK_INTERVAL = cdk.Duration.seconds(10)
+HEALTH_CHECK_TIMEOUT = cdk.Duration.seconds(5)
+HEALTHY_THRESHOLD = 2
+UNHEALTHY_THRESHOLD = 3
+
+# python:3.11-slim has no curl: the container health check is Python's urllib, which raises
+# (exit 1) on a refused connection, a timeout or any status other than 2xx.
+CONTAINER_HEALTH_COMMAND = (
+    "import urllib.request; "
+    f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
+)
+
+# Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
+IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
+
+
+@dataclass(frozen=True)
+class _ListenerOptions:
+    protocol: elbv2.ApplicationProtocol
+    port: int
+    redirect_http: bool = False
+    ssl_policy: elbv2.SslPolicy | None = None
+    certificate: acm.ICertificate | None = None
+    domain_zone: route53.IHostedZone | None = None
+    domain_name: str | None = None
+
+
+class Service(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        log_group: logs.ILogGroup,
+        access_logs_bucket: s3.IBucket,
+        image_directory: Path,
+        container_user: str,
+        cpu: int,
+        memory_mib: int,
+        desired_count: int,
+        min_capacity: int,
+        max_capacity: int,
+        cpu_target_percent: int,
+        requests_per_target: int,
+        git_revision: str,
+        https: HttpsSettings | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+
+        task_definition = self._task_definition(
+            image_directory=image_directory,
+            container_user=container_user,
+            cpu=cpu,
+            memory_mib=memory_mib,
+            log_group=log_group,
+            git_revision=git_revision,
+        )
+
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            # Requests with malformed header names are dropped, not forwarded to the app
+            # (request smuggling, header injection).
+            drop_invalid_header_fields=True,
+            desync_mitigation_mode=elbv2.DesyncMitigationMode.DEFENSIVE,
+        )
+        self.load_balancer.log_access_logs(access_logs_bucket, prefix="alb")
+        skip_checkov(
+            cfn_resource(self.load_balancer),
+            "CKV_AWS_150",
+            "Deletion protection would make `make destroy` fail; the stack is recreated from "
+            "code and keeps no state in the load balancer.",
+        )
+
+        listener = self._listener_options(https)
+        self.fargate = ecs_patterns.ApplicationLoadBalancedFargateService(
+            self,
+            "Fargate",
+            cluster=cluster,
+            task_definition=task_definition,
+            load_balancer=self.load_balancer,
+            public_load_balancer=True,
+            # With an explicit load balancer the pattern no longer opens the listener itself.
+            open_listener=True,
+            task_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            assign_public_ip=False,
+            desired_count=desired_count,
+            # A deployment starts the new tasks before stopping any old one (100 %/200 %), so
+            # capacity never drops; if the new tasks keep failing, the circuit breaker stops
+            # the deployment and rolls back to the last version that was healthy.
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            health_check_grace_period=STARTUP_ALLOWANCE,
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            enable_ecs_managed_tags=True,
+            protocol=listener.protocol,
+            listener_port=listener.port,
+            redirect_http=listener.redirect_http,
+            ssl_policy=listener.ssl_policy,
+            certificate=listener.certificate,
+            domain_zone=listener.domain_zone,
+            domain_name=listener.domain_name,
+        )
+
+        target_group = self.fargate.target_group
+        target_group.configure_health_check(
+            path=HEALTH_PATH,
+            healthy_http_codes="200",
+            interval=HEALTH_CHECK_INTERVAL,
+            timeout=HEALTH_CHECK_TIMEOUT,
+            healthy_threshold_count=HEALTHY_THRESHOLD,
+            unhealthy_threshold_count=UNHEALTHY_THRESHOLD,
+        )
+        target_group.set_attribute(
+            "deregistration_delay.timeout_seconds", str(DEREGISTRATION_DELAY.to_seconds())
+        )
+
+        scaling = self.fargate.service.auto_scale_task_count(
+            min_capacity=min_capacity, max_capacity=max_capacity
+        )
+        scaling.scale_on_cpu_utilization(
+            "CpuScaling",
+            target_utilization_percent=cpu_target_percent,
+            scale_out_cooldown=cdk.Duration.seconds(60),
+            scale_in_cooldown=cdk.Duration.seconds(300),
+        )
+        scaling.scale_on_request_count(
+            "RequestScaling",
+            requests_per_target=requests_per_target,
+            target_group=target_group,
+            scale_out_cooldown=cdk.Duration.seconds(60),
+            scale_in_cooldown=cdk.Duration.seconds(300),
+        )
+
+        self._accept_findings(https)
+
+        if https is None:
+            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+        else:
+            self.url = f"https://{https.domain_name}"
+
+    def _task_definition(
+        self,
+        *,
+        image_directory: Path,
+        container_user: str,
+        cpu: int,
+        memory_mib: int,
+        log_group: logs.ILogGroup,
+        git_revision: str,
+    ) -> ecs.FargateTaskDefinition:
+        task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=cpu,
+            memory_limit_mib=memory_mib,
+            # The image is built for linux/amd64 below, so the tasks must run on x86.
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+            # Task storage, mounted at /tmp: the only writable path in the container.
+            volumes=[ecs.Volume(name="tmp")],
+        )
+        container = task_definition.add_container(
+            CONTAINER_NAME,
+            # Built for linux/amd64 whatever machine runs `cdk deploy`: an image built on an
+            # ARM laptop would otherwise fail on x86 Fargate with "exec format error".
+            image=ecs.ContainerImage.from_asset(
+                str(image_directory),
+                platform=ecr_assets.Platform.LINUX_AMD64,
+                exclude=IMAGE_EXCLUDES,
+            ),
+            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
+            # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
+            # which ECS injects at start without writing it into the task definition.
+            environment={
+                "GIT_REVISION": git_revision,
+                "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
+            },
+            # ECS ignores the Dockerfile's HEALTHCHECK; this one replaces a hung container.
+            health_check=ecs.HealthCheck(
+                command=["CMD", "python", "-c", CONTAINER_HEALTH_COMMAND],
+                interval=HEALTH_CHECK_INTERVAL,
+                timeout=HEALTH_CHECK_TIMEOUT,
+                retries=UNHEALTHY_THRESHOLD,
+                start_period=STARTUP_ALLOWANCE,
+            ),
+            stop_timeout=STOP_TIMEOUT,
+            readonly_root_filesystem=True,
+            user=container_user,
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix=CONTAINER_NAME,
+                log_group=log_group,
+                # A slow CloudWatch must never block the service's stdout (and so its
+                # requests); lines beyond the buffer are dropped instead.
+                mode=ecs.AwsLogDriverMode.NON_BLOCKING,
+                max_buffer_size=cdk.Size.mebibytes(25),
+            ),
+        )
+        container.add_mount_points(
+            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108
+        )
+        return task_definition
+
+    def _listener_options(self, https: HttpsSettings | None) -> _ListenerOptions:
+        if https is None:
+            return _ListenerOptions(protocol=elbv2.ApplicationProtocol.HTTP, port=80)
+        certificate = None
+        if https.certificate_arn is not None:
+            certificate = acm.Certificate.from_certificate_arn(
+                self, "Certificate", https.certificate_arn
+            )
+        zone = None
+        if https.hosted_zone_id is not None and https.hosted_zone_name is not None:
+            # From attributes, not `from_lookup`: synthesis needs no AWS access.
+            zone = route53.HostedZone.from_hosted_zone_attributes(
+                self,
+                "HostedZone",
+                hosted_zone_id=https.hosted_zone_id,
+                zone_name=https.hosted_zone_name,
+            )
+        return _ListenerOptions(
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            port=443,
+            redirect_http=True,
+            # TLS 1.3 and 1.2 only (ELBSecurityPolicy-TLS13-1-2-2021-06), the policy AWS
+            # recommends: no TLS 1.0/1.1, forward-secret ciphers.
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+            certificate=certificate,
+            # With a zone the pattern creates the alias record and, without a certificate ARN,
+            # a certificate validated through the zone. Without a zone, you point the name at
+            # the load balancer yourself.
+            domain_zone=zone,
+            domain_name=https.domain_name if zone is not None else None,
+        )
+
+    def _accept_findings(self, https: HttpsSettings | None) -> None:
+        load_balancer_group = self.load_balancer.connections.security_groups[0]
+        acknowledge_nag(
+            load_balancer_group,
+            "AwsSolutions-EC23",
+            "The load balancer is the public entry point of an HTTP API: its listeners must "
+            "accept any client address. The tasks accept traffic only from the load balancer.",
+        )
+        skip_checkov(
+            cfn_resource(load_balancer_group),
+            "CKV_AWS_260",
+            "The public load balancer must accept port 80 from anywhere: it serves the API over "
+            "HTTP without a domain, and only redirects to HTTPS with one.",
+        )
+        if https is None:
+            http_only = (
+                "HTTP only because no domainName/certificate is configured; set them in the "
+                "CDK context to serve HTTPS and redirect this port to it."
+            )
+            listener = cfn_resource(self.fargate.listener)
+            skip_checkov(listener, "CKV_AWS_2", http_only)
+            skip_checkov(listener, "CKV_AWS_103", http_only)
+        task_definition = self.fargate.task_definition
+        acknowledge_nag(
+            task_definition,
+            "AwsSolutions-ECS2",
+            "The environment holds only the deployed git revision and a timeout, no secrets; "
+            "secrets would go through the container's `secrets` (Secrets Manager or SSM).",
+        )
+        execution_role = task_definition.obtain_execution_role()
+        acknowledge_nag(
+            execution_role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken, which pulls the image, cannot be scoped to a resource; "
+            "the other pull and log permissions are scoped to the repository and log group.",
+        )

@@ -1,0 +1,126 @@
+"""The one stack of the app, composed of its parts; every setting is a keyword argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+from deployment.stack.compliance import skip_checkov
+from deployment.stack.network import Network
+from deployment.stack.observability import Observability
+from deployment.stack.service import Service
+from deployment.stack.settings import HttpsSettings
+
+# CloudWatch Logs retention in days -> the enum CDK expects.
+RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+# The stable name of the output the deploy workflow's smoke test reads.
+SERVICE_URL_OUTPUT = "ServiceUrl"
+
+
+class ServiceStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        image_directory: Path,
+        container_user: str,
+        desired_count: int,
+        min_capacity: int,
+        max_capacity: int,
+        cpu: int,
+        memory_mib: int,
+        nat_gateways: int,
+        log_retention_days: int,
+        cpu_target_percent: int,
+        requests_per_target: int,
+        git_revision: str,
+        https: HttpsSettings | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        retention = RETENTION[log_retention_days]
+
+        network = Network(self, "Network", nat_gateways=nat_gateways, log_retention=retention)
+        observability = Observability(
+            self,
+            "Observability",
+            log_retention=retention,
+            log_retention_days=log_retention_days,
+        )
+        service = Service(
+            self,
+            "Service",
+            vpc=network.vpc,
+            log_group=observability.service_log_group,
+            access_logs_bucket=observability.access_logs_bucket,
+            image_directory=image_directory,
+            container_user=container_user,
+            cpu=cpu,
+            memory_mib=memory_mib,
+            desired_count=desired_count,
+            min_capacity=min_capacity,
+            max_capacity=max_capacity,
+            cpu_target_percent=cpu_target_percent,
+            requests_per_target=requests_per_target,
+            git_revision=git_revision,
+            https=https,
+        )
+        self.service = service
+
+        self.service_url = cdk.CfnOutput(
+            self,
+            SERVICE_URL_OUTPUT,
+            value=service.url,
+            description="Base URL of the prediction service (GET /health, POST /predict)",
+        )
+        self._accept_cdk_internal_findings()
+
+    def _accept_cdk_internal_findings(self) -> None:
+        """Findings on resources CDK adds itself, which exist once the stack is composed."""
+        # CDK's handler that removes the rules of the VPC's default security group
+        # (feature flag @aws-cdk/aws-ec2:restrictDefaultSecurityGroup in cdk.json).
+        provider = self.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        handler = provider.node.try_find_child("Handler") if provider is not None else None
+        if isinstance(handler, cdk.CfnResource):
+            self._accept_custom_resource_handler(handler)
+
+    def _accept_custom_resource_handler(self, handler: cdk.CfnResource) -> None:
+        reasons = {
+            "CKV_AWS_115": "CDK's custom-resource handler runs once per deployment; reserved "
+            "concurrency would only take capacity from the account's other functions.",
+            "CKV_AWS_116": "CDK's custom-resource handler is invoked synchronously by "
+            "CloudFormation, which reports its failure; a dead-letter queue would stay empty.",
+            "CKV_AWS_117": "CDK's custom-resource handler only calls the EC2 API; running it in "
+            "the VPC would need NAT or endpoints for no isolation gain.",
+            "CKV_AWS_173": "CDK's custom-resource handler has no environment variables to encrypt.",
+        }
+        for check_id, reason in reasons.items():
+            skip_checkov(handler, check_id, reason)
