@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,10 @@ class ModelService:
             [self.schemas.record_example, self.schemas.sparse_example], counted=False
         )
         self.ready = True
+
+    @cached_property
+    def description_json(self) -> bytes:
+        return json.dumps(self.describe(), separators=(",", ":")).encode()
 
     def describe(self) -> dict[str, Any]:
         raw = self.metadata.raw

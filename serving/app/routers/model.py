@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.dependencies import get_service
@@ -38,5 +39,6 @@ class ModelInfo(BaseModel):
 
 
 @router.get("/model", response_model=ModelInfo, summary="The model this service runs")
-async def model(service: Annotated[ModelService, Depends(get_service)]) -> dict[str, Any]:
-    return service.describe()
+async def model(service: Annotated[ModelService, Depends(get_service)]) -> Response:
+    # Serialised once per process: it cannot change while the process runs.
+    return Response(service.description_json, media_type="application/json")
