@@ -23,9 +23,11 @@ BIN := $(VENV)/bin
 # Recipes (and the commands DVC runs for each stage) find the project's tools first.
 export PATH := $(BIN):$(PATH)
 PIPENV := $(PYTHON) -m pipenv
-# A fresh machine needs nothing but python3 and pip: pipenv is installed for the user if missing.
+# A fresh machine needs nothing but python3 and pip: pipenv is installed for the user when
+# missing (or into the active virtualenv, where user installs are not visible).
 ENSURE_PIPENV := $(PIPENV) --version >/dev/null 2>&1 || \
-	$(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)"
+	$(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)" 2>/dev/null || \
+	$(PYTHON) -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
 ENV_STAMP := $(VENV)/.synced
 
 SERVING_REQUIREMENTS := serving/app/requirements.txt
