@@ -259,6 +259,7 @@ async def test_body_over_the_limit_is_413_by_content_length(
     response = await client.post("/predict", content=body, headers=JSON)
     assert response.status_code == 413
     assert str(settings.max_body_bytes) in response.json()["detail"]
+    assert "x-model-version" in response.headers
 
 
 async def test_streamed_body_over_the_limit_is_413_without_content_length(
