@@ -1,0 +1,149 @@
+"""Shared fixtures: each variant of the stack is synthesized once per session (jsii is slow).
+
+The stack is built by the same `build()` that `app.py` runs, with the context of cdk.json (its
+defaults and feature flags) plus each variant's overrides, exactly as `cdk synth -c ...` would.
+"""
+
+from __future__ import annotations
+
+import os
+
+# jsii prints a banner about Node 20's end of life at every start; it says nothing about us.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+from deployment.stack.application import build
+from deployment.stack.service_stack import ServiceStack
+
+DEPLOYMENT_DIR = Path(__file__).resolve().parents[2] / "deployment"
+CDK_JSON: dict[str, Any] = json.loads((DEPLOYMENT_DIR / "cdk.json").read_text(encoding="utf-8"))
+# Any concrete region works: the access-log bucket policy needs one, and nothing is looked up.
+REGION = "eu-west-1"
+GIT_REVISION = "0123456789ab"
+
+ZONE_ID = "Z0123456789ABCDEFGHIJ"
+CERTIFICATE_ARN = (
+    "arn:aws:acm:eu-west-1:111122223333:certificate/12345678-1234-1234-1234-123456789012"
+)
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    # cdk.json's defaults: HTTP only.
+    "http": {"gitRevision": GIT_REVISION},
+    # A hosted zone: the stack requests the certificate and creates the DNS record. Also every
+    # sizing value changed (as strings, the way `-c key=value` passes them).
+    "hosted-zone": {
+        "gitRevision": GIT_REVISION,
+        "domainName": "api.example.com",
+        "hostedZoneId": ZONE_ID,
+        "hostedZoneName": "example.com",
+        "desiredCount": "3",
+        "minCapacity": "2",
+        "maxCapacity": "6",
+        "cpu": "1024",
+        "memoryMiB": "2048",
+        "natGateways": "2",
+        "logRetentionDays": "90",
+        "cpuTargetPercent": "50",
+        "requestsPerTarget": "1200",
+    },
+    # An existing certificate, DNS managed elsewhere.
+    "certificate": {
+        "gitRevision": GIT_REVISION,
+        "domainName": "api.example.org",
+        "certificateArn": CERTIFICATE_ARN,
+    },
+}
+
+
+@dataclass
+class Synthesized:
+    stack: ServiceStack
+    template: Template
+    # Set when cdk-nag (or another validation) failed synthesis; the template is still read.
+    validation_failure: str | None
+    validation_report: dict[str, Any]
+    assets: dict[str, Any]
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        found = self.template.find_resources(resource_type)
+        return {logical_id: dict(body) for logical_id, body in found.items()}
+
+    def only(self, resource_type: str) -> dict[str, Any]:
+        """The properties of the one resource of this type."""
+        found = self.resources(resource_type)
+        assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+        properties: dict[str, Any] = next(iter(found.values())).get("Properties", {})
+        return properties
+
+
+@pytest.fixture(scope="session")
+def image_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for serving/app: synthesis only copies the build context, so any works."""
+    directory = tmp_path_factory.mktemp("service-image")
+    (directory / "Dockerfile").write_text(
+        "FROM python:3.11-slim AS build\nUSER 1000\nFROM python:3.11-slim\nUSER 10001:10001\n"
+        'CMD ["python", "-c", "print()"]\n',
+        encoding="utf-8",
+    )
+    return directory
+
+
+def synthesize(overrides: dict[str, Any], outdir: Path, image_directory: Path) -> Synthesized:
+    app = cdk.App(context={**CDK_JSON["context"], **overrides}, outdir=str(outdir))
+    stack = build(app, region=REGION, image_directory=image_directory)
+    failure: str | None = None
+    try:
+        template = Template.from_stack(stack)
+    except RuntimeError as error:  # jsii's form of the ValidationFailed error
+        if "ValidationFailed" not in str(error):
+            raise
+        failure = str(error)
+        template = Template.from_json(
+            json.loads((outdir / stack.template_file).read_text(encoding="utf-8"))
+        )
+    return Synthesized(
+        stack=stack,
+        template=template,
+        validation_failure=failure,
+        validation_report=json.loads((outdir / "validation-report.json").read_text("utf-8")),
+        assets=json.loads((outdir / f"{stack.artifact_id}.assets.json").read_text("utf-8")),
+    )
+
+
+@pytest.fixture(scope="session")
+def synthesized(
+    tmp_path_factory: pytest.TempPathFactory, image_directory: Path
+) -> Callable[[str], Synthesized]:
+    """`synthesized("http")`: that variant, synthesized on first use and then reused."""
+    cache: dict[str, Synthesized] = {}
+
+    def get(variant: str) -> Synthesized:
+        if variant not in cache:
+            outdir = tmp_path_factory.mktemp(f"cdk.out-{variant}")
+            cache[variant] = synthesize(VARIANTS[variant], outdir, image_directory)
+        return cache[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def http(synthesized: Callable[[str], Synthesized]) -> Synthesized:
+    return synthesized("http")
+
+
+@pytest.fixture(scope="session")
+def hosted_zone(synthesized: Callable[[str], Synthesized]) -> Synthesized:
+    return synthesized("hosted-zone")
+
+
+@pytest.fixture(scope="session")
+def certificate(synthesized: Callable[[str], Synthesized]) -> Synthesized:
+    return synthesized("certificate")

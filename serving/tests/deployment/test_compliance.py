@@ -1,0 +1,109 @@
+"""cdk-nag's AwsSolutions pack and the acknowledgments and skips the stack carries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Annotations, Match
+from cdk_nag import AwsSolutionsChecks
+from deployment.stack.compliance import MINIMUM_REASON_LENGTH, acknowledge_nag, skip_checkov
+
+from .conftest import Synthesized
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = ["http", "hosted_zone", "certificate"]
+
+
+def violations(report: dict[str, Any]) -> list[str]:
+    return [
+        f"{violation['ruleName']} at {construct['constructPath']}"
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+    ]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cdk_nag_aws_solutions_reports_no_unacknowledged_finding(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    assert violations(synth.validation_report) == []
+    assert synth.validation_failure is None
+
+
+def test_cdk_nag_fails_synthesis_on_an_unacknowledged_finding(tmp_path: Path) -> None:
+    """The control: the plugin is live, so the test above can fail."""
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Control")
+    s3.Bucket(stack, "Bucket")  # no TLS-only policy, no access logs
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text(encoding="utf-8"))
+    assert "AwsSolutions-S10 at Control/Bucket/Resource" in violations(report)
+
+
+def test_annotations_are_readable_so_aws_cdk_lib_is_installed_intact() -> None:
+    """Fails with "Unknown interface" when aws-cdk.cloud-assembly-schema overwrote
+    aws-cdk-lib's copy of cloud_assembly_schema (see serving/deployment/repair_cdk_lib.py)."""
+    app = cdk.App()
+    stack = cdk.Stack(app, "Annotated")
+    cdk.Annotations.of(stack).add_warning_v2("test:warning", "a warning to find")
+    found = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("a warning"))
+    assert len(found) == 1
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_stack_synthesizes_without_cdk_warnings_or_errors(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    annotations = Annotations.from_stack(synth.stack)
+    assert annotations.find_error("*", Match.any_value()) == []
+    assert annotations.find_warning("*", Match.any_value()) == []
+
+
+def resources_metadata(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
+    resources = synth.template.to_json()["Resources"]
+    return [(logical_id, body.get("Metadata", {})) for logical_id, body in resources.items()]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_acknowledgment_and_skip_carries_its_reason(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    nag_rules: set[str] = set()
+    checkov_skips = 0
+    for logical_id, metadata in resources_metadata(synth):
+        for rule in metadata.get("cdk_nag", {}).get("rules_to_suppress", []):
+            if rule["id"].startswith("AwsSolutions"):
+                nag_rules.add(rule["id"])
+                assert len(rule["reason"]) >= MINIMUM_REASON_LENGTH, (logical_id, rule)
+        for skip in metadata.get("checkov", {}).get("skip", []):
+            checkov_skips += 1
+            assert len(skip["comment"]) >= MINIMUM_REASON_LENGTH, (logical_id, skip)
+    # What this stack accepts, and nothing more: a new acknowledgment is a reviewed change.
+    assert nag_rules == {
+        "AwsSolutions-S1",
+        "AwsSolutions-EC23",
+        "AwsSolutions-ECS2",
+        "AwsSolutions-IAM5[Resource::*]",
+    }
+    assert checkov_skips > 0
+
+
+def test_acknowledgment_without_a_real_reason_is_refused() -> None:
+    stack = cdk.Stack(cdk.App(), "Reasons")
+    bucket = s3.Bucket(stack, "Bucket")
+    with pytest.raises(ValueError, match="reason"):
+        acknowledge_nag(bucket, "AwsSolutions-S1", "n/a")
+    with pytest.raises(ValueError, match="reason"):
+        skip_checkov(bucket.node.default_child, "CKV_AWS_18", "ok")  # type: ignore[arg-type]

@@ -1,0 +1,308 @@
+"""The service as deployed without a domain (cdk.json's defaults): tasks, deployment safety,
+health checks, load balancer, autoscaling, logs. Each test names the property it protects."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match
+from deployment.stack.service_stack import SERVICE_URL_OUTPUT
+
+from .conftest import CDK_JSON, GIT_REVISION, Synthesized
+
+pytestmark = pytest.mark.slow
+
+DEFAULTS: dict[str, Any] = CDK_JSON["context"]
+
+
+def container(synth: Synthesized) -> dict[str, Any]:
+    definitions = synth.only("AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    assert len(definitions) == 1
+    found: dict[str, Any] = definitions[0]
+    return found
+
+
+def environment(synth: Synthesized) -> dict[str, str]:
+    return {item["Name"]: item["Value"] for item in container(synth)["Environment"]}
+
+
+def test_image_is_built_for_linux_amd64_so_it_runs_on_x86_fargate_from_any_laptop(
+    http: Synthesized,
+) -> None:
+    images = http.assets["dockerImages"]
+    assert len(images) == 1
+    assert next(iter(images.values()))["source"]["platform"] == "linux/amd64"
+    runtime = http.only("AWS::ECS::TaskDefinition")["RuntimePlatform"]
+    assert runtime == {"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"}
+
+
+def test_task_size_comes_from_context(http: Synthesized, hosted_zone: Synthesized) -> None:
+    task = http.only("AWS::ECS::TaskDefinition")
+    assert (task["Cpu"], task["Memory"]) == (str(DEFAULTS["cpu"]), str(DEFAULTS["memoryMiB"]))
+    task = hosted_zone.only("AWS::ECS::TaskDefinition")
+    assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+
+
+def test_container_listens_on_8000(http: Synthesized) -> None:
+    assert container(http)["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
+
+
+def test_root_filesystem_is_read_only_with_a_writable_tmp_volume(http: Synthesized) -> None:
+    spec = container(http)
+    assert spec["ReadonlyRootFilesystem"] is True
+    assert spec["MountPoints"] == [
+        {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}
+    ]
+    # Task storage, not a host path: Fargate has none, and it dies with the task.
+    assert http.only("AWS::ECS::TaskDefinition")["Volumes"] == [{"Name": "tmp"}]
+
+
+def test_container_runs_as_the_dockerfiles_non_root_numeric_user(http: Synthesized) -> None:
+    assert container(http)["User"] == "10001:10001"
+
+
+def test_stop_timeout_outlasts_gunicorns_graceful_timeout(http: Synthesized) -> None:
+    spec = container(http)
+    graceful = int(environment(http)["SERVICE_GRACEFUL_TIMEOUT_SECONDS"])
+    assert spec["StopTimeout"] == 30
+    # In-flight requests get the whole graceful period before SIGKILL, with slack.
+    assert spec["StopTimeout"] >= graceful + 5
+
+
+def test_container_health_check_probes_health_with_python_since_the_image_has_no_curl(
+    http: Synthesized,
+) -> None:
+    check = container(http)["HealthCheck"]
+    command = check["Command"]
+    assert command[:3] == ["CMD", "python", "-c"]
+    assert "urllib.request.urlopen('http://127.0.0.1:8000/health'" in command[3]
+    assert (check["Interval"], check["Timeout"], check["Retries"]) == (10, 5, 3)
+    assert check["StartPeriod"] == 60
+    # The one-liner is valid Python, so the check cannot fail for a syntax error.
+    compile(command[3], "<health check>", "exec")
+
+
+def test_container_reports_the_git_revision_it_was_deployed_from(http: Synthesized) -> None:
+    assert environment(http)["GIT_REVISION"] == GIT_REVISION
+
+
+def test_environment_holds_no_secrets(http: Synthesized) -> None:
+    assert set(environment(http)) == {"GIT_REVISION", "SERVICE_GRACEFUL_TIMEOUT_SECONDS"}
+    assert "Secrets" not in container(http)
+    suspicious = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
+    assert not [name for name in environment(http) if suspicious.search(name)]
+
+
+def test_container_logs_go_to_the_explicit_log_group_without_blocking_the_app(
+    http: Synthesized,
+) -> None:
+    logging = container(http)["LogConfiguration"]
+    assert logging["LogDriver"] == "awslogs"
+    options = logging["Options"]
+    assert options["mode"] == "non-blocking"
+    (log_group_id,) = [
+        logical_id
+        for logical_id in http.resources("AWS::Logs::LogGroup")
+        if logical_id.startswith("ObservabilityServiceLogs")
+    ]
+    assert options["awslogs-group"] == {"Ref": log_group_id}
+
+
+def test_deployment_rolls_back_through_the_circuit_breaker_and_keeps_full_capacity(
+    http: Synthesized,
+) -> None:
+    service = http.only("AWS::ECS::Service")
+    assert service["DeploymentConfiguration"] == {
+        "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+        "MaximumPercent": 200,
+        "MinimumHealthyPercent": 100,
+    }
+    assert service["LaunchType"] == "FARGATE"
+
+
+def test_health_check_grace_period_outlasts_the_cold_start(http: Synthesized) -> None:
+    assert http.only("AWS::ECS::Service")["HealthCheckGracePeriodSeconds"] == 60
+
+
+def test_desired_count_comes_from_context(http: Synthesized, hosted_zone: Synthesized) -> None:
+    assert http.only("AWS::ECS::Service")["DesiredCount"] == DEFAULTS["desiredCount"] == 2
+    assert hosted_zone.only("AWS::ECS::Service")["DesiredCount"] == 3
+
+
+def test_tasks_run_in_private_subnets_without_public_ips(http: Synthesized) -> None:
+    network = http.only("AWS::ECS::Service")["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    private = {
+        logical_id
+        for logical_id in http.resources("AWS::EC2::Subnet")
+        if "PrivateSubnet" in logical_id
+    }
+    assert {subnet["Ref"] for subnet in network["Subnets"]} == private
+
+
+def test_tasks_accept_traffic_only_from_the_load_balancer_on_8000(http: Synthesized) -> None:
+    ingress = http.resources("AWS::EC2::SecurityGroupIngress")
+    assert len(ingress) == 1
+    rule = next(iter(ingress.values()))["Properties"]
+    assert (rule["FromPort"], rule["ToPort"]) == (8000, 8000)
+    assert "SourceSecurityGroupId" in rule
+    assert "CidrIp" not in rule
+
+
+def test_target_group_health_check_hits_health_every_10_seconds(http: Synthesized) -> None:
+    group = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert group["HealthCheckPath"] == "/health"
+    assert group["HealthCheckIntervalSeconds"] == 10
+    assert group["HealthCheckTimeoutSeconds"] == 5
+    assert group["HealthyThresholdCount"] == 2
+    assert group["UnhealthyThresholdCount"] == 3
+    assert group["Matcher"] == {"HttpCode": "200"}
+    assert group["TargetType"] == "ip"
+    # ECS registers each task's address on the container port, whatever the group's port.
+    (attachment,) = http.only("AWS::ECS::Service")["LoadBalancers"]
+    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", 8000)
+
+
+def test_deregistration_delay_is_30_seconds(http: Synthesized) -> None:
+    attributes = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")["TargetGroupAttributes"]
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "30"} in attributes
+
+
+def load_balancer_attributes(synth: Synthesized) -> dict[str, Any]:
+    balancer = synth.only("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    return {item["Key"]: item["Value"] for item in balancer["LoadBalancerAttributes"]}
+
+
+def test_load_balancer_is_public_and_drops_invalid_header_fields(http: Synthesized) -> None:
+    assert http.only("AWS::ElasticLoadBalancingV2::LoadBalancer")["Scheme"] == "internet-facing"
+    attributes = load_balancer_attributes(http)
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert attributes["routing.http.desync_mitigation_mode"] == "defensive"
+
+
+def access_logs_bucket_id(synth: Synthesized) -> str:
+    (bucket_id,) = synth.resources("AWS::S3::Bucket")
+    return bucket_id
+
+
+def test_load_balancer_writes_access_logs_to_the_stacks_bucket(http: Synthesized) -> None:
+    attributes = load_balancer_attributes(http)
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == {"Ref": access_logs_bucket_id(http)}
+
+
+def test_access_log_bucket_is_private_encrypted_and_expires_logs(http: Synthesized) -> None:
+    bucket = http.only("AWS::S3::Bucket")
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    (lifecycle,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["ExpirationInDays"] == DEFAULTS["logRetentionDays"]
+
+
+def test_access_log_bucket_refuses_requests_without_tls(http: Synthesized) -> None:
+    policy = http.only("AWS::S3::BucketPolicy")["PolicyDocument"]["Statement"]
+    denies = [statement for statement in policy if statement["Effect"] == "Deny"]
+    assert any(
+        statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for statement in denies
+    )
+
+
+def test_log_groups_keep_logs_for_the_configured_retention(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
+    for synth, days in ((http, DEFAULTS["logRetentionDays"]), (hosted_zone, 90)):
+        groups = synth.resources("AWS::Logs::LogGroup")
+        assert len(groups) == 2  # the service's and the VPC flow logs'
+        assert {group["Properties"]["RetentionInDays"] for group in groups.values()} == {days}
+
+
+def test_vpc_flow_logs_capture_all_traffic(http: Synthesized) -> None:
+    flow_log = http.only("AWS::EC2::FlowLog")
+    assert flow_log["ResourceType"] == "VPC"
+    assert flow_log["TrafficType"] == "ALL"
+    assert flow_log["LogDestinationType"] == "cloud-watch-logs"
+
+
+def test_container_insights_are_enabled(http: Synthesized) -> None:
+    cluster = http.only("AWS::ECS::Cluster")
+    assert cluster["ClusterSettings"] == [{"Name": "containerInsights", "Value": "enabled"}]
+
+
+def test_nat_gateway_count_comes_from_context(http: Synthesized, hosted_zone: Synthesized) -> None:
+    assert len(http.resources("AWS::EC2::NatGateway")) == DEFAULTS["natGateways"] == 1
+    assert len(hosted_zone.resources("AWS::EC2::NatGateway")) == 2
+
+
+def test_public_subnets_do_not_hand_out_public_ips(http: Synthesized) -> None:
+    subnets = http.resources("AWS::EC2::Subnet")
+    assert len(subnets) == 4  # public and private, in two availability zones
+    assert all(subnet["Properties"]["MapPublicIpOnLaunch"] is False for subnet in subnets.values())
+
+
+def scaling_policies(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    policies = {}
+    for policy in synth.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values():
+        configuration = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        metric = configuration["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        policies[metric] = configuration
+    return policies
+
+
+def test_autoscaling_between_min_and_max_on_cpu_and_requests(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
+    target = http.only("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (
+        DEFAULTS["minCapacity"],
+        DEFAULTS["maxCapacity"],
+    )
+    policies = scaling_policies(http)
+    assert set(policies) == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+    assert policies["ECSServiceAverageCPUUtilization"]["TargetValue"] == 60
+    assert policies["ALBRequestCountPerTarget"]["TargetValue"] == DEFAULTS["requestsPerTarget"]
+
+    target = hosted_zone.only("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
+    policies = scaling_policies(hosted_zone)
+    assert policies["ECSServiceAverageCPUUtilization"]["TargetValue"] == 50
+    assert policies["ALBRequestCountPerTarget"]["TargetValue"] == 1200
+
+
+def test_without_a_domain_the_service_is_http_only_on_port_80(http: Synthesized) -> None:
+    listener = http.only("AWS::ElasticLoadBalancingV2::Listener")
+    assert (listener["Protocol"], listener["Port"]) == ("HTTP", 80)
+    assert listener["DefaultActions"][0]["Type"] == "forward"
+    assert not http.resources("AWS::CertificateManager::Certificate")
+
+
+def test_service_url_output_is_the_load_balancers_http_address(http: Synthesized) -> None:
+    (balancer_id,) = http.resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    http.template.has_output(
+        SERVICE_URL_OUTPUT,
+        {"Value": {"Fn::Join": ["", ["http://", {"Fn::GetAtt": [balancer_id, "DNSName"]}]]}},
+    )
+
+
+def test_stack_pins_no_account_so_synthesis_needs_no_aws_lookup(http: Synthesized) -> None:
+    assert http.stack.region == "eu-west-1"
+    # The account stays the deploying credentials': CDK then looks up no availability zones.
+    assert cdk.Token.is_unresolved(http.stack.account)
+    http.template.has_resource_properties(
+        "AWS::EC2::Subnet",
+        {
+            "AvailabilityZone": {
+                "Fn::Select": [0, Match.object_like({"Fn::GetAZs": Match.any_value()})]
+            }
+        },
+    )

@@ -1,0 +1,143 @@
+"""Context values: cdk.json's defaults parse, `-c` strings are accepted, and every invalid value
+fails synthesis with a message naming its key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from deployment.stack.service_stack import RETENTION
+from deployment.stack.settings import (
+    LOG_RETENTION_DAYS,
+    ContextError,
+    DeploymentSettings,
+    HttpsSettings,
+)
+
+from .conftest import CDK_JSON
+
+DEFAULTS: dict[str, Any] = CDK_JSON["context"]
+ZONE = {"domainName": "api.example.com", "hostedZoneId": "Z0ABC", "hostedZoneName": "example.com"}
+CERTIFICATE_ARN = (
+    "arn:aws:acm:us-east-1:111122223333:certificate/12345678-1234-1234-1234-123456789012"
+)
+
+
+def settings(**overrides: Any) -> DeploymentSettings:
+    context = {**DEFAULTS, **overrides}
+    return DeploymentSettings.from_context(context.get)
+
+
+def error_for(**overrides: Any) -> str:
+    with pytest.raises(ContextError) as caught:
+        settings(**overrides)
+    return str(caught.value)
+
+
+def test_cdk_json_defaults_are_valid_and_http_only() -> None:
+    parsed = settings()
+    assert parsed.desired_count == 2
+    assert (parsed.min_capacity, parsed.max_capacity) == (2, 4)
+    assert (parsed.cpu, parsed.memory_mib) == (512, 1024)
+    assert parsed.nat_gateways == 1
+    assert parsed.git_revision == "unknown"
+    assert parsed.https is None
+
+
+def test_cdk_json_declares_exactly_the_settings_the_app_reads() -> None:
+    read: list[str] = []
+
+    def lookup(key: str) -> object:
+        read.append(key)
+        return DEFAULTS.get(key)
+
+    DeploymentSettings.from_context(lookup)
+    ours = {key for key in DEFAULTS if not key.startswith("@")}
+    assert set(read) == ours
+
+
+def test_values_given_with_dash_c_arrive_as_strings_and_are_accepted() -> None:
+    parsed = settings(desiredCount="3", maxCapacity="5", cpu="1024", memoryMiB="3072")
+    assert (parsed.desired_count, parsed.max_capacity, parsed.cpu, parsed.memory_mib) == (
+        3,
+        5,
+        1024,
+        3072,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        ({"desiredCount": "two"}, "desiredCount", "not a whole number"),
+        ({"desiredCount": 0}, "desiredCount", "out of range"),
+        ({"desiredCount": True}, "desiredCount", "missing"),
+        ({"desiredCount": None}, "desiredCount", "missing"),
+        ({"desiredCount": 9}, "desiredCount", "outside minCapacity..maxCapacity"),
+        ({"minCapacity": 5, "maxCapacity": 3, "desiredCount": 4}, "minCapacity", "above"),
+        ({"cpu": 300}, "cpu", "not a Fargate size"),
+        ({"cpu": 512, "memoryMiB": 512}, "memoryMiB", "does not fit cpu 512"),
+        ({"cpu": 256, "memoryMiB": 1536}, "memoryMiB", "does not fit cpu 256"),
+        ({"natGateways": 0}, "natGateways", "out of range"),
+        ({"natGateways": 3}, "natGateways", "out of range"),
+        ({"logRetentionDays": 10}, "logRetentionDays", "not a CloudWatch Logs retention"),
+        ({"cpuTargetPercent": 95}, "cpuTargetPercent", "out of range"),
+        ({"requestsPerTarget": 0}, "requestsPerTarget", "out of range"),
+        ({"gitRevision": "main; rm -rf /"}, "gitRevision", "not valid"),
+        ({"gitRevision": ""}, "gitRevision", "missing"),
+        ({"stackName": "1-starts-with-a-digit"}, "stackName", "not valid"),
+        ({"domainName": "api.example.com"}, "domainName", "set hostedZoneId and hostedZoneName"),
+        ({"certificateArn": CERTIFICATE_ARN}, "domainName", "missing while certificateArn"),
+        ({**ZONE, "hostedZoneName": ""}, "hostedZoneName", "go together"),
+        ({**ZONE, "hostedZoneId": "not-a-zone"}, "hostedZoneId", "not a Route 53 hosted zone"),
+        ({**ZONE, "domainName": "api.other.org"}, "domainName", "not inside hosted zone"),
+        ({**ZONE, "domainName": "notexample.com"}, "domainName", "not inside hosted zone"),
+        ({"domainName": "a.example.com", "certificateArn": "arn:x"}, "certificateArn", "ACM"),
+        (
+            {"domainName": "under_score.example.com", **{"certificateArn": CERTIFICATE_ARN}},
+            "domainName",
+            "not a DNS name",
+        ),
+    ],
+)
+def test_invalid_context_value_fails_with_its_key_named(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    message = error_for(**overrides)
+    assert f"{key}: " in message
+    assert fragment in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = error_for(desiredCount="x", cpu=300, logRetentionDays=2)
+    assert all(key in message for key in ("desiredCount:", "cpu:", "logRetentionDays:"))
+
+
+@pytest.mark.parametrize("revision", ["unknown", "0123abc", "0123456789ab-dirty", "f" * 40])
+def test_git_revisions_make_deploy_passes_are_accepted(revision: str) -> None:
+    assert settings(gitRevision=revision).git_revision == revision
+
+
+def test_hosted_zone_enables_https_with_the_stack_managing_certificate_and_record() -> None:
+    assert settings(**{**ZONE, "hostedZoneName": "Example.com."}).https == HttpsSettings(
+        domain_name="api.example.com",
+        hosted_zone_id="Z0ABC",
+        hosted_zone_name="example.com",
+        certificate_arn=None,
+    )
+
+
+def test_apex_domain_of_the_zone_is_accepted() -> None:
+    https = settings(**{**ZONE, "domainName": "example.com"}).https
+    assert https is not None
+    assert https.domain_name == "example.com"
+
+
+def test_certificate_arn_enables_https_without_a_hosted_zone() -> None:
+    https = settings(domainName="api.example.org", certificateArn=CERTIFICATE_ARN).https
+    assert https is not None
+    assert (https.certificate_arn, https.has_hosted_zone) == (CERTIFICATE_ARN, False)
+
+
+def test_every_cloudwatch_retention_maps_to_cdks_enum() -> None:
+    assert set(RETENTION) == set(LOG_RETENTION_DAYS)
