@@ -35,9 +35,20 @@ def describe(error: dict[str, Any]) -> dict[str, Any]:
     return {"loc": list(loc), "msg": f"{path}: {message}", "type": str(error.get("type"))}
 
 
+# A batch of 1,000 bad records would otherwise answer with 1,000 messages.
+MAX_REPORTED_ERRORS = 50
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=422, content={"detail": [describe(e) for e in exc.errors()]})
+    errors = exc.errors()
+    detail = [describe(e) for e in errors[:MAX_REPORTED_ERRORS]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        hidden = len(errors) - MAX_REPORTED_ERRORS
+        detail.append(
+            {"loc": ["body"], "msg": f"body: {hidden} more errors not shown", "type": "truncated"}
+        )
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

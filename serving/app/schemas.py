@@ -11,7 +11,7 @@ on the event loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from typing_extensions import TypedDict
@@ -36,7 +36,9 @@ def _describe(feature: Feature) -> str:
             f"One of: {allowed}. Any other value is rejected with 422 and this list, "
             "because the model never saw it and would answer from the other fields alone."
         )
-    return f"{text} Null or omitted: imputed from the training data."
+    if feature.nullable:
+        return f"{text} Null or omitted: imputed from the training data."
+    return f"{text} Required."
 
 
 def _annotation(feature: Feature) -> Any:
@@ -50,11 +52,16 @@ def _annotation(feature: Feature) -> Any:
     else:
         base = Literal[feature.categories]
     example = [] if feature.example is None else [feature.example]
-    return Annotated[base | None, Field(description=_describe(feature), examples=example)]
+    info = Field(description=_describe(feature), examples=example)
+    if feature.nullable:
+        return Annotated[base | None, info]
+    # Training's contract marks every imputed feature nullable; one that is not must be sent.
+    return Required[Annotated[base, info]]
 
 
 def record_type(metadata: ModelMetadata) -> type:
-    """A TypedDict of every feature, each optional and nullable, unknown keys forbidden."""
+    """A TypedDict of every feature, unknown keys forbidden; nullable features may also be
+    omitted."""
     fields = {feature.name: _annotation(feature) for feature in metadata.features}
     # The functional form accepts any column name, including ones that are not identifiers.
     record = _typed_dict(RECORD_SCHEMA, fields, total=False)

@@ -224,6 +224,18 @@ async def test_empty_non_json_and_non_utf8_bodies_are_422(
     assert messages(response).startswith(expected)
 
 
+async def test_many_invalid_records_are_reported_without_flooding_the_response(
+    client: httpx.AsyncClient, category_feature: dict[str, Any]
+) -> None:
+    bad = {"records": [{category_feature["name"]: "Atlantis"}] * 200}
+    response = await post(client, "/predict/batch", bad)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert len(detail) == 51
+    assert detail[0]["msg"].startswith(f"records[0].{category_feature['name']}: ")
+    assert detail[-1]["msg"] == "body: 150 more errors not shown"
+
+
 async def test_batch_without_records_or_with_none_is_rejected(client: httpx.AsyncClient) -> None:
     missing = await post(client, "/predict/batch", {})
     assert missing.status_code == 422
@@ -564,3 +576,33 @@ async def test_openapi_examples_work_as_written(client: httpx.AsyncClient) -> No
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_a_feature_marked_not_nullable_must_be_sent(
+    model_dir: Any, tmp_path: Any, category_feature: dict[str, Any], example: dict[str, Any]
+) -> None:
+    """Training marks every imputed feature nullable; the schema honours one that is not."""
+    import shutil
+
+    from app.factory import create_app
+    from app.settings import Settings
+
+    copy = tmp_path / "data"
+    shutil.copytree(model_dir, copy)
+    raw = json.loads((copy / "model_metadata.json").read_text())
+    for feature in raw["input_schema"]["features"]:
+        if feature["name"] == category_feature["name"]:
+            feature["nullable"] = False
+    (copy / "model_metadata.json").write_text(json.dumps(raw))
+    app = create_app(Settings(model_dir=copy))
+    name = category_feature["name"]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        omitted = await post(http, "/predict", {k: v for k, v in example.items() if k != name})
+        null = await post(http, "/predict", {**example, name: None})
+        complete = await post(http, "/predict", example)
+    assert omitted.status_code == 422
+    assert messages(omitted) == f"{name}: Field required"
+    assert null.status_code == 422
+    assert messages(null).startswith(f"{name}: Input should be")
+    assert complete.status_code == 200
