@@ -183,6 +183,11 @@ class Service(Construct):
             scale_in_cooldown=cdk.Duration.seconds(300),
         )
 
+        # The pattern adds its own URL output, which would name the load balancer's address even
+        # when the certificate is for your domain; the stack's ServiceUrl output replaces it.
+        self.fargate.node.try_remove_child("ServiceURL")
+        self.fargate.node.try_remove_child("LoadBalancerDNS")
+
         self._accept_findings(https)
 
         if https is None:

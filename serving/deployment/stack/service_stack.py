@@ -42,6 +42,7 @@ RETENTION: dict[int, logs.RetentionDays] = {
 
 # The stable name of the output the deploy workflow's smoke test reads.
 SERVICE_URL_OUTPUT = "ServiceUrl"
+LOAD_BALANCER_OUTPUT = "LoadBalancerDnsName"
 
 
 class ServiceStack(cdk.Stack):
@@ -100,6 +101,13 @@ class ServiceStack(cdk.Stack):
             SERVICE_URL_OUTPUT,
             value=service.url,
             description="Base URL of the prediction service (GET /health, POST /predict)",
+        )
+        # Where a CNAME for your domain points when certificateArn is used without a hosted zone.
+        cdk.CfnOutput(
+            self,
+            LOAD_BALANCER_OUTPUT,
+            value=service.load_balancer.load_balancer_dns_name,
+            description="DNS name of the load balancer",
         )
         self._accept_cdk_internal_findings()
 

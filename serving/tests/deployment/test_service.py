@@ -9,7 +9,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
-from deployment.stack.service_stack import SERVICE_URL_OUTPUT
+from deployment.stack.service_stack import LOAD_BALANCER_OUTPUT, SERVICE_URL_OUTPUT
 
 from .conftest import CDK_JSON, GIT_REVISION, Synthesized
 
@@ -306,3 +306,10 @@ def test_stack_pins_no_account_so_synthesis_needs_no_aws_lookup(http: Synthesize
             }
         },
     )
+
+
+def test_outputs_are_the_service_url_and_the_load_balancer_name_only(http: Synthesized) -> None:
+    (balancer_id,) = http.resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    outputs = http.template.to_json()["Outputs"]
+    assert set(outputs) == {SERVICE_URL_OUTPUT, LOAD_BALANCER_OUTPUT}
+    assert outputs[LOAD_BALANCER_OUTPUT]["Value"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
