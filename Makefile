@@ -212,11 +212,18 @@ deploy: $(ENV_STAMP) $(CDK_STAMP) ## Build the image and deploy the stack; write
 destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; see the README)
 	$(CDK) destroy --force --no-notices $(CDK_CONTEXT)
 
+# The HTTPS form of the stack is scanned too, synthesized with placeholder domain values
+# (example.com is reserved for examples; nothing is deployed).
+CDK_HTTPS_EXAMPLE := -c domainName=service.example.com -c hostedZoneName=example.com \
+	-c hostedZoneId=Z0000000000EXAMPLE
+CDK_TEMPLATES = $(CDK_DIR)/cdk.out/*.template.json $(CDK_DIR)/cdk.out/https/*.template.json
+
 .PHONY: scan-deployment
-scan-deployment: $(TOOLS_STAMP) synth ## cfn-lint (errors fail) and checkov over the synthesized templates
-	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_DIR)/cdk.out/*.template.json
-	$(TOOLS_BIN)/checkov --framework cloudformation --quiet --compact --skip-download \
-		$(addprefix -f ,$(wildcard $(CDK_DIR)/cdk.out/*.template.json))
+scan-deployment: $(TOOLS_STAMP) synth ## cfn-lint (errors fail) and checkov over the HTTP and HTTPS templates
+	$(CDK) synth --quiet --no-notices --output cdk.out/https $(CDK_CONTEXT) $(CDK_HTTPS_EXAMPLE)
+	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_TEMPLATES)
+	set -- ; for template in $(CDK_TEMPLATES); do set -- "$$@" -f "$$template"; done; \
+	$(TOOLS_BIN)/checkov --framework cloudformation --quiet --compact --skip-download "$$@"
 
 SCANS += scan-deployment
 
