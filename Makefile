@@ -195,6 +195,10 @@ $(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
 .PHONY: cdk-cli
 cdk-cli: $(CDK_STAMP) ## Install the pinned AWS CDK CLI (npm ci in serving/deployment)
 
+.PHONY: cdk-bootstrap
+cdk-bootstrap: $(ENV_STAMP) $(CDK_STAMP) ## Once per account and region: create the CDK bootstrap stack (CDKToolkit)
+	$(CDK) bootstrap --no-notices
+
 .PHONY: synth
 synth: $(ENV_STAMP) $(CDK_STAMP) ## Synthesize the stack into serving/deployment/cdk.out (offline, runs cdk-nag)
 	rm -rf $(CDK_DIR)/cdk.out
