@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
 from app.artifacts import METADATA_FILE
 from app.factory import create_app
 from app.settings import DEFAULT_MODEL_DIR, Settings
-from fastapi import FastAPI
 
 
 @pytest.fixture(scope="session")

@@ -375,6 +375,7 @@ async def test_health_answers_while_a_prediction_is_running(
     import threading
 
     import anyio
+
     from app.factory import create_app
     from app.predictor import load_predictor
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from bench import loadgen, procs
 from bench.imagecmd import SERVING_DIR
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from app.service import ResultEncoder
 
 CLASSES = ("Adelie", 'quo"ted', "ünï\\code")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bench import imagecmd, procs
 
 APP_DIR = imagecmd.SERVING_DIR / "app"

@@ -25,10 +25,11 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from palmerpenguins import load_penguins
+
 from app.artifacts import ModelIntegrityError, parse_metadata
 from app.onnx_predictor import EXPORT_RECORD, FastPathUnavailable, load_onnx_predictor
 from app.predictor import SklearnPredictor, load_predictor
-from palmerpenguins import load_penguins
 
 TOLERANCE = 1e-6
 RANDOM_RECORDS = 5000

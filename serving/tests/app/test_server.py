@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bench import procs
 from bench.loadgen import parse_head
 
