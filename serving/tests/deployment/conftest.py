@@ -20,6 +20,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
+
 from deployment.stack.application import build
 from deployment.stack.service_stack import ServiceStack
 

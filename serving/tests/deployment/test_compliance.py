@@ -11,6 +11,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
+
 from deployment.stack.compliance import MINIMUM_REASON_LENGTH, acknowledge_nag, skip_checkov
 
 from .conftest import Synthesized

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from deployment.stack.application import SERVICE_DIRECTORY
 from deployment.stack.dockerfile import DockerfileError, runtime_user
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from deployment.stack.service_stack import SERVICE_URL_OUTPUT
 
 from .conftest import CERTIFICATE_ARN, ZONE_ID, Synthesized

@@ -9,6 +9,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
+
 from deployment.stack.service_stack import LOAD_BALANCER_OUTPUT, SERVICE_URL_OUTPUT
 
 from .conftest import CDK_JSON, GIT_REVISION, Synthesized

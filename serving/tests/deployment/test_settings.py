@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from deployment.stack.service_stack import RETENTION
 from deployment.stack.settings import (
     LOG_RETENTION_DAYS,
