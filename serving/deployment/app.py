@@ -6,6 +6,7 @@ import os
 import sys
 
 import aws_cdk as cdk
+
 from deployment.stack.application import build
 from deployment.stack.dockerfile import DockerfileError
 from deployment.stack.settings import ContextError

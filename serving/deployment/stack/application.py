@@ -6,7 +6,9 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
-from deployment.stack.dockerfile import runtime_user
+
+from deployment.stack.dockerfile import declares_volume, runtime_user
+from deployment.stack.service import TMP_PATH
 from deployment.stack.service_stack import ServiceStack
 from deployment.stack.settings import DeploymentSettings
 
@@ -41,6 +43,13 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
         git_revision=settings.git_revision,
         https=settings.https,
     )
+    if not declares_volume(image_directory / "Dockerfile", TMP_PATH):
+        cdk.Annotations.of(stack).add_warning_v2(
+            "deployment:tmp-volume",
+            f"{image_directory / 'Dockerfile'} does not declare VOLUME {TMP_PATH}: on Fargate the "
+            f"task volume mounted at {TMP_PATH} is then owned by root (0755), and the non-root "
+            "service cannot write to it.",
+        )
     # cdk-nag 3 is a validation plugin: synthesis fails on any finding not acknowledged with
     # `Validations.of(construct).acknowledge`, and the acknowledgments with their reasons are
     # written into the template's metadata for reviewers.

@@ -8,6 +8,7 @@ from pathlib import Path
 _USER = re.compile(r"^\s*USER\s+(\S+)\s*$", re.IGNORECASE)
 _FROM = re.compile(r"^\s*FROM\s", re.IGNORECASE)
 _NUMERIC_USER = re.compile(r"^(\d+)(:\d+)?$")
+_VOLUME = re.compile(r"^\s*VOLUME\s+(.+?)\s*$", re.IGNORECASE)
 
 
 class DockerfileError(ValueError):
@@ -37,3 +38,23 @@ def runtime_user(dockerfile: Path) -> str:
     if int(numeric.group(1)) == 0:
         raise DockerfileError(f"{dockerfile}: USER {user} is root")
     return user
+
+
+def declares_volume(dockerfile: Path, path: str) -> bool:
+    """Whether the final stage declares `VOLUME path`.
+
+    Fargate creates a task volume mounted over a path as an empty root-owned 0755 directory,
+    which a non-root user cannot write, unless the image declares that path a VOLUME: then the
+    directory's content and permissions (1777 for /tmp) are copied into the volume.
+    """
+    declared: set[str] = set()
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        if _FROM.match(line):
+            declared = set()
+        elif match := _VOLUME.match(line):
+            arguments = match.group(1)
+            if arguments.startswith("["):
+                declared.update(re.findall(r'"([^"]+)"', arguments))
+            else:
+                declared.update(arguments.split())
+    return path.rstrip("/") in {volume.rstrip("/") for volume in declared}

@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 
 

@@ -17,12 +17,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.settings import HttpsSettings
 
 CONTAINER_NAME = "web"
 CONTAINER_PORT = 8000
 HEALTH_PATH = "/health"
+# The only writable path in the container (task storage; the root filesystem is read-only).
+TMP_PATH = "/tmp"  # noqa: S108 - a volume of the task's own, not a shared host directory
 
 # gunicorn lets in-flight requests finish for this long after SIGTERM (the service's
 # SERVICE_GRACEFUL_TIMEOUT_SECONDS, set below so both sides read one number)...
@@ -255,7 +258,7 @@ class Service(Construct):
             ),
         )
         container.add_mount_points(
-            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108
+            ecs.MountPoint(container_path=TMP_PATH, source_volume="tmp", read_only=False)
         )
         return task_definition
 

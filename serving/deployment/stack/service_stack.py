@@ -8,6 +8,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
 from deployment.stack.compliance import skip_checkov
 from deployment.stack.network import Network
 from deployment.stack.observability import Observability

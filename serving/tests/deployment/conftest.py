@@ -90,8 +90,8 @@ def image_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stand-in for serving/app: synthesis only copies the build context, so any works."""
     directory = tmp_path_factory.mktemp("service-image")
     (directory / "Dockerfile").write_text(
-        "FROM python:3.11-slim AS build\nUSER 1000\nFROM python:3.11-slim\nUSER 10001:10001\n"
-        'CMD ["python", "-c", "print()"]\n',
+        "FROM python:3.11-slim AS build\nUSER 1000\nFROM python:3.11-slim\nVOLUME /tmp\n"
+        'USER 10001:10001\nCMD ["python", "-c", "print()"]\n',
         encoding="utf-8",
     )
     return directory

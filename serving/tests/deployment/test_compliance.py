@@ -12,9 +12,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
 
+from deployment.stack.application import build
 from deployment.stack.compliance import MINIMUM_REASON_LENGTH, acknowledge_nag, skip_checkov
 
-from .conftest import Synthesized
+from .conftest import CDK_JSON, REGION, Synthesized
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +109,17 @@ def test_acknowledgment_without_a_real_reason_is_refused() -> None:
         acknowledge_nag(bucket, "AwsSolutions-S1", "n/a")
     with pytest.raises(ValueError, match="reason"):
         skip_checkov(bucket.node.default_child, "CKV_AWS_18", "ok")  # type: ignore[arg-type]
+
+
+def test_synthesis_warns_when_the_image_does_not_declare_tmp_a_volume(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "Dockerfile").write_text("FROM python:3.11-slim\nUSER 10001\n", encoding="utf-8")
+    app = cdk.App(
+        context={**CDK_JSON["context"], "gitRevision": "unknown"}, outdir=str(tmp_path / "out")
+    )
+    stack = build(app, region=REGION, image_directory=image)
+    warnings = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp("does not declare VOLUME /tmp")
+    )
+    assert len(warnings) == 1

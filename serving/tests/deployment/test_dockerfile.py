@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployment.stack.application import SERVICE_DIRECTORY
-from deployment.stack.dockerfile import DockerfileError, runtime_user
+from deployment.stack.dockerfile import DockerfileError, declares_volume, runtime_user
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -44,3 +44,20 @@ def test_unsafe_or_unverifiable_user_is_refused(tmp_path: Path, text: str, fragm
 def test_missing_dockerfile_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DockerfileError, match="not found"):
         runtime_user(tmp_path / "Dockerfile")
+
+
+@pytest.mark.parametrize(
+    ("text", "declared"),
+    [
+        ("FROM b\nVOLUME /tmp\n", True),
+        ('FROM b\nVOLUME ["/data", "/tmp/"]\n', True),
+        ("FROM b\nVOLUME /data /tmp\n", True),
+        ("FROM a\nVOLUME /tmp\nFROM b\n", False),
+        ("FROM b\nVOLUME /tmpfiles\n", False),
+        ("FROM b\n", False),
+    ],
+)
+def test_tmp_volume_declaration_is_read_from_the_final_stage(
+    tmp_path: Path, text: str, declared: bool
+) -> None:
+    assert declares_volume(write(tmp_path, text), "/tmp") is declared
