@@ -13,10 +13,9 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
-
-import sklearn
 
 METADATA_FILE = "model_metadata.json"
 METRICS_FILE = "metrics.json"
@@ -160,10 +159,13 @@ def verify_model_file(model_dir: Path, metadata: ModelMetadata) -> Path:
             f"model file {path} has sha256 {actual}, but {METADATA_FILE} records "
             f"{metadata.model_sha256}: the file is not the model that was trained and reviewed"
         )
-    if metadata.sklearn_version != sklearn.__version__:
+    # Read from the installed distribution: importing scikit-learn costs seconds of cold
+    # start, and the fast path never needs it.
+    installed = version("scikit-learn")
+    if metadata.sklearn_version != installed:
         raise ModelIntegrityError(
             f"model was trained with scikit-learn {metadata.sklearn_version} but "
-            f"{sklearn.__version__} is installed: retrain, or install the version "
+            f"{installed} is installed: retrain, or install the version "
             "Pipfile.lock pins"
         )
     return path

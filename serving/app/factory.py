@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
 from app import errors, metrics
@@ -75,12 +74,13 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Runs in each worker after the fork: lazily built resources (thread pools,
+        # Runs in each worker after the fork: lazily built resources (the model thread,
         # sessions) are created here, in the process that uses them.
-        await run_in_threadpool(service.warm_up)
+        await service.run(service.warm_up)
         metrics.MODEL_INFO.labels(metadata.model_version, predictor.backend).set(1)
         log.info("worker ready", extra={"model_version": metadata.model_version})
         yield
+        service.shutdown()
 
     app = FastAPI(
         title=f"{metadata.target.capitalize()} prediction service",

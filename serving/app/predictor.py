@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import joblib
 import numpy as np
-import pandas as pd
 
 from app.artifacts import ModelIntegrityError, ModelMetadata, parse_metadata, verify_model_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class SklearnPredictor:
         """The DataFrame training fitted on: schema column order, float64 numbers, and
         missing categories as NaN (the marker SimpleImputer looks for; None is not matched
         in object columns)."""
+        import pandas as pd
+
         data: dict[str, Any] = {}
         for name in self._order:
             values = columns[name]
@@ -85,6 +88,10 @@ class SklearnPredictor:
 
 
 def load_sklearn_predictor(data_dir: Path, metadata: ModelMetadata) -> SklearnPredictor:
+    # joblib, pandas and scikit-learn are imported only on this path: they cost seconds of
+    # cold start that a service answering through the fast path does not need to pay.
+    import joblib
+
     path = verify_model_file(data_dir, metadata)
     return SklearnPredictor(joblib.load(path), metadata)
 

@@ -1,7 +1,7 @@
 """POST /predict and POST /predict/batch.
 
 The endpoints receive the raw body and hand parsing, validation, prediction and
-serialisation to the thread pool in one hop (`ModelService.predict_*_json`): the event
+serialisation to the process's model thread in one hop (`ModelService.predict_*_json`): the event
 loop only moves bytes, so `/health` answers promptly however busy the model is. Because
 FastAPI does not parse these bodies, their schemas and examples are declared in
 `openapi_extra` and registered as components by `app.factory`.
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -96,7 +95,7 @@ def build_router(schemas: Schemas) -> APIRouter:
         version. Fields may be null or omitted (the model imputes them); unknown fields,
         values outside the accepted bounds and categories the model never saw are 422s."""
         body = await read_json_body(request)
-        payload = await run_in_threadpool(service.predict_one_json, body)
+        payload = await service.run(service.predict_one_json, body)
         return Response(payload, media_type=JSON)
 
     @router.post(
@@ -112,7 +111,7 @@ def build_router(schemas: Schemas) -> APIRouter:
         """One result per record, in order, from a single model call. Any invalid record
         rejects the whole batch with a 422 naming it (`records[3].island: ...`)."""
         body = await read_json_body(request)
-        payload, count = await run_in_threadpool(service.predict_batch_json, body)
+        payload, count = await service.run(service.predict_batch_json, body)
         metrics.observe_batch(service.model_version, count)
         return Response(payload, media_type=JSON)
 
