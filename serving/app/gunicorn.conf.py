@@ -25,8 +25,9 @@ settings = get_settings()
 
 bind = settings.bind
 workers = settings.workers
-# The maintained home of uvicorn's gunicorn worker (`uvicorn.workers` is deprecated).
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn-worker's UvicornWorker, the maintained home of uvicorn's gunicorn worker
+# (`uvicorn.workers` is deprecated), minus the `server` header (app/worker.py).
+worker_class = "app.worker.Worker"
 # Import the app (and so load and verify the model) once, in the master: a bad model stops
 # the service before it listens, and workers share the model's memory after the fork.
 preload_app = True

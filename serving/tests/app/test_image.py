@@ -132,7 +132,7 @@ def gunicorn_settings(**env: str) -> dict[str, Any]:
 def test_gunicorn_configuration_matches_the_deployment() -> None:
     config = gunicorn_settings()
     assert config["bind"] == ["0.0.0.0:8000"]
-    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["worker_class"] == "app.worker.Worker"
     assert config["preload_app"] is True
     assert config["workers"] >= 1
     # ECS waits 30 s by default between SIGTERM and SIGKILL.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -104,6 +105,19 @@ def test_predict_and_batch_over_http(
     status, error = server.post("/predict", {"x": 1})
     assert status == 422
     assert error["detail"][0]["msg"].startswith("x: ")
+
+
+def test_responses_name_the_model_version_but_not_the_server_software(server: Server) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 200
+    assert response.getheader("x-model-version")
+    assert response.getheader("server") is None
 
 
 def test_health_ready_and_model_over_http(server: Server, metadata: dict[str, Any]) -> None:
