@@ -180,27 +180,55 @@ def build_metadata(
     }
 
 
-def main() -> None:
-    params = load_params("train", paths.PARAMS)
-    target = load_params("prepare", paths.PARAMS)["target"]
-    train = pd.read_parquet(paths.TRAIN_SPLIT)
+def fit_and_save(
+    train: pd.DataFrame,
+    target: str,
+    params: dict[str, Any],
+    directory: Path,
+    *,
+    trained_at: datetime,
+    revision: str,
+    model: Pipeline | None = None,
+) -> tuple[Pipeline, dict[str, Any]]:
+    """Fit the configured Pipeline (or `model`) on `train`; write it and its metadata.
+
+    The files land in `directory` under the names the service expects.
+    """
     spec = feature_spec(train, target)
-    model = build_pipeline(spec, params["classifier"], params["hyperparameters"], params["seed"])
+    if model is None:
+        model = build_pipeline(
+            spec, params["classifier"], params["hyperparameters"], params["seed"]
+        )
     model.fit(train[list(spec.all)], train[target])
 
-    paths.ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, paths.MODEL)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_path = directory / paths.MODEL.name
+    joblib.dump(model, model_path)
     metadata = build_metadata(
         model=model,
         train=train,
         target=target,
         spec=spec,
         params=params,
-        model_sha256=sha256_file(paths.MODEL),
+        model_sha256=sha256_file(model_path),
+        trained_at=trained_at,
+        revision=revision,
+    )
+    write_json(directory / paths.METADATA.name, metadata)
+    return model, metadata
+
+
+def main() -> None:
+    params = load_params("train", paths.PARAMS)
+    target = load_params("prepare", paths.PARAMS)["target"]
+    _, metadata = fit_and_save(
+        pd.read_parquet(paths.TRAIN_SPLIT),
+        target,
+        params,
+        paths.ARTIFACTS_DIR,
         trained_at=datetime.now(UTC),
         revision=git_revision(paths.ROOT),
     )
-    write_json(paths.METADATA, metadata)
     log.info("trained %s, model version %s", params["classifier"], metadata["model_version"])
 
 

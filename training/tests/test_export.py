@@ -22,7 +22,7 @@ from training import export, paths
 from training.data import clean, feature_spec, load_dataset
 from training.io import load_params
 from training.prepare import split
-from training.train import build_metadata, build_pipeline, sha256_file
+from training.train import build_pipeline, fit_and_save, sha256_file
 
 
 def _train_into(
@@ -36,23 +36,16 @@ def _train_into(
         load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"])
     )
     train, test = split(frame, target, prepare["test_size"], prepare["seed"])
-    spec = feature_spec(train, target)
-    if model is None:
-        chosen = classifier or train_params["classifier"]
-        hyperparameters = train_params["hyperparameters"] if classifier is None else {}
-        model = build_pipeline(spec, chosen, hyperparameters, train_params["seed"])
-    model.fit(train[list(spec.all)], train[target])
-    directory.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, directory / "model.joblib")
-    metadata = build_metadata(
-        model=model,
-        train=train,
-        target=target,
-        spec=spec,
-        params=train_params,
-        model_sha256=sha256_file(directory / "model.joblib"),
+    if model is None and classifier is not None:
+        model = build_pipeline(feature_spec(train, target), classifier, {}, train_params["seed"])
+    model, metadata = fit_and_save(
+        train,
+        target,
+        train_params,
+        directory,
         trained_at=datetime(2026, 1, 1, tzinfo=UTC),
         revision="unknown",
+        model=model,
     )
     prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
     return {"metadata": metadata, "prepared": prepared, "model": model}
