@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from bench import procs
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / ".github" / "scripts" / "smoke_test.py"
 
@@ -231,39 +233,28 @@ def test_cli_rejects_missing_ambiguous_or_non_http_urls(tmp_path, outputs, messa
 # to agree with the API it checks in production.
 
 
-def dockerfile_command() -> list[str]:
-    dockerfile = ROOT / "serving" / "app" / "Dockerfile"
-    cmd = [ln for ln in dockerfile.read_text(encoding="utf-8").splitlines() if ln.startswith("CMD")]
-    argv: list[str] = json.loads(cmd[-1].removeprefix("CMD").strip())
-    return argv
-
-
 @pytest.fixture(scope="module")
 def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The service started as the image starts it (the Dockerfile's CMD, read by the bench's
+    helpers) on a free loopback port, stopped by its PID on the way out."""
     data = ROOT / "serving" / "app" / "data"
     missing = [n for n in ("model.joblib", "model_metadata.json") if not (data / n).is_file()]
     if missing:
         pytest.fail(f"{missing} missing from {data}: run `make train` (or `make dvc-pull`) first")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = procs.free_port()
     home = tmp_path_factory.mktemp("home")
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-        "SERVICE_BIND": f"127.0.0.1:{port}",
-        "SERVICE_MODEL_DIR": str(data),
-        "SERVICE_WORKERS": "1",
-        "HOME": str(home),
-    }
+    env = procs.tool_env(
+        {
+            "SERVICE_BIND": f"127.0.0.1:{port}",
+            "SERVICE_MODEL_DIR": str(data),
+            "SERVICE_WORKERS": "1",
+            "HOME": str(home),
+        }
+    )
     log = home / "server.log"
-    with log.open("wb") as output:
-        # The image's WORKDIR holds app/; locally that is serving/.
-        process = subprocess.Popen(
-            dockerfile_command(), cwd=ROOT / "serving", env=env, stdout=output, stderr=output
-        )
+    argv, cwd = procs.service_command()
     url = f"http://127.0.0.1:{port}"
-    try:
+    with procs.running(argv, cwd, env, log) as process:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
@@ -279,13 +270,6 @@ def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 pytest.fail(f"service not healthy within 60 s: {log.read_text()}")
             time.sleep(0.1)
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.slow

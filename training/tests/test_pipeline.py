@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import boto3
 import pytest
 import yaml
 
+from bench import procs
 from training import paths
 
 pytestmark = pytest.mark.slow
@@ -54,13 +54,6 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def env_with_venv(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git + DVC repository holding the pipeline's sources, trained once with `dvc repro`."""
@@ -73,7 +66,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
             )
         else:
             shutil.copy2(source, root / name)
-    env = env_with_venv()
+    env = procs.tool_env()
     run(["git", "init", "-q"], root, env)
     run([tool("dvc"), "init", "-q"], root, env)
     shutil.copy2(paths.ROOT / ".dvc" / "config", root / ".dvc" / "config")
@@ -90,7 +83,7 @@ def test_repro_produces_every_artifact(workspace: Path) -> None:
 
 
 def test_repro_again_is_a_no_op(workspace: Path) -> None:
-    result = run([tool("dvc"), "status"], workspace, env_with_venv())
+    result = run([tool("dvc"), "status"], workspace, procs.tool_env())
     assert "up to date" in result.stdout.lower() or result.stdout.strip() == ""
 
 
@@ -103,7 +96,7 @@ def test_training_twice_gives_identical_metrics_and_model(workspace: Path) -> No
         run(
             [tool("dvc"), "repro", "--force", "--single-item", "--quiet", stage],
             workspace,
-            env_with_venv(),
+            procs.tool_env(),
         )
     assert (data / "metrics.json").read_bytes() == before["metrics.json"]
     assert (data / "model.joblib").read_bytes() == before["model.joblib"]
@@ -122,7 +115,7 @@ def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -
             capture_output=True,
             text=True,
             timeout=300,
-            env=env_with_venv(),
+            env=procs.tool_env(),
         )
     finally:
         params_file.write_text(original)
@@ -131,16 +124,10 @@ def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -
     assert "less than the required 0.9900" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on a free loopback port, stopped by its PID whatever happens."""
-    port = _free_port()
+    port = procs.free_port()
     server = subprocess.Popen(
         [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -166,22 +153,19 @@ def s3_endpoint() -> Iterator[str]:
         ).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        procs.stop(server)
 
 
 def test_artifacts_round_trip_byte_for_byte_through_the_s3_remote(
     workspace: Path, s3_endpoint: str
 ) -> None:
-    env = env_with_venv(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
+    env = procs.tool_env(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
     )
     dvc = tool("dvc")
     run(
