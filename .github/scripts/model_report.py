@@ -179,6 +179,23 @@ def fmt_change(new: float | None, base: float | None, higher_is_better: bool) ->
     return f"{change:+.4f} ({'better' if better else 'worse'})"
 
 
+def comparison_rows(
+    rows: Sequence[Row],
+    before: tuple[dict[str, Any] | None, str],
+    after: tuple[dict[str, Any] | None, str],
+) -> list[list[str]]:
+    """One table row per metric: label, the value before, after, and the change; metrics
+    missing from both sides are left out."""
+    out = []
+    for row in rows:
+        old = lookup(before[0], before[1], row.path)
+        new = lookup(after[0], after[1], row.path)
+        if old is None and new is None:
+            continue
+        out.append([row.label, fmt(old), fmt(new), fmt_change(new, old, row.higher_is_better)])
+    return out
+
+
 def table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -258,20 +275,7 @@ def build_comment(
     lines.append("")
 
     base_column = f"`{base_name}`" if base is not None else f"`{base_name}` (no model yet)"
-    rows = []
-    for row in ROWS:
-        new_value = lookup(new, "model", row.path)
-        base_value = lookup(base, "model", row.path)
-        if new_value is None and base_value is None:
-            continue
-        rows.append(
-            [
-                row.label,
-                fmt(base_value),
-                fmt(new_value),
-                fmt_change(new_value, base_value, row.higher_is_better),
-            ]
-        )
+    rows = comparison_rows(ROWS, (base, "model"), (new, "model"))
     lines += table(
         ["Metric", base_column, "This PR", "Change"], ["---", "---:", "---:", "---:"], rows
     )
@@ -294,20 +298,7 @@ def build_comment(
         "says what it is.",
         "",
     ]
-    baseline_rows = []
-    for row in BASELINE_ROWS:
-        baseline = lookup(new, "baseline", row.path)
-        model = lookup(new, "model", row.path)
-        if baseline is None and model is None:
-            continue
-        baseline_rows.append(
-            [
-                row.label,
-                fmt(baseline),
-                fmt(model),
-                fmt_change(model, baseline, row.higher_is_better),
-            ]
-        )
+    baseline_rows = comparison_rows(BASELINE_ROWS, (new, "baseline"), (new, "model"))
     lines += table(
         ["Metric", "Baseline", "This PR", "Improvement"],
         ["---", "---:", "---:", "---:"],
