@@ -83,6 +83,22 @@ $(TOOLS_STAMP): tools/requirements.txt
 .PHONY: tools
 tools: $(TOOLS_STAMP) ## Build .tools-venv, the isolated environment of the scanners
 
+# Debian packages some targets need beyond python3, pip, node and npm (the container engine,
+# the load-balancer stand-in). Each part appends to this list in its own section below;
+# `make system-packages` installs what is missing (CI runs it; needs root or sudo).
+DEBIAN_PACKAGES :=
+
+.PHONY: system-packages
+system-packages: ## Install the Debian packages the image and rehearsal targets need (apt-get, idempotent)
+	@missing=$$(for package in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' "$$package" 2>/dev/null | grep -q '^install ok installed' \
+			|| echo "$$package"; done); \
+	if [ -z "$$missing" ]; then echo "Debian packages present: $(DEBIAN_PACKAGES)"; exit 0; fi; \
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	echo "installing Debian packages:" $$missing; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
 .PHONY: tools-lock
 tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requirements.txt
 	rm -rf $(TOOLS_VENV).lock && $(PYTHON) -m venv $(TOOLS_VENV).lock
