@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from bench import procs
+from bench import imagecmd, procs
 from bench.loadgen import parse_head
+from container import dockerfile
 
 pytestmark = pytest.mark.slow
 
@@ -298,3 +299,17 @@ def test_each_integrity_failure_stops_the_service_with_one_clear_line(
         assert re.search(REFUSALS[how], critical[0]["message"]), (how, critical[0]["message"])
         assert not any("Traceback" in line["message"] for line in lines), how
         assert not any("Booting worker" in line["message"] for line in lines), how
+
+
+def test_health_check_command_exits_0_against_the_running_server(server: Server) -> None:
+    """The image's HEALTHCHECK (and ECS's) command, pointed where this server binds."""
+    command = dockerfile.read(imagecmd.DOCKERFILE).require_healthcheck()
+    completed = subprocess.run(
+        command,
+        cwd=imagecmd.SERVING_DIR,
+        env=procs.tool_env({"SERVICE_BIND": f"127.0.0.1:{server.port}"}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
