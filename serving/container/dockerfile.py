@@ -97,7 +97,9 @@ def _parser(path: Path, build_args: dict[str, str] | None = None) -> DockerfileP
     # From the file's content: given a path, dockerfile-parse takes any name that does not
     # end in "Dockerfile" for a directory.
     return DockerfileParser(
-        fileobj=io.BytesIO(path.read_bytes()), env_replace=True, build_args=build_args or {}
+        fileobj=io.StringIO(path.read_text(encoding="utf-8")),
+        env_replace=True,
+        build_args=build_args or {},
     )
 
 

@@ -39,7 +39,6 @@ from tests.app.conftest import (  # noqa: F401 - fixtures, used by name
     settings,
 )
 
-
 DEFAULT_IMAGE = "prediction-service:local"
 START_TIMEOUT = 90.0
 COMMAND_TIMEOUT = 600.0
@@ -130,7 +129,9 @@ class Container:
         state: dict[str, Any] = self.engine.inspect("container", self.name)["State"]
         return state
 
-    def exec(self, *argv: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def exec(
+        self, *argv: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         variables = [f"--env={key}={value}" for key, value in (env or {}).items()]
         return self.engine.run("exec", *variables, self.name, *argv, check=False)
 
@@ -207,8 +208,8 @@ def engine() -> Engine:
 
 
 @pytest.fixture(scope="session")
-def image(engine: Engine, metadata: dict[str, Any]) -> str:
-    """The built image, checked to hold the model the tests expect."""
+def image(engine: Engine) -> str:
+    """The built image."""
     tag = os.environ.get("CONTAINER_IMAGE", DEFAULT_IMAGE)
     if engine.run("image", "inspect", tag, check=False).returncode != 0:
         unavailable(f"image {tag} not built: run `make image-test` (or `make image` first)")
@@ -216,15 +217,17 @@ def image(engine: Engine, metadata: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def service(engine: Engine, image: str, metadata: dict[str, Any]) -> Iterator[Container]:
-    """One container of the image with its defaults, shared by a module's tests."""
+def service(engine: Engine, image: str, request: pytest.FixtureRequest) -> Iterator[Container]:
+    """One container of the image with its defaults, shared by a module's tests, checked to
+    serve the model in serving/app/data."""
+    expected = request.getfixturevalue("metadata")["model_version"]
     with running(engine, image) as container:
         status, body = container.get("/model")
         assert status == 200
         served = json.loads(body)["model_version"]
-        assert served == metadata["model_version"], (
-            f"{image} serves model {served}, but serving/app/data holds "
-            f"{metadata['model_version']}: the image is stale, run `make image`"
+        assert served == expected, (
+            f"{image} serves model {served}, but serving/app/data holds {expected}: the image "
+            "is stale, run `make image`"
         )
         yield container
 
