@@ -33,6 +33,8 @@ class Image:
     cmd: str | None
     """The last CMD's arguments, as written."""
     user: str | None
+    envs: dict[str, str]
+    """The environment the final stage sets (its own ENV lines and its base's, as declared)."""
     volumes: frozenset[str]
     exposed_ports: tuple[int, ...]
     healthcheck: str | None
@@ -149,6 +151,7 @@ def read(path: Path, build_args: dict[str, str] | None = None) -> Image:
         workdir=workdir,
         cmd=cmd,
         user=user,
+        envs=dict(envs),
         volumes=frozenset(v.rstrip("/") or "/" for v in volumes),
         exposed_ports=tuple(ports),
         healthcheck=healthcheck,
@@ -174,11 +177,18 @@ def runtime_user(path: Path) -> str:
 
 
 def service_port(path: Path) -> int:
-    """The one port the image exposes: the service's."""
-    ports = read(path).exposed_ports
+    """The one port the image exposes, which must be the one its SERVICE_BIND binds."""
+    image = read(path)
+    ports = image.exposed_ports
     if len(ports) != 1:
         raise DockerfileError(
             f"{path}: the final stage must EXPOSE exactly one port (the service's), not {ports}"
+        )
+    bind = image.envs.get("SERVICE_BIND")
+    if bind is not None and bind.rpartition(":")[2] != str(ports[0]):
+        raise DockerfileError(
+            f"{path}: ENV SERVICE_BIND={bind} but EXPOSE {ports[0]}: the health checks and the "
+            "load balancer would probe a port the service does not listen on"
         )
     return ports[0]
 

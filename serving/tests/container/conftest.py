@@ -140,7 +140,7 @@ class Container:
 
 
 def container_port(engine: Engine, image: str) -> int:
-    """The port the image exposes (what its Dockerfile's ARG SERVICE_PORT made it)."""
+    """The port the image exposes (the one its Dockerfile names)."""
     exposed = list(engine.inspect("image", image)["Config"].get("ExposedPorts") or {})
     assert len(exposed) == 1, f"{image} exposes {exposed}, not one port"
     return int(exposed[0].split("/")[0])

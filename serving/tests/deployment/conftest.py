@@ -91,13 +91,25 @@ class Synthesized:
 SERVICE_PORT = dockerfile.service_port(SERVICE_DIRECTORY / "Dockerfile")
 
 
+def with_port(dockerfile_text: str, port: int) -> str:
+    """The Dockerfile with its port changed where it is written: SERVICE_BIND and EXPOSE."""
+    changed, binds = re.subn(
+        r"^ENV SERVICE_BIND=(\S+):\d+$",
+        rf"ENV SERVICE_BIND=\g<1>:{port}",
+        dockerfile_text,
+        flags=re.M,
+    )
+    changed, exposes = re.subn(r"^EXPOSE \d+$", f"EXPOSE {port}", changed, flags=re.M)
+    assert (binds, exposes) == (1, 1), "the Dockerfile's ENV SERVICE_BIND or EXPOSE moved"
+    return changed
+
+
 def image_context(directory: Path, port: int = SERVICE_PORT) -> Path:
     """A stand-in for serving/app holding only its Dockerfile, with the port set to `port`:
     synthesis only copies the build context, and reads the facts the task needs from there."""
     directory.mkdir(parents=True, exist_ok=True)
     text = (SERVICE_DIRECTORY / "Dockerfile").read_text(encoding="utf-8")
-    changed = re.sub(r"^ARG SERVICE_PORT=\d+$", f"ARG SERVICE_PORT={port}", text, flags=re.M)
-    assert changed != text or port == SERVICE_PORT, "the Dockerfile has no ARG SERVICE_PORT"
+    changed = with_port(text, port)
     (directory / "Dockerfile").write_text(changed, encoding="utf-8")
     return directory
 

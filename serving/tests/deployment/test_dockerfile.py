@@ -78,6 +78,14 @@ def test_port_is_the_final_stages_exposed_port_with_its_arg_substituted(tmp_path
     assert read(write(tmp_path, text), build_args={"PORT": "9001"}).exposed_ports == (9001,)
 
 
+def test_a_port_exposed_but_not_bound_is_refused(tmp_path: Path) -> None:
+    """Changing SERVICE_BIND alone must fail loudly, not leave the checks probing 8000."""
+    text = "FROM b\nENV SERVICE_BIND=0.0.0.0:9000\nEXPOSE 8000\n"
+    with pytest.raises(DockerfileError, match="does not listen on"):
+        service_port(write(tmp_path, text))
+    assert service_port(write(tmp_path, text.replace("9000", "8000"))) == 8000
+
+
 @pytest.mark.parametrize("text", ["FROM b\n", "FROM b\nEXPOSE 80 443\n", "FROM b\nEXPOSE 53/udp\n"])
 def test_no_single_tcp_port_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(DockerfileError, match="port"):

@@ -317,9 +317,9 @@ def test_outputs_are_the_service_url_and_the_load_balancer_name_only(http: Synth
 def test_another_port_in_the_dockerfile_moves_the_task_group_and_checks_with_it(
     tmp_path: Path,
 ) -> None:
-    """The Dockerfile's ARG SERVICE_PORT is the port's one definition: the container port,
-    the security group rule and the load balancer's target all follow it, and the health
-    check, which names no port, stays the image's."""
+    """The port is written in the Dockerfile only: changed there, the container port, the
+    security group rule and the load balancer's target follow it, and the health check, which
+    names no port, stays the image's."""
     port = 9123
     synth = synthesize(
         {"gitRevision": GIT_REVISION},
