@@ -149,3 +149,18 @@ def test_another_port_in_the_dockerfile_gives_a_healthy_container_and_a_matching
     assert definition["HealthCheck"]["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
     (service,) = template.find_resources("AWS::ECS::Service").values()
     assert service["Properties"]["LoadBalancers"][0]["ContainerPort"] == port
+
+
+def test_an_image_built_from_a_checkout_made_with_umask_077_serves(
+    engine: Engine, tmp_path: Path, example: dict[str, Any]
+) -> None:
+    """COPY keeps the context's modes: files only their owner (root) may read must still be
+    readable by the image's non-root user."""
+    context = build_context(tmp_path)
+    # requirements.txt keeps its mode: only root reads it, in the build stage, and an
+    # unchanged file lets the build reuse the cached virtualenv layer.
+    for path in [context, *context.rglob("*")]:
+        if path.name != "requirements.txt":
+            path.chmod(0o700 if path.is_dir() else 0o600)
+    with built(engine, context) as tag, running(engine, tag) as container:
+        assert container.post("/predict", example)[0] == 200
