@@ -70,6 +70,15 @@ def test_health_check_probes_the_port_the_server_binds(bind: str, url: str) -> N
     assert healthcheck.health_url(bind) == url
 
 
+def test_health_check_reads_service_bind_else_the_settings_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SERVICE_BIND", "127.0.0.1:8123")
+    assert healthcheck.bind_address() == "127.0.0.1:8123"
+    monkeypatch.delenv("SERVICE_BIND")
+    assert healthcheck.bind_address() == Settings.model_fields["bind"].default
+
+
 def test_health_check_refuses_a_bind_without_a_port() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         healthcheck.health_url("unix:/run/app.sock")
