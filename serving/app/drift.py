@@ -31,8 +31,9 @@ from app.artifacts import ModelMetadata, NumberProfile, ReferenceProfile
 
 UNKNOWN_FIELD = "unknown_field"
 BODY = "body"
-# Below this many records a Python loop beats building numpy arrays.
-VECTORISE_FROM = 8
+# Below this many records a Python loop beats building numpy arrays (measured: 3 µs for
+# one record against 21 µs; they break even around 64).
+VECTORISE_FROM = 64
 
 
 class InputMonitor:
@@ -61,26 +62,32 @@ class InputMonitor:
         if self.profile is None:
             return
         if n < VECTORISE_FROM:
-            out, missing, records = self._numeric_loop(columns, n)
+            out, missing, records = self._numeric_loop(columns)
         else:
             out, missing, records = self._numeric_vectorised(columns)
-        missing += [(name, columns[name].count(None)) for name in self._categorical]
-        metrics.count_drift(
-            self.model_version, out_of_range=out, out_of_range_records=records, missing=missing
-        )
+        for name in self._categorical:
+            if count := columns[name].count(None):
+                missing.append((name, count))
+        if out or missing:
+            metrics.count_drift(
+                self.model_version, out_of_range=out, out_of_range_records=records, missing=missing
+            )
 
     def _numeric_loop(
-        self, columns: dict[str, list[Any]], n: int
+        self, columns: dict[str, list[Any]]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+        """The non-zero counts, one value at a time."""
         out: list[tuple[str, int]] = []
         missing: list[tuple[str, int]] = []
         flagged: set[int] = set()
         for name, low, high in self._ranges:
             values = columns[name]
+            if count := values.count(None):
+                missing.append((name, count))
             outside = [i for i, v in enumerate(values) if v is not None and not low <= v <= high]
-            out.append((name, len(outside)))
-            flagged.update(outside)
-            missing.append((name, values.count(None)))
+            if outside:
+                out.append((name, len(outside)))
+                flagged.update(outside)
         return out, missing, len(flagged)
 
     def _numeric_vectorised(
@@ -94,8 +101,8 @@ class InputMonitor:
         per_feature = outside.sum(axis=1).tolist()
         missing = np.isnan(values).sum(axis=1).tolist()
         return (
-            list(zip(self._numeric, per_feature, strict=True)),
-            list(zip(self._numeric, missing, strict=True)),
+            [(name, c) for name, c in zip(self._numeric, per_feature, strict=True) if c],
+            [(name, c) for name, c in zip(self._numeric, missing, strict=True) if c],
             int(outside.any(axis=0).sum()),
         )
 

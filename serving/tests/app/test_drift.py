@@ -112,14 +112,18 @@ def beyond_training(feature: dict[str, Any], metadata: dict[str, Any]) -> float:
 async def test_in_range_values_move_no_drift_counter(
     client: httpx.AsyncClient, profile: dict[str, Any]
 ) -> None:
-    records = in_range_records(profile, 40, seed=3)
+    records = in_range_records(profile, drift.VECTORISE_FROM + 16, seed=3)
     async with Deltas(client) as delta:
         assert (await post(client, "/predict", records[0])).status_code == 200
         assert (await post(client, "/predict/batch", {"records": records})).status_code == 200
     assert delta.drift() == {}
 
 
-@pytest.mark.parametrize("batch", [1, 12], ids=["single record", "batch"])
+@pytest.mark.parametrize(
+    "batch",
+    [1, 12, drift.VECTORISE_FROM + 36],
+    ids=["single record", "batch counted by a loop", "batch counted vectorised"],
+)
 async def test_values_outside_the_training_range_are_scored_and_counted(
     client: httpx.AsyncClient,
     profile: dict[str, Any],
