@@ -62,12 +62,6 @@ ERRORS = Counter(
     "Requests answered with an error: kind is client (4xx) or server (5xx).",
     ["route", "kind", "model_version"],
 )
-VALIDATION_ERRORS = Counter(
-    "http_validation_errors_total",
-    "Problems found in rejected (422) request bodies, by field: a feature's name, "
-    "'unknown_field' for a field the model does not have, or 'body'.",
-    ["field", "model_version"],
-)
 PREDICTIONS = Counter(
     "model_predictions_total",
     "Records predicted, by predicted class.",
@@ -84,6 +78,12 @@ MODEL_INFO = Gauge(
     "Always 1; the labels say which model and backend this service runs.",
     ["model_version", "backend"],
     multiprocess_mode="max",
+)
+VALIDATION_ERRORS = Counter(
+    "http_validation_errors_total",
+    "Problems found in rejected (422) request bodies, by field: a feature's name, "
+    "'unknown_field' for a field the model does not have, or 'body'.",
+    ["field", "model_version"],
 )
 # The drift counters exist only when the model has a reference profile (app.drift).
 OUT_OF_RANGE = Counter(
@@ -107,7 +107,8 @@ MISSING = Counter(
     ["feature", "model_version"],
 )
 
-# EMF metric names (METRICS_CONTRACT.md); per-key names are the prefix plus the key.
+# EMF metric names, as the deployment's alarms and dashboard read them; a per-key name is
+# the prefix plus the key (a class, a feature).
 EMF_PREDICTED = "Predicted_"
 EMF_VALIDATION = "ValidationErrors_"
 EMF_OUT_OF_RANGE = "OutOfRange_"
@@ -135,6 +136,16 @@ def _count(
         if count:
             counter.labels(key, model_version).inc(count)
             _emf(prefix + key, count)
+
+
+def observe_request(
+    method: str, route: str, status: int, model_version: str, seconds: float
+) -> None:
+    labels = (method, route, str(status), model_version)
+    REQUESTS.labels(*labels).inc()
+    LATENCY.labels(*labels).observe(seconds)
+    if status >= 400:
+        ERRORS.labels(route, "server" if status >= 500 else "client", model_version).inc()
 
 
 def count_predictions(model_version: str, classes: Sequence[str], best: np.ndarray) -> None:
@@ -198,12 +209,7 @@ class RequestMetrics:
         seconds: float,
     ) -> dict[str, Any]:
         """Records the request in Prometheus and returns its EMF members for the log line."""
-        labels = (method, route, str(status), self.model_version)
-        REQUESTS.labels(*labels).inc()
-        LATENCY.labels(*labels).observe(seconds)
-        if status >= 400:
-            kind = "server" if status >= 500 else "client"
-            ERRORS.labels(route, kind, self.model_version).inc()
+        observe_request(method, route, status, self.model_version, seconds)
         values = _tally.get() or {}
         _tally.reset(token)
         values["Requests"] = 1
