@@ -114,10 +114,11 @@ EMF_VALIDATION = "ValidationErrors_"
 EMF_OUT_OF_RANGE = "OutOfRange_"
 EMF_UNSEEN = "UnseenCategory_"
 EMF_MISSING = "Missing_"
-EMF_DIMENSIONS = (("Service",), ("Service", "ModelVersion"))
+EMF_DIMENSIONS = [["Service"], ["Service", "ModelVersion"]]
 # The specification's limit of metric definitions per directive.
 EMF_MAX_METRICS = 100
 _MILLISECONDS = frozenset({"Latency"})
+_DIRECTIVE_CACHE_SIZE = 256
 
 _tally: ContextVar[dict[str, float] | None] = ContextVar("request_metrics", default=None)
 
@@ -195,6 +196,9 @@ class RequestMetrics:
         self.model_version = model_version
         self._directive_base = {"Namespace": namespace, "Dimensions": EMF_DIMENSIONS}
         self._dimensions = {"Service": service, "ModelVersion": model_version}
+        # Most requests repeat a few sets of metric names (a 200 predicting one class...):
+        # their directives are built once. Read-only once built, and per process.
+        self._directives: dict[tuple[str, ...], list[dict[str, Any]]] = {}
 
     @staticmethod
     def begin() -> Token[dict[str, float] | None]:
@@ -218,17 +222,21 @@ class RequestMetrics:
         return self.emf_members(values)
 
     def emf_members(self, values: dict[str, float]) -> dict[str, Any]:
-        names = list(values)
-        directives = [
-            {
-                **self._directive_base,
-                "Metrics": [
-                    {"Name": name, "Unit": "Milliseconds" if name in _MILLISECONDS else "Count"}
-                    for name in names[start : start + EMF_MAX_METRICS]
-                ],
-            }
-            for start in range(0, len(names), EMF_MAX_METRICS)
-        ]
+        names = tuple(values)
+        directives = self._directives.get(names)
+        if directives is None:
+            if len(self._directives) >= _DIRECTIVE_CACHE_SIZE:
+                self._directives.clear()
+            directives = self._directives[names] = [
+                {
+                    **self._directive_base,
+                    "Metrics": [
+                        {"Name": name, "Unit": "Milliseconds" if name in _MILLISECONDS else "Count"}
+                        for name in names[start : start + EMF_MAX_METRICS]
+                    ],
+                }
+                for start in range(0, len(names), EMF_MAX_METRICS)
+            ]
         aws = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directives}
         return {"_aws": aws, **self._dimensions, **values}
 
