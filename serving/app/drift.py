@@ -14,8 +14,9 @@ beyond the accepted bounds, or an unseen category, is rejected with 422, so:
 Without a profile the monitor counts no drift at all (the counters do not appear), but the
 validation errors by field are still counted: they need only the input schema.
 
-The counting runs for every prediction, so it is vectorised over a batch and, for the one
-record of `/predict`, a plain loop (numpy's per-call overhead is larger than the work).
+The counting runs for every prediction: a batch of `VECTORISE_FROM` records or more is
+counted vectorised, anything smaller (above all the one record of `/predict`) by a plain
+loop, where numpy's per-call overhead would be larger than the work.
 """
 
 from __future__ import annotations
