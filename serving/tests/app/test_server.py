@@ -257,6 +257,17 @@ def broken(model_dir: Path, tmp: Path, how: str) -> Path:
     elif how == "missing-metadata":
         metadata_path.unlink()
         return copy
+    elif how.startswith("model-file-"):
+        # The intact model, moved out of the model directory and named from inside it: the
+        # hash matches, so only the path check stands between it and unpickling.
+        outside = tmp / f"{how}.joblib"
+        (copy / "model.joblib").rename(outside)
+        if how == "model-file-parent":
+            metadata["model_file"] = f"../{outside.name}"
+        elif how == "model-file-absolute":
+            metadata["model_file"] = str(outside)
+        else:
+            (copy / "model.joblib").symlink_to(outside)
     metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
     return copy
 
@@ -267,6 +278,10 @@ REFUSALS = {
     "wrong-sha256": r"but model_metadata\.json records f{64}",
     "other-sklearn": r"trained with scikit-learn 0\.24\.2 but \S+ is installed",
     "missing-metadata": r"model metadata \S+ is missing",
+    "model-file-parent": r"model_file '\.\./model-file-parent\.joblib' resolves to \S+, outside",
+    "model-file-absolute": r"model_file '/\S+/model-file-absolute\.joblib' resolves to \S+",
+    "model-file-symlink": r"model_file 'model\.joblib' resolves to \S+model-file-symlink\.joblib, "
+    r"outside the model directory",
 }
 
 
