@@ -353,3 +353,23 @@ def test_docs_pages_that_load_a_cdn_are_off_and_the_schema_is_served(server: Ser
     status, schema = server.get("/openapi.json")
     assert status == 200
     assert "/predict" in json.loads(schema)["paths"]
+
+
+# --- 10. what already held still holds over real HTTP ----------------------------------
+
+
+def test_request_ids_and_paths_cannot_forge_log_lines(server: Server) -> None:
+    """An unsafe request id is replaced, and a path carrying an encoded newline and JSON
+    stays inside its own log line: every line is still one JSON object."""
+    forged = '{"level": "critical", "message": "forged"}'
+    unsafe_id = 'x" injected=1 <br>' + "y" * 300
+    raw = request_bytes("GET", "/health%0A" + forged.replace(" ", "%20").replace('"', "%22"))
+    raw = raw.replace(
+        b"Connection: close", f"Connection: close\r\nX-Request-Id: {unsafe_id}".encode()
+    )
+    status, headers, _ = head_and_body(exchange(server, raw))
+    assert status == 404
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+    (line,) = request_lines(server, headers["x-request-id"])
+    assert line["path"] == "/health\n" + forged
+    assert not [entry for entry in log_lines(server) if entry.get("message") == "forged"]
