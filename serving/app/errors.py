@@ -93,7 +93,9 @@ def bounded_detail(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=422, content={"detail": bounded_detail(exc.errors())})
+    errors = exc.errors()
+    request.app.state.service.monitor.observe_validation_errors(errors)
+    return JSONResponse(status_code=422, content={"detail": bounded_detail(errors)})
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
