@@ -99,6 +99,8 @@ class Service(Construct):
             memory_mib=memory_mib,
             log_group=log_group,
             git_revision=git_revision,
+            # The load balancer's addresses: inside the VPC.
+            trusted_proxies=vpc.vpc_cidr_block,
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
@@ -202,6 +204,7 @@ class Service(Construct):
         memory_mib: int,
         log_group: logs.ILogGroup,
         git_revision: str,
+        trusted_proxies: str,
     ) -> ecs.FargateTaskDefinition:
         image = image_directory / "Dockerfile"
         task_definition = ecs.FargateTaskDefinition(
@@ -232,6 +235,9 @@ class Service(Construct):
             environment={
                 "GIT_REVISION": git_revision,
                 "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
+                # The load balancer connects from inside the VPC: X-Forwarded-For is
+                # believed from those addresses only, so the logs show the real client.
+                "SERVICE_FORWARDED_ALLOW_IPS": trusted_proxies,
             },
             # ECS ignores the Dockerfile's HEALTHCHECK, so the task repeats its command (it
             # exits non-zero on a refused connection, a timeout or a status other than 200);

@@ -87,8 +87,21 @@ def test_container_reports_the_git_revision_it_was_deployed_from(http: Synthesiz
     assert environment(http)["GIT_REVISION"] == GIT_REVISION
 
 
+def test_forwarded_headers_are_trusted_only_from_the_vpc_where_the_balancer_lives(
+    http: Synthesized,
+) -> None:
+    trusted: Any = environment(http)["SERVICE_FORWARDED_ALLOW_IPS"]
+    vpc = http.template.find_resources("AWS::EC2::VPC")
+    assert len(vpc) == 1
+    assert trusted == {"Fn::GetAtt": [next(iter(vpc)), "CidrBlock"]}
+
+
 def test_environment_holds_no_secrets(http: Synthesized) -> None:
-    assert set(environment(http)) == {"GIT_REVISION", "SERVICE_GRACEFUL_TIMEOUT_SECONDS"}
+    assert set(environment(http)) == {
+        "GIT_REVISION",
+        "SERVICE_GRACEFUL_TIMEOUT_SECONDS",
+        "SERVICE_FORWARDED_ALLOW_IPS",
+    }
     assert "Secrets" not in container(http)
     suspicious = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
     assert not [name for name in environment(http) if suspicious.search(name)]
