@@ -169,9 +169,13 @@ serve: $(ENV_STAMP) ## Train if needed, then run the service on port 8000 as the
 	dvc repro
 	cd $(SERVING_DIR) && SERVICE_API_DOCS=$${SERVICE_API_DOCS:-true} exec python -m bench.imagecmd
 
+# The benchmark's load generator (serving/bench/load.py drives it).
+DEBIAN_PACKAGES += wrk
+
 BENCH_SECONDS ?= 5
 .PHONY: bench
-bench: $(ENV_STAMP) ## Benchmark the service against the naive baseline on loopback (prints a table)
+bench: $(ENV_STAMP) ## Benchmark the service against the framework's ceiling and a naive baseline with wrk (prints a table)
+	@command -v wrk >/dev/null || { echo "wrk is missing: make system-packages installs it" >&2; exit 2; }
 	dvc repro
 	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS)
 

@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     )
     app.state.service = service
     errors.install(app, metadata.model_version)
-    app.include_router(predict.build_router(schemas))
+    app.include_router(predict.build_router(service))
     app.include_router(model.router)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)

@@ -7,10 +7,11 @@ the body is never buffered here, only counted as it streams.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -28,13 +29,34 @@ _SAFE_ID = re.compile(rb"[A-Za-z0-9=;:._\-]{1,200}")
 UNMATCHED_ROUTE = "unmatched"
 
 
+class RequestIds:
+    """Ids for requests that bring none: 32 hex digits, a random per-process prefix and a
+    counter, unique across workers and restarts without a `uuid4` (and its system call) per
+    request. The prefix is drawn again in every forked child, so gunicorn's workers never
+    share one."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_ids = RequestIds()
+
+
 def request_id(scope: Scope) -> str:
     headers: dict[bytes, bytes] = dict(scope["headers"])
     for name in REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value is not None and _SAFE_ID.fullmatch(value):
             return value.decode("ascii")
-    return uuid.uuid4().hex
+    return _ids.next()
 
 
 def route_template(scope: Scope) -> str:

@@ -124,6 +124,9 @@ class Memory:
     pss_mib: float
     """Proportional set size: shared pages split between their sharers, so the sum is the
     memory the service really occupies."""
+    pss_per_worker_mib: float
+    """The mean PSS of the processes that serve requests: the children of a process manager
+    (gunicorn's workers), or the process itself when it has none."""
 
 
 def _kib(path: Path, field: str) -> int:
@@ -133,8 +136,47 @@ def _kib(path: Path, field: str) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    return _kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
+
+
 def memory(pid: int) -> Memory:
-    pids = [pid, *children(pid)]
+    workers = children(pid) or [pid]
+    pids = sorted({pid, *workers})
     rss = sum(_kib(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
-    pss = sum(_kib(Path(f"/proc/{p}/smaps_rollup"), "Pss") for p in pids)
-    return Memory(processes=len(pids), rss_mib=rss / 1024, pss_mib=pss / 1024)
+    pss = sum(_pss_kib(p) for p in pids)
+    per_worker = sum(_pss_kib(p) for p in workers) / len(workers)
+    return Memory(
+        processes=len(pids),
+        rss_mib=rss / 1024,
+        pss_mib=pss / 1024,
+        pss_per_worker_mib=per_worker / 1024,
+    )
+
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its live children, from /proc (Linux)."""
+    total = 0
+    for process in (pid, *children(pid)):
+        with contextlib.suppress(OSError):
+            # Fields after the parenthesised command name; utime and stime are the 12th and
+            # 13th of them (proc(5): fields 14 and 15).
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_SECOND
+
+
+def parse_head(head: bytes) -> tuple[int, int]:
+    """Status code and Content-Length of an HTTP/1.1 response head (ending with a blank
+    line), for tests that speak HTTP over a raw socket."""
+    status_line, _, header_block = head.partition(b"\r\n")
+    status = int(status_line.split(b" ", 2)[1])
+    length = 0
+    for line in header_block.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    return status, length

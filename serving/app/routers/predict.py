@@ -1,24 +1,26 @@
 """POST /predict and POST /predict/batch.
 
 The endpoints receive the raw body and hand parsing, validation, prediction and
-serialisation to the process's model thread in one hop (`ModelService.predict_*_json`): the event
-loop only moves bytes, so `/health` answers promptly however busy the model is. Because
+serialisation (`ModelService.predict_*_json`) to `ModelService.answer`: small bodies are
+answered on the event loop at once, large ones on the process's model thread in one hop, so
+`/health` answers promptly however large the batches being predicted. Because
 FastAPI does not parse these bodies, their schemas and examples are declared in
 `openapi_extra` and registered as components by `app.factory`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app import metrics
-from app.dependencies import get_service
-from app.schemas import BATCH_SCHEMA, RECORD_SCHEMA, ErrorResponse, Schemas
+from app.schemas import BATCH_SCHEMA, RECORD_SCHEMA, ErrorResponse
 from app.service import ModelService
 
 JSON = "application/json"
@@ -79,8 +81,29 @@ def _request_body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_router(schemas: Schemas) -> APIRouter:
-    router = APIRouter(tags=["predictions"])
+class DirectRoute(APIRoute):
+    """A route whose endpoint is called with the request as it is: no per-request
+    dependency resolution.
+
+    FastAPI resolves an endpoint's parameters on every request, parsing the query string
+    and headers even for an endpoint that takes only the `Request`; on `/predict` that cost
+    about as much as the model's own work (cProfile under `make bench`, issue 15). These
+    endpoints take the request and return a finished `Response`, so they skip it. The route
+    is otherwise FastAPI's: documented in the OpenAPI from its declaration, its exceptions
+    answered by the app's handlers. `get_route_handler` is FastAPI's documented hook for
+    custom route classes.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return endpoint
+
+
+def build_router(service: ModelService) -> APIRouter:
+    """The prediction routes of `service`, which is handed over here once rather than
+    resolved by `Depends` on every request (see `DirectRoute`)."""
+    router = APIRouter(tags=["predictions"], route_class=DirectRoute)
+    schemas = service.schemas
     complete, sparse = schemas.record_example, schemas.sparse_example
 
     @router.post(
@@ -92,14 +115,12 @@ def build_router(schemas: Schemas) -> APIRouter:
             RECORD_SCHEMA, {"every field": complete, "some fields missing": sparse}
         ),
     )
-    async def predict(
-        request: Request, service: Annotated[ModelService, Depends(get_service)]
-    ) -> Response:
+    async def predict(request: Request) -> Response:
         """The predicted class, its probability, every class's probability and the model
         version. Fields may be null or omitted (the model imputes them); unknown fields,
         values outside the accepted bounds and categories the model never saw are 422s."""
         body = await read_json_body(request)
-        payload = await service.run(service.predict_one_json, body)
+        payload = await service.answer(service.predict_one_json, body)
         return Response(payload, media_type=JSON, headers=NO_STORE)
 
     @router.post(
@@ -109,13 +130,11 @@ def build_router(schemas: Schemas) -> APIRouter:
         responses=ERROR_RESPONSES,
         openapi_extra=_request_body(BATCH_SCHEMA, {"two records": {"records": [complete, sparse]}}),
     )
-    async def predict_batch(
-        request: Request, service: Annotated[ModelService, Depends(get_service)]
-    ) -> Response:
+    async def predict_batch(request: Request) -> Response:
         """One result per record, in order, from a single model call. Any invalid record
         rejects the whole batch with a 422 naming it (`records[3].island: ...`)."""
         body = await read_json_body(request)
-        payload, count = await service.run(service.predict_batch_json, body)
+        payload, count = await service.answer(service.predict_batch_json, body)
         metrics.observe_batch(service.model_version, count)
         return Response(payload, media_type=JSON, headers=NO_STORE)
 

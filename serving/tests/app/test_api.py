@@ -367,11 +367,11 @@ async def test_predictor_failure_is_a_logged_500_without_details(
 # --- the event loop stays free ----------------------------------------------------------
 
 
-async def test_health_answers_while_a_prediction_is_running(
+async def test_health_answers_while_a_large_batch_is_predicted(
     settings: Any, example: dict[str, Any]
 ) -> None:
-    """The prediction blocks in its thread until the test releases it; /health must answer
-    meanwhile. An `async def` endpoint predicting on the loop would deadlock here."""
+    """The batch blocks in the model thread until the test releases it; /health must answer
+    meanwhile. Answering a body this large on the event loop would deadlock here."""
     import threading
 
     import anyio
@@ -381,12 +381,15 @@ async def test_health_answers_while_a_prediction_is_running(
 
     real = load_predictor(settings.model_dir, _metadata(settings), "sklearn")
     started, release = threading.Event(), threading.Event()
+    records = [example] * settings.max_batch_records
+    body = json.dumps({"records": records})
+    assert len(body) > settings.inline_max_bytes
 
     class BlockingPredictor:
         backend = "blocking"
 
         def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
-            if len(columns[next(iter(columns))]) == 1:  # the request, not the warm-up
+            if len(columns[next(iter(columns))]) == len(records):  # the batch, not the warm-up
                 started.set()
                 if not release.wait(10):
                     raise TimeoutError("never released")
@@ -398,7 +401,7 @@ async def test_health_answers_while_a_prediction_is_running(
         results: dict[str, int] = {}
 
         async def predict() -> None:
-            response = await http.post("/predict", content=json.dumps(example), headers=JSON)
+            response = await http.post("/predict/batch", content=body, headers=JSON)
             results["predict"] = response.status_code
 
         async with anyio.create_task_group() as tasks:
@@ -409,6 +412,46 @@ async def test_health_answers_while_a_prediction_is_running(
             assert "predict" not in results  # still predicting
             release.set()
         assert results["predict"] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "records", "on_the_loop"),
+    [("/predict", None, True), ("/predict/batch", 2, True), ("/predict/batch", 1000, False)],
+)
+async def test_small_bodies_are_answered_on_the_event_loop_large_ones_on_the_model_thread(
+    settings: Any,
+    example: dict[str, Any],
+    path: str,
+    records: int | None,
+    on_the_loop: bool,
+) -> None:
+    import threading
+
+    from app.factory import create_app
+    from app.predictor import load_predictor
+
+    real = load_predictor(settings.model_dir, _metadata(settings), "auto")
+    threads: list[threading.Thread] = []
+
+    class RecordingPredictor:
+        backend = "recording"
+
+        def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            threads.append(threading.current_thread())
+            return real.predict_proba(columns)
+
+    app = create_app(settings, predictor=RecordingPredictor())
+    body = json.dumps(example if records is None else {"records": [example] * records})
+    assert (len(body) <= settings.inline_max_bytes) == on_the_loop
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+            threads.clear()  # the warm-up ran on the model thread
+            response = await http.post(path, content=body, headers=JSON)
+    assert response.status_code == 200
+    (thread,) = threads
+    assert (thread is threading.current_thread()) == on_the_loop
+    assert thread.name.startswith("model") != on_the_loop
 
 
 def _metadata(settings: Any) -> Any:
@@ -543,6 +586,31 @@ async def test_request_id_comes_from_the_load_balancer_then_the_client(
 async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
     response = await client.get("/health", headers={"X-Request-Id": 'x" injected=1 <br>'})
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_generated_request_ids_are_unique_within_and_across_forked_workers() -> None:
+    """gunicorn forks its workers from one master: each must draw its own id prefix."""
+    import os
+
+    from app.middleware import RequestIds
+
+    ids = RequestIds()
+    before_fork = ids.next()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, ids.next().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    parent = [ids.next() for _ in range(3)]
+    for rid in (before_fork, child, *parent):
+        assert re.fullmatch(r"[0-9a-f]{32}", rid)
+    assert len({before_fork, child, *parent}) == 5
+    assert child[:16] != parent[0][:16]
+    assert parent[0][:16] == before_fork[:16]
 
 
 async def test_each_request_is_logged_once_with_its_context(

@@ -1,43 +1,69 @@
-"""The benchmark's parts stay runnable: the naive baseline answers, the load generator
-parses responses and counts what it sent. No timing is asserted."""
+"""The benchmark's parts stay runnable: the ceiling and the naive baseline answer with the
+service's schema, wrk's figures are read back, and a wrk run counts what it sent and what
+failed. No timing is asserted."""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bench import loadgen, procs
-from bench.imagecmd import SERVING_DIR
+from app.settings import get_settings
+from bench import load, procs
+
+
+def test_wrk_figures_are_read_from_the_scripts_json_line() -> None:
+    output = (
+        "Running 1s test @ http://127.0.0.1:1/predict\n  1 threads and 4 connections\n"
+        '{"requests":2000,"duration_us":1000000,"p50_us":450,"p99_us":2100,"mean_us":500.0,'
+        '"non_2xx":3,"socket_errors":1,"timeouts":1}\n'
+    )
+    run = load.parse(output, cpu_seconds=0.05)
+    assert run.requests == 2000
+    assert run.requests_per_second == 2000.0
+    assert (run.p50_ms, run.p99_ms) == (0.45, 2.1)
+    assert run.errors == 5
+    assert run.cpu_seconds == 0.05
+
+
+def test_wrk_output_without_figures_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no figures"):
+        load.parse("unable to connect to 127.0.0.1:1 Connection refused\n", cpu_seconds=0)
 
 
 def test_response_head_parsing() -> None:
     head = b"HTTP/1.1 422 Unprocessable Entity\r\ncontent-type: x\r\nContent-Length: 17\r\n\r\n"
-    assert loadgen.parse_head(head) == (422, 17)
-    assert loadgen.parse_head(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, 0)
+    assert procs.parse_head(head) == (422, 17)
+    assert procs.parse_head(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, 0)
 
 
-def test_percentiles_pick_the_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert loadgen.percentile(values, 0.50) == 50.0
-    assert loadgen.percentile(values, 0.99) == 99.0
-    assert loadgen.percentile([3.0], 0.99) == 3.0
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """The bench apps read the settings when imported: from this test's environment."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _fresh(module: str, monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> Any:
+    monkeypatch.setenv("SERVICE_MODEL_DIR", str(model_dir))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    return importlib.import_module(module)
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("fresh_settings")
 async def test_naive_baseline_answers_single_and_batch(
     model_dir: Path, example: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SERVICE_MODEL_DIR", str(model_dir))
-    monkeypatch.delitem(sys.modules, "bench.naive_app", raising=False)
-    from bench import naive_app
-
+    naive_app = _fresh("bench.naive_app", monkeypatch, model_dir)
     transport = httpx.ASGITransport(app=naive_app.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://naive") as client:
         single = await client.post("/predict", json=example)
@@ -49,21 +75,53 @@ async def test_naive_baseline_answers_single_and_batch(
     ] * 2
 
 
+@pytest.mark.anyio
+@pytest.mark.usefixtures("fresh_settings")
+async def test_ceiling_validates_the_services_schema_and_runs_no_model(
+    model_dir: Path,
+    example: dict[str, Any],
+    category_feature: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ceiling_app = _fresh("bench.ceiling_app", monkeypatch, model_dir)
+    transport = httpx.ASGITransport(app=ceiling_app.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ceiling") as client:
+        single = await client.post("/predict", json=example)
+        batch = await client.post("/predict/batch", json={"records": [example] * 3})
+        unseen = await client.post("/predict", json={**example, category_feature["name"]: "?"})
+        unknown = await client.post("/predict", json={**example, "not_a_feature": 1})
+    assert single.status_code == 200
+    assert set(single.json()) == {"prediction", "probability", "probabilities", "model_version"}
+    assert len(batch.json()["predictions"]) == 3
+    # The same validation as the service: what it would reject costs the ceiling a 422 too.
+    assert unseen.status_code == 422
+    assert unknown.status_code == 422
+
+
 @pytest.mark.slow
-def test_load_generator_counts_every_response(tmp_path: Path) -> None:
+def test_wrk_counts_every_response_and_every_failure(tmp_path: Path, model_dir: Path) -> None:
+    """wrk against the naive baseline (one uvicorn process, quick to start): a valid body is
+    answered 200 every time, an invalid one is counted as an error every time."""
     port = procs.free_port()
-    server = [sys.executable, "-m", "bench.noop_server", str(port)]
-    body = tmp_path / "body.json"
-    body.write_text(json.dumps({"x": 1}))
-    with procs.running(server, SERVING_DIR, procs.tool_env()):
-        for _ in range(200):
+    argv, cwd = procs.naive_command(port)
+    valid, invalid = tmp_path / "valid.json", tmp_path / "invalid.json"
+    valid.write_text(json.dumps({"records": [{}]}))
+    invalid.write_text("not json")
+    env = procs.tool_env({"SERVICE_MODEL_DIR": str(model_dir)})
+    with procs.running(argv, cwd, env):
+        deadline = time.monotonic() + 60
+        while True:
             try:
-                procs.request(port, "GET", "/")
+                procs.request(port, "GET", "/docs")
                 break
             except OSError:
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/"
-        result = loadgen.summary(asyncio.run(loadgen.run(url, body.read_bytes(), 4, 0.3, 0.1)))
-    assert result["requests"] > 0
-    assert result["errors"] == 0
-    assert result["statuses"] == {200: result["requests"]}
+                assert time.monotonic() < deadline, "the naive baseline did not start"
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/predict/batch"
+        good = load.drive(url, valid, connections=2, seconds=1)
+        bad = load.drive(url, invalid, connections=2, seconds=1)
+    assert good.requests > 0
+    assert good.errors == 0
+    assert good.p50_ms <= good.p99_ms
+    assert bad.requests > 0
+    assert bad.errors == bad.requests

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import imagecmd, procs
-from bench.loadgen import parse_head
+from bench.procs import parse_head
 from container import dockerfile
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from bench.loadgen import parse_head
+from bench.procs import parse_head
 from deployment.stack.application import build
 from tests.deployment.conftest import with_port
 
