@@ -26,6 +26,7 @@ so concurrent requests in one worker never mix their tallies.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter as Tally
@@ -126,6 +127,14 @@ _DIRECTIVE_CACHE_SIZE = 256
 _tally: ContextVar[dict[str, float] | None] = ContextVar("request_metrics", default=None)
 
 
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """The labelled series, looked up once: `labels()` takes a lock and checks its arguments
+    on every call, and a request updates three or four series. Label values come from the
+    model and the route table, so the cache stays as small as the set of series."""
+    return metric.labels(*labels)
+
+
 def _emf(name: str, value: float) -> None:
     """Adds to the current request's EMF values; a no-op outside a request (the warm-up)."""
     tally = _tally.get()
@@ -138,7 +147,7 @@ def _count(
 ) -> None:
     for key, count in counts:
         if count:
-            counter.labels(key, model_version).inc(count)
+            _child(counter, key, model_version).inc(count)
             _emf(prefix + key, count)
 
 
@@ -146,8 +155,8 @@ def observe_request(
     method: str, route: str, status: int, model_version: str, seconds: float
 ) -> None:
     labels = (method, route, str(status), model_version)
-    REQUESTS.labels(*labels).inc()
-    LATENCY.labels(*labels).observe(seconds)
+    _child(REQUESTS, *labels).inc()
+    _child(LATENCY, *labels).observe(seconds)
     if status >= 400:
         if status >= 500:
             kind = "server"
@@ -155,7 +164,7 @@ def observe_request(
             kind = "aborted"
         else:
             kind = "client"
-        ERRORS.labels(route, kind, model_version).inc()
+        _child(ERRORS, route, kind, model_version).inc()
 
 
 def count_predictions(model_version: str, classes: Sequence[str], best: np.ndarray) -> None:
@@ -165,7 +174,7 @@ def count_predictions(model_version: str, classes: Sequence[str], best: np.ndarr
 
 
 def observe_batch(model_version: str, records: int) -> None:
-    BATCH_RECORDS.labels(model_version).observe(records)
+    _child(BATCH_RECORDS, model_version).observe(records)
     _emf("BatchRecords", records)
 
 
@@ -186,7 +195,7 @@ def count_drift(
     _count(UNSEEN_CATEGORY, EMF_UNSEEN, model_version, unseen)
     _count(MISSING, EMF_MISSING, model_version, missing)
     if out_of_range_records:
-        OUT_OF_RANGE_RECORDS.labels(model_version).inc(out_of_range_records)
+        _child(OUT_OF_RANGE_RECORDS, model_version).inc(out_of_range_records)
         _emf("OutOfRangeRecords", out_of_range_records)
 
 
