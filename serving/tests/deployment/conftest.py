@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from deployment.stack.application import build
 from deployment.stack.service_stack import ServiceStack
 
 DEPLOYMENT_DIR = Path(__file__).resolve().parents[2] / "deployment"
+MODEL_METADATA = DEPLOYMENT_DIR.parent / "app" / "data" / "model_metadata.json"
 CDK_JSON: dict[str, Any] = json.loads((DEPLOYMENT_DIR / "cdk.json").read_text(encoding="utf-8"))
 # Any concrete region works: the access-log bucket policy needs one, and nothing is looked up.
 REGION = "eu-west-1"
@@ -54,6 +56,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "logRetentionDays": "90",
         "cpuTargetPercent": "50",
         "requestsPerTarget": "1200",
+        "healthCheckIntervalSeconds": "15",
+        "healthCheckTimeoutSeconds": "4",
+        "healthyThresholdCount": "3",
+        "unhealthyThresholdCount": "4",
+        "deregistrationDelaySeconds": "20",
+        "alarmPeriodSeconds": "300",
+        "alarmEvaluationPeriods": "2",
+        "target5xxRatePercent": "2.5",
+        "loadBalancer5xxCount": "25",
+        "latencyP99Milliseconds": "750",
+        "outOfRangeRatePercent": "20",
+        "outOfRangeMinRecords": "500",
+        "serviceName": "penguins-api",
+        "metricsNamespace": "Penguins/Prod",
+        "alarmEmail": "oncall@example.com",
     },
     # An existing certificate, DNS managed elsewhere.
     "certificate": {
@@ -94,6 +111,9 @@ def image_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
         'USER 10001:10001\nCMD ["python", "-c", "print()"]\n',
         encoding="utf-8",
     )
+    # The dashboard charts the model's classes and features, from the metadata training wrote.
+    (directory / "data").mkdir()
+    shutil.copyfile(MODEL_METADATA, directory / "data" / "model_metadata.json")
     return directory
 
 
