@@ -138,6 +138,7 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 test: $(ENV_STAMP) $(TOOLS_STAMP) ## Run every test and scanner (builds the environments and the model first when missing)
 	dvc repro
 	pytest
+	$(MAKE) --no-print-directory rollout-test
 	$(MAKE) --no-print-directory scan
 
 .PHONY: scan
@@ -169,6 +170,15 @@ BENCH_SECONDS ?= 5
 bench: $(ENV_STAMP) ## Benchmark the service against the naive baseline on loopback (prints a table)
 	dvc repro
 	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS)
+
+# `make rollout-test` puts HAProxy in front of two instances of the service, standing in for
+# the load balancer (active health checks, draining through its runtime API).
+DEBIAN_PACKAGES += haproxy
+
+.PHONY: rollout-test
+rollout-test: $(ENV_STAMP) ## Rehearse a rolling deploy and a bad-model rollout behind HAProxy under load (fails on any failed request)
+	dvc repro
+	cd $(SERVING_DIR) && python -m bench.rollout
 
 URL ?=
 USERS ?= 20

@@ -9,6 +9,8 @@ are also the ECS service's deployment alarms: one of them firing during a rollou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -22,6 +24,13 @@ from constructs import Construct
 
 from deployment.stack.model_signals import ModelSignals
 from deployment.stack.settings import AlarmSettings, MetricsSettings
+
+
+@dataclass(frozen=True)
+class NamedAlarm:
+    name: str
+    alarm: cloudwatch.Alarm
+
 
 # A widget plots at most this many metrics; drift charts are split per kind, and a model with
 # more features than this shows the first ones (the alarm covers every feature).
@@ -160,7 +169,9 @@ class Monitoring(Construct):
             self.latency_alarm,
         ]
         self.alarms = [
-            *self.deployment_alarms,
+            self.target_5xx_alarm,
+            self.load_balancer_5xx_alarm,
+            self.latency_alarm,
             self.unhealthy_hosts_alarm,
             self.tasks_alarm,
             self.out_of_range_alarm,
@@ -221,10 +232,14 @@ class Monitoring(Construct):
         comparison: cloudwatch.ComparisonOperator = (
             cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         ),
-    ) -> cloudwatch.Alarm:
+    ) -> NamedAlarm:
+        # A fixed name, unique per stack: readable in the console, and the ECS service can
+        # name its deployment alarms without a reference back into this construct.
+        name = f"{cdk.Stack.of(self).stack_name}-{construct_id}"
         alarm = cloudwatch.Alarm(
             self,
             construct_id,
+            alarm_name=name,
             metric=metric,
             threshold=threshold,
             evaluation_periods=evaluation_periods,
@@ -237,7 +252,7 @@ class Monitoring(Construct):
         action = cloudwatch_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)
         alarm.add_ok_action(action)
-        return alarm
+        return NamedAlarm(name=name, alarm=alarm)
 
     def _service_metric(self, name: str, statistic: str = "Sum") -> cloudwatch.Metric:
         """A metric the service emits (EMF), on its `Service` dimension: across model versions,
@@ -297,7 +312,9 @@ class Monitoring(Construct):
 
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(3))
         dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3)
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=[a.alarm for a in self.alarms], width=24, height=3
+            )
         )
         dashboard.add_widgets(
             graph("Requests", [requests, *counts(["Requests", "RecordsScored"])]),

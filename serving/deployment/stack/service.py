@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_certificatemanager as acm
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -20,6 +19,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
+from deployment.stack.monitoring import NamedAlarm
 from deployment.stack.settings import HealthCheckSettings, HttpsSettings, MetricsSettings
 
 CONTAINER_NAME = "web"
@@ -277,15 +277,18 @@ class Service(Construct):
         )
         return task_definition
 
-    def roll_back_on(self, alarms: list[cloudwatch.Alarm]) -> None:
+    def roll_back_on(self, alarms: list[NamedAlarm]) -> None:
         """Deployment alarms: while a deployment runs, and for a bake time after it that ECS
         derives from the alarms' periods, any of these firing rolls the service back to the
         last completed deployment (alongside the circuit breaker, which acts on tasks that
         fail to start or to become healthy)."""
         self.fargate.service.enable_deployment_alarms(
-            [alarm.alarm_name for alarm in alarms],
+            [named.name for named in alarms],
             behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
         )
+        # The names are plain strings: the alarms must exist before the service names them.
+        for named in alarms:
+            self.fargate.service.node.add_dependency(named.alarm)
 
     def _listener_options(self, https: HttpsSettings | None) -> _ListenerOptions:
         if https is None:

@@ -188,19 +188,20 @@ def test_thresholds_and_periods_come_from_context(hosted_zone: Synthesized) -> N
 def test_5xx_and_latency_alarms_roll_a_deployment_back_beside_the_circuit_breaker(
     http: Synthesized,
 ) -> None:
-    configuration = http.only("AWS::ECS::Service")["DeploymentConfiguration"]
+    service = next(iter(http.resources("AWS::ECS::Service").values()))
+    configuration = service["Properties"]["DeploymentConfiguration"]
+    names = ["Target5xxRate", "LoadBalancer5xx", "LatencyP99"]
     assert configuration["Alarms"] == {
-        "AlarmNames": [
-            {"Ref": alarm_id(http, "Target5xxRate")},
-            {"Ref": alarm_id(http, "LoadBalancer5xx")},
-            {"Ref": alarm_id(http, "LatencyP99")},
-        ],
+        "AlarmNames": [alarm(http, name)["AlarmName"] for name in names],
         "Enable": True,
         "Rollback": True,
     }
+    assert configuration["Alarms"]["AlarmNames"][0] == "PenguinsService-Target5xxRate"
+    # The service names the alarms as strings, so it must be created after them.
+    assert {alarm_id(http, name) for name in names} <= set(service["DependsOn"])
     assert configuration["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     # Deployment alarms need the ECS (rolling update) deployment controller, the default.
-    controller = http.only("AWS::ECS::Service").get("DeploymentController", {"Type": "ECS"})
+    controller = service["Properties"].get("DeploymentController", {"Type": "ECS"})
     assert controller == {"Type": "ECS"}
 
 
@@ -323,3 +324,38 @@ def test_dashboard_url_is_a_stack_output(http: Synthesized) -> None:
             ],
         ]
     }
+
+
+def references(value: Any) -> set[str]:
+    """Logical ids a template value points at (Ref, Fn::GetAtt), recursively."""
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            else:
+                found |= references(inner)
+        return found
+    if isinstance(value, list):
+        return set().union(*(references(item) for item in value)) if value else set()
+    return set()
+
+
+@pytest.mark.parametrize("variant", ["http", "hosted_zone"])
+def test_template_has_no_dependency_cycle_cloudformation_would_refuse(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(variant)
+    resources = synth.template.to_json()["Resources"]
+    graph = {
+        logical_id: (references(body.get("Properties", {})) | set(body.get("DependsOn", [])))
+        & set(resources)
+        for logical_id, body in resources.items()
+    }
+    done: set[str] = set()
+    while len(done) < len(graph):
+        ready = {node for node, needs in graph.items() if node not in done and needs <= done}
+        assert ready, f"dependency cycle among {sorted(set(graph) - done)}"
+        done |= ready
