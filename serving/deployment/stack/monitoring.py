@@ -159,7 +159,7 @@ class Monitoring(Construct):
             description=(
                 f"More than {alarms.out_of_range_rate_percent:g} % of scored records have a "
                 "numeric value outside the training range: the inputs drift away from what "
-                "the model learned (see the README, 'Drift')."
+                "the model learned; the dashboard's drift charts show which feature."
             ),
         )
         # What rolls a deployment back: the service answering errors or answering slowly.
