@@ -432,8 +432,6 @@ def _describe(model: type[BaseModel], detail: ErrorDetails) -> str:
     kind = detail["type"]
     if kind == "missing":
         message = f"missing: set it in cdk.json or with -c {key}=... ({hint})"
-    elif kind == "extra_forbidden":
-        message = "not a setting this app reads"
     elif kind in _NUMBER_ERRORS:
         wanted = "whole number" if kind.startswith("int") else "number"
         message = f"{value!r} is not a {wanted}"
