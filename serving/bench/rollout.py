@@ -31,6 +31,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -432,6 +433,8 @@ def report(phase: Phase) -> None:
 
 
 def main() -> int:
+    # A SIGTERM (CI cancelling the job) unwinds like Ctrl-C: every instance and HAProxy stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = stack_settings()
     timing = Timing.scaled(settings.health_check)
     print(
