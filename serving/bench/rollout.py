@@ -17,15 +17,20 @@ Two rollouts, with `CLIENTS` clients posting predictions through HAProxy the who
    refuses to start, never passes health, takes no traffic; the old one keeps serving, as
    ECS's circuit breaker leaves it.
 
-Each instance is the service started exactly as the image starts it (the Dockerfile's CMD and
-WORKDIR, `bench.imagecmd`), as a gunicorn process on a free loopback port. Exits non-zero
-unless both rollouts end with 0 failed requests.
+Each instance is a container of the image `make image` built (CONTAINER_ENGINE and
+CONTAINER_IMAGE as for the container tests; the tampered release is that image with one byte of
+its model changed), run as ECS runs it, with a read-only root filesystem. Where no engine or no
+image exists, each is the image's command (its CMD in its WORKDIR, `bench.imagecmd`) as a
+gunicorn process, with the tampered model in a copy of the model directory. The first line of
+output says which ran. Each listens on a free loopback port. Exits non-zero unless both
+rollouts end with 0 failed requests.
 
     python -m bench.rollout        # from serving/
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import http.client
 import json
@@ -38,14 +43,20 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import procs
 from bench.imagecmd import SERVING_DIR
-from deployment.stack.settings import DeploymentSettings, HealthCheckSettings
+from deployment.stack.settings import (
+    STOP_TIMEOUT_SECONDS,
+    DeploymentSettings,
+    HealthCheckSettings,
+)
 
 # The rehearsal runs the stack's timings this many times faster: 10 s between checks become
 # 1 s, a 30 s deregistration delay 3 s. Thresholds (how many checks) are not scaled.
@@ -64,6 +75,9 @@ WARMUP_SECONDS = 1.5
 MIN_REQUESTS_TO_NEW = 20
 
 MODEL_DIR = SERVING_DIR / "app" / "data"
+# The tag `make image` builds (CONTAINER_IMAGE overrides it, as for the container tests).
+DEFAULT_IMAGE = "prediction-service:local"
+PODMAN_CONF = SERVING_DIR / "container" / "containers.conf"
 CDK_JSON = SERVING_DIR / "deployment" / "cdk.json"
 BACKEND = "service"
 
@@ -266,32 +280,218 @@ class Load:
 # --- Instances ------------------------------------------------------------------------------
 
 
-@dataclass
-class Instance:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+class Instance(abc.ABC):
+    """One task of the service: a container of the image, or the image's command as a
+    process where no engine or image is available."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name = name
+        self.port = port
+
+    @abc.abstractmethod
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+
+    @abc.abstractmethod
+    def stop(self) -> int:
+        """SIGTERM, SIGKILL after the task's stop timeout, as ECS stops a task; the exit code."""
+
+    @abc.abstractmethod
+    def output(self) -> str: ...
 
 
-def start_instance(name: str, workdir: Path, workers: int, model_dir: Path = MODEL_DIR) -> Instance:
-    """The service as the image starts it (its CMD in its WORKDIR), on a free port."""
-    argv, cwd = procs.service_command()
-    port = procs.free_port()
-    env = procs.tool_env(
-        {
-            "SERVICE_BIND": f"127.0.0.1:{port}",
-            "SERVICE_MODEL_DIR": str(model_dir),
-            "SERVICE_WORKERS": str(workers),
-            "SERVICE_LOG_LEVEL": "warning",
-        }
+class ProcessInstance(Instance):
+    def __init__(self, name: str, port: int, process: subprocess.Popen[bytes], log: Path):
+        super().__init__(name, port)
+        self.process = process
+        self.log = log
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def stop(self) -> int:
+        return procs.stop(self.process, timeout=STOP_TIMEOUT_SECONDS)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class ContainerInstance(Instance):
+    def __init__(self, name: str, port: int, engine: str, container: str) -> None:
+        super().__init__(name, port)
+        self.engine = engine
+        self.container = container
+
+    def _engine(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.engine, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    def exit_code(self) -> int | None:
+        state = self._engine(
+            "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.container
+        ).stdout.split()
+        if not state or state[0] == "true":
+            return None
+        return int(state[1])
+
+    def stop(self) -> int:
+        self._engine("stop", "--time", str(STOP_TIMEOUT_SECONDS), self.container)
+        code = self.exit_code()
+        return -1 if code is None else code
+
+    def output(self) -> str:
+        logs = self._engine("logs", self.container)
+        return logs.stdout + logs.stderr
+
+    def remove(self) -> None:
+        self._engine("rm", "--force", "--volumes", self.container)
+
+
+class Launcher(abc.ABC):
+    kind: str
+
+    @abc.abstractmethod
+    def start(self, name: str, env: dict[str, str], tampered: bool = False) -> Instance: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop and remove whatever the launcher started or built."""
+
+
+class ProcessLauncher(Launcher):
+    """The image's CMD in its WORKDIR (`bench.imagecmd`), as `make serve` runs it."""
+
+    def __init__(self, workdir: Path, why: str) -> None:
+        self.workdir = workdir
+        self.kind = f"gunicorn processes started with the image's CMD ({why})"
+        self._instances: list[ProcessInstance] = []
+
+    def start(self, name: str, env: dict[str, str], tampered: bool = False) -> Instance:
+        argv, cwd = procs.service_command()
+        port = procs.free_port()
+        model_dir = tampered_copy(self.workdir) if tampered else MODEL_DIR
+        variables = procs.tool_env(
+            {**env, "SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_MODEL_DIR": str(model_dir)}
+        )
+        # Each instance keeps its own Prometheus files, as each container does.
+        variables.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(argv, cwd=cwd, env=variables, stdout=output, stderr=output)
+        instance = ProcessInstance(name, port, process, log)
+        self._instances.append(instance)
+        return instance
+
+    def close(self) -> None:
+        for instance in self._instances:
+            instance.stop()
+
+
+class ContainerLauncher(Launcher):
+    """Containers of the image `make image` built, run as ECS runs them (read-only root
+    filesystem, the image's user and its /tmp volume), each on a free loopback port."""
+
+    def __init__(self, engine: str, image: str, workdir: Path) -> None:
+        self.engine = engine
+        self.image = image
+        self.workdir = workdir
+        # podman's settings for this project (runtime, ulimits), which the Makefile exports
+        # for `make image`; the same file when this runs on its own.
+        if Path(engine).name == "podman" and PODMAN_CONF.exists():
+            os.environ.setdefault("CONTAINERS_CONF", str(PODMAN_CONF))
+        self.kind = f"containers of {image} ({Path(engine).name})"
+        self._tampered_image: str | None = None
+        self._containers: list[ContainerInstance] = []
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            [self.engine, *args], capture_output=True, text=True, timeout=600, check=False
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(
+                f"{self.engine} {' '.join(args[:2])} failed:\n{completed.stderr[-2000:]}"
+            )
+        return completed
+
+    def _inspect(self, image: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = json.loads(self._run("image", "inspect", image).stdout)
+        return found[0]
+
+    def _tampered(self) -> str:
+        """The image with one byte of its model file changed: a release whose model was
+        corrupted or replaced after training."""
+        if self._tampered_image is None:
+            config = self._inspect(self.image)["Config"]
+            context = self.workdir / "tampered-image"
+            context.mkdir()
+            model_dir = tampered_copy(self.workdir)
+            metadata = json.loads((model_dir / "model_metadata.json").read_text("utf-8"))
+            shutil.copy(model_dir / metadata["model_file"], context / metadata["model_file"])
+            target = f"{config['WorkingDir'].rstrip('/')}/app/data/{metadata['model_file']}"
+            (context / "Dockerfile").write_text(
+                f"FROM {self.image}\nCOPY {metadata['model_file']} {target}\n", encoding="utf-8"
+            )
+            tag = f"localhost/rollout-tampered:{uuid.uuid4().hex[:12]}"
+            podman = ["--format", "docker"] if Path(self.engine).name == "podman" else []
+            self._run("build", *podman, "--tag", tag, str(context))
+            self._tampered_image = tag
+        return self._tampered_image
+
+    def start(self, name: str, env: dict[str, str], tampered: bool = False) -> Instance:
+        image = self._tampered() if tampered else self.image
+        exposed = list(self._inspect(image)["Config"].get("ExposedPorts") or {})
+        container_port = exposed[0].split("/")[0] if exposed else "8000"
+        port = procs.free_port()
+        container = f"rollout-{name}-{uuid.uuid4().hex[:12]}"
+        args = ["run", "--detach", "--name", container, "--read-only"]
+        if Path(self.engine).name == "podman":
+            # Only the image's /tmp volume is writable, as on Fargate; podman would otherwise
+            # add tmpfs mounts of its own to a read-only container.
+            args.append("--read-only-tmpfs=false")
+        args += ["--publish", f"127.0.0.1:{port}:{container_port}"]
+        args += [f"--env={key}={value}" for key, value in env.items()]
+        instance = ContainerInstance(name, port, self.engine, container)
+        self._containers.append(instance)
+        self._run(*args, image)
+        return instance
+
+    def close(self) -> None:
+        for instance in self._containers:
+            instance.remove()
+        if self._tampered_image is not None:
+            subprocess.run(
+                [self.engine, "rmi", "--force", self._tampered_image],
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+
+
+def detect_engine() -> str | None:
+    """CONTAINER_ENGINE, else docker when its daemon answers, else podman (as `make image`)."""
+    if configured := os.environ.get("CONTAINER_ENGINE"):
+        return configured
+    if shutil.which("docker"):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            answered = subprocess.run(["docker", "version"], capture_output=True, timeout=10)
+            if answered.returncode == 0:
+                return "docker"
+    return shutil.which("podman")
+
+
+def choose_launcher(workdir: Path) -> Launcher:
+    """Containers of the image where an engine and the image exist, else processes."""
+    engine = detect_engine()
+    image = os.environ.get("CONTAINER_IMAGE", DEFAULT_IMAGE)
+    if engine is None:
+        return ProcessLauncher(workdir, "no container engine")
+    found = subprocess.run(
+        [engine, "image", "inspect", image], capture_output=True, timeout=60, check=False
     )
-    # Each instance keeps its own Prometheus files, as each container does.
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = workdir / f"{name}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=output)
-    return Instance(name=name, port=port, process=process, log=log)
+    if found.returncode != 0:
+        return ProcessLauncher(workdir, f"{Path(engine).name} has no image {image}: `make image`")
+    return ContainerLauncher(engine, image, workdir)
 
 
 def tampered_copy(workdir: Path) -> Path:
@@ -337,9 +537,9 @@ def wait_healthy(balancer: HAProxy, instance: Instance) -> float | None:
     while time.monotonic() - started < STARTUP_DEADLINE_SECONDS:
         if balancer.passed_health(instance.name):
             return time.monotonic() - started
-        if instance.process.poll() is not None:
+        if instance.exit_code() is not None:
             return None
-        time.sleep(0.05)
+        time.sleep(0.1)
     return None
 
 
@@ -382,7 +582,7 @@ def rolling_replacement(
     time.sleep(0.1)
     drained_in = time.monotonic() - drain_started
     balancer.deregister(old.name)
-    exit_code = procs.stop(old.process)
+    exit_code = old.stop()
     time.sleep(balancer.timing.settle_seconds)
     outcomes = delta(load.snapshot(), before)
     notes += [
@@ -399,14 +599,14 @@ def bad_model_rollout(balancer: HAProxy, load: Load, current: Instance, bad: Ins
     serving_before = served(balancer, current.name)
     balancer.register(bad.name, bad.port)
     healthy_after = wait_healthy(balancer, bad)
-    exit_code = bad.process.poll()
+    exit_code = bad.exit_code()
     # However it ended, the checks keep probing a while longer: still never healthy.
     time.sleep((balancer.timing.rise + 1) * balancer.timing.interval_ms / 1000)
     never_healthy = healthy_after is None and not balancer.passed_health(bad.name)
     bad_served = served(balancer, bad.name)
     status = balancer.server(bad.name)
     balancer.deregister(bad.name)
-    procs.stop(bad.process)
+    bad.stop()
     time.sleep(balancer.timing.settle_seconds)
     outcomes = delta(load.snapshot(), before)
     kept_serving = served(balancer, current.name) - serving_before
@@ -432,52 +632,58 @@ def report(phase: Phase) -> None:
         print(f"  - {note}")
 
 
+def rehearse(launcher: Launcher, balancer: HAProxy, env: dict[str, str]) -> list[Phase]:
+    phases: list[Phase] = []
+    blue = launcher.start("blue", env)
+    balancer.register(blue.name, blue.port)
+    if wait_healthy(balancer, blue) is None:
+        print(blue.output()[-3000:])
+        print("the first instance never passed health")
+        return phases
+    balancer.take_traffic(blue.name)
+    with Load(balancer.port, example_body()).running() as load:
+        time.sleep(WARMUP_SECONDS)
+        green = launcher.start("green", env)
+        phase, current = rolling_replacement(balancer, load, blue, green)
+        phases.append(phase)
+        if not phase.passed:
+            for instance in (blue, green):
+                print(f"--- {instance.name}, last lines\n{instance.output()[-2000:]}")
+        tampered = launcher.start("tampered", env, tampered=True)
+        phases.append(bad_model_rollout(balancer, load, current, tampered))
+    return phases
+
+
 def main() -> int:
     # A SIGTERM (CI cancelling the job) unwinds like Ctrl-C: every instance and HAProxy stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = stack_settings()
     timing = Timing.scaled(settings.health_check)
-    print(
-        "rollout-test: instances are gunicorn processes started with the image's CMD "
-        "(no container engine used)"
-    )
+    # What the stack puts in the task's environment that shapes serving.
+    env = {
+        "SERVICE_WORKERS": str(settings.workers),
+        "SERVICE_METRICS_NAMESPACE": settings.metrics.namespace,
+        "SERVICE_NAME": settings.metrics.service_name,
+        "SERVICE_LOG_LEVEL": "warning",
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="rollout-"))
+    launcher = choose_launcher(workdir)
+    print(f"rollout-test: instances are {launcher.kind}")
     print(
         f"HAProxy checks GET {timing.path} every {timing.interval_ms} ms (timeout "
         f"{timing.timeout_ms} ms), healthy after {timing.rise}, unhealthy after {timing.fall}; "
         f"drain up to {timing.drain_seconds:g} s: the stack's values (cdk.json) / {TIME_SCALE}; "
         f"{CLIENTS} clients; {settings.workers} workers per instance"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="rollout-"))
     phases: list[Phase] = []
-    instances: list[Instance] = []
     try:
         balancer = HAProxy(workdir, timing)
         with balancer.running():
-            blue = start_instance("blue", workdir, settings.workers)
-            instances.append(blue)
-            balancer.register(blue.name, blue.port)
-            if wait_healthy(balancer, blue) is None:
-                print(blue.log.read_text(errors="replace")[-3000:])
-                print("the first instance never passed health")
-                return 1
-            balancer.take_traffic(blue.name)
-            with Load(balancer.port, example_body()).running() as load:
-                time.sleep(WARMUP_SECONDS)
-                green = start_instance("green", workdir, settings.workers)
-                instances.append(green)
-                phase, current = rolling_replacement(balancer, load, blue, green)
-                phases.append(phase)
-                red = start_instance("tampered", workdir, settings.workers, tampered_copy(workdir))
-                instances.append(red)
-                phases.append(bad_model_rollout(balancer, load, current, red))
+            phases = rehearse(launcher, balancer, env)
+    except RuntimeError as error:  # an engine or HAProxy that would not start
+        print(f"rollout-test: {error}")
     finally:
-        for instance in instances:
-            procs.stop(instance.process)
-        failed_logs = [i for i in instances if i.name != "tampered"]
-        if not all(phase.passed and phase.failed == 0 for phase in phases):
-            for instance in failed_logs:
-                print(f"--- {instance.name} log (tail)")
-                print(instance.log.read_text(errors="replace")[-2000:])
+        launcher.close()
         shutil.rmtree(workdir, ignore_errors=True)
     for phase in phases:
         report(phase)

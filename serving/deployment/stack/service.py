@@ -20,7 +20,12 @@ from constructs import Construct
 
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.monitoring import NamedAlarm
-from deployment.stack.settings import HealthCheckSettings, HttpsSettings, MetricsSettings
+from deployment.stack.settings import (
+    STOP_TIMEOUT_SECONDS,
+    HealthCheckSettings,
+    HttpsSettings,
+    MetricsSettings,
+)
 
 CONTAINER_NAME = "web"
 CONTAINER_PORT = 8000
@@ -33,7 +38,7 @@ TMP_PATH = "/tmp"  # noqa: S108 - a volume of the task's own, not a shared host 
 # SERVICE_GRACEFUL_TIMEOUT_SECONDS, set below so both sides read one number)...
 GRACEFUL_TIMEOUT = cdk.Duration.seconds(20)
 # ...and ECS waits this long after SIGTERM before SIGKILL: longer, so requests are never cut.
-STOP_TIMEOUT = cdk.Duration.seconds(30)
+STOP_TIMEOUT = cdk.Duration.seconds(STOP_TIMEOUT_SECONDS)
 # Cold start (load and verify the model, warm it up) takes a few seconds; health checks that
 # fail before this are ignored, so a slow start is not mistaken for a broken task.
 STARTUP_ALLOWANCE = cdk.Duration.seconds(60)

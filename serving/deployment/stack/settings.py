@@ -46,6 +46,11 @@ LOG_RETENTION_DAYS = (
 # The VPC spans two availability zones: more NAT gateways than that would sit unused.
 AVAILABILITY_ZONES = 2
 
+# After SIGTERM, ECS waits this long for the container to exit before SIGKILL: longer than
+# the service's graceful timeout (SERVICE_GRACEFUL_TIMEOUT_SECONDS, 20 s), so in-flight
+# requests are never cut. `make rollout-test` stops its instances the same way.
+STOP_TIMEOUT_SECONDS: Final = 30
+
 # The load balancer's target health check asks for readiness (a worker that has made its
 # warm-up prediction), not liveness: the container health check keeps `/health`.
 READINESS_PATH: Final = "/ready"

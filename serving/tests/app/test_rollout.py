@@ -43,16 +43,17 @@ def balanced_instance(tmp_path: Path) -> Iterator[tuple[rollout.HAProxy, rollout
     """HAProxy in front of one ready instance, under the rehearsal's load."""
     timing = rollout.Timing.scaled(rollout.stack_settings().health_check)
     balancer = rollout.HAProxy(tmp_path, timing)
-    instance = rollout.start_instance("blue", tmp_path, workers=1)
+    launcher = rollout.choose_launcher(tmp_path)
     try:
+        instance = launcher.start("blue", {"SERVICE_WORKERS": "1"})
         with balancer.running():
             balancer.register(instance.name, instance.port)
-            assert rollout.wait_healthy(balancer, instance) is not None
+            assert rollout.wait_healthy(balancer, instance) is not None, instance.output()
             balancer.take_traffic(instance.name)
             with rollout.Load(balancer.port, rollout.example_body()).running() as load:
                 yield balancer, load
     finally:
-        procs.stop(instance.process)
+        launcher.close()
 
 
 @pytest.mark.slow
