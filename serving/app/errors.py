@@ -42,6 +42,7 @@ MAX_REPORTED_ERRORS = 50
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    request.app.state.service.monitor.observe_validation_errors(errors)
     detail = [describe(e) for e in errors[:MAX_REPORTED_ERRORS]]
     if len(errors) > MAX_REPORTED_ERRORS:
         hidden = len(errors) - MAX_REPORTED_ERRORS

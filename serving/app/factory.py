@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app import errors, metrics
-from app.artifacts import load_metadata, load_metrics
+from app.artifacts import load_metadata, load_metrics, load_profile
+from app.drift import InputMonitor
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.predictor import Predictor, load_predictor
 from app.routers import health, model, predict
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         metadata=metadata,
         predictor=predictor,
         schemas=schemas,
+        monitor=InputMonitor(metadata, load_profile(settings.model_dir, metadata)),
         evaluation=load_metrics(settings.model_dir),
     )
     log.info(
@@ -101,7 +103,13 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.include_router(metrics_routes.router)
     # The last added is the outermost: the request context sees the limit's 413s too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, model_version=metadata.model_version)
+    app.add_middleware(
+        RequestContextMiddleware,
+        model_version=metadata.model_version,
+        request_metrics=metrics.RequestMetrics(
+            settings.metrics_namespace, settings.name, metadata.model_version
+        ),
+    )
     app.openapi = _openapi_with_components(app, schemas.components)  # type: ignore[method-assign]
     return app
 

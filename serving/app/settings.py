@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The artifacts training writes: `serving/app/data/` in a checkout, `app/data/` in the image.
@@ -49,11 +49,34 @@ class Settings(BaseSettings):
     # indentation while refusing bodies no legitimate client sends.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_batch_records: int = Field(default=1000, ge=1)
+    # CloudWatch Embedded Metric Format in each request's log line (app.metrics): the
+    # namespace the metrics land in and the value of their `Service` dimension. The
+    # deployment passes the same values its alarms and dashboard read.
+    metrics_namespace: str = Field(
+        default="PredictionService",
+        min_length=1,
+        max_length=255,
+        # The characters CloudWatch allows in a namespace.
+        pattern=r"^[A-Za-z0-9.\-_/#: ]+$",
+    )
+    name: str = Field(
+        default="prediction-service",
+        min_length=1,
+        max_length=255,
+        description="The service's name (SERVICE_NAME): the EMF `Service` dimension.",
+    )
     # The revision the running image was deployed from, passed in by the deployment (CDK).
     deployed_revision: str | None = Field(
         default=None,
         validation_alias=AliasChoices("SERVICE_DEPLOYED_REVISION", "GIT_REVISION"),
     )
+
+    @field_validator("metrics_namespace")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("namespaces starting with AWS/ are reserved for AWS services")
+        return value
 
 
 @lru_cache(maxsize=1)

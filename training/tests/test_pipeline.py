@@ -31,6 +31,7 @@ COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
 ARTIFACTS = [
     "model.joblib",
     "model_metadata.json",
+    "reference_profile.json",
     "metrics.json",
     "report.md",
     "test_predictions.csv",
@@ -79,7 +80,7 @@ def test_repro_produces_every_artifact(workspace: Path) -> None:
     for name in ARTIFACTS:
         assert (data / name).stat().st_size > 0, name
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())
-    assert set(lock["stages"]) >= {"prepare", "train", "evaluate"}
+    assert set(lock["stages"]) >= {"prepare", "train", "profile", "evaluate"}
 
 
 def test_repro_again_is_a_no_op(workspace: Path) -> None:

@@ -18,6 +18,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from container import dockerfile
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.monitoring import NamedAlarm
 from deployment.stack.settings import (
@@ -28,9 +29,8 @@ from deployment.stack.settings import (
 )
 
 CONTAINER_NAME = "web"
-CONTAINER_PORT = 8000
-# Liveness, for the container health check (ECS replaces a hung container).
-HEALTH_PATH = "/health"
+# The container's port and health command are the image's, read from its Dockerfile: one
+# definition, so changing the port there moves the task, the target group and the checks.
 # The only writable path in the container (task storage; the root filesystem is read-only).
 TMP_PATH = "/tmp"  # noqa: S108 - a volume of the task's own, not a shared host directory
 
@@ -44,13 +44,6 @@ STOP_TIMEOUT = cdk.Duration.seconds(STOP_TIMEOUT_SECONDS)
 STARTUP_ALLOWANCE = cdk.Duration.seconds(60)
 # The target-group health check's interval, timeout and thresholds and the deregistration delay
 # are context values (settings.HealthCheckSettings): `make rollout-test` rehearses them.
-
-# python:3.11-slim has no curl: the container health check is Python's urllib, which raises
-# (exit 1) on a refused connection, a timeout or any status other than 2xx.
-CONTAINER_HEALTH_COMMAND = (
-    "import urllib.request; "
-    f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
-)
 
 # Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
@@ -221,6 +214,7 @@ class Service(Construct):
         workers: int,
         metrics: MetricsSettings,
     ) -> ecs.FargateTaskDefinition:
+        image = image_directory / "Dockerfile"
         task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -243,7 +237,7 @@ class Service(Construct):
                 platform=ecr_assets.Platform.LINUX_AMD64,
                 exclude=IMAGE_EXCLUDES,
             ),
-            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
+            port_mappings=[ecs.PortMapping(container_port=dockerfile.service_port(image))],
             # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
             # which ECS injects at start without writing it into the task definition.
             environment={
@@ -257,9 +251,11 @@ class Service(Construct):
                 "SERVICE_METRICS_NAMESPACE": metrics.namespace,
                 "SERVICE_NAME": metrics.service_name,
             },
-            # ECS ignores the Dockerfile's HEALTHCHECK; this one replaces a hung container.
+            # ECS ignores the Dockerfile's HEALTHCHECK, so the task repeats its command (it
+            # exits non-zero on a refused connection, a timeout or a status other than 200);
+            # it replaces a hung container.
             health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", CONTAINER_HEALTH_COMMAND],
+                command=["CMD", *dockerfile.health_command(image)],
                 interval=cdk.Duration.seconds(self._health_check.interval_seconds),
                 timeout=cdk.Duration.seconds(self._health_check.timeout_seconds),
                 retries=self._health_check.unhealthy_threshold,

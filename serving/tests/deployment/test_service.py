@@ -4,6 +4,7 @@ health checks, load balancer, autoscaling, logs. Each test names the property it
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -19,7 +20,7 @@ from deployment.stack.service_stack import (
 )
 from deployment.stack.settings import workers_for
 
-from .conftest import CDK_JSON, GIT_REVISION, Synthesized
+from .conftest import CDK_JSON, GIT_REVISION, SERVICE_PORT, Synthesized, image_context, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +56,8 @@ def test_task_size_comes_from_context(http: Synthesized, hosted_zone: Synthesize
     assert task["RequiresCompatibilities"] == ["FARGATE"]
 
 
-def test_container_listens_on_8000(http: Synthesized) -> None:
-    assert container(http)["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
+def test_container_listens_on_the_dockerfiles_port(http: Synthesized) -> None:
+    assert container(http)["PortMappings"] == [{"ContainerPort": SERVICE_PORT, "Protocol": "tcp"}]
 
 
 def test_root_filesystem_is_read_only_with_a_writable_tmp_volume(http: Synthesized) -> None:
@@ -81,17 +82,12 @@ def test_stop_timeout_outlasts_gunicorns_graceful_timeout(http: Synthesized) -> 
     assert spec["StopTimeout"] >= graceful + 5
 
 
-def test_container_health_check_probes_health_with_python_since_the_image_has_no_curl(
-    http: Synthesized,
-) -> None:
+def test_container_health_check_is_the_images_healthcheck_command(http: Synthesized) -> None:
+    """The command names no port: app.healthcheck probes the one SERVICE_BIND names."""
     check = container(http)["HealthCheck"]
-    command = check["Command"]
-    assert command[:3] == ["CMD", "python", "-c"]
-    assert "urllib.request.urlopen('http://127.0.0.1:8000/health'" in command[3]
+    assert check["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
     assert (check["Interval"], check["Timeout"], check["Retries"]) == (10, 5, 3)
     assert check["StartPeriod"] == 60
-    # The one-liner is valid Python, so the check cannot fail for a syntax error.
-    compile(command[3], "<health check>", "exec")
 
 
 def test_container_reports_the_git_revision_it_was_deployed_from(http: Synthesized) -> None:
@@ -162,11 +158,13 @@ def test_tasks_run_in_private_subnets_without_public_ips(http: Synthesized) -> N
     assert {subnet["Ref"] for subnet in network["Subnets"]} == private
 
 
-def test_tasks_accept_traffic_only_from_the_load_balancer_on_8000(http: Synthesized) -> None:
+def test_tasks_accept_traffic_only_from_the_load_balancer_on_the_service_port(
+    http: Synthesized,
+) -> None:
     ingress = http.resources("AWS::EC2::SecurityGroupIngress")
     assert len(ingress) == 1
     rule = next(iter(ingress.values()))["Properties"]
-    assert (rule["FromPort"], rule["ToPort"]) == (8000, 8000)
+    assert (rule["FromPort"], rule["ToPort"]) == (SERVICE_PORT, SERVICE_PORT)
     assert "SourceSecurityGroupId" in rule
     assert "CidrIp" not in rule
 
@@ -192,7 +190,7 @@ def test_target_group_checks_readiness_with_the_context_interval_and_thresholds(
     assert group["TargetType"] == "ip"
     # ECS registers each task's address on the container port, whatever the group's port.
     (attachment,) = http.only("AWS::ECS::Service")["LoadBalancers"]
-    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", 8000)
+    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", SERVICE_PORT)
 
 
 def test_deregistration_delay_is_the_context_value_not_the_300_second_default(
@@ -373,3 +371,23 @@ def test_outputs_are_the_service_url_the_load_balancer_the_dashboard_and_the_ala
         ALARM_TOPIC_OUTPUT,
     }
     assert outputs[LOAD_BALANCER_OUTPUT]["Value"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
+
+
+def test_another_port_in_the_dockerfile_moves_the_task_group_and_checks_with_it(
+    tmp_path: Path,
+) -> None:
+    """The port is written in the Dockerfile only: changed there, the container port, the
+    security group rule and the load balancer's target follow it, and the health check, which
+    names no port, stays the image's."""
+    port = 9123
+    synth = synthesize(
+        {"gitRevision": GIT_REVISION},
+        tmp_path / "cdk.out",
+        image_context(tmp_path / "context", port=port),
+    )
+    assert container(synth)["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
+    (rule,) = [r["Properties"] for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()]
+    assert (rule["FromPort"], rule["ToPort"]) == (port, port)
+    (attachment,) = synth.only("AWS::ECS::Service")["LoadBalancers"]
+    assert attachment["ContainerPort"] == port
+    assert container(synth)["HealthCheck"]["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
