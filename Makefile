@@ -163,11 +163,12 @@ SERVING_DIR := serving
 
 # Runs exactly what the image runs: the Dockerfile's CMD from serving/, which stands for the
 # image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). `dvc repro` retrains
-# only when the model is missing or out of date.
+# only when the model is missing or out of date. /docs is on here (the image leaves it off:
+# Swagger UI loads from a CDN); SERVICE_API_DOCS=false turns it off.
 .PHONY: serve
 serve: $(ENV_STAMP) ## Train if needed, then run the service on port 8000 as the image does
 	dvc repro
-	cd $(SERVING_DIR) && exec python -m bench.imagecmd
+	cd $(SERVING_DIR) && SERVICE_API_DOCS=$${SERVICE_API_DOCS:-true} exec python -m bench.imagecmd
 
 BENCH_SECONDS ?= 5
 .PHONY: bench

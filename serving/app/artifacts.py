@@ -236,13 +236,26 @@ def load_metadata(model_dir: Path) -> ModelMetadata:
     return parse_metadata(raw)
 
 
+def contained_model_path(model_dir: Path, model_file: str) -> Path:
+    """`model_file` inside `model_dir`; refused when it resolves anywhere else (`..`, an
+    absolute path, a symlink pointing out), before anything is read from it."""
+    directory = model_dir.resolve()
+    path = (directory / model_file).resolve()
+    if not path.is_relative_to(directory):
+        raise ModelIntegrityError(
+            f"{METADATA_FILE}: model_file {model_file[:200]!r} resolves to {path}, outside "
+            f"the model directory {directory}"
+        )
+    return path
+
+
 def verify_model_file(model_dir: Path, metadata: ModelMetadata) -> Path:
     """Return the model's path once it is present, intact and loadable by this scikit-learn.
 
     Runs before anything unpickles the file: a file whose hash differs from the reviewed
     record is never loaded at all. Hashes the file, so it runs once per start.
     """
-    path = model_dir / metadata.model_file
+    path = contained_model_path(model_dir, metadata.model_file)
     if not path.is_file():
         raise ModelIntegrityError(
             f"model file {path} is missing: run `make train`, or `dvc pull` to fetch it"

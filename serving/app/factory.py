@@ -39,7 +39,8 @@ Predicts the **{target}** ({classes}) from the features described in `GET /model
   never saw** are rejected with 422 listing the allowed values, rather than predicted from
   the remaining fields alone. Bodies over {max_body} bytes are rejected with 413, bodies not
   sent as `application/json` with 415.
-- Every response carries the `X-Model-Version` and `X-Request-Id` headers.
+- Every response carries the `X-Model-Version` and `X-Request-Id` headers; predictions
+  are sent with `Cache-Control: no-store`.
 """
 
 
@@ -94,6 +95,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             max_body=settings.max_body_bytes,
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc come from a CDN: off unless SERVICE_API_DOCS asks for them.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        # Starlette answers `/health/` with a redirect to an absolute URL built from the
+        # Host header, which the client chooses; a slashed path is a 404 instead.
+        redirect_slashes=False,
     )
     app.state.service = service
     errors.install(app, metadata.model_version)

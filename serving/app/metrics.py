@@ -59,9 +59,12 @@ LATENCY = Histogram(
 )
 ERRORS = Counter(
     "http_request_errors_total",
-    "Requests answered with an error: kind is client (4xx) or server (5xx).",
+    "Requests answered with an error: kind is client (4xx), server (5xx), or aborted "
+    "(499: the client closed the connection before its request was read).",
     ["route", "kind", "model_version"],
 )
+# nginx's "client closed request": the client's doing, and no answer was sent.
+CLIENT_CLOSED_REQUEST = 499
 PREDICTIONS = Counter(
     "model_predictions_total",
     "Records predicted, by predicted class.",
@@ -146,7 +149,13 @@ def observe_request(
     REQUESTS.labels(*labels).inc()
     LATENCY.labels(*labels).observe(seconds)
     if status >= 400:
-        ERRORS.labels(route, "server" if status >= 500 else "client", model_version).inc()
+        if status >= 500:
+            kind = "server"
+        elif status == CLIENT_CLOSED_REQUEST:
+            kind = "aborted"
+        else:
+            kind = "client"
+        ERRORS.labels(route, kind, model_version).inc()
 
 
 def count_predictions(model_version: str, classes: Sequence[str], best: np.ndarray) -> None:
@@ -184,7 +193,7 @@ def count_drift(
 def status_class(status: int) -> str:
     """The EMF count a status adds to. 499 (the client went away before the answer) is
     neither a 4xx the service sent nor a server error."""
-    if status == 499:
+    if status == CLIENT_CLOSED_REQUEST:
         return "ClientAborts"
     return f"Status{min(max(status // 100, 1), 5)}xx"
 

@@ -103,6 +103,8 @@ class Service(Construct):
             git_revision=git_revision,
             workers=workers,
             metrics=metrics,
+            # The load balancer's addresses: inside the VPC.
+            trusted_proxies=vpc.vpc_cidr_block,
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
@@ -213,6 +215,7 @@ class Service(Construct):
         git_revision: str,
         workers: int,
         metrics: MetricsSettings,
+        trusted_proxies: str,
     ) -> ecs.FargateTaskDefinition:
         image = image_directory / "Dockerfile"
         task_definition = ecs.FargateTaskDefinition(
@@ -250,6 +253,9 @@ class Service(Construct):
                 # dashboard read the same namespace and Service dimension.
                 "SERVICE_METRICS_NAMESPACE": metrics.namespace,
                 "SERVICE_NAME": metrics.service_name,
+                # The load balancer connects from inside the VPC: X-Forwarded-For is
+                # believed from those addresses only, so the logs show the real client.
+                "SERVICE_FORWARDED_ALLOW_IPS": trusted_proxies,
             },
             # ECS ignores the Dockerfile's HEALTHCHECK, so the task repeats its command (it
             # exits non-zero on a refused connection, a timeout or a status other than 200);
@@ -349,8 +355,9 @@ class Service(Construct):
         acknowledge_nag(
             task_definition,
             "AwsSolutions-ECS2",
-            "The environment holds only the deployed git revision, a timeout, the worker count "
-            "and the metric namespace and service name, no secrets; "
+            "The environment holds only plain settings (the deployed git revision, a timeout, "
+            "the worker count, the metric namespace and service name, the VPC's CIDR), no "
+            "secrets; "
             "secrets would go through the container's `secrets` (Secrets Manager or SSM).",
         )
         execution_role = task_definition.obtain_execution_role()

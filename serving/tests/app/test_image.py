@@ -183,6 +183,8 @@ def test_gunicorn_configuration_matches_the_deployment() -> None:
     # The load balancer's idle timeout is 60 s.
     assert config["keepalive"] > 60
     assert config["control_socket_disable"] is True
+    # X-Forwarded-For is believed from loopback only unless the deployment names its proxies.
+    assert config["forwarded_allow_ips"] == ["127.0.0.1", "::1"]
     assert config["accesslog"] is None
     assert config["errorlog"] == "-"
     if Path("/dev/shm").is_dir():

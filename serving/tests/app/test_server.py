@@ -275,6 +275,17 @@ def broken(model_dir: Path, tmp: Path, how: str) -> Path:
         profile_path = copy / "reference_profile.json"
         profile = json.loads(profile_path.read_text(encoding="utf-8"))
         profile_path.write_text(json.dumps({**profile, "model_sha256": "e" * 64}), "utf-8")
+    elif how.startswith("model-file-"):
+        # The intact model, moved out of the model directory and named from inside it: the
+        # hash matches, so only the path check stands between it and unpickling.
+        outside = tmp / f"{how}.joblib"
+        (copy / "model.joblib").rename(outside)
+        if how == "model-file-parent":
+            metadata["model_file"] = f"../{outside.name}"
+        elif how == "model-file-absolute":
+            metadata["model_file"] = str(outside)
+        else:
+            (copy / "model.joblib").symlink_to(outside)
     metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
     return copy
 
@@ -287,6 +298,10 @@ REFUSALS = {
     "missing-metadata": r"model metadata \S+ is missing",
     "malformed-metadata": r"input_schema\.features\[0\]: a number needs a minimum and a maximum",
     "foreign-profile": r"reference_profile\.json describes model e{64}.* belongs to another model",
+    "model-file-parent": r"model_file '\.\./model-file-parent\.joblib' resolves to \S+, outside",
+    "model-file-absolute": r"model_file '/\S+/model-file-absolute\.joblib' resolves to \S+",
+    "model-file-symlink": r"model_file 'model\.joblib' resolves to \S+model-file-symlink\.joblib, "
+    r"outside the model directory",
 }
 
 
@@ -305,13 +320,22 @@ def test_each_integrity_failure_stops_the_service_with_one_clear_line(
         launched[how] = subprocess.Popen(
             argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-    for how, process in launched.items():
-        try:
-            output, _ = process.communicate(timeout=60)
-        finally:
+    outputs = {}
+    deadline = time.monotonic() + 60
+    try:
+        for how, process in launched.items():
+            try:
+                wait = max(1.0, deadline - time.monotonic())
+                outputs[how] = process.communicate(timeout=wait)[0].decode()
+            except subprocess.TimeoutExpired:
+                outputs[how] = "(still running: the model was served)"
+    finally:
+        # Every one, even after a failure: a service that did start must not outlive the test.
+        for process in launched.values():
             procs.stop(process)
-        assert process.returncode == 78, (how, output.decode())
-        lines = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+    for how, output in outputs.items():
+        assert launched[how].returncode == 78, (how, output)
+        lines = [json.loads(line) for line in output.splitlines() if line.strip()]
         critical = [line for line in lines if line["level"] == "critical"]
         assert len(critical) == 1, (how, lines)
         assert critical[0]["message"].startswith("refusing to start: ")

@@ -94,6 +94,15 @@ def test_container_reports_the_git_revision_it_was_deployed_from(http: Synthesiz
     assert environment(http)["GIT_REVISION"] == GIT_REVISION
 
 
+def test_forwarded_headers_are_trusted_only_from_the_vpc_where_the_balancer_lives(
+    http: Synthesized,
+) -> None:
+    trusted: Any = environment(http)["SERVICE_FORWARDED_ALLOW_IPS"]
+    vpc = http.template.find_resources("AWS::EC2::VPC")
+    assert len(vpc) == 1
+    assert trusted == {"Fn::GetAtt": [next(iter(vpc)), "CidrBlock"]}
+
+
 def test_environment_holds_no_secrets(http: Synthesized) -> None:
     assert set(environment(http)) == {
         "GIT_REVISION",
@@ -101,6 +110,7 @@ def test_environment_holds_no_secrets(http: Synthesized) -> None:
         "SERVICE_WORKERS",
         "SERVICE_METRICS_NAMESPACE",
         "SERVICE_NAME",
+        "SERVICE_FORWARDED_ALLOW_IPS",
     }
     assert "Secrets" not in container(http)
     suspicious = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
