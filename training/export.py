@@ -257,6 +257,10 @@ def check_parity(
     }
 
 
+def _without_figure(check: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in check.items() if k != "max_abs_probability_difference"}
+
+
 # --- the stage ------------------------------------------------------------------------------
 
 
@@ -336,7 +340,11 @@ def export(
             for name, frame in (("prepared_data", prepared), ("random_records", random))
         }
         record["parity"] = {
-            **parity,
+            # The measured difference of a passing check is ulp-level noise that changes with
+            # the BLAS kernel the CPU selects (1e-16 on one, 7e-16 on another), so the
+            # git-tracked record keeps only what every machine reproduces and the figure goes
+            # to the log; a failing check keeps it, as the reason.
+            **{name: p if not p["passed"] else _without_figure(p) for name, p in parity.items()},
             "passed": all(p["passed"] for p in parity.values()),
             "rows_checked": sum(p["rows_checked"] for p in parity.values()),
             "random_records_seed": int(params["seed"]),

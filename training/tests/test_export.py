@@ -5,7 +5,6 @@ without failing the pipeline."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,6 @@ def _train_into(
         target,
         train_params,
         directory,
-        trained_at=datetime(2026, 1, 1, tzinfo=UTC),
-        revision="unknown",
         model=model,
     )
     prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
@@ -82,7 +79,8 @@ def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported)
     assert parity["random_records"]["rows_checked"] == params["random_records"]
     assert parity["rows_checked"] == 344 + params["random_records"]
     for part in ("prepared_data", "random_records"):
-        assert 0 <= parity[part]["max_abs_probability_difference"] <= 1e-6
+        # A passing check records no figure: it differs from CPU to CPU (see export.py).
+        assert "max_abs_probability_difference" not in parity[part]
         assert parity[part]["label_disagreements"] == 0
         assert parity[part]["label_agreement"] == 1.0
 
