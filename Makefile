@@ -10,9 +10,12 @@ MAKEFLAGS += --no-builtin-rules
 SYSTEM_PYTHON := $(shell command -v python3)
 PYTHON ?= $(SYSTEM_PYTHON)
 PIPENV_VERSION := 2026.10.3
-# The Pipfile categories, in the order they appear; `make setup-development-pipenv`
-# installs all of them, the serving image only `packages` and `serving`.
-CATEGORIES := packages training serving deployment dev-packages
+# The Pipfile categories, in the order they appear. `make serve` (and the other targets that
+# only train and serve) installs the first three; `make setup-development-pipenv`, and every
+# target that needs it, adds the rest. The serving image installs only `packages` and `serving`.
+SERVE_CATEGORIES := packages training serving
+DEVELOPMENT_CATEGORIES := deployment dev-packages
+CATEGORIES := $(SERVE_CATEGORIES) $(DEVELOPMENT_CATEGORIES)
 
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
@@ -28,6 +31,9 @@ PIPENV := $(PYTHON) -m pipenv
 ENSURE_PIPENV := $(PIPENV) --version >/dev/null 2>&1 || \
 	$(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)" 2>/dev/null || \
 	$(PYTHON) -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
+# One stamp per set of categories, each rebuilt when Pipfile.lock changes: .synced-serve
+# for SERVE_CATEGORIES, .synced for all of them.
+SERVE_STAMP := $(VENV)/.synced-serve
 ENV_STAMP := $(VENV)/.synced
 
 SERVING_REQUIREMENTS := serving/app/requirements.txt
@@ -49,10 +55,25 @@ help: ## Show this list of targets
 .PHONY: setup-development-pipenv
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
 
-# Rebuilt whenever Pipfile.lock changes.
-$(ENV_STAMP): Pipfile.lock
+# One `pipenv sync` per category, each announced, so a first install shows where it is
+# (pipenv prints nothing for minutes otherwise). The categories lock no package at two
+# versions (tests/test_environment.py), so installing them in steps gives the same
+# environment as one sync of all of them.
+SYNC_CATEGORIES = set -- $(1); step=0; for category in "$$@"; do step=$$((step + 1)); \
+	printf '==> [%s/%s] pipenv sync: Pipfile category %s\n' "$$step" "$$#" "$$category"; \
+	$(PIPENV) sync --categories "$$category"; done
+
+$(SERVE_STAMP): Pipfile.lock
 	@$(ENSURE_PIPENV)
-	$(PIPENV) sync --categories "$(CATEGORIES)"
+	@$(call SYNC_CATEGORIES,$(SERVE_CATEGORIES))
+	@touch $@
+
+# Order-only on the serving set: installed after it, but a rebuilt serving set alone (same
+# lock) does not mean the rest must be reinstalled.
+$(ENV_STAMP): Pipfile.lock | $(SERVE_STAMP)
+	@$(ENSURE_PIPENV)
+	@$(call SYNC_CATEGORIES,$(DEVELOPMENT_CATEGORIES))
+	@echo "==> checking aws-cdk-lib's files (another package of the deployment category overwrites some)"
 	$(BIN)/python serving/deployment/repair_cdk_lib.py --lock Pipfile.lock
 	@touch $@
 
@@ -110,16 +131,32 @@ tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requiremen
 ##@ Training
 
 .PHONY: train
-train: $(ENV_STAMP) ## Run the DVC pipeline (prepare, train, export, evaluate) and show the metrics
+train: $(SERVE_STAMP) ## Run the DVC pipeline (prepare, train, export, evaluate) and show the metrics
 	dvc repro
 	@sed -n '/^## Test split/,/^## Cross-validation/p' serving/app/data/report.md | sed '$$d'
 
 BUCKET ?=
 .PHONY: configure-dvc
-configure-dvc: $(ENV_STAMP) ## Point the DVC remote at your bucket: make configure-dvc BUCKET=name
+configure-dvc: $(SERVE_STAMP) ## Point the DVC remote at your bucket: make configure-dvc BUCKET=name
 	@test -n "$(BUCKET)" || { echo "usage: make configure-dvc BUCKET=<bucket name from terraform output>"; exit 2; }
 	dvc remote modify storage url "s3://$(BUCKET)/dvc"
 	@echo "DVC remote 'storage' now points at s3://$(BUCKET)/dvc; commit .dvc/config"
+
+MODEL_FILE := serving/app/data/model.joblib
+# The model this checkout's dvc.lock records. A checkout without one (a fresh clone) first
+# pulls it from the DVC remote; when no remote answers (a fork before `make configure-dvc`,
+# no AWS credentials) it is trained here instead, which gives the same bytes on any x86-64
+# machine (README, "What is reproducible where"). `dvc repro` then retrains only what is out
+# of date, so an unchanged checkout stays clean in git either way.
+.PHONY: model
+model: $(SERVE_STAMP) ## Pull the committed model from the DVC remote, or train it when the remote has none
+	@if [ ! -e $(MODEL_FILE) ]; then \
+		echo "==> no model yet: pulling it from the DVC remote '$$(dvc remote default)'"; \
+		dvc pull --quiet 2>/dev/null || \
+			echo "==> the DVC remote did not provide it (not configured, or no credentials): training"; \
+	fi
+	@echo "==> dvc repro (runs only the stages whose inputs changed)"
+	dvc repro
 
 ##@ Quality
 
@@ -135,10 +172,11 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 	ruff format .
 
 .PHONY: test
-test: $(ENV_STAMP) $(TOOLS_STAMP) ## Run every test and scanner (builds the environments and the model first when missing)
-	dvc repro
+test: $(ENV_STAMP) $(TOOLS_STAMP) model ## Run every test and scanner (builds the environments and the model first when missing)
+	@echo "==> pytest (training, serving, infrastructure, workflows)"
 	pytest
-	$(MAKE) --no-print-directory scan
+	@echo "==> scanners: $(SCANS)"
+	@$(MAKE) --no-print-directory scan
 
 .PHONY: scan
 scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, zizmor, hadolint)
@@ -157,17 +195,16 @@ clean: ## Remove caches and build output (keeps .venv and the DVC cache)
 SERVING_DIR := serving
 
 # Runs exactly what the image runs: the Dockerfile's CMD from serving/, which stands for the
-# image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). `dvc repro` retrains
-# only when the model is missing or out of date.
+# image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). It installs only the
+# categories that train and serve, and gets the model from `make model`.
 .PHONY: serve
-serve: $(ENV_STAMP) ## Train if needed, then run the service on port 8000 as the image does
-	dvc repro
+serve: $(SERVE_STAMP) model ## Pull or train the model if needed, then run the service on port 8000 as the image does
+	@echo "==> serving on $${SERVICE_BIND:-0.0.0.0:8000} (the image's command; Ctrl-C stops it)"
 	cd $(SERVING_DIR) && exec python -m bench.imagecmd
 
 BENCH_SECONDS ?= 5
 .PHONY: bench
-bench: $(ENV_STAMP) ## Benchmark the service against the naive baseline on loopback (prints a table)
-	dvc repro
+bench: $(ENV_STAMP) model ## Benchmark the service against the naive baseline on loopback (prints a table)
 	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS)
 
 URL ?=
@@ -321,11 +358,11 @@ CI_CDK_OUTPUTS := serving/deployment/cdk-outputs.json
 CI_TESTS_WORKFLOW := tests.yml
 
 .PHONY: dvc-pull
-dvc-pull: $(ENV_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
+dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
 	dvc pull
 
 .PHONY: dvc-push
-dvc-push: $(ENV_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
+dvc-push: $(SERVE_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
 	dvc push
 
 # The tests that exercise the model in serving/app/data (the deployment tests do not).
