@@ -60,7 +60,7 @@ setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.ve
 # versions (tests/test_environment.py), so installing them in steps gives the same
 # environment as one sync of all of them.
 SYNC_CATEGORIES = set -- $(1); step=0; for category in "$$@"; do step=$$((step + 1)); \
-	printf '==> [%s/%s] pipenv sync: Pipfile category %s\n' "$$step" "$$#" "$$category"; \
+	printf '==> [%s/%s] pipenv sync: Pipfile category %s\n' "$$step" $(words $(1)) "$$category"; \
 	$(PIPENV) sync --categories "$$category"; done
 
 $(SERVE_STAMP): Pipfile.lock
