@@ -10,6 +10,7 @@ MAKEFLAGS += --no-builtin-rules
 SYSTEM_PYTHON := $(shell command -v python3)
 PYTHON ?= $(SYSTEM_PYTHON)
 PIPENV_VERSION := 2026.10.3
+UV_VERSION := 0.13.8
 # The Pipfile categories, in the order they appear. `make serve` (and the other targets that
 # only train and serve) installs the first three; `make setup-development-pipenv`, and every
 # target that needs it, adds the rest. The serving image installs only `packages` and `serving`.
@@ -35,6 +36,13 @@ ENSURE_PIPENV := $(PIPENV) --version >/dev/null 2>&1 || \
 # for SERVE_CATEGORIES, .synced for all of them.
 SERVE_STAMP := $(VENV)/.synced-serve
 ENV_STAMP := $(VENV)/.synced
+# Pipfile.lock is the one lock, resolved by pipenv; uv installs what it pins (exported per set
+# of categories, with hashes) because it fetches and unpacks in parallel from its cache: the
+# serving set takes seconds where `pipenv sync` takes a minute or more.
+UV := $(PYTHON) -m uv
+ENSURE_UV := $(UV) --version >/dev/null 2>&1 || \
+	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)" 2>/dev/null || \
+	$(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
 
 SERVING_REQUIREMENTS := serving/app/requirements.txt
 
@@ -55,24 +63,27 @@ help: ## Show this list of targets
 .PHONY: setup-development-pipenv
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
 
-# One `pipenv sync` per category, each announced, so a first install shows where it is
-# (pipenv prints nothing for minutes otherwise). The categories lock no package at two
-# versions (tests/test_environment.py), so installing them in steps gives the same
-# environment as one sync of all of them.
-SYNC_CATEGORIES = set -- $(1); step=0; for category in "$$@"; do step=$$((step + 1)); \
-	printf '==> [%s/%s] pipenv sync: Pipfile category %s\n' "$$step" $(words $(1)) "$$category"; \
-	$(PIPENV) sync --categories "$$category"; done
+# Installs the categories $(1) into .venv (a plain venv, so pip is there for the repair below),
+# saying which and how many; uv then lists every package it installs.
+define INSTALL_CATEGORIES
+	@$(ENSURE_PIPENV)
+	@$(ENSURE_UV)
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> exporting Pipfile categories [$(1)] from Pipfile.lock"
+	@$(PIPENV) requirements --hash --categories "$(1)" > $(VENV)/requirements-$(2).txt
+	@echo "==> installing them: $$(grep -c '==' $(VENV)/requirements-$(2).txt) packages (uv pip install)"
+	@$(UV) pip install --python $(BIN)/python --no-deps --require-hashes \
+		-r $(VENV)/requirements-$(2).txt
+endef
 
 $(SERVE_STAMP): Pipfile.lock
-	@$(ENSURE_PIPENV)
-	@$(call SYNC_CATEGORIES,$(SERVE_CATEGORIES))
+	$(call INSTALL_CATEGORIES,$(SERVE_CATEGORIES),serve)
 	@touch $@
 
 # Order-only on the serving set: installed after it, but a rebuilt serving set alone (same
 # lock) does not mean the rest must be reinstalled.
 $(ENV_STAMP): Pipfile.lock | $(SERVE_STAMP)
-	@$(ENSURE_PIPENV)
-	@$(call SYNC_CATEGORIES,$(DEVELOPMENT_CATEGORIES))
+	$(call INSTALL_CATEGORIES,$(DEVELOPMENT_CATEGORIES),development)
 	@echo "==> checking aws-cdk-lib's files (another package of the deployment category overwrites some)"
 	$(BIN)/python serving/deployment/repair_cdk_lib.py --lock Pipfile.lock
 	@touch $@
