@@ -159,7 +159,7 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
         (f, StringTensorType([None, 1])) for f in features.categorical
     ]
     final_step = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    return convert_sklearn(
+    onnx_model = convert_sklearn(
         model,
         # A fixed name: skl2onnx otherwise draws a random one, and the file's sha256 with it.
         name=name,
@@ -169,6 +169,13 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
         custom_conversion_functions={SimpleImputer: _convert_simple_imputer},
         custom_shape_calculators={SimpleImputer: calculate_sklearn_imputer_output_shapes},
     )
+    # skl2onnx lists the opsets in an order that follows the interpreter's hash seed (about
+    # one run in thirty differs here), and the file's bytes with it; sorted, the same model
+    # always exports to the same bytes.
+    opsets = sorted(onnx_model.opset_import, key=lambda opset: opset.domain)
+    del onnx_model.opset_import[:]
+    onnx_model.opset_import.extend(opsets)
+    return onnx_model
 
 
 def inference_session(model_bytes: bytes) -> Any:
