@@ -196,6 +196,16 @@ scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (chec
 # Each part appends its scanner target to SCANS in its own section below.
 SCANS :=
 
+# What a quickstart must leave behind: `make serve` and `make test` change no tracked file and
+# leave no file that .gitignore does not cover (CI runs this after `make test`).
+.PHONY: check-clean-tree
+check-clean-tree: ## Fail when tracked files changed or files outside .gitignore appeared
+	@changes=$$(git status --porcelain); \
+	if [ -n "$$changes" ]; then \
+		echo "the working tree is not clean:"; echo "$$changes"; git --no-pager diff --stat; exit 1; \
+	fi
+	@echo "working tree clean"
+
 .PHONY: clean
 clean: ## Remove caches and build output (keeps .venv and the DVC cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache serving/deployment/cdk.out
