@@ -370,6 +370,7 @@ CI_MODEL_DATA := serving/app/data
 export BASE_REF ?= origin/main
 export BASE_NAME ?= $(patsubst origin/%,%,$(BASE_REF))
 CI_BASE_METRICS := $(CI_DIR)/base-metrics.json
+CI_BASE_PREDICTIONS := $(CI_DIR)/base-test-predictions.csv
 CI_PR_COMMENT := $(CI_DIR)/pr-comment.md
 # What `dvc repro` changes that git tracks (dvc.lock and the `cache: false` outputs of dvc.yaml),
 # copied here by the train job and committed to the PR branch by the commit-back job.
@@ -398,7 +399,7 @@ stage-training-outputs: $(ENV_STAMP) ## Copy dvc.lock and the git-tracked output
 	python $(CI_SCRIPTS)/training_outputs.py --copy-to $(CI_STAGED_OUTPUTS)
 
 .PHONY: base-metrics
-base-metrics: ## Extract BASE_REF's metrics.json into build/ci (empty when BASE_REF has no model)
+base-metrics: ## Extract BASE_REF's metrics.json and test_predictions.csv into build/ci (empty when BASE_REF has no model)
 	@mkdir -p $(CI_DIR)
 	@git rev-parse --verify --quiet "$$BASE_REF^{commit}" >/dev/null || { \
 		echo "BASE_REF=$$BASE_REF is not a commit here: fetch it or pass BASE_REF=<ref>" >&2; exit 2; }
@@ -408,15 +409,20 @@ base-metrics: ## Extract BASE_REF's metrics.json into build/ci (empty when BASE_
 		echo "$$BASE_REF has no $(CI_MODEL_DATA)/metrics.json yet: this is the first model"; \
 		: > $(CI_BASE_METRICS); \
 	fi
+	@git show "$$BASE_REF:$(CI_MODEL_DATA)/test_predictions.csv" > $(CI_BASE_PREDICTIONS) 2>/dev/null \
+		|| : > $(CI_BASE_PREDICTIONS)
 
-# The base file is empty when the base branch has no model; the scripts are then told so by
-# leaving out --base-metrics.
+# A base file is empty when the base branch has no model; the scripts are then told so by
+# leaving out its option.
 CI_BASE_METRICS_ARG = $$(test -s $(CI_BASE_METRICS) && echo --base-metrics $(CI_BASE_METRICS))
+CI_BASE_PREDICTIONS_ARG = \
+	$$(test -s $(CI_BASE_PREDICTIONS) && echo --base-predictions $(CI_BASE_PREDICTIONS))
 
 .PHONY: pr-comment
-pr-comment: $(ENV_STAMP) base-metrics ## Write build/ci/pr-comment.md: metrics vs BASE_REF, baseline, report
+pr-comment: $(ENV_STAMP) base-metrics ## Write build/ci/pr-comment.md: metrics and confusion matrix vs BASE_REF, baseline, report
 	python $(CI_SCRIPTS)/model_report.py comment --metrics $(CI_MODEL_DATA)/metrics.json \
 		$(CI_BASE_METRICS_ARG) --base-name "$$BASE_NAME" --report $(CI_MODEL_DATA)/report.md \
+		--predictions $(CI_MODEL_DATA)/test_predictions.csv $(CI_BASE_PREDICTIONS_ARG) \
 		--metadata $(CI_MODEL_DATA)/model_metadata.json --params params.yaml --output $(CI_PR_COMMENT)
 	@# In GitHub Actions the comment also goes to the job summary, which fork PRs get too.
 	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(CI_PR_COMMENT) >> "$$GITHUB_STEP_SUMMARY"; fi
