@@ -6,8 +6,9 @@ Two commands, both fed plain files so they run (and are tested) without GitHub:
   base branch's with the change, the confusion matrix of the test split (the DVC plot of
   ``test_predictions.csv``) with the change from the base branch's, the baseline, the verdict
   of the regression check and the training report. Its first line is a hidden marker that
-  lets the workflow find and edit the one comment it owns instead of adding a new one per run. The output depends only on the
-  inputs (no clock, no environment), so two runs give byte-identical files.
+  lets the workflow find and edit the one comment it owns instead of adding a new one per run.
+  The output depends only on the inputs (no clock, no environment), so two runs give
+  byte-identical files.
 * ``compare`` exits 1 when a gated metric is worse than the base branch's by more than
   ``compare.max_regression`` in params.yaml. That exit status is the train check's verdict.
 
