@@ -15,7 +15,6 @@ answers with the Pipeline itself and says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -33,7 +32,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
 from training import paths
-from training.io import load_params, write_json
+from training.io import load_params, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +79,6 @@ class Features:
 
 class ExportUnavailable(Exception):
     """The model cannot be served through ONNX; the message says why."""
-
-
-def sha256_bytes(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
 
 
 # --- conversion ---------------------------------------------------------------------------
@@ -300,8 +295,7 @@ def export(
     only when its inputs are inconsistent (a model file that is not the one the metadata
     describes), which no fallback could make right.
     """
-    model_bytes = model_path.read_bytes()
-    model_sha256 = sha256_bytes(model_bytes)
+    model_sha256 = sha256_file(model_path)
     if model_sha256 != metadata["model_sha256"]:
         raise ValueError(
             f"{model_path} has sha256 {model_sha256}, the metadata records "
@@ -378,7 +372,7 @@ def export(
         record |= {
             "status": "exported",
             "onnx_file": f"{onnx_dir.name}/{ONNX_FILE}",
-            "onnx_sha256": sha256_bytes(onnx_bytes),
+            "onnx_sha256": sha256_file(onnx_dir / ONNX_FILE),
         }
         log.info(
             "exported %s: parity over %d rows, max |difference| %s",

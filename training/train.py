@@ -13,7 +13,6 @@ the service reports as `deployed_revision`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 from pathlib import Path
@@ -32,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import paths
 from training.data import FeatureSpec, feature_spec, fingerprint
-from training.io import load_params, write_json
+from training.io import load_params, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +117,6 @@ def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[
             }
         features.append(entry)
     return features
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:

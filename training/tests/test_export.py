@@ -22,9 +22,9 @@ from sklearn.semi_supervised import LabelSpreading
 
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset
-from training.io import load_params
+from training.io import load_params, sha256_file
 from training.prepare import split
-from training.train import build_pipeline, fit_and_save, sha256_file
+from training.train import build_pipeline, fit_and_save
 
 
 def _train_into(
@@ -92,7 +92,7 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
     directory, trained, record = exported
     graph = directory / record["onnx_file"]
     assert record["onnx_file"] == "onnx/model.onnx"
-    assert export.sha256_bytes(graph.read_bytes()) == record["onnx_sha256"]
+    assert sha256_file(graph) == record["onnx_sha256"]
     assert record["model_sha256"] == trained["metadata"]["model_sha256"]
     assert record["model_sha256"] == sha256_file(directory / "model.joblib")
     assert record["classes"] == trained["metadata"]["classes"]
