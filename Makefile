@@ -183,7 +183,7 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 	ruff format .
 
 .PHONY: test
-test: $(ENV_STAMP) $(TOOLS_STAMP) model ## Run every test and scanner (builds the environments and the model first when missing)
+test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) model ## Run every test and scanner (builds the environments and the model first when missing)
 	@echo "==> pytest (training, serving, infrastructure, workflows)"
 	pytest
 	@echo "==> scanners: $(SCANS)"
