@@ -63,12 +63,13 @@ help: ## Show this list of targets
 .PHONY: setup-development-pipenv
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
 
-# Installs the categories $(1) into .venv (a plain venv, so pip is there for the repair below),
+# Installs the categories $(1) into .venv (seeded with pip, which the repair below uses),
 # saying which and how many; uv then lists every package it installs.
 define INSTALL_CATEGORIES
 	@$(ENSURE_PIPENV)
 	@$(ENSURE_UV)
-	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; \
+		$(UV) venv --quiet --seed --python $(PYTHON) $(VENV); }
 	@echo "==> exporting Pipfile categories [$(1)] from Pipfile.lock"
 	@$(PIPENV) requirements --hash --categories "$(1)" > $(VENV)/requirements-$(2).txt
 	@echo "==> installing them: $$(grep -c '==' $(VENV)/requirements-$(2).txt) packages (uv pip install)"
@@ -162,7 +163,7 @@ MODEL_FILE := serving/app/data/model.joblib
 .PHONY: model
 model: $(SERVE_STAMP) ## Pull the committed model from the DVC remote, or train it when the remote has none
 	@if [ ! -e $(MODEL_FILE) ]; then \
-		echo "==> no model yet: pulling it from the DVC remote '$$(dvc remote default)'"; \
+		echo "==> no model yet: pulling the committed one from the DVC remote"; \
 		dvc pull --quiet 2>/dev/null || \
 			echo "==> the DVC remote did not provide it (not configured, or no credentials): training"; \
 	fi
