@@ -12,10 +12,12 @@ PYTHON ?= $(SYSTEM_PYTHON)
 PIPENV_VERSION := 2026.10.3
 UV_VERSION := 0.13.8
 # The Pipfile categories, in the order they appear. `make serve` (and the other targets that
-# only train and serve) installs the first three; `make setup-development-pipenv`, and every
-# target that needs it, adds the rest. The serving image installs only `packages` and `serving`.
-SERVE_CATEGORIES := packages training serving
-DEVELOPMENT_CATEGORIES := deployment dev-packages
+# only train and serve) installs all but `deployment` (the CDK and jsii): dev-packages holds
+# dockerfile-parse, which reads the image's command for it. `make setup-development-pipenv`,
+# and every target that needs it, adds `deployment`. The serving image installs only
+# `packages` and `serving`.
+SERVE_CATEGORIES := packages training serving dev-packages
+DEVELOPMENT_CATEGORIES := deployment
 CATEGORIES := $(SERVE_CATEGORIES) $(DEVELOPMENT_CATEGORIES)
 
 export PIPENV_VENV_IN_PROJECT := 1
@@ -100,11 +102,14 @@ verify-lock: ## Check that Pipfile.lock is up to date with Pipfile
 	@$(ENSURE_PIPENV)
 	$(PIPENV) verify
 
+# Without pipenv's `-i <index URL>` line, which would override the PIP_INDEX_URL of a user
+# behind a PyPI mirror; the hashes still pin every file.
 .PHONY: requirements
 requirements: ## Export the serving image's hashed requirements from Pipfile.lock
 	@$(ENSURE_PIPENV)
 	@{ echo "# Generated from Pipfile.lock by \`make requirements\`; do not edit."; \
-	   $(PIPENV) requirements --hash --categories "packages serving"; } > $(SERVING_REQUIREMENTS)
+	   $(PIPENV) requirements --hash --categories "packages serving" | grep -v '^-i '; \
+	 } > $(SERVING_REQUIREMENTS)
 	@echo "wrote $(SERVING_REQUIREMENTS)"
 
 $(TOOLS_STAMP): tools/requirements.txt
@@ -185,8 +190,10 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 
 .PHONY: test
 test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) model ## Run every test and scanner (builds the environments and the model first when missing)
+	@echo "==> the service's image, when a container engine is here"
+	@$(MAKE) --no-print-directory image-if-engine
 	@echo "==> pytest (training, serving, infrastructure, workflows)"
-	pytest
+	$(CONTAINER_TEST_ENV) pytest
 	@echo "==> scanners: $(SCANS)"
 	@$(MAKE) --no-print-directory scan
 
@@ -218,11 +225,12 @@ SERVING_DIR := serving
 
 # Runs exactly what the image runs: the Dockerfile's CMD from serving/, which stands for the
 # image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). It installs only the
-# categories that train and serve, and gets the model from `make model`.
+# categories that train and serve, and gets the model from `make model`. /docs is on here (the
+# image leaves it off: Swagger UI loads from a CDN); SERVICE_API_DOCS=false turns it off.
 .PHONY: serve
 serve: $(SERVE_STAMP) model ## Pull or train the model if needed, then run the service on port 8000 as the image does
 	@echo "==> serving on $${SERVICE_BIND:-0.0.0.0:8000} (the image's command; Ctrl-C stops it)"
-	cd $(SERVING_DIR) && exec python -m bench.imagecmd
+	cd $(SERVING_DIR) && SERVICE_API_DOCS=$${SERVICE_API_DOCS:-true} exec python -m bench.imagecmd
 
 BENCH_SECONDS ?= 5
 .PHONY: bench
@@ -244,6 +252,80 @@ load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http:
 scan-docker: $(TOOLS_STAMP) ## hadolint over the service's Dockerfile: no findings
 	$(TOOLS_BIN)/hadolint $(SERVING_DIR)/app/Dockerfile
 SCANS += scan-docker
+
+##@ Image
+
+# The service's image, built from serving/app/Dockerfile by a real engine and tested as a
+# running container. `make deploy` builds its own copy through the CDK; these targets are for
+# developers, CI and the rehearsal targets that run the image locally (IMAGE=... to rename).
+IMAGE ?= prediction-service:local
+IMAGE_CONTEXT := $(SERVING_DIR)/app
+CONTAINER_DIR := $(SERVING_DIR)/container
+# docker when its daemon answers, otherwise podman; CONTAINER_ENGINE=... overrides. Evaluated
+# once, and only by the targets that use it.
+DETECT_CONTAINER_ENGINE := \
+	if command -v docker >/dev/null 2>&1 && timeout 10 docker version >/dev/null 2>&1; then \
+		echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi
+CONTAINER_ENGINE ?= $(eval CONTAINER_ENGINE := $$(shell $(DETECT_CONTAINER_ENGINE)))$(CONTAINER_ENGINE)
+# podman reads its settings (runtime, ulimits) from this file; docker ignores it. Set
+# CONTAINERS_CONF= to use your own podman configuration instead.
+export CONTAINERS_CONF ?= $(CURDIR)/$(CONTAINER_DIR)/containers.conf
+# In buildah's default OCI format the image would lose its HEALTHCHECK.
+IMAGE_BUILD_FLAGS = $(if $(filter podman,$(notdir $(CONTAINER_ENGINE))),--format docker)
+REQUIRE_CONTAINER_ENGINE = @test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: \
+	looked for docker (with a running daemon) and podman; install one (Debian: make \
+	system-packages installs podman) or set CONTAINER_ENGINE=" >&2; exit 2; }
+
+# OFFLINE_BASE=1: build on a local Debian stand-in for the official base image, for machines
+# that reach Debian's mirrors and PyPI but no container registry (CI here). Its tag carries a
+# hash of its recipe and of the CA bundle it copies, so it is rebuilt only when either changes.
+OFFLINE_BASE ?=
+OFFLINE_BASE_RECIPE := $(CONTAINER_DIR)/offline-base.sh
+HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+OFFLINE_BASE_IMAGE = localhost/prediction-service-base:bookworm-$(shell cat $(OFFLINE_BASE_RECIPE) \
+	$(wildcard $(HOST_CA_BUNDLE)) | sha256sum | cut -c1-12)
+BASE_IMAGE_ARG = $(if $(OFFLINE_BASE),--build-arg BASE_IMAGE=$(OFFLINE_BASE_IMAGE))
+# What the container tests need to know to run and rebuild the image as `make image` does.
+CONTAINER_TEST_ENV = CONTAINER_ENGINE="$(CONTAINER_ENGINE)" CONTAINER_IMAGE="$(IMAGE)" \
+	CONTAINER_BUILD_FLAGS="$(strip $(IMAGE_BUILD_FLAGS) $(BASE_IMAGE_ARG))"
+CONTAINER_TESTS := $(SERVING_DIR)/tests/container
+
+DEBIAN_PACKAGES += podman runc uidmap iptables netavark aardvark-dns containernetworking-plugins \
+	catatonit mmdebstrap
+
+.PHONY: offline-base
+offline-base: ## Build the Debian stand-in for the base image when its recipe changed (mmdebstrap, root)
+	$(REQUIRE_CONTAINER_ENGINE)
+	@if $(CONTAINER_ENGINE) image inspect $(OFFLINE_BASE_IMAGE) >/dev/null 2>&1; then \
+		echo "base stand-in $(OFFLINE_BASE_IMAGE) is up to date"; \
+	else \
+		HOST_CA_BUNDLE=$(HOST_CA_BUNDLE) $(OFFLINE_BASE_RECIPE) $(CONTAINER_ENGINE) $(OFFLINE_BASE_IMAGE); \
+	fi
+
+.PHONY: image
+image: $(ENV_STAMP) ## Train if needed, build the service image as IMAGE (prediction-service:local) and show its size [OFFLINE_BASE=1]
+	$(REQUIRE_CONTAINER_ENGINE)
+	dvc repro
+	$(if $(OFFLINE_BASE),@$(MAKE) --no-print-directory offline-base)
+	$(CONTAINER_ENGINE) build $(IMAGE_BUILD_FLAGS) $(BASE_IMAGE_ARG) --tag $(IMAGE) $(IMAGE_CONTEXT)
+	@cd $(SERVING_DIR) && python -m container.size --engine $(CONTAINER_ENGINE) \
+		$(if $(OFFLINE_BASE),--base $(OFFLINE_BASE_IMAGE)) $(IMAGE)
+
+.PHONY: image-test
+image-test: image ## Build the image, then run the container tests against it (needs docker or podman)
+	$(CONTAINER_TEST_ENV) pytest $(CONTAINER_TESTS)
+
+# For `make test`: the image when an engine exists. Without one the container tests skip and
+# say why, except in CI (CI=true), where a missing engine fails the run.
+.PHONY: image-if-engine
+image-if-engine:
+	@if [ -n "$(CONTAINER_ENGINE)" ]; then \
+		$(MAKE) --no-print-directory image; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "CI: no container engine (docker or podman) to build and test the image" >&2; exit 2; \
+	else \
+		echo "no container engine (docker or podman): the image is not built and the container tests skip"; \
+	fi
 
 
 ##@ Deployment

@@ -7,8 +7,8 @@ import sys
 
 import aws_cdk as cdk
 
+from container.dockerfile import DockerfileError
 from deployment.stack.application import build
-from deployment.stack.dockerfile import DockerfileError
 from deployment.stack.settings import ContextError
 
 

@@ -32,6 +32,7 @@ COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
 ARTIFACTS = [
     "model.joblib",
     "model_metadata.json",
+    "reference_profile.json",
     "metrics.json",
     "report.md",
     "test_predictions.csv",
@@ -80,7 +81,7 @@ def test_repro_produces_every_artifact(workspace: Path) -> None:
     for name in ARTIFACTS:
         assert (data / name).stat().st_size > 0, name
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())
-    assert set(lock["stages"]) >= {"prepare", "train", "evaluate"}
+    assert set(lock["stages"]) >= {"prepare", "train", "profile", "evaluate"}
 
 
 def test_repro_again_is_a_no_op(workspace: Path) -> None:
@@ -112,7 +113,7 @@ def test_retraining_with_another_blas_kernel_and_thread_count_rewrites_no_byte(
     """
     before = _outputs(workspace)
     env = procs.tool_env({"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"})
-    for stage in ("train", "export", "evaluate"):
+    for stage in ("train", "profile", "export", "evaluate"):
         run([tool("dvc"), "repro", "--force", "--single-item", "--quiet", stage], workspace, env)
     after = _outputs(workspace)
     assert [name for name in before if after[name] != before[name]] == []

@@ -34,6 +34,13 @@ class ModelInfo(BaseModel):
     input_schema: dict[str, Any] | None = Field(
         description="Every feature with its type, accepted bounds or categories, and example."
     )
+    reference_profile: dict[str, Any] | None = Field(
+        description=(
+            "The training split the drift counters compare live inputs with: per feature its "
+            "range and quantiles or categories, its missing rate, and the class priors. Null "
+            "when the model has no profile (then no drift is counted)."
+        )
+    )
     limits: dict[str, int]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from deployment.stack.dockerfile import declares_volume, runtime_user
+from container import dockerfile
 from deployment.stack.service import TMP_PATH
 from deployment.stack.service_stack import ServiceStack
 from deployment.stack.settings import DeploymentSettings
@@ -30,7 +30,7 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
         env=cdk.Environment(region=region),
         description="Prediction service on ECS Fargate behind an Application Load Balancer",
         image_directory=image_directory,
-        container_user=runtime_user(image_directory / "Dockerfile"),
+        container_user=dockerfile.runtime_user(image_directory / "Dockerfile"),
         desired_count=settings.desired_count,
         min_capacity=settings.min_capacity,
         max_capacity=settings.max_capacity,
@@ -43,7 +43,7 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
         git_revision=settings.git_revision,
         https=settings.https,
     )
-    if not declares_volume(image_directory / "Dockerfile", TMP_PATH):
+    if TMP_PATH not in dockerfile.read(image_directory / "Dockerfile").volumes:
         cdk.Annotations.of(stack).add_warning_v2(
             "deployment:tmp-volume",
             f"{image_directory / 'Dockerfile'} does not declare VOLUME {TMP_PATH}: on Fargate the "

@@ -18,11 +18,13 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from container import dockerfile
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.settings import HttpsSettings
 
 CONTAINER_NAME = "web"
-CONTAINER_PORT = 8000
+# The container's port and health command are the image's, read from its Dockerfile: one
+# definition, so changing the port there moves the task, the target group and the checks.
 HEALTH_PATH = "/health"
 # The only writable path in the container (task storage; the root filesystem is read-only).
 TMP_PATH = "/tmp"  # noqa: S108 - a volume of the task's own, not a shared host directory
@@ -44,13 +46,6 @@ HEALTH_CHECK_INTERVAL = cdk.Duration.seconds(10)
 HEALTH_CHECK_TIMEOUT = cdk.Duration.seconds(5)
 HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 3
-
-# python:3.11-slim has no curl: the container health check is Python's urllib, which raises
-# (exit 1) on a refused connection, a timeout or any status other than 2xx.
-CONTAINER_HEALTH_COMMAND = (
-    "import urllib.request; "
-    f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
-)
 
 # Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
@@ -104,6 +99,8 @@ class Service(Construct):
             memory_mib=memory_mib,
             log_group=log_group,
             git_revision=git_revision,
+            # The load balancer's addresses: inside the VPC.
+            trusted_proxies=vpc.vpc_cidr_block,
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
@@ -207,7 +204,9 @@ class Service(Construct):
         memory_mib: int,
         log_group: logs.ILogGroup,
         git_revision: str,
+        trusted_proxies: str,
     ) -> ecs.FargateTaskDefinition:
+        image = image_directory / "Dockerfile"
         task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -230,16 +229,21 @@ class Service(Construct):
                 platform=ecr_assets.Platform.LINUX_AMD64,
                 exclude=IMAGE_EXCLUDES,
             ),
-            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
+            port_mappings=[ecs.PortMapping(container_port=dockerfile.service_port(image))],
             # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
             # which ECS injects at start without writing it into the task definition.
             environment={
                 "GIT_REVISION": git_revision,
                 "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
+                # The load balancer connects from inside the VPC: X-Forwarded-For is
+                # believed from those addresses only, so the logs show the real client.
+                "SERVICE_FORWARDED_ALLOW_IPS": trusted_proxies,
             },
-            # ECS ignores the Dockerfile's HEALTHCHECK; this one replaces a hung container.
+            # ECS ignores the Dockerfile's HEALTHCHECK, so the task repeats its command (it
+            # exits non-zero on a refused connection, a timeout or a status other than 200);
+            # it replaces a hung container.
             health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", CONTAINER_HEALTH_COMMAND],
+                command=["CMD", *dockerfile.health_command(image)],
                 interval=HEALTH_CHECK_INTERVAL,
                 timeout=HEALTH_CHECK_TIMEOUT,
                 retries=UNHEALTHY_THRESHOLD,

@@ -114,7 +114,10 @@ def test_acknowledgment_without_a_real_reason_is_refused() -> None:
 def test_synthesis_warns_when_the_image_does_not_declare_tmp_a_volume(tmp_path: Path) -> None:
     image = tmp_path / "image"
     image.mkdir()
-    (image / "Dockerfile").write_text("FROM python:3.11-slim\nUSER 10001\n", encoding="utf-8")
+    (image / "Dockerfile").write_text(
+        'FROM python:3.11-slim\nUSER 10001\nEXPOSE 8000\nHEALTHCHECK CMD ["true"]\n',
+        encoding="utf-8",
+    )
     app = cdk.App(
         context={**CDK_JSON["context"], "gitRevision": "unknown"}, outdir=str(tmp_path / "out")
     )

@@ -4,6 +4,7 @@ health checks, load balancer, autoscaling, logs. Each test names the property it
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -12,7 +13,7 @@ from aws_cdk.assertions import Match
 
 from deployment.stack.service_stack import LOAD_BALANCER_OUTPUT, SERVICE_URL_OUTPUT
 
-from .conftest import CDK_JSON, GIT_REVISION, Synthesized
+from .conftest import CDK_JSON, GIT_REVISION, SERVICE_PORT, Synthesized, image_context, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +49,8 @@ def test_task_size_comes_from_context(http: Synthesized, hosted_zone: Synthesize
     assert task["RequiresCompatibilities"] == ["FARGATE"]
 
 
-def test_container_listens_on_8000(http: Synthesized) -> None:
-    assert container(http)["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
+def test_container_listens_on_the_dockerfiles_port(http: Synthesized) -> None:
+    assert container(http)["PortMappings"] == [{"ContainerPort": SERVICE_PORT, "Protocol": "tcp"}]
 
 
 def test_root_filesystem_is_read_only_with_a_writable_tmp_volume(http: Synthesized) -> None:
@@ -74,25 +75,33 @@ def test_stop_timeout_outlasts_gunicorns_graceful_timeout(http: Synthesized) -> 
     assert spec["StopTimeout"] >= graceful + 5
 
 
-def test_container_health_check_probes_health_with_python_since_the_image_has_no_curl(
-    http: Synthesized,
-) -> None:
+def test_container_health_check_is_the_images_healthcheck_command(http: Synthesized) -> None:
+    """The command names no port: app.healthcheck probes the one SERVICE_BIND names."""
     check = container(http)["HealthCheck"]
-    command = check["Command"]
-    assert command[:3] == ["CMD", "python", "-c"]
-    assert "urllib.request.urlopen('http://127.0.0.1:8000/health'" in command[3]
+    assert check["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
     assert (check["Interval"], check["Timeout"], check["Retries"]) == (10, 5, 3)
     assert check["StartPeriod"] == 60
-    # The one-liner is valid Python, so the check cannot fail for a syntax error.
-    compile(command[3], "<health check>", "exec")
 
 
 def test_container_reports_the_git_revision_it_was_deployed_from(http: Synthesized) -> None:
     assert environment(http)["GIT_REVISION"] == GIT_REVISION
 
 
+def test_forwarded_headers_are_trusted_only_from_the_vpc_where_the_balancer_lives(
+    http: Synthesized,
+) -> None:
+    trusted: Any = environment(http)["SERVICE_FORWARDED_ALLOW_IPS"]
+    vpc = http.template.find_resources("AWS::EC2::VPC")
+    assert len(vpc) == 1
+    assert trusted == {"Fn::GetAtt": [next(iter(vpc)), "CidrBlock"]}
+
+
 def test_environment_holds_no_secrets(http: Synthesized) -> None:
-    assert set(environment(http)) == {"GIT_REVISION", "SERVICE_GRACEFUL_TIMEOUT_SECONDS"}
+    assert set(environment(http)) == {
+        "GIT_REVISION",
+        "SERVICE_GRACEFUL_TIMEOUT_SECONDS",
+        "SERVICE_FORWARDED_ALLOW_IPS",
+    }
     assert "Secrets" not in container(http)
     suspicious = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
     assert not [name for name in environment(http) if suspicious.search(name)]
@@ -145,11 +154,13 @@ def test_tasks_run_in_private_subnets_without_public_ips(http: Synthesized) -> N
     assert {subnet["Ref"] for subnet in network["Subnets"]} == private
 
 
-def test_tasks_accept_traffic_only_from_the_load_balancer_on_8000(http: Synthesized) -> None:
+def test_tasks_accept_traffic_only_from_the_load_balancer_on_the_service_port(
+    http: Synthesized,
+) -> None:
     ingress = http.resources("AWS::EC2::SecurityGroupIngress")
     assert len(ingress) == 1
     rule = next(iter(ingress.values()))["Properties"]
-    assert (rule["FromPort"], rule["ToPort"]) == (8000, 8000)
+    assert (rule["FromPort"], rule["ToPort"]) == (SERVICE_PORT, SERVICE_PORT)
     assert "SourceSecurityGroupId" in rule
     assert "CidrIp" not in rule
 
@@ -165,7 +176,7 @@ def test_target_group_health_check_hits_health_every_10_seconds(http: Synthesize
     assert group["TargetType"] == "ip"
     # ECS registers each task's address on the container port, whatever the group's port.
     (attachment,) = http.only("AWS::ECS::Service")["LoadBalancers"]
-    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", 8000)
+    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", SERVICE_PORT)
 
 
 def test_deregistration_delay_is_30_seconds(http: Synthesized) -> None:
@@ -314,3 +325,23 @@ def test_outputs_are_the_service_url_and_the_load_balancer_name_only(http: Synth
     outputs = http.template.to_json()["Outputs"]
     assert set(outputs) == {SERVICE_URL_OUTPUT, LOAD_BALANCER_OUTPUT}
     assert outputs[LOAD_BALANCER_OUTPUT]["Value"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
+
+
+def test_another_port_in_the_dockerfile_moves_the_task_group_and_checks_with_it(
+    tmp_path: Path,
+) -> None:
+    """The port is written in the Dockerfile only: changed there, the container port, the
+    security group rule and the load balancer's target follow it, and the health check, which
+    names no port, stays the image's."""
+    port = 9123
+    synth = synthesize(
+        {"gitRevision": GIT_REVISION},
+        tmp_path / "cdk.out",
+        image_context(tmp_path / "context", port=port),
+    )
+    assert container(synth)["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
+    (rule,) = [r["Properties"] for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()]
+    assert (rule["FromPort"], rule["ToPort"]) == (port, port)
+    (attachment,) = synth.only("AWS::ECS::Service")["LoadBalancers"]
+    assert attachment["ContainerPort"] == port
+    assert container(synth)["HealthCheck"]["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
