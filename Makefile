@@ -156,7 +156,7 @@ tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requiremen
 ##@ Training
 
 .PHONY: train
-train: $(SERVE_STAMP) ## Run the DVC pipeline (prepare, train, export, evaluate) and show the metrics
+train: $(SERVE_STAMP) ## Run the DVC pipeline (prepare, train, profile, export, evaluate) and show the metrics
 	dvc repro
 	@sed -n '/^## Test split/,/^## Cross-validation/p' serving/app/data/report.md | sed '$$d'
 
@@ -171,8 +171,8 @@ MODEL_FILE := serving/app/data/model.joblib
 # The model this checkout's dvc.lock records. A checkout without one (a fresh clone) first
 # pulls it from the DVC remote; when no remote answers (a fork before `make configure-dvc`,
 # no AWS credentials) it is trained here instead, which gives the same bytes on any x86-64
-# machine (README, "What is reproducible where"). `dvc repro` then retrains only what is out
-# of date, so an unchanged checkout stays clean in git either way.
+# machine (docs/training.md, "What is reproducible where"). `dvc repro` then retrains only
+# what is out of date, so an unchanged checkout stays clean in git either way.
 .PHONY: model
 model: $(SERVE_STAMP) ## Pull the committed model from the DVC remote, or train it when the remote has none
 	@if [ ! -e $(MODEL_FILE) ]; then \
@@ -208,7 +208,7 @@ test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) model ## Run every test an
 	@$(MAKE) --no-print-directory scan
 
 .PHONY: scan
-scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, zizmor, hadolint)
+scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, hadolint, zizmor, actionlint, check-jsonschema)
 	$(MAKE) --no-print-directory $(SCANS)
 
 # Each part appends its scanner target to SCANS in its own section below.
@@ -388,7 +388,7 @@ deploy: $(ENV_STAMP) $(CDK_STAMP) ## Build the image and deploy the stack; write
 	$(CDK) deploy --require-approval never --no-notices --outputs-file cdk-outputs.json $(CDK_CONTEXT)
 
 .PHONY: destroy
-destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; see the README)
+destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; docs/deployment.md says how to remove it)
 	$(CDK) destroy --force --no-notices $(CDK_CONTEXT)
 
 # The HTTPS form of the stack is scanned too, synthesized with placeholder domain values

@@ -3,8 +3,9 @@
 Load-balancer and ECS metrics come from AWS; the model's own metrics (requests by status,
 latency, predictions by class, drift counters) from the Embedded Metric Format lines the
 service logs, in the namespace and with the `Service` dimension the stack passes to the
-container (the README's "Metrics in CloudWatch" lists them). The 5xx and latency alarms
-are also the ECS service's deployment alarms: one of them firing during a rollout rolls it back.
+container (docs/serving.md lists them under "Logs" and "Drift and data-quality signals").
+The 5xx and latency alarms are also the ECS service's deployment alarms: one of them firing
+during a rollout rolls it back.
 """
 
 from __future__ import annotations
