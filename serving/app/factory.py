@@ -70,7 +70,6 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         extra={
             "model_version": metadata.model_version,
             "backend": predictor.backend,
-            "git_revision": metadata.raw.get("git_revision"),
             "deployed_revision": settings.deployed_revision,
         },
     )

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
         default="0.0.0.0:8000",
         description="Address gunicorn listens on (HOST:PORT).",
     )
-    # Fargate's 1 vCPU runs one process at a time; two workers keep one answering health
-    # checks while the other predicts a large batch or is being replaced after a crash.
+    # Two keep one worker answering health checks while the other predicts a large batch or
+    # is being replaced after a crash. The deployment sets it from the task's CPU (one per
+    # vCPU, at least two: serving/deployment/stack/settings.py, workers_for); this default is
+    # what it gives cdk.json's task of 512 units (half a vCPU), and a test keeps them equal.
     workers: int = Field(default=2, ge=1, le=64)
     # Seconds a worker gets to finish in-flight requests after SIGTERM. The ECS container
     # stop timeout (set by the deployment) must be longer.

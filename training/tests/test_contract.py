@@ -9,7 +9,6 @@ accept the files as written, then that the committed artifacts do too.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,6 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
         prepare["target"],
         load_params("train", paths.PARAMS),
         directory,
-        trained_at=datetime(2026, 1, 1, tzinfo=UTC),
-        revision="contract-test",
     )
     quantiles = load_params("profile", paths.PARAMS)["quantiles"]
     write_json(directory / PROFILE_FILE, build_profile(frame, metadata, quantiles))

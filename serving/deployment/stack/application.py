@@ -8,12 +8,16 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from container import dockerfile
+from deployment.stack.model_signals import ModelSignals
 from deployment.stack.service import TMP_PATH
 from deployment.stack.service_stack import ServiceStack
 from deployment.stack.settings import DeploymentSettings
 
 # serving/app: the service's code, model and Dockerfile, the build context of its image.
 SERVICE_DIRECTORY = Path(__file__).resolve().parents[2] / "app"
+# What training wrote about the model, inside the image's build context; the dashboard charts
+# its classes and features.
+MODEL_METADATA = Path("data") / "model_metadata.json"
 
 
 def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTORY) -> ServiceStack:
@@ -42,6 +46,11 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
         requests_per_target=settings.requests_per_target,
         git_revision=settings.git_revision,
         https=settings.https,
+        health_check=settings.health_check,
+        workers=settings.workers,
+        metrics=settings.metrics,
+        alarms=settings.alarms,
+        model=ModelSignals.read(image_directory / MODEL_METADATA),
     )
     if TMP_PATH not in dockerfile.read(image_directory / "Dockerfile").volumes:
         cdk.Annotations.of(stack).add_warning_v2(

@@ -493,8 +493,6 @@ async def test_model_reports_provenance_metrics_and_schema(
     for key in (
         "model_version",
         "model_sha256",
-        "git_revision",
-        "trained_at",
         "classes",
         "library_versions",
         "input_schema",

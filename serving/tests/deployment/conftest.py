@@ -13,6 +13,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from deployment.stack.application import SERVICE_DIRECTORY, build
 from deployment.stack.service_stack import ServiceStack
 
 DEPLOYMENT_DIR = Path(__file__).resolve().parents[2] / "deployment"
+MODEL_METADATA = DEPLOYMENT_DIR.parent / "app" / "data" / "model_metadata.json"
 CDK_JSON: dict[str, Any] = json.loads((DEPLOYMENT_DIR / "cdk.json").read_text(encoding="utf-8"))
 # Any concrete region works: the access-log bucket policy needs one, and nothing is looked up.
 REGION = "eu-west-1"
@@ -56,6 +58,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "logRetentionDays": "90",
         "cpuTargetPercent": "50",
         "requestsPerTarget": "1200",
+        "healthCheckIntervalSeconds": "15",
+        "healthCheckTimeoutSeconds": "4",
+        "healthyThresholdCount": "3",
+        "unhealthyThresholdCount": "4",
+        "deregistrationDelaySeconds": "20",
+        "alarmPeriodSeconds": "300",
+        "alarmEvaluationPeriods": "2",
+        "target5xxRatePercent": "2.5",
+        "loadBalancer5xxCount": "25",
+        "latencyP99Milliseconds": "750",
+        "outOfRangeRatePercent": "20",
+        "outOfRangeMinRecords": "500",
+        "serviceName": "penguins-api",
+        "metricsNamespace": "Penguins/Prod",
+        "alarmEmail": "oncall@example.com",
     },
     # An existing certificate, DNS managed elsewhere.
     "certificate": {
@@ -105,12 +122,15 @@ def with_port(dockerfile_text: str, port: int) -> str:
 
 
 def image_context(directory: Path, port: int = SERVICE_PORT) -> Path:
-    """A stand-in for serving/app holding only its Dockerfile, with the port set to `port`:
-    synthesis only copies the build context, and reads the facts the task needs from there."""
+    """A stand-in for serving/app holding only its Dockerfile, with the port set to `port`, and
+    the model metadata: synthesis only copies the build context, and reads the facts the task
+    needs from there (the dashboard charts the model's classes and features)."""
     directory.mkdir(parents=True, exist_ok=True)
     text = (SERVICE_DIRECTORY / "Dockerfile").read_text(encoding="utf-8")
     changed = with_port(text, port)
     (directory / "Dockerfile").write_text(changed, encoding="utf-8")
+    (directory / "data").mkdir(exist_ok=True)
+    shutil.copyfile(MODEL_METADATA, directory / "data" / "model_metadata.json")
     return directory
 
 

@@ -11,7 +11,14 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
 
-from deployment.stack.service_stack import LOAD_BALANCER_OUTPUT, SERVICE_URL_OUTPUT
+from app.settings import Settings
+from deployment.stack.service_stack import (
+    ALARM_TOPIC_OUTPUT,
+    DASHBOARD_OUTPUT,
+    LOAD_BALANCER_OUTPUT,
+    SERVICE_URL_OUTPUT,
+)
+from deployment.stack.settings import workers_for
 
 from .conftest import CDK_JSON, GIT_REVISION, SERVICE_PORT, Synthesized, image_context, synthesize
 
@@ -100,6 +107,9 @@ def test_environment_holds_no_secrets(http: Synthesized) -> None:
     assert set(environment(http)) == {
         "GIT_REVISION",
         "SERVICE_GRACEFUL_TIMEOUT_SECONDS",
+        "SERVICE_WORKERS",
+        "SERVICE_METRICS_NAMESPACE",
+        "SERVICE_NAME",
         "SERVICE_FORWARDED_ALLOW_IPS",
     }
     assert "Secrets" not in container(http)
@@ -126,7 +136,11 @@ def test_deployment_rolls_back_through_the_circuit_breaker_and_keeps_full_capaci
     http: Synthesized,
 ) -> None:
     service = http.only("AWS::ECS::Service")
-    assert service["DeploymentConfiguration"] == {
+    # The deployment alarms beside the circuit breaker are checked in test_monitoring.py.
+    configuration = {
+        key: value for key, value in service["DeploymentConfiguration"].items() if key != "Alarms"
+    }
+    assert configuration == {
         "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
         "MaximumPercent": 200,
         "MinimumHealthyPercent": 100,
@@ -165,13 +179,23 @@ def test_tasks_accept_traffic_only_from_the_load_balancer_on_the_service_port(
     assert "CidrIp" not in rule
 
 
-def test_target_group_health_check_hits_health_every_10_seconds(http: Synthesized) -> None:
+def test_target_group_checks_readiness_with_the_context_interval_and_thresholds(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
     group = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")
-    assert group["HealthCheckPath"] == "/health"
-    assert group["HealthCheckIntervalSeconds"] == 10
-    assert group["HealthCheckTimeoutSeconds"] == 5
-    assert group["HealthyThresholdCount"] == 2
-    assert group["UnhealthyThresholdCount"] == 3
+    # Readiness: a task takes traffic once a worker has made its warm-up prediction.
+    assert group["HealthCheckPath"] == "/ready"
+    assert group["HealthCheckIntervalSeconds"] == DEFAULTS["healthCheckIntervalSeconds"] == 10
+    assert group["HealthCheckTimeoutSeconds"] == DEFAULTS["healthCheckTimeoutSeconds"] == 5
+    assert group["HealthyThresholdCount"] == DEFAULTS["healthyThresholdCount"] == 2
+    assert group["UnhealthyThresholdCount"] == DEFAULTS["unhealthyThresholdCount"] == 3
+    changed = hosted_zone.only("AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert (
+        changed["HealthCheckIntervalSeconds"],
+        changed["HealthCheckTimeoutSeconds"],
+        changed["HealthyThresholdCount"],
+        changed["UnhealthyThresholdCount"],
+    ) == (15, 4, 3, 4)
     assert group["Matcher"] == {"HttpCode": "200"}
     assert group["TargetType"] == "ip"
     # ECS registers each task's address on the container port, whatever the group's port.
@@ -179,9 +203,34 @@ def test_target_group_health_check_hits_health_every_10_seconds(http: Synthesize
     assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", SERVICE_PORT)
 
 
-def test_deregistration_delay_is_30_seconds(http: Synthesized) -> None:
+def test_deregistration_delay_is_the_context_value_not_the_300_second_default(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
     attributes = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")["TargetGroupAttributes"]
     assert {"Key": "deregistration_delay.timeout_seconds", "Value": "30"} in attributes
+    attributes = hosted_zone.only("AWS::ElasticLoadBalancingV2::TargetGroup")[
+        "TargetGroupAttributes"
+    ]
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "20"} in attributes
+
+
+def test_worker_count_follows_the_task_cpu_and_matches_the_services_default(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
+    # cdk.json's 512 units are half a vCPU; the service's own default (make serve, tests)
+    # is the count the stack gives that task, so both sides agree on one number.
+    assert DEFAULTS["cpu"] == 512
+    assert environment(http)["SERVICE_WORKERS"] == str(workers_for(512)) == "2"
+    assert Settings.model_fields["workers"].default == workers_for(DEFAULTS["cpu"])
+    # 1024 units (the hosted-zone variant) is one vCPU: still two, never fewer.
+    assert environment(hosted_zone)["SERVICE_WORKERS"] == "2"
+    assert [workers_for(cpu) for cpu in (256, 2048, 4096)] == [2, 2, 4]
+
+
+def test_container_emits_metrics_where_the_alarms_read_them(http: Synthesized) -> None:
+    env = environment(http)
+    assert env["SERVICE_METRICS_NAMESPACE"] == DEFAULTS["metricsNamespace"]
+    assert env["SERVICE_NAME"] == DEFAULTS["serviceName"]
 
 
 def load_balancer_attributes(synth: Synthesized) -> dict[str, Any]:
@@ -320,10 +369,17 @@ def test_stack_pins_no_account_so_synthesis_needs_no_aws_lookup(http: Synthesize
     )
 
 
-def test_outputs_are_the_service_url_and_the_load_balancer_name_only(http: Synthesized) -> None:
+def test_outputs_are_the_service_url_the_load_balancer_the_dashboard_and_the_alarm_topic(
+    http: Synthesized,
+) -> None:
     (balancer_id,) = http.resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
     outputs = http.template.to_json()["Outputs"]
-    assert set(outputs) == {SERVICE_URL_OUTPUT, LOAD_BALANCER_OUTPUT}
+    assert set(outputs) == {
+        SERVICE_URL_OUTPUT,
+        LOAD_BALANCER_OUTPUT,
+        DASHBOARD_OUTPUT,
+        ALARM_TOPIC_OUTPUT,
+    }
     assert outputs[LOAD_BALANCER_OUTPUT]["Value"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
 
 
