@@ -37,14 +37,6 @@ graceful_timeout = settings.graceful_timeout_seconds
 # A worker whose event loop stops answering gunicorn for this long is killed and replaced.
 # Predictions run in threads, so only a hung worker misses it.
 timeout = 30
-# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new
-# connections over them. On one shared socket, whichever worker wakes first accepts a whole
-# burst of new connections (measured: 16 connections opened together split 16/0 or 13/3 as
-# often as 8/8), so one worker queues requests while the other idles; a load balancer opens
-# its connections in bursts too. The cost: connections still waiting in a worker's accept
-# queue when that worker dies are reset rather than taken by the other (ECS stops traffic to
-# a task before stopping it, so only a crash does that).
-reuse_port = True
 # Longer than the load balancer's 60 s idle timeout: the balancer, not the service, closes
 # idle connections, so it never sends a request into a connection being closed (a 502).
 keepalive = 75
