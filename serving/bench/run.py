@@ -163,7 +163,27 @@ def _ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}x" if reference else "n/a"
 
 
-def report(measured: list[Measured], args: Any, wrk_cpu_us: float) -> str:
+def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    """A table as aligned text, or as a Markdown table (first column left, others right)."""
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return [line(header)] + [line(row) for row in rows]
+
+
+def _scenario(label: str, rows: int, connections: int) -> str:
+    return f"{label}{f' ({rows} rows)' if rows > 1 else ''}, {connections} conn"
+
+
+def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: bool = False) -> str:
     by_name = {m.target.name: m for m in measured}
     ceiling, naive, service = by_name["ceiling"], by_name["naive"], by_name["onnx"]
     lines = [
@@ -174,63 +194,77 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float) -> str:
         f"wrk used {wrk_cpu_us:.0f} us of CPU per request (mean)",
         "services: " + ", ".join(f"{m.target.name} answered by {m.backend}" for m in measured[1:3]),
         "",
-        f"{'scenario':<27}{'target':<9}{'req/s':>9}{'rows/s':>11}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'errors':>7}{'CPU ms/req':>11}{'vs ceiling':>11}{'vs naive':>10}",
     ]
-    for label, rows, connections in SCENARIOS:
-        key = (rows, connections)
-        scenario = f"{label}{f' ({rows} rows)' if rows > 1 else ''}, {connections} conn"
+    header = ["scenario", "target", "req/s", "rows/s", "p50 ms", "p99 ms", "errors"]
+    header += ["CPU ms/req", "vs ceiling", "vs naive"]
+    rows = []
+    for label, rows_per_request, connections in SCENARIOS:
+        key = (rows_per_request, connections)
+        scenario = _scenario(label, rows_per_request, connections)
         for m in measured:
             result = m.runs[key]
             run = result.run
             is_service = m.target.name in SERVICES
-            vs_ceiling = (
-                _ratio(run.requests_per_second, ceiling.runs[key].run.requests_per_second)
-                if is_service
-                else ""
-            )
-            vs_naive = (
-                _ratio(run.requests_per_second, naive.runs[key].run.requests_per_second)
-                if is_service
-                else ""
-            )
-            lines.append(
-                f"{scenario:<27}{m.target.name:<9}{run.requests_per_second:>9,.0f}"
-                f"{run.requests_per_second * rows:>11,.0f}{run.p50_ms:>8.2f}{run.p99_ms:>8.2f}"
-                f"{run.errors:>7}{result.cpu_ms_per_request:>11.3f}{vs_ceiling:>11}{vs_naive:>10}"
+            top, base = ceiling.runs[key].run, naive.runs[key].run
+            rows.append(
+                [
+                    scenario,
+                    m.target.name,
+                    f"{run.requests_per_second:,.0f}",
+                    f"{run.requests_per_second * rows_per_request:,.0f}",
+                    f"{run.p50_ms:.2f}",
+                    f"{run.p99_ms:.2f}",
+                    str(run.errors),
+                    f"{result.cpu_ms_per_request:.3f}",
+                    _ratio(run.requests_per_second, top.requests_per_second) if is_service else "",
+                    _ratio(run.requests_per_second, base.requests_per_second) if is_service else "",
+                ]
             )
             scenario = ""
-    lines += [
-        "",
-        f"{'':<27}{'target':<9}{'cold start s':>13}{'processes':>10}{'RSS MiB':>9}"
-        f"{'PSS MiB':>9}{'PSS MiB per worker':>20}",
-    ]
+    lines += render(header, rows, markdown)
+
+    header = ["target", "cold start s", "processes", "RSS MiB", "PSS MiB", "PSS MiB per worker"]
+    rows = []
     for m in measured:
         memory = m.memory
         assert memory is not None
-        lines.append(
-            f"{'':<27}{m.target.name:<9}{m.cold_start_s:>13.2f}{memory.processes:>10}"
-            f"{memory.rss_mib:>9.0f}{memory.pss_mib:>9.0f}{memory.pss_per_worker_mib:>20.0f}"
+        rows.append(
+            [
+                m.target.name,
+                f"{m.cold_start_s:.2f}",
+                str(memory.processes),
+                f"{memory.rss_mib:.0f}",
+                f"{memory.pss_mib:.0f}",
+                f"{memory.pss_per_worker_mib:.0f}",
+            ]
         )
-    single16, single1 = service.runs[(1, 16)], service.runs[(1, 1)]
-    batch = max(service.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
-    share = single16.run.requests_per_second / ceiling.runs[(1, 16)].run.requests_per_second
-    lines += ["", "service / ceiling, same run (throughput; p50 and p99 latency):"]
-    for label, rows, connections in SCENARIOS:
-        key = (rows, connections)
+    lines += ["", *render(header, rows, markdown)]
+
+    header = ["scenario", "target", "throughput", "p50 latency", "p99 latency"]
+    rows = []
+    for label, rows_per_request, connections in SCENARIOS:
+        key = (rows_per_request, connections)
         top = ceiling.runs[key].run
-        scenario = f"{label}{f' ({rows} rows)' if rows > 1 else ''}, {connections} conn"
+        scenario = _scenario(label, rows_per_request, connections)
         for name in SERVICES:
             run = by_name[name].runs[key].run
-            lines.append(
-                f"  {scenario:<27}{name:<9}throughput "
-                f"{_ratio(run.requests_per_second, top.requests_per_second):>7}   p50 "
-                f"{_ratio(run.p50_ms, top.p50_ms):>7}   p99 {_ratio(run.p99_ms, top.p99_ms):>7}"
+            rows.append(
+                [
+                    scenario,
+                    name,
+                    _ratio(run.requests_per_second, top.requests_per_second),
+                    _ratio(run.p50_ms, top.p50_ms),
+                    _ratio(run.p99_ms, top.p99_ms),
+                ]
             )
             scenario = ""
-    lines += [
-        "",
-        "issue 15's targets, service on the onnx backend:",
+    lines += ["", "service / ceiling, same run:", "", *render(header, rows, markdown)]
+
+    single16, single1 = service.runs[(1, 16)].run, service.runs[(1, 1)].run
+    batch = max(service.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
+    share = single16.requests_per_second / ceiling.runs[(1, 16)].run.requests_per_second
+    header = ["target (service on onnx)", "measured", "goal", ""]
+    rows = [
         _target(
             "single row, 16 conn, throughput vs ceiling",
             f"{share:.2f}x",
@@ -239,15 +273,15 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float) -> str:
         ),
         _target(
             "single row, 16 conn, p99",
-            f"{single16.run.p99_ms:.2f} ms (ceiling {ceiling.runs[(1, 16)].run.p99_ms:.2f})",
+            f"{single16.p99_ms:.2f} ms (ceiling {ceiling.runs[(1, 16)].run.p99_ms:.2f})",
             f"<= {TARGET_P99_MS:g} ms",
-            single16.run.p99_ms <= TARGET_P99_MS,
+            single16.p99_ms <= TARGET_P99_MS,
         ),
         _target(
             "single row, 1 conn, p50",
-            f"{single1.run.p50_ms:.2f} ms (ceiling {ceiling.runs[(1, 1)].run.p50_ms:.2f})",
+            f"{single1.p50_ms:.2f} ms (ceiling {ceiling.runs[(1, 1)].run.p50_ms:.2f})",
             f"<= {TARGET_P50_1CONN_MS:g} ms",
-            single1.run.p50_ms <= TARGET_P50_1CONN_MS,
+            single1.p50_ms <= TARGET_P50_1CONN_MS,
         ),
         _target(
             f"batch of {BATCH_ROWS} rows, rows/s (best of 1 and 16 conn)",
@@ -255,14 +289,19 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float) -> str:
             f">= {TARGET_BATCH_ROWS_PER_S:,}",
             batch * BATCH_ROWS >= TARGET_BATCH_ROWS_PER_S,
         ),
-        f"  cold start service/naive: {service.cold_start_s / naive.cold_start_s:.2f} "
-        "(below 1: the service is ready sooner)",
+        _target(
+            "cold start vs naive",
+            f"{service.cold_start_s:.2f} s ({service.cold_start_s / naive.cold_start_s:.2f}x)",
+            "< naive",
+            service.cold_start_s < naive.cold_start_s,
+        ),
     ]
+    lines += ["", "issue 15's targets:", "", *render(header, rows, markdown)]
     return "\n".join(lines)
 
 
-def _target(what: str, value: str, goal: str, met: bool) -> str:
-    return f"  {what:<52}{value:<30}{goal:<14}{'met' if met else 'NOT met'}"
+def _target(what: str, value: str, goal: str, met: bool) -> list[str]:
+    return [what, value, goal, "met" if met else "NOT met"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before each run")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = parser.parse_args(argv)
     load.wrk_path()  # fail before starting anything when wrk is missing
     args.load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -304,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         for m in measured:
             m.memory = procs.memory(m.pid)
 
-    print(report(measured, args, wrk_cpu / requests * 1e6 if requests else 0.0))
+    print(report(measured, args, wrk_cpu / requests * 1e6 if requests else 0.0, args.markdown))
 
 
 if __name__ == "__main__":

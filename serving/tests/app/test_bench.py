@@ -4,6 +4,7 @@ failed. No timing is asserted."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from app.settings import get_settings
-from bench import load, procs
+from bench import load, procs, run
 
 
 def test_wrk_figures_are_read_from_the_scripts_json_line() -> None:
@@ -125,3 +126,32 @@ def test_wrk_counts_every_response_and_every_failure(tmp_path: Path, model_dir: 
     assert good.p50_ms <= good.p99_ms
     assert bad.requests > 0
     assert bad.errors == bad.requests
+
+
+def _measured(name: str, rps: float, p99_ms: float) -> run.Measured:
+    target = run.Target(name, ["true"], Path(), {}, 0)
+    result = run.Measured(target, cold_start_s=1.0, backend=name)
+    result.memory = procs.Memory(3, 300.0, 150.0, 50.0)
+    for _, rows, connections in run.SCENARIOS:
+        figures = load.Run(int(rps * 5), 5.0, rps, 1.0, p99_ms, 1.0, errors=0, cpu_seconds=0.1)
+        result.runs[(rows, connections)] = run.Result(figures, server_cpu_seconds=rps * 5e-4)
+    return result
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_report_states_same_run_ratios_and_the_targets(markdown: bool) -> None:
+    measured = [
+        _measured("ceiling", 10_000, 2.0),
+        _measured("onnx", 6_000, 4.0),
+        _measured("sklearn", 500, 80.0),
+        _measured("naive", 100, 700.0),
+    ]
+    args = argparse.Namespace(seconds=5.0, warmup=1.0, load_before="0.5 0.5 0.5")
+    text = run.report(measured, args, wrk_cpu_us=25.0, markdown=markdown)
+    assert "0.60x" in text  # onnx throughput / ceiling
+    assert "60.00x" in text  # onnx throughput / naive
+    assert "2.00x" in text  # onnx p99 / ceiling
+    # Every target met but the cold start, equal to the naive baseline's here.
+    assert text.count("NOT met") == 1
+    assert "1.00 s (1.00x)" in text
+    assert ("|---|" in text) == markdown
