@@ -240,21 +240,23 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
         )
     lines += ["", *render(header, rows, markdown)]
 
-    header = ["scenario", "target", "throughput", "p50 latency", "p99 latency"]
+    header = ["scenario", "target", "throughput", "p50 latency", "p99 latency", "CPU per request"]
     rows = []
     for label, rows_per_request, connections in SCENARIOS:
         key = (rows_per_request, connections)
-        top = ceiling.runs[key].run
+        top = ceiling.runs[key]
         scenario = _scenario(label, rows_per_request, connections)
         for name in SERVICES:
-            run = by_name[name].runs[key].run
+            result = by_name[name].runs[key]
+            run = result.run
             rows.append(
                 [
                     scenario,
                     name,
-                    _ratio(run.requests_per_second, top.requests_per_second),
-                    _ratio(run.p50_ms, top.p50_ms),
-                    _ratio(run.p99_ms, top.p99_ms),
+                    _ratio(run.requests_per_second, top.run.requests_per_second),
+                    _ratio(run.p50_ms, top.run.p50_ms),
+                    _ratio(run.p99_ms, top.run.p99_ms),
+                    _ratio(result.cpu_ms_per_request, top.cpu_ms_per_request),
                 ]
             )
             scenario = ""
