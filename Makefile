@@ -246,10 +246,12 @@ serve: $(SERVE_STAMP) model ## Pull or train the model if needed, then run the s
 DEBIAN_PACKAGES += wrk
 
 BENCH_SECONDS ?= 5
+# BENCH_FLAGS=--markdown prints the tables as Markdown, as docs/performance.md quotes them.
+BENCH_FLAGS ?=
 .PHONY: bench
 bench: $(ENV_STAMP) model ## Benchmark the service against the framework's ceiling and a naive baseline with wrk (prints a table)
 	@command -v wrk >/dev/null || { echo "wrk is missing: make system-packages installs it" >&2; exit 2; }
-	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS)
+	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS) $(BENCH_FLAGS)
 
 # `make rollout-test` puts HAProxy in front of two instances of the service, standing in for
 # the load balancer (active health checks, draining through its runtime API).
