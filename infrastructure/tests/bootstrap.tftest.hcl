@@ -78,8 +78,8 @@ override_resource {
 override_resource {
   target = aws_iam_access_key.github_actions
   values = {
-    id     = "AKIAIOSFODNN7EXAMPLE"
-    secret = "placeholder-secret"
+    id     = "placeholder-key-id"
+    secret = "placeholder"
   }
 }
 
@@ -502,9 +502,9 @@ run "access_key_mode_creates_one_user_in_a_group_and_no_oidc_resource" {
     condition = (
       output.github_auth == "access_key"
       && output.ci_user_name == "mlops-template-github-actions"
-      && output.aws_access_key_id == "AKIAIOSFODNN7EXAMPLE"
+      && output.aws_access_key_id == "placeholder-key-id"
       && issensitive(output.aws_secret_access_key)
-      && !issensitive(output.aws_access_key_id)
+      && issensitive(output.aws_access_key_id) == false
       && output.aws_train_role_arn == null
       && output.aws_deploy_role_arn == null
     )
