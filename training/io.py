@@ -1,7 +1,9 @@
-"""Reading a stage's params and writing JSON artifacts, the same way in every stage."""
+"""Reading a stage's params, writing JSON artifacts and hashing files, the same way in every
+stage."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,12 @@ def load_params(stage: str, path: Path) -> dict[str, Any]:
     if not isinstance(block, dict):
         raise KeyError(f"{path.name} has no block for stage {stage!r}")
     return block
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 by which the metadata and the export record name the files they pin."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

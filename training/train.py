@@ -4,15 +4,17 @@ Writes the fitted Pipeline (joblib) and `model_metadata.json`, which tells the s
 everything it needs without importing this package: the input schema it validates requests
 against, the class labels, the library versions the model was pickled with, and the sha256
 the service checks the model file against before it serves.
+
+Nothing here depends on when or from which commit the stage ran: the same inputs write the
+same files, so retraining an unchanged pipeline leaves the git tree clean. The model's
+provenance is the commit whose dvc.lock records its hash (and, in a deployment, the revision
+the service reports as `deployed_revision`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
-import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import paths
 from training.data import FeatureSpec, feature_spec, fingerprint
-from training.io import load_params, write_json
+from training.io import load_params, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +119,6 @@ def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[
     return features
 
 
-def git_revision(root: Path) -> str:
-    """The commit the model was trained from, or "unknown" outside a git checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return result.stdout.strip()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
@@ -154,16 +137,12 @@ def build_metadata(
     spec: FeatureSpec,
     params: dict[str, Any],
     model_sha256: str,
-    trained_at: datetime,
-    revision: str,
 ) -> dict[str, Any]:
     return {
         "schema_version": METADATA_SCHEMA_VERSION,
         "model_version": model_sha256[:12],
         "model_file": paths.MODEL.name,
         "model_sha256": model_sha256,
-        "trained_at": trained_at.isoformat(timespec="seconds"),
-        "git_revision": revision,
         "estimator": params["classifier"],
         "hyperparameters": params["hyperparameters"],
         "target": target,
@@ -186,8 +165,6 @@ def fit_and_save(
     params: dict[str, Any],
     directory: Path,
     *,
-    trained_at: datetime,
-    revision: str,
     model: Pipeline | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Fit the configured Pipeline (or `model`) on `train`; write it and its metadata.
@@ -211,8 +188,6 @@ def fit_and_save(
         spec=spec,
         params=params,
         model_sha256=sha256_file(model_path),
-        trained_at=trained_at,
-        revision=revision,
     )
     write_json(directory / paths.METADATA.name, metadata)
     return model, metadata
@@ -226,8 +201,6 @@ def main() -> None:
         target,
         params,
         paths.ARTIFACTS_DIR,
-        trained_at=datetime.now(UTC),
-        revision=git_revision(paths.ROOT),
     )
     log.info("trained %s, model version %s", params["classifier"], metadata["model_version"])
 

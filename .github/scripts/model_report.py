@@ -3,10 +3,12 @@
 Two commands, both fed plain files so they run (and are tested) without GitHub:
 
 * ``comment`` writes the Markdown of the pull-request comment: the PR's metrics next to the
-  base branch's with the change, the baseline, the verdict of the regression check and the
-  training report. Its first line is a hidden marker that lets the workflow find and edit the
-  one comment it owns instead of adding a new one per run. The output depends only on the
-  inputs (no clock, no environment), so two runs give byte-identical files.
+  base branch's with the change, the confusion matrix of the test split (the DVC plot of
+  ``test_predictions.csv``) with the change from the base branch's, the baseline, the verdict
+  of the regression check and the training report. Its first line is a hidden marker that
+  lets the workflow find and edit the one comment it owns instead of adding a new one per run.
+  The output depends only on the inputs (no clock, no environment), so two runs give
+  byte-identical files.
 * ``compare`` exits 1 when a gated metric is worse than the base branch's by more than
   ``compare.max_regression`` in params.yaml. That exit status is the train check's verdict.
 
@@ -18,9 +20,11 @@ check passes: there is nothing to regress from.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +271,8 @@ def build_comment(
     config: GateConfig,
     base_name: str,
     metadata: dict[str, Any] | None = None,
+    predictions: Predictions | None = None,
+    base_predictions: Predictions | None = None,
 ) -> str:
     results = evaluate_gate(new, base, config)
     lines = [MARKER, "## Model report", ""]
@@ -290,6 +296,9 @@ def build_comment(
             class_rows,
         )
         lines += ["", "</details>", ""]
+
+    if predictions is not None:
+        lines += confusion_lines(predictions, base_predictions, base_name)
 
     lines += [
         "### Against the baseline",
@@ -322,6 +331,68 @@ def build_comment(
     return "\n".join(lines)
 
 
+Predictions = list[tuple[str, str]]
+
+
+def load_predictions(path: Path) -> Predictions:
+    """(actual, predicted) per test row, from the evaluate stage's test_predictions.csv."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            if not {"actual", "predicted"} <= set(columns):
+                raise ReportError(
+                    f"{path}: expected the columns actual and predicted, found {columns[:10]}"
+                )
+            return [(row["actual"], row["predicted"]) for row in reader]
+    except FileNotFoundError as error:
+        raise ReportError(f"{path}: file not found") from error
+
+
+def confusion_lines(new: Predictions, base: Predictions | None, base_name: str) -> list[str]:
+    """The test split's confusion matrix as a Markdown table; each cell is this PR's count,
+    followed by the change from the base branch's where the two differ."""
+    classes = sorted({label for pair in [*new, *(base or [])] for label in pair})
+    counts = Counter(new)
+    base_counts = Counter(base) if base is not None else None
+    rows = []
+    for actual in classes:
+        cells = [f"**{actual}**"]
+        for predicted in classes:
+            cell = str(counts[actual, predicted])
+            if (
+                base_counts is not None
+                and base_counts[actual, predicted] != counts[actual, predicted]
+            ):
+                cell += f" ({counts[actual, predicted] - base_counts[actual, predicted]:+d})"
+            cells.append(cell)
+        rows.append(cells)
+    right = sum(counts[c, c] for c in classes)
+    if base is None:
+        intro = "Rows are the actual class, columns the predicted one."
+        summary = f"{right} of {len(new)} test rows predicted right."
+    else:
+        intro = (
+            "Rows are the actual class, columns the predicted one; in brackets, the change "
+            f"from `{base_name}`'s count where it differs."
+        )
+        base_right = sum(base_counts[c, c] for c in classes) if base_counts else 0
+        summary = (
+            f"{right} of {len(new)} test rows predicted right "
+            f"(`{base_name}`: {base_right} of {len(base)})."
+        )
+    return [
+        "### Confusion matrix (test split)",
+        "",
+        intro,
+        "",
+        *table(["actual \\ predicted", *classes], ["---", *("---:" for _ in classes)], rows),
+        "",
+        summary,
+        "",
+    ]
+
+
 def read_optional(path: Path | None) -> dict[str, Any] | None:
     return None if path is None else load_json(path)
 
@@ -341,6 +412,10 @@ def command_comment(args: argparse.Namespace) -> int:
         config=config,
         base_name=args.base_name,
         metadata=read_optional(args.metadata),
+        predictions=load_predictions(args.predictions) if args.predictions else None,
+        base_predictions=(
+            load_predictions(args.base_predictions) if args.base_predictions else None
+        ),
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     # newline="\n": byte-identical output on every platform.
@@ -379,6 +454,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if name == "comment":
             sub.add_argument("--report", type=Path, required=True, help="report.md of this PR")
             sub.add_argument("--metadata", type=Path, help="model_metadata.json of this PR")
+            sub.add_argument(
+                "--predictions",
+                type=Path,
+                help="test_predictions.csv of this PR (actual,predicted)",
+            )
+            sub.add_argument(
+                "--base-predictions",
+                type=Path,
+                help="the base branch's test_predictions.csv; omit when it has none",
+            )
             sub.add_argument("--output", type=Path, required=True)
     return parser.parse_args(argv)
 

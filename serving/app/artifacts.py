@@ -5,52 +5,123 @@ one reviewed in the pull request and built into the image. The service refuses t
 (see `ModelIntegrityError`) rather than serve a model that is missing, differs from that
 record, or was pickled by another scikit-learn than the one installed: unpickling across
 versions is unsupported and can silently change predictions.
+
+The metadata and the reference profile are pydantic models: they are the contract training
+writes to (a test validates training's output against them; neither side imports the
+other). Fields the service does not rely on are kept as they were written (`extra="allow"`),
+so training can add information without breaking a running service.
+
+`reference_profile.json` is optional (models trained before it existed have none): without
+it, or when it cannot be read, the service starts, says so once, and counts no drift. A
+profile written for another model is refused like any other integrity failure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
-from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 METADATA_FILE = "model_metadata.json"
 METRICS_FILE = "metrics.json"
+PROFILE_FILE = "reference_profile.json"
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+SUPPORTED_PROFILE_VERSIONS = frozenset({1})
+
+log = logging.getLogger(__name__)
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 
 
 class ModelIntegrityError(RuntimeError):
     """The model artifacts cannot be served; the message says which check failed and why."""
 
 
-@dataclass(frozen=True)
-class Feature:
+class _Artifact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
+
+
+_ArtifactT = TypeVar("_ArtifactT", bound=_Artifact)
+
+
+class Feature(_Artifact):
     """One input field, as training described it."""
 
-    name: str
+    name: str = Field(min_length=1)
     type: Literal["number", "category"]
-    nullable: bool
-    example: float | int | str | None
+    nullable: bool = True
+    example: float | int | str | None = None
     minimum: float | None = None
     maximum: float | None = None
     categories: tuple[str, ...] = ()
 
+    @model_validator(mode="after")
+    def _complete_for_its_type(self) -> Feature:
+        if self.type == "number":
+            low, high = self.minimum, self.maximum
+            if low is None or high is None:
+                raise ValueError("a number needs a minimum and a maximum")
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(f"bounds [{low}, {high}] are not a range")
+        elif not self.categories:
+            raise ValueError("a category needs a non-empty list of categories")
+        return self
 
-@dataclass(frozen=True)
-class ModelMetadata:
-    """`model_metadata.json`, with the fields the service relies on checked and typed."""
 
-    raw: dict[str, Any]
-    model_version: str
-    model_file: str
-    model_sha256: str
-    classes: tuple[str, ...]
-    target: str
-    features: tuple[Feature, ...]
-    sklearn_version: str
+class InputSchema(_Artifact):
+    features: tuple[Feature, ...] = Field(min_length=1)
+
+
+class LibraryVersions(_Artifact):
+    scikit_learn: str = Field(alias="scikit-learn")
+
+
+class ModelMetadata(_Artifact):
+    """`model_metadata.json`: what the service relies on, checked and typed."""
+
+    schema_version: int
+    model_version: str = Field(min_length=1)
+    model_file: str = Field(min_length=1)
+    model_sha256: Sha256
+    target: str = "target"
+    classes: tuple[str, ...] = Field(min_length=2)
+    input_schema: InputSchema
+    library_versions: LibraryVersions
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version {value!r} is not one this service reads "
+                f"({sorted(SUPPORTED_SCHEMA_VERSIONS)})"
+            )
+        return value
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        return self.input_schema.features
+
+    @property
+    def sklearn_version(self) -> str:
+        return self.library_versions.scikit_learn
+
+    @cached_property
+    def raw(self) -> dict[str, Any]:
+        """The metadata as JSON values, every field training wrote included."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     @property
     def feature_names(self) -> list[str]:
@@ -61,6 +132,70 @@ class ModelMetadata:
         return {feature.name: feature.example for feature in self.features}
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class NumberProfile(_Artifact):
+    name: str
+    type: Literal["number"]
+    missing_rate: Share
+    minimum: float
+    maximum: float
+    quantiles: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _a_range(self) -> NumberProfile:
+        if not (math.isfinite(self.minimum) and math.isfinite(self.maximum)):
+            raise ValueError("minimum and maximum must be finite")
+        if self.minimum > self.maximum:
+            raise ValueError(f"minimum {self.minimum} is above maximum {self.maximum}")
+        return self
+
+
+class CategoryProfile(_Artifact):
+    name: str
+    type: Literal["category"]
+    missing_rate: Share
+    categories: dict[str, Share] = Field(min_length=1)
+
+
+class ReferenceProfile(_Artifact):
+    """`reference_profile.json`: the training split the drift counters compare with."""
+
+    schema_version: int
+    model_sha256: Sha256
+    target: str
+    rows: int = Field(ge=1)
+    class_priors: dict[str, Share]
+    features: tuple[
+        Annotated[NumberProfile | CategoryProfile, Field(discriminator="type")], ...
+    ] = Field(min_length=1)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, value: int) -> int:
+        if value not in SUPPORTED_PROFILE_VERSIONS:
+            raise ValueError(f"schema_version {value!r} is not one this service reads")
+        return value
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+def _explain(error: ValidationError, where: str) -> str:
+    """Every problem as `file: path.to[0].field: message`, the input never echoed."""
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        path = ""
+        for part in detail["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = detail["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return f"{where}: " + "; ".join(problems)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -69,68 +204,27 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _require(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = mapping.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ModelIntegrityError(f"{where}: field {key!r} is missing or not a {kind}")
-    return value
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _parse_feature(entry: Any, index: int) -> Feature:
-    where = f"{METADATA_FILE}: input_schema.features[{index}]"
-    if not isinstance(entry, dict):
-        raise ModelIntegrityError(f"{where} is not an object")
-    name = _require(entry, "name", str, where)
-    kind = entry.get("type")
-    nullable = bool(entry.get("nullable", True))
-    example = entry.get("example")
-    if kind == "number":
-        minimum = float(_require(entry, "minimum", (int, float), where))
-        maximum = float(_require(entry, "maximum", (int, float), where))
-        if not (math.isfinite(minimum) and math.isfinite(maximum) and minimum <= maximum):
-            raise ModelIntegrityError(f"{where}: bounds [{minimum}, {maximum}] are not a range")
-        return Feature(name, "number", nullable, example, minimum=minimum, maximum=maximum)
-    if kind == "category":
-        categories = _require(entry, "categories", list, where)
-        if not categories or not all(isinstance(c, str) for c in categories):
-            raise ModelIntegrityError(f"{where}: categories must be a non-empty list of strings")
-        return Feature(name, "category", nullable, example, categories=tuple(categories))
-    raise ModelIntegrityError(f"{where}: type {kind!r} is neither 'number' nor 'category'")
+def _validate(model: type[_ArtifactT], raw: Any) -> _ArtifactT:
+    # Validated as JSON, strictly: arrays become tuples, but a string is never taken for a
+    # number nor a boolean for either, as a hand-edited or foreign file might try.
+    return model.model_validate_json(json.dumps(raw))
 
 
-def parse_metadata(raw: dict[str, Any]) -> ModelMetadata:
-    where = METADATA_FILE
-    schema_version = raw.get("schema_version")
-    if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise ModelIntegrityError(
-            f"{where}: schema_version {schema_version!r} is not one this service reads "
-            f"({sorted(SUPPORTED_SCHEMA_VERSIONS)})"
-        )
-    schema = _require(raw, "input_schema", dict, where)
-    entries = _require(schema, "features", list, f"{where}: input_schema")
-    features = tuple(_parse_feature(entry, i) for i, entry in enumerate(entries))
-    if not features:
-        raise ModelIntegrityError(f"{where}: input_schema.features is empty")
-    classes = _require(raw, "classes", list, where)
-    if len(classes) < 2:
-        raise ModelIntegrityError(f"{where}: classes lists fewer than two labels")
-    versions = _require(raw, "library_versions", dict, where)
-    return ModelMetadata(
-        raw=raw,
-        model_version=_require(raw, "model_version", str, where),
-        model_file=_require(raw, "model_file", str, where),
-        model_sha256=_require(raw, "model_sha256", str, where).lower(),
-        classes=tuple(str(c) for c in classes),
-        target=str(raw.get("target", "target")),
-        features=features,
-        sklearn_version=_require(versions, "scikit-learn", str, f"{where}: library_versions"),
-    )
+def parse_metadata(raw: Any) -> ModelMetadata:
+    try:
+        return _validate(ModelMetadata, raw)
+    except ValidationError as error:
+        raise ModelIntegrityError(_explain(error, METADATA_FILE)) from None
 
 
 def load_metadata(model_dir: Path) -> ModelMetadata:
     path = model_dir / METADATA_FILE
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = _read_json(path)
     except FileNotFoundError:
         raise ModelIntegrityError(
             f"model metadata {path} is missing: run `make train` (or `dvc pull`)"
@@ -142,13 +236,26 @@ def load_metadata(model_dir: Path) -> ModelMetadata:
     return parse_metadata(raw)
 
 
+def contained_model_path(model_dir: Path, model_file: str) -> Path:
+    """`model_file` inside `model_dir`; refused when it resolves anywhere else (`..`, an
+    absolute path, a symlink pointing out), before anything is read from it."""
+    directory = model_dir.resolve()
+    path = (directory / model_file).resolve()
+    if not path.is_relative_to(directory):
+        raise ModelIntegrityError(
+            f"{METADATA_FILE}: model_file {model_file[:200]!r} resolves to {path}, outside "
+            f"the model directory {directory}"
+        )
+    return path
+
+
 def verify_model_file(model_dir: Path, metadata: ModelMetadata) -> Path:
     """Return the model's path once it is present, intact and loadable by this scikit-learn.
 
     Runs before anything unpickles the file: a file whose hash differs from the reviewed
-    record is never loaded at all.
+    record is never loaded at all. Hashes the file, so it runs once per start.
     """
-    path = model_dir / metadata.model_file
+    path = contained_model_path(model_dir, metadata.model_file)
     if not path.is_file():
         raise ModelIntegrityError(
             f"model file {path} is missing: run `make train`, or `dvc pull` to fetch it"
@@ -171,10 +278,48 @@ def verify_model_file(model_dir: Path, metadata: ModelMetadata) -> Path:
     return path
 
 
+def load_profile(model_dir: Path, metadata: ModelMetadata) -> ReferenceProfile | None:
+    """The reference profile of this model, or None (with one warning) when there is none
+    usable. Raises `ModelIntegrityError` when it was written for another model."""
+    path = model_dir / PROFILE_FILE
+    try:
+        profile = _validate(ReferenceProfile, _read_json(path))
+    except FileNotFoundError:
+        log.warning(
+            "no reference profile %s: the service runs without drift counters "
+            "(re-run `make train` to write one)",
+            path,
+            extra={"reference_profile": None},
+        )
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = f"{path} is unreadable: {error}"
+    except ValidationError as error:
+        reason = _explain(error, PROFILE_FILE)
+    else:
+        if profile.model_sha256 != metadata.model_sha256:
+            raise ModelIntegrityError(
+                f"{PROFILE_FILE} describes model {profile.model_sha256}, but {METADATA_FILE} "
+                f"records {metadata.model_sha256}: the profile belongs to another model"
+            )
+        names = [feature.name for feature in profile.features]
+        if names == metadata.feature_names:
+            return profile
+        reason = (
+            f"{PROFILE_FILE} profiles features {names}, the model reads {metadata.feature_names}"
+        )
+    log.warning(
+        "reference profile ignored, the service runs without drift counters: %s",
+        reason,
+        extra={"reference_profile": None},
+    )
+    return None
+
+
 def load_metrics(model_dir: Path) -> dict[str, Any] | None:
     """The evaluation metrics, when the evaluate stage wrote them (informational only)."""
     try:
-        metrics = json.loads((model_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        metrics = _read_json(model_dir / METRICS_FILE)
     except (OSError, ValueError):
         return None
     return metrics if isinstance(metrics, dict) else None

@@ -3,18 +3,41 @@
 FastAPI's default 422 handler echoes each invalid input back. A `NaN` sent by the client
 then makes the error response itself unencodable, and the client gets a 500. The handler
 here never echoes input, and prefixes every message with the field's path, so
-`island: Input should be 'Biscoe', 'Dream' or 'Torgersen'` reads on its own.
+`island: Input should be 'Biscoe', 'Dream' or 'Torgersen'` reads on its own. What it
+does quote (field names, which a client chooses) is cut to a few dozen characters, and the
+whole error body stays under `MAX_ERROR_BODY_BYTES`, so an error never amplifies a request.
+
+A client that goes away before its request body has arrived is not a server error: it gets
+499 (nginx's "client closed request") in the request log and metrics, without a traceback.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from app.metrics import CLIENT_CLOSED_REQUEST
+from app.protocol import BODY_TIMED_OUT
+
+# Client-chosen text quoted in an error (a field name) is cut to this many characters.
+MAX_QUOTED_CHARS = 64
+# A message (which may list a category field's allowed values) is cut to this length.
+MAX_MESSAGE_CHARS = 512
+# The whole 422 body, whatever the input: errors beyond it are counted, not listed.
+MAX_ERROR_BODY_BYTES = 8 * 1024
+CUT = "…[cut]"
+
+
+def cut(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """`text`, or its first `limit` characters marked as cut."""
+    return text if len(text) <= limit else text[:limit] + CUT
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -27,28 +50,52 @@ def field_path(loc: Sequence[Any]) -> str:
 
 
 def describe(error: dict[str, Any]) -> dict[str, Any]:
-    loc = tuple(error.get("loc", ()))
+    loc = [part if isinstance(part, int) else cut(str(part)) for part in error.get("loc", ())]
     path = field_path(loc)
     message = str(error.get("msg", "invalid value"))
     if error.get("type") == "extra_forbidden":
         message = "is not a field of this model (GET /model lists the input schema)"
-    return {"loc": list(loc), "msg": f"{path}: {message}", "type": str(error.get("type"))}
+    return {
+        "loc": loc,
+        "msg": cut(f"{path}: {message}", MAX_MESSAGE_CHARS),
+        "type": cut(str(error.get("type"))),
+    }
 
 
 # A batch of 1,000 bad records would otherwise answer with 1,000 messages.
 MAX_REPORTED_ERRORS = 50
 
 
-async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    detail = [describe(e) for e in errors[:MAX_REPORTED_ERRORS]]
-    if len(errors) > MAX_REPORTED_ERRORS:
-        hidden = len(errors) - MAX_REPORTED_ERRORS
+def _size(item: dict[str, Any]) -> int:
+    # As JSONResponse encodes it (ensure_ascii=False), plus the separating comma.
+    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+
+
+def bounded_detail(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The errors described, as many as fit in `MAX_ERROR_BODY_BYTES` (at most
+    `MAX_REPORTED_ERRORS`), then one entry counting the rest."""
+    # Room for the envelope and the closing "more errors" entry.
+    budget = MAX_ERROR_BODY_BYTES - 256
+    detail: list[dict[str, Any]] = []
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        item = describe(error)
+        budget -= _size(item)
+        if budget < 0:
+            break
+        detail.append(item)
+    hidden = len(errors) - len(detail)
+    if hidden:
         detail.append(
             {"loc": ["body"], "msg": f"body: {hidden} more errors not shown", "type": "truncated"}
         )
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return detail
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    request.app.state.service.monitor.observe_validation_errors(errors)
+    return JSONResponse(status_code=422, content={"detail": bounded_detail(errors)})
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -74,7 +121,16 @@ def internal_error_handler(model_version: str) -> Any:
     return handler
 
 
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The client closed the connection (or was cut off by the body deadline) before its
+    body arrived. The response goes nowhere; its status is what the request line logs."""
+    assert isinstance(exc, ClientDisconnect)
+    timed_out = bool(getattr(request.state, BODY_TIMED_OUT, False))
+    return Response(status_code=408 if timed_out else CLIENT_CLOSED_REQUEST)
+
+
 def install(app: FastAPI, model_version: str) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(ClientDisconnect, client_disconnect_handler)
     app.add_exception_handler(Exception, internal_error_handler(model_version))

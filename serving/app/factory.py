@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app import errors, metrics
-from app.artifacts import load_metadata, load_metrics
+from app.artifacts import load_metadata, load_metrics, load_profile
+from app.drift import InputMonitor
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.predictor import Predictor, load_predictor
 from app.routers import health, model, predict
@@ -38,7 +39,8 @@ Predicts the **{target}** ({classes}) from the features described in `GET /model
   never saw** are rejected with 422 listing the allowed values, rather than predicted from
   the remaining fields alone. Bodies over {max_body} bytes are rejected with 413, bodies not
   sent as `application/json` with 415.
-- Every response carries the `X-Model-Version` and `X-Request-Id` headers.
+- Every response carries the `X-Model-Version` and `X-Request-Id` headers; predictions
+  are sent with `Cache-Control: no-store`.
 """
 
 
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         metadata=metadata,
         predictor=predictor,
         schemas=schemas,
+        monitor=InputMonitor(metadata, load_profile(settings.model_dir, metadata)),
         evaluation=load_metrics(settings.model_dir),
     )
     log.info(
@@ -67,7 +70,6 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         extra={
             "model_version": metadata.model_version,
             "backend": predictor.backend,
-            "git_revision": metadata.raw.get("git_revision"),
             "deployed_revision": settings.deployed_revision,
         },
     )
@@ -92,6 +94,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             max_body=settings.max_body_bytes,
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc come from a CDN: off unless SERVICE_API_DOCS asks for them.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        # Starlette answers `/health/` with a redirect to an absolute URL built from the
+        # Host header, which the client chooses; a slashed path is a 404 instead.
+        redirect_slashes=False,
     )
     app.state.service = service
     errors.install(app, metadata.model_version)
@@ -101,7 +109,13 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.include_router(metrics_routes.router)
     # The last added is the outermost: the request context sees the limit's 413s too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, model_version=metadata.model_version)
+    app.add_middleware(
+        RequestContextMiddleware,
+        model_version=metadata.model_version,
+        request_metrics=metrics.RequestMetrics(
+            settings.metrics_namespace, settings.name, metadata.model_version
+        ),
+    )
     app.openapi = _openapi_with_components(app, schemas.components)  # type: ignore[method-assign]
     return app
 

@@ -42,9 +42,13 @@ timeout = 30
 keepalive = 75
 # The heartbeat file each worker touches; on a read-only root filesystem only tmpfs works.
 worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
-# The task's security group admits only the load balancer, so X-Forwarded-For from any
-# peer is the balancer's; narrow this when something else can reach the container.
+# Peers whose X-Forwarded-For is believed (loopback by default; the deployment passes the
+# VPC's CIDR). uvicorn's proxy-headers middleware logs the rightmost address outside this
+# set as the client, so a client cannot choose its logged address by sending the header.
 forwarded_allow_ips = settings.forwarded_allow_ips
+# gunicorn's limit_request_line/fields/field_size do not reach uvicorn's parser: the worker
+# (app/worker.py) enforces settings.max_header_bytes and max_header_fields instead, and the
+# header and body deadlines.
 # gunicorn >= 25 opens a control socket in $XDG_RUNTIME_DIR or ~/.gunicorn by default,
 # shared by every instance run by the same user, and unwritable on a read-only root.
 control_socket_disable = True

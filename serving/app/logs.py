@@ -7,10 +7,11 @@ request lines and the refusal to start all share one format.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is a field.
 # uvicorn adds `color_message`, the message again with terminal colour codes.
@@ -33,7 +34,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             # The traceback stays inside the one JSON line, not spread over many.
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # pydantic-core's encoder: a request line carries its metrics (EMF), and this runs
+        # once per request; it is several times faster than `json.dumps`, writes UTF-8
+        # rather than \u escapes, and writes a non-finite float as null, never as the
+        # invalid JSON token NaN. Anything it cannot encode is written as its str().
+        return to_json(payload, fallback=str, inf_nan_mode="null").decode()
 
 
 def logging_config(level: str) -> dict[str, Any]:

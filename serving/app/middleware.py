@@ -45,9 +45,12 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, model_version: str) -> None:
+    def __init__(
+        self, app: ASGIApp, model_version: str, request_metrics: metrics.RequestMetrics
+    ) -> None:
         self.app = app
         self.model_version = model_version
+        self.metrics = request_metrics
         self._version_header = (b"x-model-version", model_version.encode("ascii"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,6 +58,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        tally = self.metrics.begin()
         rid = request_id(scope)
         # Handlers (the 500 handler) read it back from request.state.
         scope.setdefault("state", {})["request_id"] = rid
@@ -81,7 +85,6 @@ class RequestContextMiddleware:
             status = status or 500  # the app returned without answering
             seconds = time.perf_counter() - started
             route = route_template(scope)
-            metrics.observe_request(scope["method"], route, status, self.model_version, seconds)
             fields = {
                 "request_id": rid,
                 "method": scope["method"],
@@ -91,6 +94,8 @@ class RequestContextMiddleware:
                 "latency_ms": round(seconds * 1000, 3),
                 "model_version": self.model_version,
                 "client": (scope.get("client") or ("", 0))[0],
+                # Prometheus is updated, and the line carries its CloudWatch metrics (EMF).
+                **self.metrics.finish(tally, scope["method"], route, status, seconds),
             }
             level = logging.ERROR if status >= 500 else logging.INFO
             log.log(

@@ -87,13 +87,14 @@ class SklearnPredictor:
         return np.asarray(self._pipeline.predict_proba(self.frame(columns)), dtype=np.float64)
 
 
-def load_sklearn_predictor(data_dir: Path, metadata: ModelMetadata) -> SklearnPredictor:
+def load_sklearn_predictor(verified: Path, metadata: ModelMetadata) -> SklearnPredictor:
+    """The Pipeline in `verified`, a path `verify_model_file` returned (it hashes the file,
+    which is done once per start)."""
     # joblib, pandas and scikit-learn are imported only on this path: they cost seconds of
     # cold start that a service answering through the fast path does not need to pay.
     import joblib
 
-    path = verify_model_file(data_dir, metadata)
-    return SklearnPredictor(joblib.load(path), metadata)
+    return SklearnPredictor(joblib.load(verified), metadata)
 
 
 def load_predictor(
@@ -108,10 +109,10 @@ def load_predictor(
     """
     parsed = parse_metadata(metadata) if isinstance(metadata, dict) else metadata
     # Integrity first: no backend ever loads a file that differs from the reviewed record.
-    verify_model_file(data_dir, parsed)
+    verified = verify_model_file(data_dir, parsed)
     if backend == "sklearn":
         log.info("model backend: sklearn (chosen by SERVICE_BACKEND)", extra={"backend": "sklearn"})
-        return load_sklearn_predictor(data_dir, parsed)
+        return load_sklearn_predictor(verified, parsed)
     fast, reason = _try_fast_path(data_dir, parsed)
     if fast is not None:
         log.info("model backend: %s", fast.backend, extra={"backend": fast.backend})
@@ -123,7 +124,7 @@ def load_predictor(
         reason,
         extra={"backend": "sklearn", "fallback_reason": reason},
     )
-    return load_sklearn_predictor(data_dir, parsed)
+    return load_sklearn_predictor(verified, parsed)
 
 
 def _try_fast_path(data_dir: Path, metadata: ModelMetadata) -> tuple[Predictor | None, str]:

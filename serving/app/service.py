@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pydantic_core import to_json
 
 from app import metrics
 from app.artifacts import ModelMetadata
+from app.drift import InputMonitor
 from app.predictor import Predictor
 from app.schemas import Schemas
 from app.settings import Settings
@@ -37,6 +39,7 @@ class ModelService:
     metadata: ModelMetadata
     predictor: Predictor
     schemas: Schemas
+    monitor: InputMonitor
     evaluation: dict[str, Any] | None = None
     ready: bool = field(default=False)
     """Set in each worker once its warm-up prediction succeeded."""
@@ -56,11 +59,15 @@ class ModelService:
         and more threads only take turns with the event loop in 5 ms slices, which shows as
         tail latency under concurrency. Requests queue here in arrival order instead. The
         thread is created on first use, in the worker process that uses it (gunicorn forks
-        workers after building the app, and threads do not survive a fork).
+        workers after building the app, and threads do not survive a fork). The work runs in
+        the request's context, so what it counts lands in the request's metrics.
         """
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, context.run, work, *args
+        )
 
     def shutdown(self) -> None:
         """Waits for queued model work to finish (graceful shutdown) and stops the thread."""
@@ -88,6 +95,7 @@ class ModelService:
         best = probabilities.argmax(axis=1)
         if counted:
             metrics.count_predictions(self.model_version, classes, best)
+            self.monitor.observe_records(columns, len(records))
         return probabilities, best.tolist()
 
     # The two handlers below run in a worker thread: parsing, validation, prediction and
@@ -122,9 +130,7 @@ class ModelService:
             "model_version": self.model_version,
             "model_sha256": self.metadata.model_sha256,
             "backend": self.predictor.backend,
-            "git_revision": raw.get("git_revision"),
             "deployed_revision": self.settings.deployed_revision,
-            "trained_at": raw.get("trained_at"),
             "estimator": raw.get("estimator"),
             "hyperparameters": raw.get("hyperparameters"),
             "target": self.metadata.target,
@@ -133,6 +139,7 @@ class ModelService:
             "training_data": raw.get("training_data"),
             "library_versions": raw.get("library_versions"),
             "input_schema": raw.get("input_schema"),
+            "reference_profile": self.monitor.reference(),
             "limits": {
                 "max_batch_records": self.settings.max_batch_records,
                 "max_body_bytes": self.settings.max_body_bytes,

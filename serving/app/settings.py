@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The artifacts training writes: `serving/app/data/` in a checkout, `app/data/` in the image.
@@ -29,15 +29,19 @@ class Settings(BaseSettings):
         default="0.0.0.0:8000",
         description="Address gunicorn listens on (HOST:PORT).",
     )
-    # Fargate's 1 vCPU runs one process at a time; two workers keep one answering health
-    # checks while the other predicts a large batch or is being replaced after a crash.
+    # Two keep one worker answering health checks while the other predicts a large batch or
+    # is being replaced after a crash. The deployment sets it from the task's CPU (one per
+    # vCPU, at least two: serving/deployment/stack/settings.py, workers_for); this default is
+    # what it gives cdk.json's task of 512 units (half a vCPU), and a test keeps them equal.
     workers: int = Field(default=2, ge=1, le=64)
     # Seconds a worker gets to finish in-flight requests after SIGTERM. The ECS container
     # stop timeout (set by the deployment) must be longer.
     graceful_timeout_seconds: int = Field(default=20, ge=1, le=110)
-    # Peers whose X-Forwarded-For gunicorn trusts ("*": any, since only the load balancer
-    # can reach the task; a comma-separated list of IPs or CIDRs otherwise).
-    forwarded_allow_ips: str = "*"
+    # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: a comma-separated
+    # list of IPs or CIDRs (the deployment passes the VPC's CIDR, where the load balancer
+    # lives). The logged client is the rightmost X-Forwarded-For address outside this set,
+    # so a client cannot choose its own by sending the header. "*" trusts every peer.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     # "auto" serves through the compiled fast path when it applies to this model and falls
     # back to the joblib Pipeline otherwise; "sklearn" forces the Pipeline; "onnx" refuses
     # to start without the fast path.
@@ -47,11 +51,50 @@ class Settings(BaseSettings):
     # indentation while refusing bodies no legitimate client sends.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_batch_records: int = Field(default=1000, ge=1)
+    # The request line and headers together, and the header count: the ALB's own caps are
+    # 64 KiB and 100 fields, so nothing larger comes through it legitimately. Over either,
+    # the connection gets 431 and is closed.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_fields: int = Field(default=100, ge=10)
+    # A connection whose request line and headers are not complete this long after its
+    # first byte (or, for a new connection, after it opened) is closed, with 408 when a
+    # request had begun; likewise a request whose body is not complete this long after its
+    # headers. Bodies are at most max_body_bytes and come from a load balancer on the same
+    # network, so seconds are generous; a slow client cannot hold a connection open.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # /docs and /redoc load Swagger UI and ReDoc from a CDN (jsDelivr) into the browser:
+    # third-party code, off in the image. `make serve` turns them on for local use.
+    # /openapi.json is always served.
+    api_docs: bool = False
+    # CloudWatch Embedded Metric Format in each request's log line (app.metrics): the
+    # namespace the metrics land in and the value of their `Service` dimension. The
+    # deployment passes the same values its alarms and dashboard read.
+    metrics_namespace: str = Field(
+        default="PredictionService",
+        min_length=1,
+        max_length=255,
+        # The characters CloudWatch allows in a namespace.
+        pattern=r"^[A-Za-z0-9.\-_/#: ]+$",
+    )
+    name: str = Field(
+        default="prediction-service",
+        min_length=1,
+        max_length=255,
+        description="The service's name (SERVICE_NAME): the EMF `Service` dimension.",
+    )
     # The revision the running image was deployed from, passed in by the deployment (CDK).
     deployed_revision: str | None = Field(
         default=None,
         validation_alias=AliasChoices("SERVICE_DEPLOYED_REVISION", "GIT_REVISION"),
     )
+
+    @field_validator("metrics_namespace")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("namespaces starting with AWS/ are reserved for AWS services")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -7,8 +7,9 @@ import sys
 
 import aws_cdk as cdk
 
+from container.dockerfile import DockerfileError
 from deployment.stack.application import build
-from deployment.stack.dockerfile import DockerfileError
+from deployment.stack.model_signals import ModelMetadataError
 from deployment.stack.settings import ContextError
 
 
@@ -21,7 +22,7 @@ def main() -> None:
         sys.exit("CDK_DEFAULT_REGION is not set: run this app through the CDK CLI (make synth)")
     try:
         build(app, region=region)
-    except (ContextError, DockerfileError) as error:
+    except (ContextError, DockerfileError, ModelMetadataError) as error:
         sys.exit(str(error))
     app.synth()
 

@@ -1,4 +1,5 @@
-"""Shared fixtures for the CI/CD tests: parsed workflows, the Makefile's targets, the scripts.
+"""Shared fixtures for the CI/CD tests: parsed workflows and the scripts (the Makefile's
+targets and environment come from tests/conftest.py).
 
 Test modules get these as fixtures rather than imports: pytest runs with
 --import-mode=importlib, where test directories are not importable packages."""
@@ -6,9 +7,6 @@ Test modules get these as fixtures rather than imports: pytest runs with
 from __future__ import annotations
 
 import importlib.util
-import os
-import re
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,11 +35,6 @@ def load_script(name: str) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def clean_make_env() -> dict[str, str]:
-    """The environment without what a parent make (`make test`) passes down to sub-makes."""
-    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
 
 
 def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
@@ -73,11 +66,6 @@ def triggers() -> Callable[[dict[Any, Any]], dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def make_env() -> dict[str, str]:
-    return clean_make_env()
-
-
-@pytest.fixture(scope="session")
 def workflow_files() -> list[Path]:
     return WORKFLOW_FILES
 
@@ -86,29 +74,3 @@ def workflow_files() -> list[Path]:
 def workflows() -> dict[str, dict[Any, Any]]:
     assert WORKFLOW_FILES, f"no workflows in {WORKFLOWS_DIR}"
     return {path.name: yaml.safe_load(path.read_text(encoding="utf-8")) for path in WORKFLOW_FILES}
-
-
-@pytest.fixture(scope="session")
-def make_targets() -> set[str]:
-    """Every target the Makefile defines, as make itself parses it (no recipe runs)."""
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-pRrq", "-f", "Makefile"],
-        cwd=ROOT,
-        env=clean_make_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    # -q exits 1 when the default goal is out of date; 2 is a parse error.
-    assert result.returncode in (0, 1), result.stderr
-    targets: set[str] = set()
-    not_a_target = False
-    for line in result.stdout.splitlines():
-        if line.startswith("# Not a target"):
-            not_a_target = True
-            continue
-        match = re.match(r"^([A-Za-z0-9_.-]+):(?!=)", line)
-        if match and not not_a_target:
-            targets.add(match.group(1))
-        not_a_target = False
-    return targets

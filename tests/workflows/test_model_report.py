@@ -63,6 +63,14 @@ def metrics(accuracy: float, macro_f1: float, log_loss: float) -> dict[str, Any]
 MAIN = metrics(0.9710, 0.9650, 0.1010)
 BETTER = metrics(0.9855, 0.9830, 0.0812)
 
+# test_predictions.csv rows (actual, predicted), as the evaluate stage writes them: main's
+# model takes two Chinstraps for Adelies, the PR's one.
+RIGHT = (
+    [("Adelie", "Adelie")] * 30 + [("Chinstrap", "Chinstrap")] * 12 + [("Gentoo", "Gentoo")] * 25
+)
+MAIN_PREDICTIONS = [*RIGHT, ("Chinstrap", "Adelie"), ("Chinstrap", "Adelie")]
+BETTER_PREDICTIONS = [*RIGHT, ("Chinstrap", "Chinstrap"), ("Chinstrap", "Adelie")]
+
 
 def git(repo: Path, *args: str) -> str:
     env = {
@@ -78,9 +86,14 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-def write_outputs(repo: Path, values: dict[str, Any], version: str) -> None:
+def write_outputs(
+    repo: Path, values: dict[str, Any], version: str, predictions: list[tuple[str, str]]
+) -> None:
     data = repo / DATA
     data.mkdir(parents=True, exist_ok=True)
+    (data / "test_predictions.csv").write_text(
+        "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in predictions), encoding="utf-8"
+    )
     (data / "metrics.json").write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
     (data / "report.md").write_text(
         f"# Training report\n\nModel {version}: logistic regression on the penguins.\n",
@@ -145,8 +158,14 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def commit_model(repo: Path, values: dict[str, Any], version: str, message: str) -> None:
-    write_outputs(repo, values, version)
+def commit_model(
+    repo: Path,
+    values: dict[str, Any],
+    version: str,
+    message: str,
+    predictions: list[tuple[str, str]] = BETTER_PREDICTIONS,
+) -> None:
+    write_outputs(repo, values, version, predictions)
     git(repo, "add", ".")
     git(repo, "commit", "--quiet", "-m", message)
 
@@ -154,7 +173,7 @@ def commit_model(repo: Path, values: dict[str, Any], version: str, message: str)
 @pytest.fixture
 def pr_repo(repo: Path) -> Path:
     """`main` holds one model; the checked-out branch `pr` holds a retrained one."""
-    commit_model(repo, MAIN, "aaaaaaaaaaaa", "model on main")
+    commit_model(repo, MAIN, "aaaaaaaaaaaa", "model on main", MAIN_PREDICTIONS)
     git(repo, "checkout", "--quiet", "-b", "pr")
     commit_model(repo, BETTER, "bbbbbbbbbbbb", "retrained model")
     return repo
@@ -196,6 +215,33 @@ def test_comment_shows_main_and_pr_values_and_the_change(pr_repo):
     assert "| Metric | `main` | This PR | Change |" in comment
     assert "✅ **Check passed:**" in comment
     assert "Model `bbbbbbbbbbbb`: `logistic_regression` with `C=1.0`, `max_iter=1000`." in comment
+
+
+def test_comment_shows_the_confusion_matrix_and_its_change_from_main(pr_repo):
+    comment = build_comment(pr_repo)
+    matrix = comment.split("### Confusion matrix (test split)", 1)[1].split("###", 1)[0]
+    assert "| actual \\ predicted | Adelie | Chinstrap | Gentoo |" in matrix
+    assert table_row(matrix, "**Adelie**") == ["**Adelie**", "30", "0", "0"]
+    # One Chinstrap fewer taken for an Adelie, one more right: the cells say by how much.
+    assert table_row(matrix, "**Chinstrap**") == ["**Chinstrap**", "1 (-1)", "13 (+1)", "0"]
+    assert table_row(matrix, "**Gentoo**") == ["**Gentoo**", "0", "0", "25"]
+    assert "68 of 69 test rows predicted right (`main`: 67 of 69)." in matrix
+
+
+def test_first_model_shows_its_confusion_matrix_without_changes(repo):
+    git(repo, "checkout", "--quiet", "-b", "pr")
+    commit_model(repo, BETTER, "bbbbbbbbbbbb", "first model")
+    matrix = build_comment(repo).split("### Confusion matrix (test split)", 1)[1]
+    assert table_row(matrix, "**Chinstrap**") == ["**Chinstrap**", "1", "13", "0"]
+    assert "68 of 69 test rows predicted right." in matrix
+
+
+def test_predictions_without_their_columns_are_rejected_with_the_reason(script, tmp_path):
+    report = script("model_report")
+    predictions = tmp_path / "test_predictions.csv"
+    predictions.write_text("species,guess\nAdelie,Adelie\n", encoding="utf-8")
+    with pytest.raises(report.ReportError, match="expected the columns actual and predicted"):
+        report.load_predictions(predictions)
 
 
 def test_comment_shows_the_baseline_and_the_training_report(pr_repo):

@@ -5,7 +5,9 @@ without failing the pipeline."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,9 @@ from sklearn.semi_supervised import LabelSpreading
 
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset
-from training.io import load_params
+from training.io import load_params, sha256_file
 from training.prepare import split
-from training.train import build_pipeline, fit_and_save, sha256_file
+from training.train import build_pipeline, fit_and_save
 
 
 def _train_into(
@@ -43,8 +45,6 @@ def _train_into(
         target,
         train_params,
         directory,
-        trained_at=datetime(2026, 1, 1, tzinfo=UTC),
-        revision="unknown",
         model=model,
     )
     prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
@@ -82,7 +82,8 @@ def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported)
     assert parity["random_records"]["rows_checked"] == params["random_records"]
     assert parity["rows_checked"] == 344 + params["random_records"]
     for part in ("prepared_data", "random_records"):
-        assert 0 <= parity[part]["max_abs_probability_difference"] <= 1e-6
+        # A passing check records no figure: it differs from CPU to CPU (see export.py).
+        assert "max_abs_probability_difference" not in parity[part]
         assert parity[part]["label_disagreements"] == 0
         assert parity[part]["label_agreement"] == 1.0
 
@@ -91,7 +92,7 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
     directory, trained, record = exported
     graph = directory / record["onnx_file"]
     assert record["onnx_file"] == "onnx/model.onnx"
-    assert export.sha256_bytes(graph.read_bytes()) == record["onnx_sha256"]
+    assert sha256_file(graph) == record["onnx_sha256"]
     assert record["model_sha256"] == trained["metadata"]["model_sha256"]
     assert record["model_sha256"] == sha256_file(directory / "model.joblib")
     assert record["classes"] == trained["metadata"]["classes"]
@@ -117,6 +118,40 @@ def test_conversion_is_byte_for_byte_reproducible(exported):
     first = export.convert(model, features, name="m").SerializeToString()
     second = export.convert(model, features, name="m").SerializeToString()
     assert first == second
+
+
+# With the locked skl2onnx, hash seed 30 is one that lists the opsets in the other order.
+_CONVERT = """
+import hashlib, json, sys
+from pathlib import Path
+import joblib
+from training import export
+directory = Path(sys.argv[1])
+metadata = json.loads((directory / "model_metadata.json").read_text())
+graph = export.convert(
+    joblib.load(directory / "model.joblib"), export.Features.from_metadata(metadata), name="m"
+)
+print(hashlib.sha256(graph.SerializeToString()).hexdigest())
+"""
+
+
+def test_conversion_gives_the_same_bytes_whatever_the_hash_seed(exported):
+    """DVC runs each stage in a new interpreter, with a new hash seed: a graph whose bytes
+    follow it would rewrite dvc.lock and onnx_export.json on some runs and not others."""
+    directory, _, _ = exported
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _CONVERT, str(directory)],
+            cwd=paths.ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        for seed in ("0", "30")
+    }
+    assert len(digests) == 1
 
 
 def test_graph_imputes_missing_values_like_the_pipeline(exported):

@@ -31,7 +31,7 @@ def test_model_beats_the_majority_baseline(metrics: dict[str, Any]) -> None:
 
 def test_metadata_matches_the_model_file(model: Any, metadata: dict[str, Any]) -> None:
     from training import paths
-    from training.train import sha256_file
+    from training.io import sha256_file
 
     assert sha256_file(paths.MODEL) == metadata["model_sha256"]
     assert list(model.classes_) == metadata["classes"]

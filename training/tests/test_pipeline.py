@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -31,6 +32,7 @@ COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
 ARTIFACTS = [
     "model.joblib",
     "model_metadata.json",
+    "reference_profile.json",
     "metrics.json",
     "report.md",
     "test_predictions.csv",
@@ -79,7 +81,7 @@ def test_repro_produces_every_artifact(workspace: Path) -> None:
     for name in ARTIFACTS:
         assert (data / name).stat().st_size > 0, name
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())
-    assert set(lock["stages"]) >= {"prepare", "train", "evaluate"}
+    assert set(lock["stages"]) >= {"prepare", "train", "profile", "evaluate"}
 
 
 def test_repro_again_is_a_no_op(workspace: Path) -> None:
@@ -87,19 +89,53 @@ def test_repro_again_is_a_no_op(workspace: Path) -> None:
     assert "up to date" in result.stdout.lower() or result.stdout.strip() == ""
 
 
-def test_training_twice_gives_identical_metrics_and_model(workspace: Path) -> None:
-    data = workspace / "serving" / "app" / "data"
-    before = {name: (data / name).read_bytes() for name in ("metrics.json", "model.joblib")}
-    # Re-running the two stages that fit and score is enough: the split's determinism has its
-    # own test, and export is checked for parity against whatever train produces.
-    for stage in ("train", "evaluate"):
-        run(
-            [tool("dvc"), "repro", "--force", "--single-item", "--quiet", stage],
-            workspace,
-            procs.tool_env(),
-        )
-    assert (data / "metrics.json").read_bytes() == before["metrics.json"]
-    assert (data / "model.joblib").read_bytes() == before["model.joblib"]
+# Everything `dvc repro` writes that git tracks (beside the model, which dvc.lock records).
+TRACKED = [
+    "dvc.lock",
+    *(f"serving/app/data/{name}" for name in ARTIFACTS if name != "model.joblib"),
+]
+TRACKED.append("serving/app/data/onnx_export.json")
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    return {
+        name: (root / name).read_bytes() for name in [*TRACKED, "serving/app/data/model.joblib"]
+    }
+
+
+def test_retraining_with_another_blas_kernel_and_thread_count_rewrites_no_byte(
+    workspace: Path,
+) -> None:
+    """What makes a fresh clone's `make serve` leave git clean on another CPU.
+
+    OpenBLAS picks its kernels by CPU; forcing the SSE3 (Prescott) ones, single-threaded,
+    stands in here for a different machine. (lbfgs, with BLAS in its fit, fails this.)
+    """
+    before = _outputs(workspace)
+    env = procs.tool_env({"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"})
+    for stage in ("train", "profile", "export", "evaluate"):
+        run([tool("dvc"), "repro", "--force", "--single-item", "--quiet", stage], workspace, env)
+    after = _outputs(workspace)
+    assert [name for name in before if after[name] != before[name]] == []
+
+
+def test_the_checkout_holds_what_its_pipeline_reproduces(workspace: Path) -> None:
+    """The committed outputs (or the ones `make test` just rebuilt) are a function of the
+    sources alone: no time, commit or machine-dependent figure in them."""
+    scratch, checkout = _outputs(workspace), _outputs(paths.ROOT)
+    # dvc.lock lists the checkout's test files as deps nowhere; compare its stage outputs.
+    assert [
+        name for name in TRACKED if name != "dvc.lock" and scratch[name] != checkout[name]
+    ] == []
+    assert _lock_outputs(workspace) == _lock_outputs(paths.ROOT)
+
+
+def _lock_outputs(root: Path) -> dict[str, Any]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {
+        name: [(out["path"], out["md5"]) for out in stage.get("outs", [])]
+        for name, stage in lock["stages"].items()
+    }
 
 
 def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -> None:

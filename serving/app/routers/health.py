@@ -27,8 +27,8 @@ class Readiness(BaseModel):
 @router.get("/health", response_model=Health, summary="Liveness: the model is loaded")
 async def health(service: Annotated[ModelService, Depends(get_service)]) -> Health:
     """200 whenever this process serves: the model loads before the app exists, and a
-    model that fails its checks stops the service before it listens. The load balancer's
-    health check."""
+    model that fails its checks stops the service before it listens. The container's
+    health check; the load balancer checks `/ready`."""
     return Health(status="ok", model_version=service.model_version)
 
 

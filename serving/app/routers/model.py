@@ -18,11 +18,10 @@ class ModelInfo(BaseModel):
     model_version: str = Field(description="First 12 hex digits of the model file's sha256.")
     model_sha256: str
     backend: str = Field(description='Which path answers: "sklearn" (the Pipeline) or "onnx".')
-    git_revision: str | None = Field(description="The commit the model was trained from.")
     deployed_revision: str | None = Field(
-        description="The commit the running service was deployed from (GIT_REVISION)."
+        description="The commit the running service was deployed from (GIT_REVISION); its "
+        "dvc.lock records this model's hash."
     )
-    trained_at: str | None
     estimator: str | None
     hyperparameters: dict[str, Any] | None
     target: str
@@ -34,6 +33,13 @@ class ModelInfo(BaseModel):
     )
     input_schema: dict[str, Any] | None = Field(
         description="Every feature with its type, accepted bounds or categories, and example."
+    )
+    reference_profile: dict[str, Any] | None = Field(
+        description=(
+            "The training split the drift counters compare live inputs with: per feature its "
+            "range and quantiles or categories, its missing rate, and the class priors. Null "
+            "when the model has no profile (then no drift is counted)."
+        )
     )
     limits: dict[str, int]
 

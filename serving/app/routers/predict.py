@@ -22,6 +22,8 @@ from app.schemas import BATCH_SCHEMA, RECORD_SCHEMA, ErrorResponse, Schemas
 from app.service import ModelService
 
 JSON = "application/json"
+# Predictions may carry personal data: no cache between the client and the service keeps one.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class ValidationIssue(BaseModel):
@@ -51,9 +53,11 @@ async def read_json_body(request: Request) -> bytes:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type != JSON and not media_type.endswith("+json"):
+        # The client's header is not quoted back: it may be kilobytes long.
         raise HTTPException(
             status_code=415,
-            detail=f"send the body as {JSON} (Content-Type was {content_type or 'missing'!r})",
+            detail=f"send the body as {JSON} (Content-Type: {JSON}); "
+            f"Content-Type was {'missing' if not content_type else 'another type'}",
         )
     # The app's body-size limit counts these bytes as they stream in and answers 413.
     return await request.body()
@@ -96,7 +100,7 @@ def build_router(schemas: Schemas) -> APIRouter:
         values outside the accepted bounds and categories the model never saw are 422s."""
         body = await read_json_body(request)
         payload = await service.run(service.predict_one_json, body)
-        return Response(payload, media_type=JSON)
+        return Response(payload, media_type=JSON, headers=NO_STORE)
 
     @router.post(
         "/predict/batch",
@@ -113,6 +117,6 @@ def build_router(schemas: Schemas) -> APIRouter:
         body = await read_json_body(request)
         payload, count = await service.run(service.predict_batch_json, body)
         metrics.observe_batch(service.model_version, count)
-        return Response(payload, media_type=JSON)
+        return Response(payload, media_type=JSON, headers=NO_STORE)
 
     return router

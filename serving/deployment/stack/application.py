@@ -7,13 +7,17 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from deployment.stack.dockerfile import declares_volume, runtime_user
+from container import dockerfile
+from deployment.stack.model_signals import ModelSignals
 from deployment.stack.service import TMP_PATH
 from deployment.stack.service_stack import ServiceStack
 from deployment.stack.settings import DeploymentSettings
 
 # serving/app: the service's code, model and Dockerfile, the build context of its image.
 SERVICE_DIRECTORY = Path(__file__).resolve().parents[2] / "app"
+# What training wrote about the model, inside the image's build context; the dashboard charts
+# its classes and features.
+MODEL_METADATA = Path("data") / "model_metadata.json"
 
 
 def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTORY) -> ServiceStack:
@@ -30,7 +34,7 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
         env=cdk.Environment(region=region),
         description="Prediction service on ECS Fargate behind an Application Load Balancer",
         image_directory=image_directory,
-        container_user=runtime_user(image_directory / "Dockerfile"),
+        container_user=dockerfile.runtime_user(image_directory / "Dockerfile"),
         desired_count=settings.desired_count,
         min_capacity=settings.min_capacity,
         max_capacity=settings.max_capacity,
@@ -42,8 +46,13 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
         requests_per_target=settings.requests_per_target,
         git_revision=settings.git_revision,
         https=settings.https,
+        health_check=settings.health_check,
+        workers=settings.workers,
+        metrics=settings.metrics,
+        alarms=settings.alarms,
+        model=ModelSignals.read(image_directory / MODEL_METADATA),
     )
-    if not declares_volume(image_directory / "Dockerfile", TMP_PATH):
+    if TMP_PATH not in dockerfile.read(image_directory / "Dockerfile").volumes:
         cdk.Annotations.of(stack).add_warning_v2(
             "deployment:tmp-volume",
             f"{image_directory / 'Dockerfile'} does not declare VOLUME {TMP_PATH}: on Fargate the "

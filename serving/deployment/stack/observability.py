@@ -61,7 +61,7 @@ class Observability(Construct):
                 )
             ],
             # CloudFormation cannot delete a bucket that still holds logs; `cdk destroy`
-            # leaves it (the README says how to empty and delete it).
+            # leaves it (docs/deployment.md, "Destroy", says how to empty and delete it).
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         acknowledge_nag(

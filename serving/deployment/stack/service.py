@@ -18,12 +18,19 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from container import dockerfile
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
-from deployment.stack.settings import HttpsSettings
+from deployment.stack.monitoring import NamedAlarm
+from deployment.stack.settings import (
+    STOP_TIMEOUT_SECONDS,
+    HealthCheckSettings,
+    HttpsSettings,
+    MetricsSettings,
+)
 
 CONTAINER_NAME = "web"
-CONTAINER_PORT = 8000
-HEALTH_PATH = "/health"
+# The container's port and health command are the image's, read from its Dockerfile: one
+# definition, so changing the port there moves the task, the target group and the checks.
 # The only writable path in the container (task storage; the root filesystem is read-only).
 TMP_PATH = "/tmp"  # noqa: S108 - a volume of the task's own, not a shared host directory
 
@@ -31,26 +38,12 @@ TMP_PATH = "/tmp"  # noqa: S108 - a volume of the task's own, not a shared host 
 # SERVICE_GRACEFUL_TIMEOUT_SECONDS, set below so both sides read one number)...
 GRACEFUL_TIMEOUT = cdk.Duration.seconds(20)
 # ...and ECS waits this long after SIGTERM before SIGKILL: longer, so requests are never cut.
-STOP_TIMEOUT = cdk.Duration.seconds(30)
-# The load balancer stops sending new requests to a task and waits this long for open ones
-# before ECS sends SIGTERM. Its default, 300 s, makes every deployment five minutes slower.
-DEREGISTRATION_DELAY = cdk.Duration.seconds(30)
+STOP_TIMEOUT = cdk.Duration.seconds(STOP_TIMEOUT_SECONDS)
 # Cold start (load and verify the model, warm it up) takes a few seconds; health checks that
 # fail before this are ignored, so a slow start is not mistaken for a broken task.
 STARTUP_ALLOWANCE = cdk.Duration.seconds(60)
-# Target-group health check: a new task is healthy after 2 x 10 s, a sick one is out after
-# 3 x 10 s.
-HEALTH_CHECK_INTERVAL = cdk.Duration.seconds(10)
-HEALTH_CHECK_TIMEOUT = cdk.Duration.seconds(5)
-HEALTHY_THRESHOLD = 2
-UNHEALTHY_THRESHOLD = 3
-
-# python:3.11-slim has no curl: the container health check is Python's urllib, which raises
-# (exit 1) on a refused connection, a timeout or any status other than 2xx.
-CONTAINER_HEALTH_COMMAND = (
-    "import urllib.request; "
-    f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
-)
+# The target-group health check's interval, timeout and thresholds and the deregistration delay
+# are context values (settings.HealthCheckSettings): `make rollout-test` rehearses them.
 
 # Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
@@ -87,8 +80,12 @@ class Service(Construct):
         requests_per_target: int,
         git_revision: str,
         https: HttpsSettings | None,
+        health_check: HealthCheckSettings,
+        workers: int,
+        metrics: MetricsSettings,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._health_check = health_check
 
         cluster = ecs.Cluster(
             self,
@@ -104,6 +101,10 @@ class Service(Construct):
             memory_mib=memory_mib,
             log_group=log_group,
             git_revision=git_revision,
+            workers=workers,
+            metrics=metrics,
+            # The load balancer's addresses: inside the VPC.
+            trusted_proxies=vpc.vpc_cidr_block,
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
@@ -157,16 +158,21 @@ class Service(Construct):
         )
 
         target_group = self.fargate.target_group
+        # Readiness, not liveness: a task takes traffic once a worker has made a real
+        # prediction, and leaves the rotation when it cannot.
         target_group.configure_health_check(
-            path=HEALTH_PATH,
+            path=health_check.path,
             healthy_http_codes="200",
-            interval=HEALTH_CHECK_INTERVAL,
-            timeout=HEALTH_CHECK_TIMEOUT,
-            healthy_threshold_count=HEALTHY_THRESHOLD,
-            unhealthy_threshold_count=UNHEALTHY_THRESHOLD,
+            interval=cdk.Duration.seconds(health_check.interval_seconds),
+            timeout=cdk.Duration.seconds(health_check.timeout_seconds),
+            healthy_threshold_count=health_check.healthy_threshold,
+            unhealthy_threshold_count=health_check.unhealthy_threshold,
         )
+        # The load balancer stops sending new requests to a leaving task and waits this long
+        # for open ones before ECS sends SIGTERM. Its default, 300 s, makes every deployment
+        # five minutes slower.
         target_group.set_attribute(
-            "deregistration_delay.timeout_seconds", str(DEREGISTRATION_DELAY.to_seconds())
+            "deregistration_delay.timeout_seconds", str(health_check.deregistration_delay_seconds)
         )
 
         scaling = self.fargate.service.auto_scale_task_count(
@@ -207,7 +213,11 @@ class Service(Construct):
         memory_mib: int,
         log_group: logs.ILogGroup,
         git_revision: str,
+        workers: int,
+        metrics: MetricsSettings,
+        trusted_proxies: str,
     ) -> ecs.FargateTaskDefinition:
+        image = image_directory / "Dockerfile"
         task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -230,19 +240,31 @@ class Service(Construct):
                 platform=ecr_assets.Platform.LINUX_AMD64,
                 exclude=IMAGE_EXCLUDES,
             ),
-            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
+            port_mappings=[ecs.PortMapping(container_port=dockerfile.service_port(image))],
             # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
             # which ECS injects at start without writing it into the task definition.
             environment={
                 "GIT_REVISION": git_revision,
                 "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
+                # Sized from the task's CPU (settings.workers_for), so resizing the task
+                # resizes gunicorn with it.
+                "SERVICE_WORKERS": str(workers),
+                # Where the service's Embedded Metric Format lines land; the alarms and the
+                # dashboard read the same namespace and Service dimension.
+                "SERVICE_METRICS_NAMESPACE": metrics.namespace,
+                "SERVICE_NAME": metrics.service_name,
+                # The load balancer connects from inside the VPC: X-Forwarded-For is
+                # believed from those addresses only, so the logs show the real client.
+                "SERVICE_FORWARDED_ALLOW_IPS": trusted_proxies,
             },
-            # ECS ignores the Dockerfile's HEALTHCHECK; this one replaces a hung container.
+            # ECS ignores the Dockerfile's HEALTHCHECK, so the task repeats its command (it
+            # exits non-zero on a refused connection, a timeout or a status other than 200);
+            # it replaces a hung container.
             health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", CONTAINER_HEALTH_COMMAND],
-                interval=HEALTH_CHECK_INTERVAL,
-                timeout=HEALTH_CHECK_TIMEOUT,
-                retries=UNHEALTHY_THRESHOLD,
+                command=["CMD", *dockerfile.health_command(image)],
+                interval=cdk.Duration.seconds(self._health_check.interval_seconds),
+                timeout=cdk.Duration.seconds(self._health_check.timeout_seconds),
+                retries=self._health_check.unhealthy_threshold,
                 start_period=STARTUP_ALLOWANCE,
             ),
             stop_timeout=STOP_TIMEOUT,
@@ -261,6 +283,19 @@ class Service(Construct):
             ecs.MountPoint(container_path=TMP_PATH, source_volume="tmp", read_only=False)
         )
         return task_definition
+
+    def roll_back_on(self, alarms: list[NamedAlarm]) -> None:
+        """Deployment alarms: while a deployment runs, and for a bake time after it that ECS
+        derives from the alarms' periods, any of these firing rolls the service back to the
+        last completed deployment (alongside the circuit breaker, which acts on tasks that
+        fail to start or to become healthy)."""
+        self.fargate.service.enable_deployment_alarms(
+            [named.name for named in alarms],
+            behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
+        )
+        # The names are plain strings: the alarms must exist before the service names them.
+        for named in alarms:
+            self.fargate.service.node.add_dependency(named.alarm)
 
     def _listener_options(self, https: HttpsSettings | None) -> _ListenerOptions:
         if https is None:
@@ -320,7 +355,9 @@ class Service(Construct):
         acknowledge_nag(
             task_definition,
             "AwsSolutions-ECS2",
-            "The environment holds only the deployed git revision and a timeout, no secrets; "
+            "The environment holds only plain settings (the deployed git revision, a timeout, "
+            "the worker count, the metric namespace and service name, the VPC's CIDR), no "
+            "secrets; "
             "secrets would go through the container's `secrets` (Secrets Manager or SSM).",
         )
         execution_role = task_definition.obtain_execution_role()

@@ -10,10 +10,17 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from deployment.stack.compliance import skip_checkov
+from deployment.stack.model_signals import ModelSignals
+from deployment.stack.monitoring import Monitoring
 from deployment.stack.network import Network
 from deployment.stack.observability import Observability
 from deployment.stack.service import Service
-from deployment.stack.settings import HttpsSettings
+from deployment.stack.settings import (
+    AlarmSettings,
+    HealthCheckSettings,
+    HttpsSettings,
+    MetricsSettings,
+)
 
 # CloudWatch Logs retention in days -> the enum CDK expects.
 RETENTION: dict[int, logs.RetentionDays] = {
@@ -44,6 +51,8 @@ RETENTION: dict[int, logs.RetentionDays] = {
 # The stable name of the output the deploy workflow's smoke test reads.
 SERVICE_URL_OUTPUT = "ServiceUrl"
 LOAD_BALANCER_OUTPUT = "LoadBalancerDnsName"
+DASHBOARD_OUTPUT = "DashboardUrl"
+ALARM_TOPIC_OUTPUT = "AlarmTopicArn"
 
 
 class ServiceStack(cdk.Stack):
@@ -65,6 +74,11 @@ class ServiceStack(cdk.Stack):
         requests_per_target: int,
         git_revision: str,
         https: HttpsSettings | None,
+        health_check: HealthCheckSettings,
+        workers: int,
+        metrics: MetricsSettings,
+        alarms: AlarmSettings,
+        model: ModelSignals,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -94,8 +108,23 @@ class ServiceStack(cdk.Stack):
             requests_per_target=requests_per_target,
             git_revision=git_revision,
             https=https,
+            health_check=health_check,
+            workers=workers,
+            metrics=metrics,
         )
         self.service = service
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            service=service.fargate.service,
+            load_balancer=service.load_balancer,
+            target_group=service.fargate.target_group,
+            alarms=alarms,
+            metrics=metrics,
+            model=model,
+        )
+        service.roll_back_on(monitoring.deployment_alarms)
+        self.monitoring = monitoring
 
         self.service_url = cdk.CfnOutput(
             self,
@@ -109,6 +138,19 @@ class ServiceStack(cdk.Stack):
             LOAD_BALANCER_OUTPUT,
             value=service.load_balancer.load_balancer_dns_name,
             description="DNS name of the load balancer",
+        )
+        cdk.CfnOutput(
+            self,
+            DASHBOARD_OUTPUT,
+            value=monitoring.dashboard_url,
+            description="CloudWatch dashboard of the service: traffic, errors, latency, "
+            "predictions, drift, CPU and memory",
+        )
+        cdk.CfnOutput(
+            self,
+            ALARM_TOPIC_OUTPUT,
+            value=monitoring.topic.topic_arn,
+            description="SNS topic the alarms notify (subscribe with alarmEmail or any endpoint)",
         )
         self._accept_cdk_internal_findings()
 

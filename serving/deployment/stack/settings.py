@@ -1,15 +1,28 @@
-"""The deployment's settings: read from CDK context values, validated once, before any construct.
+"""The deployment's settings: a pydantic model of the CDK context, validated once, before any
+construct.
 
 Defaults live in `cdk.json` (`context`); `cdk deploy -c desiredCount=4` overrides one. Every
 problem is reported at once, naming the context key, so a typo fails `cdk synth` with a clear
-message instead of a CloudFormation rollback twenty minutes later.
+message instead of a CloudFormation rollback twenty minutes later. This module imports no CDK,
+so `make rollout-test` reads the same health-check values without starting jsii.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 # Fargate accepts only these CPU units and, for each, these memory sizes (MiB).
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
@@ -22,6 +35,7 @@ FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
     8192: tuple(range(16384, 61440 + 1, 4096)),
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
+CPU_UNITS_PER_VCPU = 1024
 
 # The retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS = (
@@ -32,19 +46,54 @@ LOG_RETENTION_DAYS = (
 # The VPC spans two availability zones: more NAT gateways than that would sit unused.
 AVAILABILITY_ZONES = 2
 
-_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
-_DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
-_CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
-# What `make deploy` passes: a short or full commit hash, "-dirty" when the working tree has
-# uncommitted changes, or "unknown" outside a git checkout.
-_GIT_REVISION = re.compile(r"^(unknown|[0-9a-f]{7,40}(-dirty)?)$")
+# After SIGTERM, ECS waits this long for the container to exit before SIGKILL: longer than
+# the service's graceful timeout (SERVICE_GRACEFUL_TIMEOUT_SECONDS, 20 s), so in-flight
+# requests are never cut. `make rollout-test` stops its instances the same way.
+STOP_TIMEOUT_SECONDS: Final = 30
+
+# The load balancer's target health check asks for readiness (a worker that has made its
+# warm-up prediction), not liveness: the container health check keeps `/health`.
+READINESS_PATH: Final = "/ready"
 
 ContextLookup = Callable[[str], object]
 
 
 class ContextError(ValueError):
     """One or more CDK context values are missing or invalid."""
+
+
+# --- Types of context values ----------------------------------------------------------------
+
+
+def _not_a_bool(raw: object) -> object:
+    # JSON `true` would otherwise pass as the integer 1.
+    if isinstance(raw, bool):
+        raise PydanticCustomError(
+            "bool_for_number", "{value} is not a number", {"value": repr(raw)}
+        )
+    return raw
+
+
+def _one_of(allowed: tuple[int, ...], what: str) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value not in allowed:
+            raise PydanticCustomError(
+                "not_one_of",
+                "{value} is not {what}; choose one of {allowed}",
+                {"value": value, "what": what, "allowed": ", ".join(map(str, allowed))},
+            )
+        return value
+
+    return check
+
+
+def _lower_dns(raw: object) -> object:
+    return raw.rstrip(".").lower() if isinstance(raw, str) else raw
+
+
+Whole = Annotated[int, BeforeValidator(_not_a_bool)]
+Number = Annotated[float, BeforeValidator(_not_a_bool)]
+DnsName = Annotated[str, BeforeValidator(_lower_dns)]
 
 
 @dataclass(frozen=True)
@@ -67,218 +116,351 @@ class HttpsSettings:
 
 
 @dataclass(frozen=True)
-class DeploymentSettings:
-    stack_name: str
-    desired_count: int
-    min_capacity: int
-    max_capacity: int
-    cpu: int
-    memory_mib: int
-    nat_gateways: int
-    log_retention_days: int
-    cpu_target_percent: int
-    requests_per_target: int
-    git_revision: str
-    https: HttpsSettings | None
+class HealthCheckSettings:
+    """The load balancer's target health check and draining, which `make rollout-test`
+    rehearses with HAProxy."""
+
+    path: str
+    interval_seconds: int
+    timeout_seconds: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+    deregistration_delay_seconds: int
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """Thresholds and evaluation of the service's CloudWatch alarms."""
+
+    period_seconds: int
+    evaluation_periods: int
+    target_5xx_rate_percent: float
+    load_balancer_5xx_count: int
+    latency_p99_milliseconds: int
+    out_of_range_rate_percent: float
+    out_of_range_min_records: int
+    email: str | None
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where the service's Embedded Metric Format metrics land (METRICS_CONTRACT.md)."""
+
+    namespace: str
+    service_name: str
+
+
+def _field(alias: str, description: str, **constraints: Any) -> Any:
+    return Field(alias=alias, description=description, **constraints)
+
+
+class DeploymentSettings(BaseModel):
+    """Every context value the app reads, by its cdk.json key, with its type and bounds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
+
+    stack_name: str = _field(
+        "stackName",
+        "a valid stack name (a letter, then letters, digits, '-')",
+        pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$",
+    )
+    desired_count: Whole = _field("desiredCount", "tasks after each deploy", ge=1)
+    min_capacity: Whole = _field("minCapacity", "autoscaling minimum", ge=1)
+    max_capacity: Whole = _field("maxCapacity", "autoscaling maximum", ge=1)
+    cpu: Annotated[
+        Whole,
+        AfterValidator(_one_of(tuple(FARGATE_MEMORY_BY_CPU), "a Fargate size")),
+    ] = _field("cpu", "Fargate CPU units", ge=256)
+    memory_mib: Whole = _field("memoryMiB", "Fargate memory (MiB)", ge=512)
+    nat_gateways: Whole = _field("natGateways", "NAT gateways", ge=1, le=AVAILABILITY_ZONES)
+    log_retention_days: Annotated[
+        Whole,
+        AfterValidator(_one_of(LOG_RETENTION_DAYS, "a CloudWatch Logs retention")),
+    ] = _field("logRetentionDays", "days", ge=1)
+    cpu_target_percent: Whole = _field("cpuTargetPercent", "percent", ge=10, le=90)
+    requests_per_target: Whole = _field("requestsPerTarget", "per task per minute", ge=1)
+    # What `make deploy` passes: a short or full commit hash, "-dirty" when the working tree
+    # has uncommitted changes, or "unknown" outside a git checkout.
+    git_revision: str = _field(
+        "gitRevision",
+        "a valid revision (a commit hash, optionally -dirty, or unknown)",
+        pattern=r"^(unknown|[0-9a-f]{7,40}(-dirty)?)$",
+    )
+
+    domain_name: DnsName | None = _field(
+        "domainName",
+        "a DNS name",
+        default=None,
+        pattern=r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    )
+    hosted_zone_id: str | None = _field(
+        "hostedZoneId",
+        "a Route 53 hosted zone id (Z...)",
+        default=None,
+        pattern=r"^Z[A-Z0-9]{1,31}$",
+    )
+    hosted_zone_name: DnsName | None = _field("hostedZoneName", "a DNS name", default=None)
+    certificate_arn: str | None = _field(
+        "certificateArn",
+        "an ACM certificate ARN",
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+    )
+
+    # The metric namespace and Service dimension the container emits and the alarms read.
+    service_name: str = _field(
+        "serviceName",
+        "a valid service name (letters, digits, '.', '_', '-')",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$",
+    )
+    metrics_namespace: str = _field(
+        "metricsNamespace",
+        "a CloudWatch namespace, not starting with AWS/",
+        pattern=r"^(?!AWS/)[A-Za-z0-9._/#:-]{1,255}$",
+    )
+
+    # Target-group health check and draining. ALB bounds: interval 5-300 s, timeout 2-120 s,
+    # thresholds 2-10, deregistration delay 0-3600 s.
+    health_check_interval_seconds: Whole = _field(
+        "healthCheckIntervalSeconds", "seconds", ge=5, le=300
+    )
+    health_check_timeout_seconds: Whole = _field(
+        "healthCheckTimeoutSeconds", "seconds", ge=2, le=120
+    )
+    healthy_threshold_count: Whole = _field("healthyThresholdCount", "checks", ge=2, le=10)
+    unhealthy_threshold_count: Whole = _field("unhealthyThresholdCount", "checks", ge=2, le=10)
+    deregistration_delay_seconds: Whole = _field(
+        "deregistrationDelaySeconds", "seconds", ge=0, le=3600
+    )
+
+    # Alarms. The load balancer publishes its metrics every 60 s, so shorter periods would
+    # evaluate empty data.
+    alarm_period_seconds: Whole = _field("alarmPeriodSeconds", "seconds", ge=60, le=86400)
+    alarm_evaluation_periods: Whole = _field("alarmEvaluationPeriods", "periods", ge=1, le=20)
+    target_5xx_rate_percent: Number = _field("target5xxRatePercent", "percent", gt=0, le=100)
+    load_balancer_5xx_count: Whole = _field("loadBalancer5xxCount", "per period", ge=1)
+    latency_p99_milliseconds: Whole = _field(
+        "latencyP99Milliseconds", "milliseconds", ge=10, le=60000
+    )
+    out_of_range_rate_percent: Number = _field("outOfRangeRatePercent", "percent", gt=0, le=100)
+    out_of_range_min_records: Whole = _field("outOfRangeMinRecords", "records", ge=1)
+    alarm_email: str | None = _field(
+        "alarmEmail",
+        "an e-mail address",
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    )
 
     @classmethod
     def from_context(cls, lookup: ContextLookup) -> DeploymentSettings:
         """Read and validate every setting; `lookup` is `app.node.try_get_context`."""
-        reader = _Reader(lookup)
-        stack_name = reader.text("stackName", pattern=_STACK_NAME, hint="letters, digits, '-'")
-        desired_count = reader.integer("desiredCount", minimum=1)
-        min_capacity = reader.integer("minCapacity", minimum=1)
-        max_capacity = reader.integer("maxCapacity", minimum=1)
-        cpu = reader.integer("cpu", minimum=256)
-        memory_mib = reader.integer("memoryMiB", minimum=512)
-        nat_gateways = reader.integer("natGateways", minimum=1, maximum=AVAILABILITY_ZONES)
-        log_retention_days = reader.integer("logRetentionDays", minimum=1)
-        cpu_target_percent = reader.integer("cpuTargetPercent", minimum=10, maximum=90)
-        requests_per_target = reader.integer("requestsPerTarget", minimum=1)
-        git_revision = reader.text(
-            "gitRevision",
-            pattern=_GIT_REVISION,
-            hint="a commit hash, optionally -dirty, or unknown",
-        )
-        https = _https(reader)
-
-        if None not in (min_capacity, max_capacity, desired_count):
-            assert min_capacity is not None
-            assert max_capacity is not None
-            assert desired_count is not None
-            if min_capacity > max_capacity:
-                reader.fail("minCapacity", f"{min_capacity} is above maxCapacity {max_capacity}")
-            elif not min_capacity <= desired_count <= max_capacity:
-                reader.fail(
-                    "desiredCount",
-                    f"{desired_count} is outside minCapacity..maxCapacity "
-                    f"({min_capacity}..{max_capacity})",
-                )
-        if cpu is not None and memory_mib is not None:
-            _check_fargate_size(reader, cpu, memory_mib)
-        if log_retention_days is not None and log_retention_days not in LOG_RETENTION_DAYS:
-            reader.fail(
-                "logRetentionDays",
-                f"{log_retention_days} is not a CloudWatch Logs retention; choose one of "
-                f"{', '.join(map(str, LOG_RETENTION_DAYS))}",
-            )
-
-        if reader.errors:
+        context: dict[str, object] = {}
+        for field in cls.model_fields.values():
+            assert field.alias is not None
+            raw = lookup(field.alias)
+            # Values from cdk.json arrive as JSON values, values from `-c key=value` as
+            # strings; cdk.json lists an unset optional key as "".
+            if isinstance(raw, str):
+                raw = raw.strip()
+            if raw is not None and raw != "":
+                context[field.alias] = raw
+        try:
+            return cls.model_validate(context)
+        except ValidationError as error:
             raise ContextError(
                 "invalid CDK context (cdk.json or -c key=value):\n  - "
-                + "\n  - ".join(reader.errors)
-            )
-        # Every value is set once no error was recorded; the asserts tell the type checker.
-        assert stack_name is not None
-        assert git_revision is not None
-        assert desired_count is not None
-        assert min_capacity is not None
-        assert max_capacity is not None
-        assert cpu is not None
-        assert memory_mib is not None
-        assert nat_gateways is not None
-        assert log_retention_days is not None
-        assert cpu_target_percent is not None
-        assert requests_per_target is not None
-        return cls(
-            stack_name=stack_name,
-            desired_count=desired_count,
-            min_capacity=min_capacity,
-            max_capacity=max_capacity,
-            cpu=cpu,
-            memory_mib=memory_mib,
-            nat_gateways=nat_gateways,
-            log_retention_days=log_retention_days,
-            cpu_target_percent=cpu_target_percent,
-            requests_per_target=requests_per_target,
-            git_revision=git_revision,
-            https=https,
-        )
+                + "\n  - ".join(_describe(cls, detail) for detail in error.errors())
+            ) from None
 
-
-class _Reader:
-    """Reads context values, recording every problem instead of stopping at the first."""
-
-    def __init__(self, lookup: ContextLookup) -> None:
-        self._lookup = lookup
-        self.errors: list[str] = []
-
-    def fail(self, key: str, message: str) -> None:
-        self.errors.append(f"{key}: {message}")
-
-    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int | None:
-        raw = self._lookup(key)
-        # Values from cdk.json arrive as JSON numbers, values from `-c key=value` as strings.
-        if isinstance(raw, bool) or raw is None or raw == "":
-            self.fail(key, "missing: set it in cdk.json or with -c " + key + "=<integer>")
-            return None
-        if isinstance(raw, int):
-            value = raw
-        elif isinstance(raw, str) and re.fullmatch(r"\d+", raw.strip()):
-            value = int(raw.strip())
-        else:
-            self.fail(key, f"{raw!r} is not a whole number")
-            return None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"at least {minimum}" if maximum is None else f"{minimum}..{maximum}"
-            self.fail(key, f"{value} is out of range ({bounds})")
-            return None
-        return value
-
-    def text(self, key: str, *, pattern: re.Pattern[str], hint: str) -> str | None:
-        raw = self.optional_text(key)
-        if raw is None:
-            self.fail(key, f"missing: set it in cdk.json or with -c {key}=<{hint}>")
-            return None
-        if not pattern.fullmatch(raw):
-            self.fail(key, f"{raw!r} is not valid ({hint})")
-            return None
-        return raw
-
-    def optional_text(self, key: str) -> str | None:
-        """A string value, or None when absent or empty (cdk.json lists unset keys as "")."""
-        raw = self._lookup(key)
-        if raw is None:
-            return None
-        if not isinstance(raw, str):
-            self.fail(key, f"{raw!r} must be a string")
-            return None
-        stripped = raw.strip()
-        return stripped or None
-
-
-def _https(reader: _Reader) -> HttpsSettings | None:
-    domain_name = reader.optional_text("domainName")
-    zone_id = reader.optional_text("hostedZoneId")
-    zone_name = reader.optional_text("hostedZoneName")
-    certificate_arn = reader.optional_text("certificateArn")
-    if domain_name is not None:
-        domain_name = domain_name.rstrip(".").lower()
-    if zone_name is not None:
-        zone_name = zone_name.rstrip(".").lower()
-
-    if domain_name is None:
-        given = [
-            key
-            for key, value in (
-                ("hostedZoneId", zone_id),
-                ("hostedZoneName", zone_name),
-                ("certificateArn", certificate_arn),
-            )
-            if value is not None
+    @model_validator(mode="after")
+    def _combinations(self) -> DeploymentSettings:
+        problems = [
+            *self._capacity_problems(),
+            *self._fargate_problems(),
+            *self._health_check_problems(),
+            *self._https_problems(),
         ]
-        if given:
-            reader.fail(
-                "domainName",
-                f"missing while {' and '.join(given)} is set: HTTPS needs the name clients use",
+        if problems:
+            raise PydanticCustomError(
+                "combination",
+                "{problems}",
+                {"problems": "\n  - ".join(f"{key}: {message}" for key, message in problems)},
             )
-        return None
+        return self
 
-    errors_before = len(reader.errors)
-    if not _DOMAIN_NAME.fullmatch(domain_name):
-        reader.fail("domainName", f"{domain_name!r} is not a DNS name")
-    if (zone_id is None) != (zone_name is None):
-        reader.fail(
-            "hostedZoneId" if zone_id is None else "hostedZoneName",
-            "hostedZoneId and hostedZoneName go together (Route 53 console, 'Hosted zone details')",
+    def _capacity_problems(self) -> list[tuple[str, str]]:
+        if self.min_capacity > self.max_capacity:
+            return [
+                ("minCapacity", f"{self.min_capacity} is above maxCapacity {self.max_capacity}")
+            ]
+        if not self.min_capacity <= self.desired_count <= self.max_capacity:
+            return [
+                (
+                    "desiredCount",
+                    f"{self.desired_count} is outside minCapacity..maxCapacity "
+                    f"({self.min_capacity}..{self.max_capacity})",
+                )
+            ]
+        return []
+
+    def _fargate_problems(self) -> list[tuple[str, str]]:
+        allowed = FARGATE_MEMORY_BY_CPU[self.cpu]
+        if self.memory_mib not in allowed:
+            return [
+                (
+                    "memoryMiB",
+                    f"{self.memory_mib} does not fit cpu {self.cpu}: Fargate accepts "
+                    f"{', '.join(map(str, allowed))}",
+                )
+            ]
+        return []
+
+    def _health_check_problems(self) -> list[tuple[str, str]]:
+        if self.health_check_timeout_seconds >= self.health_check_interval_seconds:
+            return [
+                (
+                    "healthCheckTimeoutSeconds",
+                    f"{self.health_check_timeout_seconds} must be shorter than "
+                    f"healthCheckIntervalSeconds {self.health_check_interval_seconds}",
+                )
+            ]
+        return []
+
+    def _https_problems(self) -> list[tuple[str, str]]:
+        zone_id, zone_name = self.hosted_zone_id, self.hosted_zone_name
+        if self.domain_name is None:
+            given = [
+                key
+                for key, value in (
+                    ("hostedZoneId", zone_id),
+                    ("hostedZoneName", zone_name),
+                    ("certificateArn", self.certificate_arn),
+                )
+                if value is not None
+            ]
+            if given:
+                return [
+                    (
+                        "domainName",
+                        f"missing while {' and '.join(given)} is set: HTTPS needs the name "
+                        "clients use",
+                    )
+                ]
+            return []
+        problems = []
+        if (zone_id is None) != (zone_name is None):
+            problems.append(
+                (
+                    "hostedZoneId" if zone_id is None else "hostedZoneName",
+                    "hostedZoneId and hostedZoneName go together (Route 53 console, "
+                    "'Hosted zone details')",
+                )
+            )
+        domain = self.domain_name
+        if zone_name is not None and domain != zone_name and not domain.endswith("." + zone_name):
+            problems.append(("domainName", f"{domain!r} is not inside hosted zone {zone_name!r}"))
+        if zone_id is None and zone_name is None and self.certificate_arn is None:
+            problems.append(
+                (
+                    "domainName",
+                    "set hostedZoneId and hostedZoneName (the stack requests a certificate and "
+                    "creates the DNS record) or certificateArn (an ACM certificate you already "
+                    "have)",
+                )
+            )
+        return problems
+
+    @property
+    def https(self) -> HttpsSettings | None:
+        if self.domain_name is None:
+            return None
+        return HttpsSettings(
+            domain_name=self.domain_name,
+            hosted_zone_id=self.hosted_zone_id,
+            hosted_zone_name=self.hosted_zone_name,
+            certificate_arn=self.certificate_arn,
         )
-    if zone_id is not None and not _HOSTED_ZONE_ID.fullmatch(zone_id):
-        reader.fail("hostedZoneId", f"{zone_id!r} is not a Route 53 hosted zone id (Z...)")
-    if (
-        zone_name is not None
-        and domain_name != zone_name
-        and not domain_name.endswith("." + zone_name)
-    ):
-        reader.fail("domainName", f"{domain_name!r} is not inside hosted zone {zone_name!r}")
-    if certificate_arn is not None and not _CERTIFICATE_ARN.fullmatch(certificate_arn):
-        reader.fail("certificateArn", f"{certificate_arn!r} is not an ACM certificate ARN")
-    if zone_id is None and zone_name is None and certificate_arn is None:
-        reader.fail(
-            "domainName",
-            "set hostedZoneId and hostedZoneName (the stack requests a certificate and creates "
-            "the DNS record) or certificateArn (an ACM certificate you already have)",
+
+    @property
+    def health_check(self) -> HealthCheckSettings:
+        return HealthCheckSettings(
+            path=READINESS_PATH,
+            interval_seconds=self.health_check_interval_seconds,
+            timeout_seconds=self.health_check_timeout_seconds,
+            healthy_threshold=self.healthy_threshold_count,
+            unhealthy_threshold=self.unhealthy_threshold_count,
+            deregistration_delay_seconds=self.deregistration_delay_seconds,
         )
-    if len(reader.errors) > errors_before:
-        return None
-    return HttpsSettings(
-        domain_name=domain_name,
-        hosted_zone_id=zone_id,
-        hosted_zone_name=zone_name,
-        certificate_arn=certificate_arn,
-    )
+
+    @property
+    def alarms(self) -> AlarmSettings:
+        return AlarmSettings(
+            period_seconds=self.alarm_period_seconds,
+            evaluation_periods=self.alarm_evaluation_periods,
+            target_5xx_rate_percent=self.target_5xx_rate_percent,
+            load_balancer_5xx_count=self.load_balancer_5xx_count,
+            latency_p99_milliseconds=self.latency_p99_milliseconds,
+            out_of_range_rate_percent=self.out_of_range_rate_percent,
+            out_of_range_min_records=self.out_of_range_min_records,
+            email=self.alarm_email,
+        )
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        return MetricsSettings(namespace=self.metrics_namespace, service_name=self.service_name)
+
+    @property
+    def workers(self) -> int:
+        return workers_for(self.cpu)
 
 
-def _check_fargate_size(reader: _Reader, cpu: int, memory_mib: int) -> None:
-    if cpu not in FARGATE_MEMORY_BY_CPU:
-        reader.fail(
-            "cpu",
-            f"{cpu} is not a Fargate size; choose one of "
-            f"{', '.join(map(str, FARGATE_MEMORY_BY_CPU))}",
-        )
-        return
-    allowed = FARGATE_MEMORY_BY_CPU[cpu]
-    if memory_mib not in allowed:
-        reader.fail(
-            "memoryMiB",
-            f"{memory_mib} does not fit cpu {cpu}: Fargate accepts {', '.join(map(str, allowed))}",
-        )
+def workers_for(cpu_units: int) -> int:
+    """gunicorn workers for a task of `cpu_units`: one per vCPU, and never fewer than two, so
+    one worker keeps answering health checks while the other predicts a large batch or is
+    being replaced after a crash (the default task, 512 units, is half a vCPU)."""
+    return max(2, cpu_units // CPU_UNITS_PER_VCPU)
+
+
+# --- Error messages that name the context key -----------------------------------------------
+
+_NUMBER_ERRORS = {"int_parsing", "int_type", "int_from_float", "float_parsing", "float_type"}
+_BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+
+
+def _describe(model: type[BaseModel], detail: ErrorDetails) -> str:
+    if detail["type"] == "combination":
+        return str(detail["ctx"]["problems"]) if "ctx" in detail else detail["msg"]
+    key = str(detail["loc"][0]) if detail["loc"] else "context"
+    field = next((f for f in model.model_fields.values() if f.alias == key), None)
+    hint = field.description if field is not None else None
+    value = detail.get("input")
+    kind = detail["type"]
+    if kind == "missing":
+        message = f"missing: set it in cdk.json or with -c {key}=... ({hint})"
+    elif kind in _NUMBER_ERRORS:
+        wanted = "whole number" if kind.startswith("int") else "number"
+        message = f"{value!r} is not a {wanted}"
+    elif kind in _BOUND_ERRORS:
+        message = f"{value} is out of range ({_bounds(field.metadata if field else [])})"
+    elif kind == "string_pattern_mismatch":
+        message = f"{value!r} is not {hint}"
+    elif kind == "string_type":
+        message = f"{value!r} must be a string"
+    else:
+        message = detail["msg"]
+    return f"{key}: {message}"
+
+
+def _bounds(metadata: list[Any]) -> str:
+    limits: dict[str, object] = {}
+    for item in metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(item, name, None) is not None:
+                limits[name] = getattr(item, name)
+    low = limits.get("ge", limits.get("gt"))
+    high = limits.get("le", limits.get("lt"))
+    if high is None:
+        return f"at least {low}" if "ge" in limits else f"above {low}"
+    if low is None:
+        return f"at most {high}"
+    return f"{low}..{high}"

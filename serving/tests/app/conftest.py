@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from fastapi import FastAPI
 
@@ -75,3 +76,99 @@ def number_feature(metadata: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
     return next(f for f in metadata["input_schema"]["features"] if f["type"] == "category")
+
+
+# --- CloudWatch Embedded Metric Format ------------------------------------------------
+
+EMF_UNITS = [
+    *("Seconds", "Microseconds", "Milliseconds", "Percent", "Count", "None"),
+    *(
+        f"{size}{per}"
+        for size in ("Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes")
+        for per in ("", "/Second")
+    ),
+    *(
+        f"{size}{per}"
+        for size in ("Bits", "Kilobits", "Megabits", "Gigabits", "Terabits")
+        for per in ("", "/Second")
+    ),
+    "Count/Second",
+]
+# The structure the specification requires of a log event's `_aws` member:
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+# What JSON Schema cannot say (every referenced name is a top-level member of the right
+# type) is checked by `assert_emf` below.
+EMF_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["_aws"],
+    "properties": {
+        "_aws": {
+            "type": "object",
+            "required": ["Timestamp", "CloudWatchMetrics"],
+            "properties": {
+                "Timestamp": {"type": "integer", "minimum": 0},
+                "CloudWatchMetrics": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["Namespace", "Dimensions", "Metrics"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "Namespace": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "Dimensions": {
+                                "type": "array",
+                                "items": {
+                                    "type": "array",
+                                    "maxItems": 30,
+                                    "items": {"type": "string", "minLength": 1},
+                                },
+                            },
+                            "Metrics": {
+                                "type": "array",
+                                "maxItems": 100,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["Name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "Name": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 1024,
+                                        },
+                                        "Unit": {"enum": EMF_UNITS},
+                                        "StorageResolution": {"enum": [1, 60]},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def _assert_emf(line: dict[str, Any]) -> None:
+    """`line` is an EMF document: the schema above, plus its target members."""
+    jsonschema.validate(line, EMF_SCHEMA)
+    for directive in line["_aws"]["CloudWatchMetrics"]:
+        for dimension in {key for keys in directive["Dimensions"] for key in keys}:
+            assert isinstance(line.get(dimension), str), dimension
+            assert 0 < len(line[dimension]) <= 1024, dimension
+        for metric in directive["Metrics"]:
+            value = line.get(metric["Name"])
+            values = value if isinstance(value, list) else [value]
+            assert 0 < len(values) <= 100, metric
+            assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in values), (
+                metric,
+                value,
+            )
+
+
+@pytest.fixture(scope="session")
+def assert_emf() -> Callable[[dict[str, Any]], None]:
+    """Asserts that a log line is an EMF document, per the published specification."""
+    return _assert_emf

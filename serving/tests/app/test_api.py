@@ -450,8 +450,6 @@ async def test_model_reports_provenance_metrics_and_schema(
     for key in (
         "model_version",
         "model_sha256",
-        "git_revision",
-        "trained_at",
         "classes",
         "library_versions",
         "input_schema",
@@ -574,9 +572,23 @@ async def test_openapi_examples_work_as_written(client: httpx.AsyncClient) -> No
             assert response.status_code == 200, (path, example, response.text)
             tried += 1
     assert tried >= 3
-    docs = await client.get("/docs")
+
+
+async def test_docs_pages_are_served_only_when_api_docs_is_on(
+    client: httpx.AsyncClient, model_dir: Any
+) -> None:
+    from app.factory import create_app
+    from app.settings import Settings
+
+    assert (await client.get("/docs")).status_code == 404
+    app = create_app(Settings(model_dir=model_dir, api_docs=True))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        docs = await http.get("/docs")
+        redoc = await http.get("/redoc")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+    assert redoc.status_code == 200
 
 
 async def test_a_feature_marked_not_nullable_must_be_sent(

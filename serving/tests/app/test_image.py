@@ -11,20 +11,13 @@ from typing import Any
 
 import pytest
 
+from app import healthcheck
+from app.settings import Settings
 from bench import imagecmd, procs
+from container import dockerfile
 
 APP_DIR = imagecmd.SERVING_DIR / "app"
 REPO = imagecmd.SERVING_DIR.parent
-
-
-def final_stage() -> list[tuple[str, str]]:
-    stages: list[list[tuple[str, str]]] = []
-    for keyword, arguments in imagecmd._instructions(imagecmd.DOCKERFILE.read_text()):
-        if keyword == "FROM":
-            stages.append([(keyword, arguments)])
-        else:
-            stages[-1].append((keyword, arguments))
-    return stages[-1]
 
 
 def test_command_and_workdir_are_read_from_the_dockerfile() -> None:
@@ -35,30 +28,74 @@ def test_command_and_workdir_are_read_from_the_dockerfile() -> None:
     assert (command.local_cwd / "app" / "main.py").is_file()
 
 
-def test_shell_form_cmd_or_a_moved_context_is_rejected(tmp_path: Path) -> None:
+def test_shell_form_cmd_or_a_moved_app_is_rejected(tmp_path: Path) -> None:
     text = imagecmd.DOCKERFILE.read_text()
     shell_form = tmp_path / "shell"
     shell_form.write_text(re.sub(r"^CMD .*$", "CMD gunicorn app.main:app", text, flags=re.M))
     with pytest.raises(ValueError, match="exec"):
         imagecmd.read(shell_form)
     moved = tmp_path / "moved"
-    moved.write_text(text.replace("COPY . app/", "COPY . service/"))
-    with pytest.raises(ValueError, match=r"COPY \. app/"):
+    moved.write_text(text.replace("/srv/app app/", "/srv/app service/"))
+    assert moved.read_text() != text
+    with pytest.raises(ValueError, match=r"app copied to /srv/app"):
         imagecmd.read(moved)
 
 
-def test_image_runs_as_non_root_with_port_healthcheck_and_slim_base() -> None:
-    stage = final_stage()
-    assert stage[0] == ("FROM", "python:3.11-slim")
-    users = [arguments for keyword, arguments in stage if keyword == "USER"]
-    assert users, "no USER: the service would run as root"
-    uid = users[-1].split(":")[0]
-    assert uid.isdigit(), "USER must be a numeric id"
-    assert int(uid) != 0, "USER must not be root"
-    assert ("EXPOSE", "8000") in stage
-    (healthcheck,) = [arguments for keyword, arguments in stage if keyword == "HEALTHCHECK"]
-    assert "/health" in healthcheck
-    assert "PYTHONDONTWRITEBYTECODE=1" in " ".join(a for k, a in stage if k == "ENV")
+def test_image_runs_as_non_root_with_healthcheck_on_a_digest_pinned_slim_base() -> None:
+    image = dockerfile.read(imagecmd.DOCKERFILE)
+    base = dockerfile.default_base_image(imagecmd.DOCKERFILE)
+    pinned = r"docker\.io/library/python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}"
+    assert re.fullmatch(pinned, base), base
+    uid = dockerfile.runtime_user(imagecmd.DOCKERFILE).split(":")[0]
+    assert int(uid) != 0
+    assert image.require_healthcheck() == ["python", "-m", "app.healthcheck"]
+    assert {"/tmp"} == image.volumes
+
+
+def test_the_image_and_a_local_run_listen_on_the_same_port() -> None:
+    """`make serve` (settings' default bind) and the image (the Dockerfile's port) agree."""
+    default_port = int(Settings.model_fields["bind"].default.rpartition(":")[2])
+    assert dockerfile.service_port(imagecmd.DOCKERFILE) == default_port
+
+
+@pytest.mark.parametrize(
+    ("bind", "url"),
+    [
+        ("0.0.0.0:8000", "http://127.0.0.1:8000/health"),
+        ("[::]:9000", "http://127.0.0.1:9000/health"),
+        ("10.0.0.5:81", "http://10.0.0.5:81/health"),
+    ],
+)
+def test_health_check_probes_the_port_the_server_binds(bind: str, url: str) -> None:
+    assert healthcheck.health_url(bind) == url
+
+
+def test_health_check_reads_service_bind_else_the_settings_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SERVICE_BIND", "127.0.0.1:8123")
+    assert healthcheck.bind_address() == "127.0.0.1:8123"
+    monkeypatch.delenv("SERVICE_BIND")
+    assert healthcheck.bind_address() == Settings.model_fields["bind"].default
+
+
+def test_health_check_refuses_a_bind_without_a_port() -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        healthcheck.health_url("unix:/run/app.sock")
+
+
+def test_health_check_exits_1_when_nothing_listens() -> None:
+    port = procs.free_port()
+    completed = subprocess.run(
+        [sys.executable, "-m", "app.healthcheck"],
+        cwd=imagecmd.SERVING_DIR,
+        env=procs.tool_env({"SERVICE_BIND": f"0.0.0.0:{port}"}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert f"unhealthy: http://127.0.0.1:{port}/health" in completed.stderr
 
 
 def test_dependencies_install_only_the_hashed_lock() -> None:
@@ -89,6 +126,12 @@ def test_requirements_are_the_locked_runtime_and_serving_packages() -> None:
     assert len(requirements) == len(expected)
     for requirement in requirements:
         assert "--hash=sha256:" in requirement, requirement.split(" ", 1)[0]
+
+
+def test_requirements_name_no_index_so_a_mirror_configured_for_pip_is_used() -> None:
+    text = (APP_DIR / "requirements.txt").read_text()
+    options = re.findall(r"^\s*(-i|--index-url|--extra-index-url)\b", text, re.M)
+    assert options == [], "an index option in requirements.txt overrides PIP_INDEX_URL"
 
 
 def test_dockerignore_keeps_caches_and_evaluation_outputs_out() -> None:
@@ -140,6 +183,8 @@ def test_gunicorn_configuration_matches_the_deployment() -> None:
     # The load balancer's idle timeout is 60 s.
     assert config["keepalive"] > 60
     assert config["control_socket_disable"] is True
+    # X-Forwarded-For is believed from loopback only unless the deployment names its proxies.
+    assert config["forwarded_allow_ips"] == ["127.0.0.1", "::1"]
     assert config["accesslog"] is None
     assert config["errorlog"] == "-"
     if Path("/dev/shm").is_dir():

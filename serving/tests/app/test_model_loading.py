@@ -161,3 +161,69 @@ def test_required_fast_path_that_cannot_apply_is_refused(
     monkeypatch.setitem(sys.modules, "app.onnx_predictor", None)
     with pytest.raises(ModelIntegrityError, match="SERVICE_BACKEND=onnx"):
         load_predictor(model_dir, load_metadata(model_dir), "onnx")
+
+
+def edit_feature(directory: Path, index: int, **changes: Any) -> None:
+    path = directory / METADATA_FILE
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    feature = raw["input_schema"]["features"][index]
+    for key, value in changes.items():
+        if value is None:
+            feature.pop(key, None)
+        else:
+            feature[key] = value
+    path.write_text(json.dumps(raw), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"minimum": None}, r"input_schema\.features\[0\]: a number needs a minimum"),
+        ({"minimum": "19.85"}, r"input_schema\.features\[0\]\.minimum: Input should be a valid"),
+        ({"maximum": True}, r"input_schema\.features\[0\]\.maximum: Input should be a valid"),
+        ({"minimum": 100.0, "maximum": 1.0}, r"bounds \[100\.0, 1\.0\] are not a range"),
+        ({"type": "text"}, r"input_schema\.features\[0\]\.type: Input should be 'number'"),
+    ],
+)
+def test_malformed_feature_is_refused_naming_its_path(
+    model_copy: Path, changes: dict[str, Any], message: str
+) -> None:
+    edit_feature(model_copy, 0, **changes)
+    with pytest.raises(ModelIntegrityError, match=rf"^{METADATA_FILE}: .*{message}"):
+        load_metadata(model_copy)
+
+
+def test_category_without_categories_is_refused(model_copy: Path, metadata: dict[str, Any]) -> None:
+    index = next(
+        i for i, f in enumerate(metadata["input_schema"]["features"]) if f["type"] == "category"
+    )
+    edit_feature(model_copy, index, categories=[])
+    with pytest.raises(ModelIntegrityError, match="a category needs a non-empty list"):
+        load_metadata(model_copy)
+
+
+def test_missing_required_fields_are_all_named(model_copy: Path) -> None:
+    path = model_copy / METADATA_FILE
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    del raw["model_sha256"], raw["classes"]
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ModelIntegrityError, match=r"model_sha256: Field required; classes: Field"):
+        load_metadata(model_copy)
+
+
+def test_model_file_is_hashed_once_per_start(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import artifacts
+
+    hashed: list[Path] = []
+    real = artifacts.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(artifacts, "sha256_file", counting)
+    load_predictor(model_dir, load_metadata(model_dir), "sklearn")
+    load_predictor(model_dir, load_metadata(model_dir), "auto")
+    assert hashed == [model_dir / "model.joblib"] * 2

@@ -11,15 +11,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench import procs
+from bench import imagecmd, procs
 from bench.loadgen import parse_head
+from container import dockerfile
 
 pytestmark = pytest.mark.slow
 
@@ -79,9 +81,19 @@ def start(tmp: Path, model_dir: Path, **env: str) -> Server:
     pytest.fail(f"server not ready within {START_TIMEOUT} s:\n{server.output()}")
 
 
+# The EMF namespace and Service dimension, set as the deployment sets them.
+NAMESPACE = "Template/ServerTest"
+SERVICE_NAME = "server-test"
+
+
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start(tmp_path_factory.mktemp("server"), model_dir)
+    running = start(
+        tmp_path_factory.mktemp("server"),
+        model_dir,
+        SERVICE_METRICS_NAMESPACE=NAMESPACE,
+        SERVICE_NAME=SERVICE_NAME,
+    )
     try:
         yield running
     finally:
@@ -257,6 +269,23 @@ def broken(model_dir: Path, tmp: Path, how: str) -> Path:
     elif how == "missing-metadata":
         metadata_path.unlink()
         return copy
+    elif how == "malformed-metadata":
+        del metadata["input_schema"]["features"][0]["maximum"]
+    elif how == "foreign-profile":
+        profile_path = copy / "reference_profile.json"
+        profile = json.loads(profile_path.read_text(encoding="utf-8"))
+        profile_path.write_text(json.dumps({**profile, "model_sha256": "e" * 64}), "utf-8")
+    elif how.startswith("model-file-"):
+        # The intact model, moved out of the model directory and named from inside it: the
+        # hash matches, so only the path check stands between it and unpickling.
+        outside = tmp / f"{how}.joblib"
+        (copy / "model.joblib").rename(outside)
+        if how == "model-file-parent":
+            metadata["model_file"] = f"../{outside.name}"
+        elif how == "model-file-absolute":
+            metadata["model_file"] = str(outside)
+        else:
+            (copy / "model.joblib").symlink_to(outside)
     metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
     return copy
 
@@ -267,6 +296,12 @@ REFUSALS = {
     "wrong-sha256": r"but model_metadata\.json records f{64}",
     "other-sklearn": r"trained with scikit-learn 0\.24\.2 but \S+ is installed",
     "missing-metadata": r"model metadata \S+ is missing",
+    "malformed-metadata": r"input_schema\.features\[0\]: a number needs a minimum and a maximum",
+    "foreign-profile": r"reference_profile\.json describes model e{64}.* belongs to another model",
+    "model-file-parent": r"model_file '\.\./model-file-parent\.joblib' resolves to \S+, outside",
+    "model-file-absolute": r"model_file '/\S+/model-file-absolute\.joblib' resolves to \S+",
+    "model-file-symlink": r"model_file 'model\.joblib' resolves to \S+model-file-symlink\.joblib, "
+    r"outside the model directory",
 }
 
 
@@ -285,16 +320,184 @@ def test_each_integrity_failure_stops_the_service_with_one_clear_line(
         launched[how] = subprocess.Popen(
             argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-    for how, process in launched.items():
-        try:
-            output, _ = process.communicate(timeout=60)
-        finally:
+    outputs = {}
+    deadline = time.monotonic() + 60
+    try:
+        for how, process in launched.items():
+            try:
+                wait = max(1.0, deadline - time.monotonic())
+                outputs[how] = process.communicate(timeout=wait)[0].decode()
+            except subprocess.TimeoutExpired:
+                outputs[how] = "(still running: the model was served)"
+    finally:
+        # Every one, even after a failure: a service that did start must not outlive the test.
+        for process in launched.values():
             procs.stop(process)
-        assert process.returncode == 78, (how, output.decode())
-        lines = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+    for how, output in outputs.items():
+        assert launched[how].returncode == 78, (how, output)
+        lines = [json.loads(line) for line in output.splitlines() if line.strip()]
         critical = [line for line in lines if line["level"] == "critical"]
         assert len(critical) == 1, (how, lines)
         assert critical[0]["message"].startswith("refusing to start: ")
         assert re.search(REFUSALS[how], critical[0]["message"]), (how, critical[0]["message"])
         assert not any("Traceback" in line["message"] for line in lines), how
         assert not any("Booting worker" in line["message"] for line in lines), how
+
+
+def test_health_check_command_exits_0_against_the_running_server(server: Server) -> None:
+    """The image's HEALTHCHECK (and ECS's) command, pointed where this server binds."""
+    command = dockerfile.read(imagecmd.DOCKERFILE).require_healthcheck()
+    completed = subprocess.run(
+        command,
+        cwd=imagecmd.SERVING_DIR,
+        env=procs.tool_env({"SERVICE_BIND": f"127.0.0.1:{server.port}"}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
+# --- CloudWatch EMF in the request lines, and drift, over real HTTP ---------------------
+
+
+def request_lines(server: Server, since: int) -> list[dict[str, Any]]:
+    lines = server.output().splitlines()[since:]
+    return [
+        parsed
+        for parsed in (json.loads(line) for line in lines if line.strip())
+        if parsed.get("logger") == "app.requests"
+    ]
+
+
+def test_every_request_line_is_an_emf_document_with_the_contracts_metrics(
+    server: Server,
+    example: dict[str, Any],
+    category_feature: dict[str, Any],
+    assert_emf: Callable[[dict[str, Any]], None],
+) -> None:
+    since = len(server.output().splitlines())
+    exchanges = [
+        ("POST", "/predict", example, 200),
+        ("POST", "/predict/batch", {"records": [example, {}, example]}, 200),
+        ("POST", "/predict", {**example, "made_up": 1}, 422),
+        ("POST", "/predict", {**example, category_feature["name"]: "Atlantis"}, 422),
+        ("GET", "/health", None, 200),
+        ("GET", "/nowhere", None, 404),
+    ]
+    for method, path, body, expected in exchanges:
+        data = None if body is None else json.dumps(body).encode()
+        assert procs.request(server.port, method, path, data)[0] == expected, path
+    time.sleep(0.3)  # the workers' lines reach the shared log file
+    lines = request_lines(server, since)
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [
+        (method, path, status) for method, path, _, status in exchanges
+    ]
+    for line in lines:
+        assert_emf(line)
+        (directive,) = line["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == NAMESPACE
+        assert directive["Dimensions"] == [["Service"], ["Service", "ModelVersion"]]
+        assert (line["Service"], line["ModelVersion"]) == (SERVICE_NAME, line["model_version"])
+        names = [metric["Name"] for metric in directive["Metrics"]]
+        assert len(names) == len(set(names))
+        assert line["Requests"] == 1
+        assert line[f"Status{line['status'] // 100}xx"] == 1
+        assert line["Latency"] == line["latency_ms"]
+    single, batch, unknown, unseen, _, not_found = lines
+    assert single["RecordsScored"] == 1
+    assert "BatchRecords" not in single
+    assert batch["RecordsScored"] == batch["BatchRecords"] == 3
+    assert sum(v for k, v in batch.items() if k.startswith("Predicted_")) == 3
+    assert unknown["ValidationErrors"] == unknown["ValidationErrors_unknown_field"] == 1
+    name = category_feature["name"]
+    assert unseen[f"UnseenCategory_{name}"] == unseen[f"ValidationErrors_{name}"] == 1
+    assert "RecordsScored" not in unseen
+    assert not_found["Status4xx"] == 1
+
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def sample_key(name: str, **labels: str) -> Sample:
+    return name, tuple(sorted(labels.items()))
+
+
+def drift_samples(server: Server) -> dict[Sample, float]:
+    """The drift counters summed over every worker, by sample name and labels."""
+    text = server.get("/metrics")[1].decode()
+    return {
+        sample_key(sample.name, **sample.labels): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith(("model_input_", "model_records_out_of_range"))
+    }
+
+
+def changed(before: dict[Sample, float], after: dict[Sample, float]) -> dict[Sample, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+def test_drift_counters_move_for_out_of_range_and_unseen_values_only(
+    server: Server,
+    example: dict[str, Any],
+    metadata: dict[str, Any],
+    number_feature: dict[str, Any],
+    category_feature: dict[str, Any],
+    model_dir: Path,
+) -> None:
+    profile = json.loads((model_dir / "reference_profile.json").read_text(encoding="utf-8"))
+    trained = next(f for f in profile["features"] if f["name"] == number_feature["name"])
+    inside = [
+        {
+            **example,
+            trained["name"]: trained["minimum"]
+            + (trained["maximum"] - trained["minimum"]) * i / 20,
+        }
+        for i in range(21)
+    ]
+    before = drift_samples(server)
+    for record in inside[:5]:
+        assert server.post("/predict", record)[0] == 200
+    assert server.post("/predict/batch", {"records": inside})[0] == 200
+    assert changed(before, drift_samples(server)) == {}
+
+    # Accepted (inside the schema's bounds) but beyond anything seen in training.
+    beyond = (trained["maximum"] + number_feature["maximum"]) / 2
+    outside = {**example, trained["name"]: beyond}
+    assert server.post("/predict", outside)[0] == 200
+    assert server.post("/predict/batch", {"records": [outside, example, outside]})[0] == 200
+    unseen = {**example, category_feature["name"]: "Atlantis"}
+    assert server.post("/predict", unseen)[0] == 422
+    version = metadata["model_version"]
+    assert changed(before, drift_samples(server)) == {
+        sample_key(
+            "model_input_out_of_range_total", feature=trained["name"], model_version=version
+        ): 3,
+        sample_key("model_records_out_of_range_total", model_version=version): 3,
+        sample_key(
+            "model_input_unseen_category_total",
+            feature=category_feature["name"],
+            model_version=version,
+        ): 1,
+    }
+
+
+def test_without_a_profile_the_service_starts_warns_once_and_counts_no_drift(
+    model_dir: Path, tmp_path: Path, example: dict[str, Any], number_feature: dict[str, Any]
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(model_dir, copy)
+    (copy / "reference_profile.json").unlink()
+    server = start(tmp_path, copy)
+    try:
+        outside = {**example, number_feature["name"]: number_feature["maximum"]}
+        assert server.post("/predict", outside)[0] == 200
+        assert server.post("/predict", {**example, "island": "Atlantis"})[0] == 422
+        assert drift_samples(server) == {}
+        assert json.loads(server.get("/model")[1])["reference_profile"] is None
+        lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+        warnings = [line for line in lines if "reference profile" in line["message"]]
+        assert [line["level"] for line in warnings] == ["warning"]
+    finally:
+        procs.stop(server.process)

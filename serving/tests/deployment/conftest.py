@@ -12,6 +12,8 @@ import os
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import json
+import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +23,12 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from deployment.stack.application import build
+from container import dockerfile
+from deployment.stack.application import SERVICE_DIRECTORY, build
 from deployment.stack.service_stack import ServiceStack
 
 DEPLOYMENT_DIR = Path(__file__).resolve().parents[2] / "deployment"
+MODEL_METADATA = DEPLOYMENT_DIR.parent / "app" / "data" / "model_metadata.json"
 CDK_JSON: dict[str, Any] = json.loads((DEPLOYMENT_DIR / "cdk.json").read_text(encoding="utf-8"))
 # Any concrete region works: the access-log bucket policy needs one, and nothing is looked up.
 REGION = "eu-west-1"
@@ -54,6 +58,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "logRetentionDays": "90",
         "cpuTargetPercent": "50",
         "requestsPerTarget": "1200",
+        "healthCheckIntervalSeconds": "15",
+        "healthCheckTimeoutSeconds": "4",
+        "healthyThresholdCount": "3",
+        "unhealthyThresholdCount": "4",
+        "deregistrationDelaySeconds": "20",
+        "alarmPeriodSeconds": "300",
+        "alarmEvaluationPeriods": "2",
+        "target5xxRatePercent": "2.5",
+        "loadBalancer5xxCount": "25",
+        "latencyP99Milliseconds": "750",
+        "outOfRangeRatePercent": "20",
+        "outOfRangeMinRecords": "500",
+        "serviceName": "penguins-api",
+        "metricsNamespace": "Penguins/Prod",
+        "alarmEmail": "oncall@example.com",
     },
     # An existing certificate, DNS managed elsewhere.
     "certificate": {
@@ -85,16 +104,39 @@ class Synthesized:
         return properties
 
 
+# The port the service's Dockerfile declares, which the task must use.
+SERVICE_PORT = dockerfile.service_port(SERVICE_DIRECTORY / "Dockerfile")
+
+
+def with_port(dockerfile_text: str, port: int) -> str:
+    """The Dockerfile with its port changed where it is written: SERVICE_BIND and EXPOSE."""
+    changed, binds = re.subn(
+        r"^ENV SERVICE_BIND=(\S+):\d+$",
+        rf"ENV SERVICE_BIND=\g<1>:{port}",
+        dockerfile_text,
+        flags=re.M,
+    )
+    changed, exposes = re.subn(r"^EXPOSE \d+$", f"EXPOSE {port}", changed, flags=re.M)
+    assert (binds, exposes) == (1, 1), "the Dockerfile's ENV SERVICE_BIND or EXPOSE moved"
+    return changed
+
+
+def image_context(directory: Path, port: int = SERVICE_PORT) -> Path:
+    """A stand-in for serving/app holding only its Dockerfile, with the port set to `port`, and
+    the model metadata: synthesis only copies the build context, and reads the facts the task
+    needs from there (the dashboard charts the model's classes and features)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (SERVICE_DIRECTORY / "Dockerfile").read_text(encoding="utf-8")
+    changed = with_port(text, port)
+    (directory / "Dockerfile").write_text(changed, encoding="utf-8")
+    (directory / "data").mkdir(exist_ok=True)
+    shutil.copyfile(MODEL_METADATA, directory / "data" / "model_metadata.json")
+    return directory
+
+
 @pytest.fixture(scope="session")
 def image_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stand-in for serving/app: synthesis only copies the build context, so any works."""
-    directory = tmp_path_factory.mktemp("service-image")
-    (directory / "Dockerfile").write_text(
-        "FROM python:3.11-slim AS build\nUSER 1000\nFROM python:3.11-slim\nVOLUME /tmp\n"
-        'USER 10001:10001\nCMD ["python", "-c", "print()"]\n',
-        encoding="utf-8",
-    )
-    return directory
+    return image_context(tmp_path_factory.mktemp("service-image"))
 
 
 def synthesize(overrides: dict[str, Any], outdir: Path, image_directory: Path) -> Synthesized:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 from deployment.stack.application import build
 from deployment.stack.compliance import MINIMUM_REASON_LENGTH, acknowledge_nag, skip_checkov
 
-from .conftest import CDK_JSON, REGION, Synthesized
+from .conftest import CDK_JSON, MODEL_METADATA, REGION, Synthesized
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +115,12 @@ def test_acknowledgment_without_a_real_reason_is_refused() -> None:
 def test_synthesis_warns_when_the_image_does_not_declare_tmp_a_volume(tmp_path: Path) -> None:
     image = tmp_path / "image"
     image.mkdir()
-    (image / "Dockerfile").write_text("FROM python:3.11-slim\nUSER 10001\n", encoding="utf-8")
+    (image / "Dockerfile").write_text(
+        'FROM python:3.11-slim\nUSER 10001\nEXPOSE 8000\nHEALTHCHECK CMD ["true"]\n',
+        encoding="utf-8",
+    )
+    (image / "data").mkdir()
+    shutil.copyfile(MODEL_METADATA, image / "data" / "model_metadata.json")
     app = cdk.App(
         context={**CDK_JSON["context"], "gitRevision": "unknown"}, outdir=str(tmp_path / "out")
     )

@@ -1,4 +1,5 @@
-"""The task definition pins the user the service's Dockerfile declares, and only a safe one."""
+"""What the task definition and `make serve` take from the service's Dockerfile: its final
+stage as the builders resolve it, and only a safe user."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from container.dockerfile import (
+    DockerfileError,
+    default_base_image,
+    health_command,
+    read,
+    runtime_user,
+    service_port,
+)
 from deployment.stack.application import SERVICE_DIRECTORY
-from deployment.stack.dockerfile import DockerfileError, declares_volume, runtime_user
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -34,6 +42,7 @@ def test_final_stage_user_wins(tmp_path: Path) -> None:
         ("FROM b\nUSER 0\n", "is root"),
         ("FROM b\nUSER 0:1000\n", "is root"),
         ("FROM b\nUSER app\n", "numeric"),
+        ("ARG UID=0\nFROM b\nARG UID\nUSER ${UID}\n", "is root"),
     ],
 )
 def test_unsafe_or_unverifiable_user_is_refused(tmp_path: Path, text: str, fragment: str) -> None:
@@ -60,4 +69,49 @@ def test_missing_dockerfile_is_refused(tmp_path: Path) -> None:
 def test_tmp_volume_declaration_is_read_from_the_final_stage(
     tmp_path: Path, text: str, declared: bool
 ) -> None:
-    assert declares_volume(write(tmp_path, text), "/tmp") is declared
+    assert ("/tmp" in read(write(tmp_path, text)).volumes) is declared
+
+
+def test_port_is_the_final_stages_exposed_port_with_its_arg_substituted(tmp_path: Path) -> None:
+    text = "FROM a AS build\nEXPOSE 1\nFROM b\nARG PORT=9000\nEXPOSE ${PORT}\n"
+    assert service_port(write(tmp_path, text)) == 9000
+    assert read(write(tmp_path, text), build_args={"PORT": "9001"}).exposed_ports == (9001,)
+
+
+def test_a_port_exposed_but_not_bound_is_refused(tmp_path: Path) -> None:
+    """Changing SERVICE_BIND alone must fail loudly, not leave the checks probing 8000."""
+    text = "FROM b\nENV SERVICE_BIND=0.0.0.0:9000\nEXPOSE 8000\n"
+    with pytest.raises(DockerfileError, match="does not listen on"):
+        service_port(write(tmp_path, text))
+    assert service_port(write(tmp_path, text.replace("9000", "8000"))) == 8000
+
+
+@pytest.mark.parametrize("text", ["FROM b\n", "FROM b\nEXPOSE 80 443\n", "FROM b\nEXPOSE 53/udp\n"])
+def test_no_single_tcp_port_is_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(DockerfileError, match="port"):
+        service_port(write(tmp_path, text))
+
+
+def test_health_command_is_the_exec_form_after_the_options(tmp_path: Path) -> None:
+    text = 'FROM b\nHEALTHCHECK --interval=5s \\\n    --retries=2 CMD ["probe", "-x"]\n'
+    assert health_command(write(tmp_path, text)) == ["probe", "-x"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("FROM b\n", "no HEALTHCHECK"),
+        ("FROM b\nHEALTHCHECK NONE\n", "no HEALTHCHECK"),
+        ("FROM b\nHEALTHCHECK CMD curl -f http://localhost/\n", "exec"),
+    ],
+)
+def test_missing_or_shell_form_health_check_is_refused(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    with pytest.raises(DockerfileError, match=fragment):
+        health_command(write(tmp_path, text))
+
+
+def test_default_base_follows_the_build_argument_through_stage_names(tmp_path: Path) -> None:
+    text = "ARG BASE=pinned\nFROM img:1@sha256:abc AS pinned\nFROM ${BASE} AS build\nFROM ${BASE}\n"
+    assert default_base_image(write(tmp_path, text)) == "img:1@sha256:abc"

@@ -4,15 +4,23 @@ health checks, load balancer, autoscaling, logs. Each test names the property it
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
 
-from deployment.stack.service_stack import LOAD_BALANCER_OUTPUT, SERVICE_URL_OUTPUT
+from app.settings import Settings
+from deployment.stack.service_stack import (
+    ALARM_TOPIC_OUTPUT,
+    DASHBOARD_OUTPUT,
+    LOAD_BALANCER_OUTPUT,
+    SERVICE_URL_OUTPUT,
+)
+from deployment.stack.settings import workers_for
 
-from .conftest import CDK_JSON, GIT_REVISION, Synthesized
+from .conftest import CDK_JSON, GIT_REVISION, SERVICE_PORT, Synthesized, image_context, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +56,8 @@ def test_task_size_comes_from_context(http: Synthesized, hosted_zone: Synthesize
     assert task["RequiresCompatibilities"] == ["FARGATE"]
 
 
-def test_container_listens_on_8000(http: Synthesized) -> None:
-    assert container(http)["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
+def test_container_listens_on_the_dockerfiles_port(http: Synthesized) -> None:
+    assert container(http)["PortMappings"] == [{"ContainerPort": SERVICE_PORT, "Protocol": "tcp"}]
 
 
 def test_root_filesystem_is_read_only_with_a_writable_tmp_volume(http: Synthesized) -> None:
@@ -74,25 +82,36 @@ def test_stop_timeout_outlasts_gunicorns_graceful_timeout(http: Synthesized) -> 
     assert spec["StopTimeout"] >= graceful + 5
 
 
-def test_container_health_check_probes_health_with_python_since_the_image_has_no_curl(
-    http: Synthesized,
-) -> None:
+def test_container_health_check_is_the_images_healthcheck_command(http: Synthesized) -> None:
+    """The command names no port: app.healthcheck probes the one SERVICE_BIND names."""
     check = container(http)["HealthCheck"]
-    command = check["Command"]
-    assert command[:3] == ["CMD", "python", "-c"]
-    assert "urllib.request.urlopen('http://127.0.0.1:8000/health'" in command[3]
+    assert check["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
     assert (check["Interval"], check["Timeout"], check["Retries"]) == (10, 5, 3)
     assert check["StartPeriod"] == 60
-    # The one-liner is valid Python, so the check cannot fail for a syntax error.
-    compile(command[3], "<health check>", "exec")
 
 
 def test_container_reports_the_git_revision_it_was_deployed_from(http: Synthesized) -> None:
     assert environment(http)["GIT_REVISION"] == GIT_REVISION
 
 
+def test_forwarded_headers_are_trusted_only_from_the_vpc_where_the_balancer_lives(
+    http: Synthesized,
+) -> None:
+    trusted: Any = environment(http)["SERVICE_FORWARDED_ALLOW_IPS"]
+    vpc = http.template.find_resources("AWS::EC2::VPC")
+    assert len(vpc) == 1
+    assert trusted == {"Fn::GetAtt": [next(iter(vpc)), "CidrBlock"]}
+
+
 def test_environment_holds_no_secrets(http: Synthesized) -> None:
-    assert set(environment(http)) == {"GIT_REVISION", "SERVICE_GRACEFUL_TIMEOUT_SECONDS"}
+    assert set(environment(http)) == {
+        "GIT_REVISION",
+        "SERVICE_GRACEFUL_TIMEOUT_SECONDS",
+        "SERVICE_WORKERS",
+        "SERVICE_METRICS_NAMESPACE",
+        "SERVICE_NAME",
+        "SERVICE_FORWARDED_ALLOW_IPS",
+    }
     assert "Secrets" not in container(http)
     suspicious = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
     assert not [name for name in environment(http) if suspicious.search(name)]
@@ -117,7 +136,11 @@ def test_deployment_rolls_back_through_the_circuit_breaker_and_keeps_full_capaci
     http: Synthesized,
 ) -> None:
     service = http.only("AWS::ECS::Service")
-    assert service["DeploymentConfiguration"] == {
+    # The deployment alarms beside the circuit breaker are checked in test_monitoring.py.
+    configuration = {
+        key: value for key, value in service["DeploymentConfiguration"].items() if key != "Alarms"
+    }
+    assert configuration == {
         "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
         "MaximumPercent": 200,
         "MinimumHealthyPercent": 100,
@@ -145,32 +168,69 @@ def test_tasks_run_in_private_subnets_without_public_ips(http: Synthesized) -> N
     assert {subnet["Ref"] for subnet in network["Subnets"]} == private
 
 
-def test_tasks_accept_traffic_only_from_the_load_balancer_on_8000(http: Synthesized) -> None:
+def test_tasks_accept_traffic_only_from_the_load_balancer_on_the_service_port(
+    http: Synthesized,
+) -> None:
     ingress = http.resources("AWS::EC2::SecurityGroupIngress")
     assert len(ingress) == 1
     rule = next(iter(ingress.values()))["Properties"]
-    assert (rule["FromPort"], rule["ToPort"]) == (8000, 8000)
+    assert (rule["FromPort"], rule["ToPort"]) == (SERVICE_PORT, SERVICE_PORT)
     assert "SourceSecurityGroupId" in rule
     assert "CidrIp" not in rule
 
 
-def test_target_group_health_check_hits_health_every_10_seconds(http: Synthesized) -> None:
+def test_target_group_checks_readiness_with_the_context_interval_and_thresholds(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
     group = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")
-    assert group["HealthCheckPath"] == "/health"
-    assert group["HealthCheckIntervalSeconds"] == 10
-    assert group["HealthCheckTimeoutSeconds"] == 5
-    assert group["HealthyThresholdCount"] == 2
-    assert group["UnhealthyThresholdCount"] == 3
+    # Readiness: a task takes traffic once a worker has made its warm-up prediction.
+    assert group["HealthCheckPath"] == "/ready"
+    assert group["HealthCheckIntervalSeconds"] == DEFAULTS["healthCheckIntervalSeconds"] == 10
+    assert group["HealthCheckTimeoutSeconds"] == DEFAULTS["healthCheckTimeoutSeconds"] == 5
+    assert group["HealthyThresholdCount"] == DEFAULTS["healthyThresholdCount"] == 2
+    assert group["UnhealthyThresholdCount"] == DEFAULTS["unhealthyThresholdCount"] == 3
+    changed = hosted_zone.only("AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert (
+        changed["HealthCheckIntervalSeconds"],
+        changed["HealthCheckTimeoutSeconds"],
+        changed["HealthyThresholdCount"],
+        changed["UnhealthyThresholdCount"],
+    ) == (15, 4, 3, 4)
     assert group["Matcher"] == {"HttpCode": "200"}
     assert group["TargetType"] == "ip"
     # ECS registers each task's address on the container port, whatever the group's port.
     (attachment,) = http.only("AWS::ECS::Service")["LoadBalancers"]
-    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", 8000)
+    assert (attachment["ContainerName"], attachment["ContainerPort"]) == ("web", SERVICE_PORT)
 
 
-def test_deregistration_delay_is_30_seconds(http: Synthesized) -> None:
+def test_deregistration_delay_is_the_context_value_not_the_300_second_default(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
     attributes = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")["TargetGroupAttributes"]
     assert {"Key": "deregistration_delay.timeout_seconds", "Value": "30"} in attributes
+    attributes = hosted_zone.only("AWS::ElasticLoadBalancingV2::TargetGroup")[
+        "TargetGroupAttributes"
+    ]
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "20"} in attributes
+
+
+def test_worker_count_follows_the_task_cpu_and_matches_the_services_default(
+    http: Synthesized, hosted_zone: Synthesized
+) -> None:
+    # cdk.json's 512 units are half a vCPU; the service's own default (make serve, tests)
+    # is the count the stack gives that task, so both sides agree on one number.
+    assert DEFAULTS["cpu"] == 512
+    assert environment(http)["SERVICE_WORKERS"] == str(workers_for(512)) == "2"
+    assert Settings.model_fields["workers"].default == workers_for(DEFAULTS["cpu"])
+    # 1024 units (the hosted-zone variant) is one vCPU: still two, never fewer.
+    assert environment(hosted_zone)["SERVICE_WORKERS"] == "2"
+    assert [workers_for(cpu) for cpu in (256, 2048, 4096)] == [2, 2, 4]
+
+
+def test_container_emits_metrics_where_the_alarms_read_them(http: Synthesized) -> None:
+    env = environment(http)
+    assert env["SERVICE_METRICS_NAMESPACE"] == DEFAULTS["metricsNamespace"]
+    assert env["SERVICE_NAME"] == DEFAULTS["serviceName"]
 
 
 def load_balancer_attributes(synth: Synthesized) -> dict[str, Any]:
@@ -309,8 +369,35 @@ def test_stack_pins_no_account_so_synthesis_needs_no_aws_lookup(http: Synthesize
     )
 
 
-def test_outputs_are_the_service_url_and_the_load_balancer_name_only(http: Synthesized) -> None:
+def test_outputs_are_the_service_url_the_load_balancer_the_dashboard_and_the_alarm_topic(
+    http: Synthesized,
+) -> None:
     (balancer_id,) = http.resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
     outputs = http.template.to_json()["Outputs"]
-    assert set(outputs) == {SERVICE_URL_OUTPUT, LOAD_BALANCER_OUTPUT}
+    assert set(outputs) == {
+        SERVICE_URL_OUTPUT,
+        LOAD_BALANCER_OUTPUT,
+        DASHBOARD_OUTPUT,
+        ALARM_TOPIC_OUTPUT,
+    }
     assert outputs[LOAD_BALANCER_OUTPUT]["Value"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
+
+
+def test_another_port_in_the_dockerfile_moves_the_task_group_and_checks_with_it(
+    tmp_path: Path,
+) -> None:
+    """The port is written in the Dockerfile only: changed there, the container port, the
+    security group rule and the load balancer's target follow it, and the health check, which
+    names no port, stays the image's."""
+    port = 9123
+    synth = synthesize(
+        {"gitRevision": GIT_REVISION},
+        tmp_path / "cdk.out",
+        image_context(tmp_path / "context", port=port),
+    )
+    assert container(synth)["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
+    (rule,) = [r["Properties"] for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()]
+    assert (rule["FromPort"], rule["ToPort"]) == (port, port)
+    (attachment,) = synth.only("AWS::ECS::Service")["LoadBalancers"]
+    assert attachment["ContainerPort"] == port
+    assert container(synth)["HealthCheck"]["Command"] == ["CMD", "python", "-m", "app.healthcheck"]

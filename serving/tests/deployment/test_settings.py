@@ -10,9 +10,13 @@ import pytest
 from deployment.stack.service_stack import RETENTION
 from deployment.stack.settings import (
     LOG_RETENTION_DAYS,
+    AlarmSettings,
     ContextError,
     DeploymentSettings,
+    HealthCheckSettings,
     HttpsSettings,
+    MetricsSettings,
+    workers_for,
 )
 
 from .conftest import CDK_JSON
@@ -72,7 +76,7 @@ def test_values_given_with_dash_c_arrive_as_strings_and_are_accepted() -> None:
     [
         ({"desiredCount": "two"}, "desiredCount", "not a whole number"),
         ({"desiredCount": 0}, "desiredCount", "out of range"),
-        ({"desiredCount": True}, "desiredCount", "missing"),
+        ({"desiredCount": True}, "desiredCount", "not a number"),
         ({"desiredCount": None}, "desiredCount", "missing"),
         ({"desiredCount": 9}, "desiredCount", "outside minCapacity..maxCapacity"),
         ({"minCapacity": 5, "maxCapacity": 3, "desiredCount": 4}, "minCapacity", "above"),
@@ -84,9 +88,9 @@ def test_values_given_with_dash_c_arrive_as_strings_and_are_accepted() -> None:
         ({"logRetentionDays": 10}, "logRetentionDays", "not a CloudWatch Logs retention"),
         ({"cpuTargetPercent": 95}, "cpuTargetPercent", "out of range"),
         ({"requestsPerTarget": 0}, "requestsPerTarget", "out of range"),
-        ({"gitRevision": "main; rm -rf /"}, "gitRevision", "not valid"),
+        ({"gitRevision": "main; rm -rf /"}, "gitRevision", "not a valid revision"),
         ({"gitRevision": ""}, "gitRevision", "missing"),
-        ({"stackName": "1-starts-with-a-digit"}, "stackName", "not valid"),
+        ({"stackName": "1-starts-with-a-digit"}, "stackName", "not a valid stack name"),
         ({"domainName": "api.example.com"}, "domainName", "set hostedZoneId and hostedZoneName"),
         ({"certificateArn": CERTIFICATE_ARN}, "domainName", "missing while certificateArn"),
         ({**ZONE, "hostedZoneName": ""}, "hostedZoneName", "go together"),
@@ -142,3 +146,71 @@ def test_certificate_arn_enables_https_without_a_hosted_zone() -> None:
 
 def test_every_cloudwatch_retention_maps_to_cdks_enum() -> None:
     assert set(RETENTION) == set(LOG_RETENTION_DAYS)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        ({"alarmPeriodSeconds": 30}, "alarmPeriodSeconds", "out of range (60..86400)"),
+        ({"alarmEvaluationPeriods": 0}, "alarmEvaluationPeriods", "out of range"),
+        ({"target5xxRatePercent": 0}, "target5xxRatePercent", "out of range"),
+        ({"target5xxRatePercent": "many"}, "target5xxRatePercent", "not a number"),
+        ({"outOfRangeRatePercent": 150}, "outOfRangeRatePercent", "out of range"),
+        ({"latencyP99Milliseconds": 5}, "latencyP99Milliseconds", "out of range"),
+        ({"loadBalancer5xxCount": 0}, "loadBalancer5xxCount", "out of range"),
+        ({"alarmEmail": "not-an-address"}, "alarmEmail", "not an e-mail address"),
+        ({"metricsNamespace": "AWS/ECS"}, "metricsNamespace", "not a CloudWatch namespace"),
+        ({"serviceName": "has space"}, "serviceName", "not a valid service name"),
+        ({"serviceName": ""}, "serviceName", "missing"),
+        ({"healthCheckIntervalSeconds": 4}, "healthCheckIntervalSeconds", "out of range"),
+        ({"healthyThresholdCount": 1}, "healthyThresholdCount", "out of range (2..10)"),
+        ({"deregistrationDelaySeconds": 3601}, "deregistrationDelaySeconds", "out of range"),
+        (
+            {"healthCheckIntervalSeconds": 5, "healthCheckTimeoutSeconds": 5},
+            "healthCheckTimeoutSeconds",
+            "must be shorter than healthCheckIntervalSeconds",
+        ),
+    ],
+)
+def test_invalid_monitoring_or_health_check_value_fails_with_its_key_named(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    message = error_for(**overrides)
+    assert f"{key}: " in message
+    assert fragment in message
+
+
+def test_monitoring_and_health_check_defaults_come_from_cdk_json() -> None:
+    parsed = settings()
+    assert parsed.alarms == AlarmSettings(
+        period_seconds=60,
+        evaluation_periods=3,
+        target_5xx_rate_percent=5.0,
+        load_balancer_5xx_count=10,
+        latency_p99_milliseconds=1000,
+        out_of_range_rate_percent=10.0,
+        out_of_range_min_records=100,
+        email=None,
+    )
+    assert parsed.health_check == HealthCheckSettings(
+        path="/ready",
+        interval_seconds=10,
+        timeout_seconds=5,
+        healthy_threshold=2,
+        unhealthy_threshold=3,
+        deregistration_delay_seconds=30,
+    )
+    assert parsed.metrics == MetricsSettings(
+        namespace="PredictionService", service_name="prediction-service"
+    )
+
+
+def test_alarm_email_and_fractional_percentages_given_with_dash_c_are_accepted() -> None:
+    parsed = settings(alarmEmail=" oncall@example.com ", target5xxRatePercent="0.5")
+    assert parsed.alarms.email == "oncall@example.com"
+    assert parsed.alarms.target_5xx_rate_percent == 0.5
+
+
+@pytest.mark.parametrize(("cpu", "workers"), [(256, 2), (512, 2), (1024, 2), (2048, 2), (4096, 4)])
+def test_workers_are_one_per_vcpu_and_never_fewer_than_two(cpu: int, workers: int) -> None:
+    assert workers_for(cpu) == workers

@@ -1,0 +1,375 @@
+"""The HTTP edge of the real server, tried as a careless or hostile client would: raw
+sockets where an HTTP client would hide the behaviour (partial bodies, trickled bytes,
+huge headers). The server runs the image's command with short deadlines, so the slow-client
+cases take about a second each."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import procs
+
+from .test_server import Server, start
+
+pytestmark = pytest.mark.slow
+
+# Short enough for fast tests, long enough that a loaded CI machine never trips them on a
+# request sent whole.
+DEADLINE_SECONDS = 1.0
+MAX_ERROR_BODY_BYTES = 8 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start(
+        tmp_path_factory.mktemp("edge"),
+        model_dir,
+        SERVICE_HEADER_TIMEOUT_SECONDS=str(DEADLINE_SECONDS),
+        SERVICE_BODY_TIMEOUT_SECONDS=str(DEADLINE_SECONDS),
+    )
+    try:
+        yield running
+    finally:
+        procs.stop(running.process)
+
+
+def connect(server: Server, timeout: float = 10.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a reset counts as closed."""
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def exchange(server: Server, raw: bytes, timeout: float = 10.0) -> bytes:
+    """Sends `raw` (a whole request, with `Connection: close`) and returns the response."""
+    with connect(server, timeout) as connection:
+        # Refused before it was all sent: the response may still be readable.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.sendall(raw)
+        return read_until_closed(connection)
+
+
+def head_and_body(response: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split(" ")[1]), headers, body
+
+
+def request_bytes(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    fields = {"Host": "127.0.0.1", "Connection": "close", **(headers or {})}
+    if body or method == "POST":
+        fields.setdefault("Content-Type", "application/json")
+        fields["Content-Length"] = str(len(body))
+    lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+    return f"{method} {path} HTTP/1.1\r\n{lines}\r\n".encode() + body
+
+
+def log_lines(server: Server) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.output().splitlines() if line.strip()]
+
+
+def request_lines(server: Server, rid: str, wait: float = 5.0) -> list[dict[str, Any]]:
+    """The request log lines carrying request id `rid`, once at least one is written."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = [
+            line
+            for line in log_lines(server)
+            if line.get("logger") == "app.requests" and line.get("request_id") == rid
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def error_count(server: Server, kind: str) -> float:
+    text = server.get("/metrics")[1].decode()
+    pattern = rf'^http_request_errors_total\{{[^}}]*kind="{kind}"[^}}]*\}} (\S+)$'
+    return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
+
+
+# --- 1. error bodies are bounded, whatever the input -----------------------------------
+
+
+def test_a_500_kb_unknown_field_name_gets_a_small_422_quoting_it_cut(
+    server: Server, example: dict[str, Any]
+) -> None:
+    name = "x" * 500_000
+    body = json.dumps({**example, name: 1}).encode()
+    status, _, payload = head_and_body(exchange(server, request_bytes("POST", "/predict", body)))
+    assert status == 422
+    assert len(payload) <= MAX_ERROR_BODY_BYTES
+    (error,) = json.loads(payload)["detail"]
+    assert error["loc"] == ["body", "x" * 64 + "…[cut]"]
+    assert error["msg"].startswith("x" * 64 + "…[cut]: is not a field")
+
+
+def test_a_batch_of_many_bad_records_gets_an_error_body_under_the_bound(
+    server: Server, example: dict[str, Any]
+) -> None:
+    records = [{**example, f"unknown_{'y' * 200}_{i}": 1} for i in range(1000)]
+    body = json.dumps({"records": records}).encode()
+    status, _, payload = head_and_body(
+        exchange(server, request_bytes("POST", "/predict/batch", body))
+    )
+    assert status == 422
+    assert len(payload) <= MAX_ERROR_BODY_BYTES
+    detail = json.loads(payload)["detail"]
+    assert detail[0]["msg"].startswith("records[0].unknown_")
+    listed = len(detail) - 1
+    assert detail[-1]["msg"] == f"body: {1000 - listed} more errors not shown"
+
+
+def test_415_says_what_is_accepted_without_echoing_the_content_type(server: Server) -> None:
+    claimed = "text/" + "z" * 8000
+    raw = request_bytes("POST", "/predict", b"{}", {"Content-Type": claimed})
+    status, _, payload = head_and_body(exchange(server, raw))
+    assert status == 415
+    assert len(payload) < 512
+    assert b"zzzz" not in payload
+    assert "application/json" in json.loads(payload)["detail"]
+
+
+# --- 2. a client that goes away mid-body is not a server error -------------------------
+
+
+def test_client_disconnect_mid_body_is_logged_once_as_499_not_as_a_server_error(
+    server: Server,
+) -> None:
+    server_errors, aborted = error_count(server, "server"), error_count(server, "aborted")
+    rid = f"abort-{uuid.uuid4().hex}"
+    head = request_bytes("POST", "/predict", headers={"X-Request-Id": rid})
+    head = head.replace(b"Content-Length: 0", b"Content-Length: 1000")
+    with connect(server) as connection:
+        connection.sendall(head + b'{"bill_length_mm": 4')
+        time.sleep(0.3)  # the request is in flight, awaiting the rest of its body
+    lines = request_lines(server, rid)
+    assert [(line["status"], line["level"]) for line in lines] == [(499, "info")]
+    assert "exception" not in lines[0]
+    time.sleep(0.3)
+    assert not [line for line in log_lines(server) if line["level"] in ("error", "critical")]
+    assert error_count(server, "server") == server_errors
+    assert error_count(server, "aborted") == aborted + 1
+
+
+# --- 3. header size and count are limited -----------------------------------------------
+
+
+def refused(response: bytes) -> bool:
+    """431, or the connection closed without an answer."""
+    return response == b"" or response.startswith(b"HTTP/1.1 431 ")
+
+
+def test_an_8_mib_header_is_refused_quickly(server: Server) -> None:
+    started = time.monotonic()
+    response = exchange(server, request_bytes("GET", "/health", headers={"X-Big": "a" * (8 << 20)}))
+    assert refused(response), response[:200]
+    assert time.monotonic() - started < 5
+
+
+def test_50000_header_fields_are_refused(server: Server) -> None:
+    headers = {f"X-Field-{i}": "1" for i in range(50_000)}
+    assert refused(exchange(server, request_bytes("GET", "/health", headers=headers)))
+
+
+def test_more_than_100_small_header_fields_get_431(server: Server) -> None:
+    headers = {f"X-F{i}": "1" for i in range(101)}
+    status, headers_back, payload = head_and_body(
+        exchange(server, request_bytes("GET", "/health", headers=headers))
+    )
+    assert status == 431
+    assert headers_back["connection"] == "close"
+    assert b"100 fields" in payload
+
+
+def test_headers_within_the_limits_are_answered(server: Server) -> None:
+    # 90 fields, 45 KiB: what a browser behind two proxies might send, and more.
+    headers = {f"X-F{i}": "v" * 500 for i in range(90)}
+    status, _, _ = head_and_body(exchange(server, request_bytes("GET", "/health", headers=headers)))
+    assert status == 200
+
+
+# --- 4. slow clients are cut off --------------------------------------------------------
+
+
+def test_a_silent_connection_is_closed_after_the_header_deadline(server: Server) -> None:
+    with connect(server, timeout=DEADLINE_SECONDS + 5) as connection:
+        started = time.monotonic()
+        assert read_until_closed(connection) == b""
+        assert time.monotonic() - started < DEADLINE_SECONDS + 3
+
+
+def trickle(connection: socket.socket, data: bytes, interval: float = 0.1) -> None:
+    """Sends `data` a byte at a time until it is all sent or the server closes."""
+    for index in range(len(data)):
+        try:
+            connection.sendall(data[index : index + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        time.sleep(interval)
+
+
+def test_headers_trickled_a_byte_at_a_time_get_408(server: Server) -> None:
+    head = request_bytes("GET", "/health", headers={"X-Padding": "p" * 100})
+    with connect(server) as connection:
+        started = time.monotonic()
+        trickle(connection, head)
+        response = read_until_closed(connection)
+    assert response.startswith(b"HTTP/1.1 408 "), response[:200]
+    # 150 bytes would take 15 s; the deadline cut it off after about one.
+    assert time.monotonic() - started < DEADLINE_SECONDS + 3
+
+
+def test_a_body_trickled_a_byte_at_a_time_gets_408_logged_as_a_client_error(
+    server: Server, example: dict[str, Any]
+) -> None:
+    server_errors = error_count(server, "server")
+    rid = f"slow-body-{uuid.uuid4().hex}"
+    body = json.dumps(example).encode()
+    raw = request_bytes("POST", "/predict", body, {"X-Request-Id": rid})
+    head, body = raw[: len(raw) - len(body)], raw[len(raw) - len(body) :]
+    with connect(server) as connection:
+        connection.sendall(head)
+        started = time.monotonic()
+        trickle(connection, body)
+        response = read_until_closed(connection)
+    assert response.startswith(b"HTTP/1.1 408 "), response[:200]
+    assert time.monotonic() - started < DEADLINE_SECONDS + 3
+    assert [line["status"] for line in request_lines(server, rid)] == [408]
+    assert error_count(server, "server") == server_errors
+
+
+def test_an_idle_keep_alive_connection_outlives_the_header_deadline(server: Server) -> None:
+    """Between requests the keep-alive timeout (75 s, above the ALB's 60 s) applies, not
+    the header deadline: the balancer, not the service, closes idle connections."""
+    keep_alive = request_bytes("GET", "/health").replace(b"Connection: close", b"X-K: 1")
+    with connect(server) as connection:
+        for _ in range(2):
+            connection.sendall(keep_alive)
+            response = b""
+            while not response.endswith(b"}"):
+                response += connection.recv(65536)
+            assert response.startswith(b"HTTP/1.1 200 ")
+            time.sleep(DEADLINE_SECONDS * 1.5)
+
+
+# --- 5. the logged client address cannot be chosen by the client -----------------------
+
+
+def logged_client(server: Server, forwarded_for: str) -> str:
+    rid = f"xff-{uuid.uuid4().hex}"
+    headers = {"X-Forwarded-For": forwarded_for, "X-Request-Id": rid}
+    assert (
+        head_and_body(exchange(server, request_bytes("GET", "/health", headers=headers)))[0] == 200
+    )
+    (line,) = request_lines(server, rid)
+    client: str = line["client"]
+    return client
+
+
+def test_the_logged_client_is_the_rightmost_address_not_a_trusted_proxy(server: Server) -> None:
+    # The peer (loopback) is the trusted proxy by default; 203.0.113.66 is what the client
+    # wrote into the header itself, 198.51.100.7 what the proxy saw and appended.
+    assert logged_client(server, "203.0.113.66, 198.51.100.7") == "198.51.100.7"
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(model_dir: Path, tmp_path: Path) -> None:
+    untrusting = start(tmp_path, model_dir, SERVICE_FORWARDED_ALLOW_IPS="192.0.2.1,10.0.0.0/16")
+    try:
+        assert logged_client(untrusting, "203.0.113.66") == "127.0.0.1"
+    finally:
+        procs.stop(untrusting.process)
+
+
+# --- 6. no redirect built from the Host header -----------------------------------------
+
+
+def test_a_slashed_path_is_a_404_not_a_redirect_to_the_host_header(server: Server) -> None:
+    raw = request_bytes("GET", "/health/", headers={"Host": "evil.example"})
+    status, headers, _ = head_and_body(exchange(server, raw))
+    assert status == 404
+    assert "location" not in headers
+
+
+# --- 7. response hygiene ----------------------------------------------------------------
+
+
+def test_every_response_says_nosniff_and_predictions_say_no_store(
+    server: Server, example: dict[str, Any]
+) -> None:
+    record = json.dumps(example).encode()
+    answers = {
+        "predict": request_bytes("POST", "/predict", record),
+        "batch": request_bytes(
+            "POST", "/predict/batch", json.dumps({"records": [example]}).encode()
+        ),
+        "health": request_bytes("GET", "/health"),
+        "422": request_bytes("POST", "/predict", b'{"x": 1}'),
+        "404": request_bytes("GET", "/nowhere"),
+        "unparseable": b"NOT HTTP AT ALL\r\n\r\n",
+        "431": request_bytes("GET", "/health", headers={f"X-F{i}": "1" for i in range(101)}),
+    }
+    for name, raw in answers.items():
+        status, headers, _ = head_and_body(exchange(server, raw))
+        assert headers.get("x-content-type-options") == "nosniff", (name, status)
+        if name in ("predict", "batch"):
+            assert status == 200
+            assert headers.get("cache-control") == "no-store", name
+
+
+# --- 8. /docs loads nothing from a third party ------------------------------------------
+
+
+def test_docs_pages_that_load_a_cdn_are_off_and_the_schema_is_served(server: Server) -> None:
+    assert server.get("/docs")[0] == 404
+    assert server.get("/redoc")[0] == 404
+    status, schema = server.get("/openapi.json")
+    assert status == 200
+    assert "/predict" in json.loads(schema)["paths"]
+
+
+# --- 10. what already held still holds over real HTTP ----------------------------------
+
+
+def test_request_ids_and_paths_cannot_forge_log_lines(server: Server) -> None:
+    """An unsafe request id is replaced, and a path carrying an encoded newline and JSON
+    stays inside its own log line: every line is still one JSON object."""
+    forged = '{"level": "critical", "message": "forged"}'
+    unsafe_id = 'x" injected=1 <br>' + "y" * 300
+    raw = request_bytes("GET", "/health%0A" + forged.replace(" ", "%20").replace('"', "%22"))
+    raw = raw.replace(
+        b"Connection: close", f"Connection: close\r\nX-Request-Id: {unsafe_id}".encode()
+    )
+    status, headers, _ = head_and_body(exchange(server, raw))
+    assert status == 404
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+    (line,) = request_lines(server, headers["x-request-id"])
+    assert line["path"] == "/health\n" + forged
+    assert not [entry for entry in log_lines(server) if entry.get("message") == "forged"]

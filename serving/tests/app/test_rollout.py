@@ -1,0 +1,90 @@
+"""The rollout rehearsal's parts: it reads the stack's health check, its HAProxy configuration
+is valid, and its counting catches what it exists to catch (the control: an instance put into
+rotation before it passes health fails requests, the rehearsal's registration does not)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import procs, rollout
+
+CDK_CONTEXT = json.loads(rollout.CDK_JSON.read_text(encoding="utf-8"))["context"]
+
+
+def test_rehearsal_uses_the_stacks_health_check_scaled_down() -> None:
+    timing = rollout.Timing.scaled(rollout.stack_settings().health_check)
+    scale = rollout.TIME_SCALE
+    assert timing.path == "/ready"
+    assert timing.interval_ms == CDK_CONTEXT["healthCheckIntervalSeconds"] * 1000 // scale
+    assert timing.timeout_ms == CDK_CONTEXT["healthCheckTimeoutSeconds"] * 1000 // scale
+    assert (timing.rise, timing.fall) == (
+        CDK_CONTEXT["healthyThresholdCount"],
+        CDK_CONTEXT["unhealthyThresholdCount"],
+    )
+    assert timing.drain_seconds == CDK_CONTEXT["deregistrationDelaySeconds"] / scale
+
+
+def test_tampered_copy_differs_from_the_model_in_exactly_one_byte(tmp_path: Path) -> None:
+    copy = rollout.tampered_copy(tmp_path)
+    metadata = json.loads((rollout.MODEL_DIR / "model_metadata.json").read_text("utf-8"))
+    original = (rollout.MODEL_DIR / metadata["model_file"]).read_bytes()
+    tampered = (copy / metadata["model_file"]).read_bytes()
+    assert len(original) == len(tampered)
+    assert sum(a != b for a, b in zip(original, tampered, strict=True)) == 1
+
+
+@pytest.fixture
+def balanced_instance(tmp_path: Path) -> Iterator[tuple[rollout.HAProxy, rollout.Load]]:
+    """HAProxy in front of one ready instance, under the rehearsal's load."""
+    timing = rollout.Timing.scaled(rollout.stack_settings().health_check)
+    balancer = rollout.HAProxy(tmp_path, timing)
+    launcher = rollout.choose_launcher(tmp_path)
+    try:
+        instance = launcher.start("blue", {"SERVICE_WORKERS": "1"})
+        with balancer.running():
+            balancer.register(instance.name, instance.port)
+            assert rollout.wait_healthy(balancer, instance) is not None, instance.output()
+            balancer.take_traffic(instance.name)
+            with rollout.Load(balancer.port, rollout.example_body()).running() as load:
+                yield balancer, load
+    finally:
+        launcher.close()
+
+
+@pytest.mark.slow
+def test_an_instance_in_rotation_before_passing_health_fails_requests_and_is_counted(
+    balanced_instance: tuple[rollout.HAProxy, rollout.Load],
+) -> None:
+    balancer, load = balanced_instance
+    # Nothing listens on this port: HAProxy's default for an added server is to send it
+    # requests at once, before any check.
+    balancer.command(
+        f"add server {rollout.BACKEND}/ghost 127.0.0.1:{procs.free_port()} check "
+        f"inter {balancer.timing.interval_ms}ms"
+    )
+    balancer.command(f"enable health {rollout.BACKEND}/ghost")
+    before = load.snapshot()
+    balancer.command(f"set server {rollout.BACKEND}/ghost state ready")
+    time.sleep(balancer.timing.settle_seconds)
+    outcomes = rollout.delta(load.snapshot(), before)
+    assert sum(count for outcome, count in outcomes.items() if outcome != "ok") > 0
+
+
+@pytest.mark.slow
+def test_a_registered_instance_that_never_listens_gets_no_request(
+    balanced_instance: tuple[rollout.HAProxy, rollout.Load],
+) -> None:
+    balancer, load = balanced_instance
+    before = load.snapshot()
+    balancer.register("ghost", procs.free_port())
+    time.sleep(balancer.timing.settle_seconds)
+    assert not balancer.passed_health("ghost")
+    assert rollout.served(balancer, "ghost") == 0
+    outcomes = rollout.delta(load.snapshot(), before)
+    assert outcomes["ok"] > 0
+    assert set(outcomes) == {"ok"}

@@ -1,0 +1,61 @@
+"""The pre-commit hooks run the project's own pinned tools, installed by its make targets,
+with nothing to fetch: a hook that names a missing tool or a remote repository fails here."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / ".pre-commit-config.yaml"
+
+
+def hooks() -> list[dict[str, Any]]:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    return [hook for repo in config["repos"] for hook in repo["hooks"]]
+
+
+def test_config_is_valid_for_the_locked_pre_commit() -> None:
+    pre_commit = Path(sys.executable).with_name("pre-commit")
+    result = subprocess.run(
+        [str(pre_commit), "validate-config", str(CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_hook_is_local_so_nothing_is_fetched() -> None:
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+
+
+@pytest.mark.parametrize("hook", hooks(), ids=lambda hook: hook["id"])
+def test_hook_runs_a_tool_the_project_installs(hook: dict[str, Any]) -> None:
+    program = shlex.split(hook["entry"])[0]
+    if "/" in program:
+        assert (ROOT / program).is_file(), f"{hook['id']}: {program} is not installed"
+    else:
+        assert shutil.which(program), f"{hook['id']}: {program} is not on PATH"
+
+
+def test_the_hooks_cover_the_linters_and_scanners_ci_runs() -> None:
+    assert {hook["id"] for hook in hooks()} >= {
+        "ruff-check",
+        "ruff-format",
+        "mypy",
+        "terraform-fmt",
+        "check-workflows",
+        "actionlint",
+        "zizmor",
+        "hadolint",
+    }
