@@ -5,8 +5,9 @@
 # encryption settings and versioning.
 #
 # The guard depends on everything else, so a destroy reaches it first; its destroy-time
-# check fails while force_destroy is false, and nothing else is touched. The teardown in the
-# README (set force_destroy = true, apply, destroy) records the opt-in in the guard first.
+# check fails while force_destroy is false, and nothing else is touched. The documented
+# teardown (set force_destroy = true, apply, destroy; docs/infrastructure.md) records the
+# opt-in in the guard first.
 # `prevent_destroy` cannot do this job: it takes no variable, so it would block the
 # documented teardown too.
 resource "terraform_data" "destroy_guard" {

@@ -785,7 +785,7 @@ run "repositories_that_would_widen_the_trust_are_rejected_4" {
 
 # Last on purpose: `terraform test` destroys what the runs applied when the file ends, and
 # the destroy guard lets that happen only once force_destroy = true has been applied. So this
-# run and the suite's own teardown are the README's teardown (set force_destroy = true,
+# run and the suite's own teardown are the documented teardown (set force_destroy = true,
 # apply, destroy); if the guard stopped it, the suite would fail. The apply against moto
 # (test_apply.py) shows the other half: a plain destroy changes nothing.
 run "force_destroy_true_disarms_the_guard_for_the_documented_teardown" {

@@ -15,7 +15,7 @@ from .terraform import Terraform, copy_configuration, find_mirror, write_cli_con
 def terraform_binary() -> str:
     binary = shutil.which("terraform")
     if binary is None:
-        pytest.fail("terraform is not on PATH: install Terraform >= 1.9 (README, Infrastructure)")
+        pytest.fail("terraform is not on PATH: install Terraform >= 1.9 (docs/infrastructure.md)")
     return binary
 
 

@@ -4,7 +4,7 @@ For each mode, the committed configuration is applied (through a provider overri
 exists only in the scratch copy), then the identities it created are used with their own
 credentials: real `dvc push`/`dvc pull` through the project's DVC config, and every call
 they must be refused. Then a plain `terraform destroy` must change nothing on a bucket that
-holds data, and the README's teardown must remove everything. The tests of one mode run in
+holds data, and the documented teardown must remove everything. The tests of one mode run in
 file order on one deployment: the last two destroy it.
 
 What moto cannot judge is pinned at plan level in bootstrap.tftest.hcl instead:

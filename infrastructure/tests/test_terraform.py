@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 SUITE = INFRA_DIR / "tests" / "bootstrap.tftest.hcl"
 
-# What a user's terraform.tfvars may hold after following the README (access-key setup,
-# an existing OIDC provider, the teardown's force_destroy, a KMS key, logs, other names).
+# What a user's terraform.tfvars may hold after following docs/infrastructure.md (access-key
+# setup, an existing OIDC provider, the teardown's force_destroy, a KMS key, logs, other names).
 # `terraform test` reads it too: every run must set what it depends on, or this changes
 # the outcome.
 USER_TFVARS = {
