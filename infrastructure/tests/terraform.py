@@ -46,15 +46,19 @@ def find_mirror() -> Path | None:
     """The filesystem mirror holding the AWS provider, or None to use the registry.
 
     TF_PROVIDER_MIRROR names it explicitly; otherwise the last lookup's answer is reused
-    while it still holds the provider, and a `find` over the root filesystem runs once.
+    (a mirror while it still holds the provider; "none found" as it is, so a machine that
+    uses the registry pays for the search once: delete build/ to search again), and a `find`
+    over the root filesystem runs once.
     """
     explicit = os.environ.get("TF_PROVIDER_MIRROR")
     if explicit:
         return Path(explicit)
     if MIRROR_CACHE.is_file():
-        cached = Path(MIRROR_CACHE.read_text(encoding="utf-8").strip())
-        if _holds_provider(cached):
-            return cached
+        cached = MIRROR_CACHE.read_text(encoding="utf-8").strip()
+        if not cached:
+            return None
+        if _holds_provider(Path(cached)):
+            return Path(cached)
     found = subprocess.run(
         [
             "find",
@@ -70,13 +74,11 @@ def find_mirror() -> Path | None:
         timeout=900,
         check=False,
     )
-    for line in sorted(found.stdout.splitlines()):
-        mirror = _mirror_of(line)
-        if mirror is not None and _holds_provider(mirror):
-            MIRROR_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            MIRROR_CACHE.write_text(f"{mirror}\n", encoding="utf-8")
-            return mirror
-    return None
+    mirrors = [_mirror_of(line) for line in sorted(found.stdout.splitlines())]
+    mirror = next((m for m in mirrors if m is not None and _holds_provider(m)), None)
+    MIRROR_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    MIRROR_CACHE.write_text(f"{mirror or ''}\n", encoding="utf-8")
+    return mirror
 
 
 def write_cli_config(directory: Path, mirror: Path | None) -> Path | None:
