@@ -11,13 +11,13 @@ data "aws_partition" "current" {}
 
 data "aws_caller_identity" "current" {}
 
-data "aws_region" "current" {}
-
 locals {
   partition  = data.aws_partition.current.partition
   dns_suffix = data.aws_partition.current.dns_suffix
   account_id = data.aws_caller_identity.current.account_id
-  region     = data.aws_region.current.region
+  # The provider is configured with this region (providers.tf), so it is the region of every
+  # resource here; reading it from the variable works the same on provider 5.x and 6.x.
+  region = var.aws_region
 
   # DVC's remote is s3://<bucket>/dvc (`make configure-dvc BUCKET=<bucket>`): CI identities
   # reach only this prefix, so anything else kept in the bucket stays out of their reach.

@@ -11,7 +11,8 @@ resource "aws_s3_bucket" "dvc" {
   bucket_prefix = var.bucket_name_prefix
 
   # false by default: `terraform destroy` then refuses to delete a bucket that still holds
-  # model versions, instead of silently deleting every one of them.
+  # model versions, instead of silently deleting every one of them (destroy_guard.tf stops it
+  # before any setting of the bucket is removed).
   force_destroy = var.force_destroy
 }
 

@@ -137,7 +137,7 @@ variable "access_log_prefix" {
 }
 
 variable "force_destroy" {
-  description = "Let `terraform destroy` delete the bucket while it still holds objects. Keep false outside throwaway experiments: the bucket holds every model and dataset version DVC ever pushed."
+  description = "Let `terraform destroy` run, and delete the bucket even while it still holds objects. While false, destroy refuses before it changes anything (destroy_guard.tf). Keep false outside teardown: the bucket holds every model and dataset version DVC ever pushed."
   type        = bool
   default     = false
 }

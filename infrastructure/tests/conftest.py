@@ -1,42 +1,38 @@
-"""Fixtures of the infrastructure tests: the parsed configuration and evaluation scopes."""
+"""Fixtures of the infrastructure tests: the terraform binary and the provider it installs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from .terraform_model import (
-    INFRA_DIR,
-    REGION,
-    REPOSITORY,
-    Scope,
-    TerraformConfig,
-    sample_refs,
-)
-
-# --- Fixtures -----------------------------------------------------------------------------
+from .terraform import Terraform, copy_configuration, find_mirror, write_cli_config
 
 
 @pytest.fixture(scope="session")
-def tf() -> TerraformConfig:
-    config = TerraformConfig(INFRA_DIR)
-    assert config.files, f"no .tf files in {INFRA_DIR}"
-    return config
+def terraform_binary() -> str:
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.fail("terraform is not on PATH: install Terraform >= 1.9 (docs/infrastructure.md)")
+    return binary
 
 
-@pytest.fixture
-def make_scope(tf: TerraformConfig) -> Callable[..., Scope]:
-    """Scope factory: variable defaults, the required variables set, overrides as keywords."""
+@pytest.fixture(scope="session")
+def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The test-only CLI configuration: the AWS provider from this machine's mirror."""
+    return write_cli_config(tmp_path_factory.mktemp("terraform-cli"), find_mirror())
 
-    def factory(refs: Mapping[str, Any] | None = None, **variables: Any) -> Scope:
-        values = {
-            **tf.variable_defaults(),
-            "aws_region": REGION,
-            "github_repository": REPOSITORY,
-            **variables,
-        }
-        return Scope(config=tf, variables=values, refs={**sample_refs(), **(refs or {})})
+
+@pytest.fixture(scope="session")
+def make_terraform(
+    terraform_binary: str, cli_config: Path | None, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Terraform]:
+    """A fresh scratch copy of infrastructure/, with terraform ready to run in it."""
+
+    def factory(name: str) -> Terraform:
+        workdir = copy_configuration(tmp_path_factory.mktemp(name) / "infrastructure")
+        return Terraform(binary=terraform_binary, workdir=workdir, cli_config=cli_config)
 
     return factory

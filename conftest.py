@@ -1,7 +1,9 @@
-"""Fixtures for every test under tests/: the Makefile as make itself reads it.
+"""Fixtures for every test: the Makefile as make itself reads it.
 
 Test modules get these as fixtures rather than imports: pytest runs with
---import-mode=importlib, where test directories are not importable packages."""
+--import-mode=importlib, where test directories are not importable packages. This file sits
+at the root rather than in tests/: a conftest there would claim the package name `tests`,
+which the service's tests use for serving/tests (their root is serving/, as in the image)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 
 
 def clean_make_env() -> dict[str, str]:

@@ -1,0 +1,175 @@
+"""Running the real `terraform` in the tests, offline where a provider mirror exists.
+
+Every test works on a scratch copy of infrastructure/ (state, plans, .terraform and the lock
+file stay out of the tree). When this machine has a filesystem mirror of the AWS provider,
+a CLI configuration written for the tests installs it from there and never asks the
+registry; without one, Terraform's usual registry install applies (a user with registry
+access needs nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INFRA_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = INFRA_DIR.parent
+PROVIDER = "registry.terraform.io/hashicorp/aws"
+
+# Where the mirror lookup is remembered: `find /` takes seconds to minutes on a big disk, and
+# the mirror does not move between runs. build/ is git-ignored scratch space.
+MIRROR_CACHE = REPO_ROOT / "build" / "terraform-provider-mirror"
+
+# Credentials and settings of the developer's own AWS setup never reach a test's Terraform:
+# every run gets exactly the credentials its test passes.
+_AWS_ENV_PREFIXES = ("AWS_",)
+_KEPT_AWS_ENV = {"AWS_CA_BUNDLE"}
+
+
+def _holds_provider(mirror: Path) -> bool:
+    return any((mirror / PROVIDER).glob("**/terraform-provider-aws*"))
+
+
+def _mirror_of(binary: str) -> Path | None:
+    """The mirror directory a found provider file belongs to (the parent of its host dir)."""
+    head, separator, _ = binary.partition(f"/{PROVIDER}/")
+    if not separator or "/.terraform/" in binary:
+        # .terraform/providers of some working directory is an install, not a mirror.
+        return None
+    return Path(head)
+
+
+def find_mirror() -> Path | None:
+    """The filesystem mirror holding the AWS provider, or None to use the registry.
+
+    TF_PROVIDER_MIRROR names it explicitly; otherwise the last lookup's answer is reused
+    (a mirror while it still holds the provider; "none found" as it is, so a machine that
+    uses the registry pays for the search once: delete build/ to search again), and a `find`
+    over the root filesystem runs once.
+    """
+    explicit = os.environ.get("TF_PROVIDER_MIRROR")
+    if explicit:
+        return Path(explicit)
+    if MIRROR_CACHE.is_file():
+        cached = MIRROR_CACHE.read_text(encoding="utf-8").strip()
+        if not cached:
+            return None
+        if _holds_provider(Path(cached)):
+            return Path(cached)
+    found = subprocess.run(
+        [
+            "find",
+            "/",
+            "-xdev",
+            "-path",
+            f"*{PROVIDER}/*",
+            "-name",
+            "terraform-provider-aws*",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    mirrors = [_mirror_of(line) for line in sorted(found.stdout.splitlines())]
+    mirror = next((m for m in mirrors if m is not None and _holds_provider(m)), None)
+    MIRROR_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    MIRROR_CACHE.write_text(f"{mirror or ''}\n", encoding="utf-8")
+    return mirror
+
+
+def write_cli_config(directory: Path, mirror: Path | None) -> Path | None:
+    """A CLI configuration that installs the AWS provider from `mirror` and nothing else
+    from the network; None when there is no mirror (Terraform then uses the registry)."""
+    if mirror is None:
+        return None
+    config = directory / "terraform.tfrc"
+    config.write_text(
+        "provider_installation {\n"
+        "  filesystem_mirror {\n"
+        f'    path    = "{mirror}"\n'
+        f'    include = ["{PROVIDER}"]\n'
+        "  }\n"
+        "  direct {\n"
+        f'    exclude = ["{PROVIDER}"]\n'
+        "  }\n"
+        "}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+@dataclass
+class Terraform:
+    """`terraform` in one scratch working directory."""
+
+    binary: str
+    workdir: Path
+    cli_config: Path | None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(_AWS_ENV_PREFIXES) or key in _KEPT_AWS_ENV
+        }
+        env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
+        if self.cli_config is not None:
+            env["TF_CLI_CONFIG_FILE"] = str(self.cli_config)
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.binary, *args, "-no-color"],
+            cwd=self.workdir,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"terraform {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+            )
+        return result
+
+
+def copy_configuration(destination: Path) -> Path:
+    """infrastructure/'s *.tf and tests/*.tftest.hcl, and nothing a run left there."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for source in INFRA_DIR.glob("*.tf"):
+        shutil.copy2(source, destination / source.name)
+    (destination / "tests").mkdir(exist_ok=True)
+    for source in (INFRA_DIR / "tests").glob("*.tftest.hcl"):
+        shutil.copy2(source, destination / "tests" / source.name)
+    return destination
+
+
+def tfvars(values: dict[str, object]) -> str:
+    """HCL for a terraform.tfvars: strings, numbers, booleans, null and string maps."""
+    return "".join(f"{name} = {_hcl(value)}\n" for name, value in values.items())
+
+
+def _hcl(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "$${")
+        return f'"{escaped}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_hcl(k)} = {_hcl(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no HCL form for {value!r}")
