@@ -244,19 +244,21 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
     rows = []
     for label, rows_per_request, connections in SCENARIOS:
         key = (rows_per_request, connections)
-        top = ceiling.runs[key]
+        reference = ceiling.runs[key]
         scenario = _scenario(label, rows_per_request, connections)
         for name in SERVICES:
-            result = by_name[name].runs[key]
-            run = result.run
+            measured_here = by_name[name].runs[key]
             rows.append(
                 [
                     scenario,
                     name,
-                    _ratio(run.requests_per_second, top.run.requests_per_second),
-                    _ratio(run.p50_ms, top.run.p50_ms),
-                    _ratio(run.p99_ms, top.run.p99_ms),
-                    _ratio(result.cpu_ms_per_request, top.cpu_ms_per_request),
+                    _ratio(
+                        measured_here.run.requests_per_second,
+                        reference.run.requests_per_second,
+                    ),
+                    _ratio(measured_here.run.p50_ms, reference.run.p50_ms),
+                    _ratio(measured_here.run.p99_ms, reference.run.p99_ms),
+                    _ratio(measured_here.cpu_ms_per_request, reference.cpu_ms_per_request),
                 ]
             )
             scenario = ""
