@@ -245,7 +245,7 @@ serve: $(SERVE_STAMP) model ## Pull or train the model if needed, then run the s
 # The benchmark's load generator (serving/bench/load.py drives it).
 DEBIAN_PACKAGES += wrk
 
-BENCH_SECONDS ?= 5
+BENCH_SECONDS ?= 6
 # BENCH_FLAGS=--markdown prints the tables as Markdown, as docs/performance.md quotes them.
 BENCH_FLAGS ?=
 .PHONY: bench

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -88,6 +89,24 @@ def parse(output: str, cpu_seconds: float) -> Run:
         mean_ms=figures["mean_us"] / 1000,
         errors=figures["non_2xx"] + figures["socket_errors"] + figures["timeouts"],
         cpu_seconds=cpu_seconds,
+    )
+
+
+def combine(runs: list[Run]) -> Run:
+    """Consecutive runs against one server as one: requests, time, errors and CPU summed;
+    the median of the runs' p50s and the highest of their p99s (percentiles do not add up,
+    and the highest never flatters)."""
+    requests = sum(r.requests for r in runs)
+    seconds = sum(r.seconds for r in runs)
+    return Run(
+        requests=requests,
+        seconds=seconds,
+        requests_per_second=requests / seconds if seconds else 0.0,
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=max(r.p99_ms for r in runs),
+        mean_ms=sum(r.mean_ms * r.requests for r in runs) / requests if requests else 0.0,
+        errors=sum(r.errors for r in runs),
+        cpu_seconds=sum(r.cpu_seconds for r in runs),
     )
 
 

@@ -12,13 +12,13 @@ launch to first successful prediction, is measured alone):
 - naive: the tutorial pattern (bench/naive_app.py).
 
 Then, scenario by scenario, wrk drives each server in turn (bench/load.py: a warm-up, then
-the measured run), so the ratios compare servers measured seconds apart under the same
-background load. For each run: requests/s, rows/s, p50/p99 latency, errors, and the
+three runs on fresh connections), so the ratios compare servers measured seconds apart
+under the same background load. For each: requests/s, rows/s, p50/p99 latency, errors, and the
 server's CPU time per request (its processes' user + system time over the run, from
 /proc): a figure that stays put when other work on the machine takes CPU away. Prints
 figures and the issue's targets; nothing here is asserted.
 
-    python -m bench.run [--seconds 5] [--warmup 1]     # from serving/
+    python -m bench.run [--seconds 6] [--warmup 1] [--rounds 3] [--markdown]   # from serving/
 """
 
 from __future__ import annotations
@@ -151,12 +151,20 @@ def started(target: Target, single: bytes, log: Path) -> Iterator[Measured]:
 
 
 def drive(measured: Measured, rows: int, body: Path, connections: int, args: Any) -> Result:
+    """A warm-up, then `args.rounds` runs on fresh connections, combined.
+
+    Fresh connections each round because the kernel hands a burst of new connections to
+    whichever worker wakes first: one run's 16 connections may all land on one worker, the
+    next run's split evenly. Several rounds measure the usual placement, not one draw."""
     path = "/predict" if rows == 1 else "/predict/batch"
     url = f"http://127.0.0.1:{measured.target.port}{path}"
     load.drive(url, body, connections, args.warmup)
-    before = procs.cpu_seconds(measured.pid)
-    run = load.drive(url, body, connections, args.seconds)
-    return Result(run, procs.cpu_seconds(measured.pid) - before)
+    runs, cpu = [], 0.0
+    for _ in range(args.rounds):
+        before = procs.cpu_seconds(measured.pid)
+        runs.append(load.drive(url, body, connections, args.seconds / args.rounds))
+        cpu += procs.cpu_seconds(measured.pid) - before
+    return Result(load.combine(runs), cpu)
 
 
 def _ratio(value: float, reference: float) -> str:
@@ -190,8 +198,9 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
         f"machine: {os.cpu_count()} CPUs, {platform.machine()}, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}; load average before the "
         f"run {args.load_before}",
-        f"each run: wrk, {args.seconds:g} s after a {args.warmup:g} s warm-up, on 127.0.0.1; "
-        f"wrk used {wrk_cpu_us:.0f} us of CPU per request (mean)",
+        f"each figure: wrk on 127.0.0.1, a {args.warmup:g} s warm-up, then {args.rounds} runs "
+        f"on fresh connections, {args.seconds:g} s in all (p50: their median, p99: their "
+        f"highest); wrk used {wrk_cpu_us:.0f} us of CPU per request (mean)",
         "services: " + ", ".join(f"{m.target.name} answered by {m.backend}" for m in measured[1:3]),
         "",
     ]
@@ -312,8 +321,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Benchmark the service against the ceiling and the naive baseline."
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured time per figure")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before each run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs on fresh connections making up each figure"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     args = parser.parse_args(argv)
     load.wrk_path()  # fail before starting anything when wrk is missing

@@ -34,6 +34,22 @@ def test_wrk_figures_are_read_from_the_scripts_json_line() -> None:
     assert run.cpu_seconds == 0.05
 
 
+def test_runs_on_fresh_connections_combine_into_one_figure() -> None:
+    runs = [
+        load.Run(1000, 2.0, 500.0, 1.0, 4.0, 1.2, errors=0, cpu_seconds=0.02),
+        load.Run(3000, 2.0, 1500.0, 0.5, 9.0, 0.6, errors=2, cpu_seconds=0.05),
+        load.Run(2000, 2.0, 1000.0, 0.8, 3.0, 0.9, errors=1, cpu_seconds=0.03),
+    ]
+    combined = load.combine(runs)
+    assert (combined.requests, combined.seconds) == (6000, 6.0)
+    assert combined.requests_per_second == 1000.0
+    assert combined.p50_ms == 0.8  # the median run's
+    assert combined.p99_ms == 9.0  # the worst run's
+    assert combined.mean_ms == pytest.approx((1.2 * 1000 + 0.6 * 3000 + 0.9 * 2000) / 6000)
+    assert combined.errors == 3
+    assert combined.cpu_seconds == pytest.approx(0.10)
+
+
 def test_wrk_output_without_figures_is_an_error() -> None:
     with pytest.raises(ValueError, match="no figures"):
         load.parse("unable to connect to 127.0.0.1:1 Connection refused\n", cpu_seconds=0)
@@ -146,7 +162,7 @@ def test_report_states_same_run_ratios_and_the_targets(markdown: bool) -> None:
         _measured("sklearn", 500, 80.0),
         _measured("naive", 100, 700.0),
     ]
-    args = argparse.Namespace(seconds=5.0, warmup=1.0, load_before="0.5 0.5 0.5")
+    args = argparse.Namespace(seconds=6.0, warmup=1.0, rounds=3, load_before="0.5 0.5 0.5")
     text = run.report(measured, args, wrk_cpu_us=25.0, markdown=markdown)
     assert "0.60x" in text  # onnx throughput / ceiling
     assert "60.00x" in text  # onnx throughput / naive
