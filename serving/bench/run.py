@@ -199,8 +199,8 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
         f"{platform.release()}, Python {platform.python_version()}; load average before the "
         f"run {args.load_before}",
         f"each figure: wrk on 127.0.0.1, a {args.warmup:g} s warm-up, then {args.rounds} runs "
-        f"on fresh connections, {args.seconds:g} s in all (p50: their median, p99: their "
-        f"highest); wrk used {wrk_cpu_us:.0f} us of CPU per request (mean)",
+        f"on fresh connections, {args.seconds:g} s in all (p50 and p99: the median of the "
+        f"runs'); wrk used {wrk_cpu_us:.0f} us of CPU per request (mean)",
         "services: " + ", ".join(f"{m.target.name} answered by {m.backend}" for m in measured[1:3]),
         "",
     ]
