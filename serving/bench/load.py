@@ -93,10 +93,10 @@ def parse(output: str, cpu_seconds: float) -> Run:
 
 
 def combine(runs: list[Run]) -> Run:
-    """Consecutive runs against one server as one: requests, time, errors and CPU summed;
-    the latency percentiles those of the median run (wrk reports percentiles, which do not
-    pool: the median of three is the typical run, where the lowest would flatter and the
-    highest would report one stall as the rule)."""
+    """Consecutive runs against one server as one: requests, time, errors and CPU summed,
+    p50 and p99 the medians of the runs' own (wrk reports percentiles, which do not pool;
+    the median is the typical run, where the lowest would flatter and the highest would
+    report one run's stall as the rule)."""
     requests = sum(r.requests for r in runs)
     seconds = sum(r.seconds for r in runs)
     return Run(
