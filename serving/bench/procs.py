@@ -44,12 +44,17 @@ def naive_command(port: int) -> tuple[list[str], Path]:
 
 
 def request(
-    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        connection.request(method, path, body=body, headers=headers)
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers={**sent, **(headers or {})})
         response = connection.getresponse()
         return response.status, response.read()
     finally:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,11 +386,23 @@ def test_every_request_line_is_an_emf_document_with_the_contracts_metrics(
         ("GET", "/health", None, 200),
         ("GET", "/nowhere", None, 404),
     ]
-    for method, path, body, expected in exchanges:
+    run = uuid.uuid4().hex
+    for index, (method, path, body, expected) in enumerate(exchanges):
         data = None if body is None else json.dumps(body).encode()
-        assert procs.request(server.port, method, path, data)[0] == expected, path
-    time.sleep(0.3)  # the workers' lines reach the shared log file
-    lines = request_lines(server, since)
+        headers = {"X-Request-Id": f"{run}-{index}"}
+        assert procs.request(server.port, method, path, data, headers=headers)[0] == expected
+    # Two workers write to one log, each after its response is sent: the lines arrive in any
+    # order, and a moment after the answers. They are matched back by request id.
+    by_id: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 10
+    while len(by_id) < len(exchanges) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        by_id = {
+            line["request_id"]: line
+            for line in request_lines(server, since)
+            if line["request_id"].startswith(run)
+        }
+    lines = [by_id[f"{run}-{index}"] for index in range(len(exchanges))]
     assert [(line["method"], line["path"], line["status"]) for line in lines] == [
         (method, path, status) for method, path, _, status in exchanges
     ]
