@@ -24,10 +24,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -119,15 +117,8 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
     env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(UNAUTHENTICATED_CALLS)
     argv = [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     with procs.running(argv, cwd=log.parent, env=env, log=log) as server:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"moto's server did not start:\n{log.read_text()}")
-                time.sleep(0.2)
+        if not procs.wait_listening(port, server):
+            pytest.fail(f"moto's server did not start:\n{log.read_text()}")
         server_ = Moto(endpoint=f"http://127.0.0.1:{port}")
         iam = server_.client("iam", Credentials("bootstrap", "bootstrap"))
         iam.create_user(UserName="admin")

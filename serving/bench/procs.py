@@ -32,6 +32,19 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    """Whether something accepts connections on the loopback `port` within `timeout`;
+    False at once when `process` (the server that should listen there) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 def service_command() -> tuple[list[str], Path]:
     """The image's CMD and the local directory that stands for its WORKDIR."""
     command = imagecmd.read()

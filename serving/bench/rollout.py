@@ -52,6 +52,7 @@ from typing import Any
 
 from bench import procs
 from bench.imagecmd import SERVING_DIR
+from container import engine as container_engine
 from deployment.stack.settings import (
     STOP_TIMEOUT_SECONDS,
     DeploymentSettings,
@@ -75,8 +76,6 @@ WARMUP_SECONDS = 1.5
 MIN_REQUESTS_TO_NEW = 20
 
 MODEL_DIR = SERVING_DIR / "app" / "data"
-# The tag `make image` builds (CONTAINER_IMAGE overrides it, as for the container tests).
-DEFAULT_IMAGE = "prediction-service:local"
 PODMAN_CONF = SERVING_DIR / "container" / "containers.conf"
 CDK_JSON = SERVING_DIR / "deployment" / "cdk.json"
 BACKEND = "service"
@@ -468,22 +467,10 @@ class ContainerLauncher(Launcher):
             )
 
 
-def detect_engine() -> str | None:
-    """CONTAINER_ENGINE, else docker when its daemon answers, else podman (as `make image`)."""
-    if configured := os.environ.get("CONTAINER_ENGINE"):
-        return configured
-    if shutil.which("docker"):
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            answered = subprocess.run(["docker", "version"], capture_output=True, timeout=10)
-            if answered.returncode == 0:
-                return "docker"
-    return shutil.which("podman")
-
-
 def choose_launcher(workdir: Path) -> Launcher:
     """Containers of the image where an engine and the image exist, else processes."""
-    engine = detect_engine()
-    image = os.environ.get("CONTAINER_IMAGE", DEFAULT_IMAGE)
+    engine = container_engine.detect()
+    image = container_engine.image()
     if engine is None:
         return ProcessLauncher(workdir, "no container engine")
     found = subprocess.run(

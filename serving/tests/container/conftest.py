@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from bench import imagecmd, procs
+from container import engine as container_engine
 
 # The data fixtures of the in-process tests, so the tests imported from there (test_http.py)
 # get the same values here.
@@ -39,7 +40,6 @@ from tests.app.conftest import (  # noqa: F401 - fixtures, used by name
     settings,
 )
 
-DEFAULT_IMAGE = "prediction-service:local"
 START_TIMEOUT = 90.0
 COMMAND_TIMEOUT = 600.0
 # Every container and image these tests create carries this prefix and a random suffix.
@@ -51,18 +51,6 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def detect_engine() -> str | None:
-    """CONTAINER_ENGINE, else docker when its daemon answers, else podman (as `make image`)."""
-    if configured := os.environ.get("CONTAINER_ENGINE"):
-        return configured
-    if shutil.which("docker"):
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            answered = subprocess.run(["docker", "version"], capture_output=True, timeout=10)
-            if answered.returncode == 0:
-                return "docker"
-    return "podman" if shutil.which("podman") else None
 
 
 @dataclass(frozen=True)
@@ -200,7 +188,7 @@ def running(
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    found = detect_engine()
+    found = container_engine.detect()
     if found is None:
         unavailable("no container engine: looked for docker (with a running daemon) and podman")
     assert found is not None
@@ -210,7 +198,7 @@ def engine() -> Engine:
 @pytest.fixture(scope="session")
 def image(engine: Engine) -> str:
     """The built image."""
-    tag = os.environ.get("CONTAINER_IMAGE", DEFAULT_IMAGE)
+    tag = container_engine.image()
     if engine.run("image", "inspect", tag, check=False).returncode != 0:
         unavailable(f"image {tag} not built: run `make image-test` (or `make image` first)")
     return tag
