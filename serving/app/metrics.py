@@ -66,6 +66,13 @@ ERRORS = Counter(
 )
 # nginx's "client closed request": the client's doing, and no answer was sent.
 CLIENT_CLOSED_REQUEST = 499
+CONNECTIONS_REFUSED = Counter(
+    "http_connections_refused_total",
+    "Connections closed before a request reached the application (app.protocol): reason "
+    "is head_too_large (431), head_timeout (408) or no_request (silent after connecting). "
+    "Client misbehaviour, never a server error.",
+    ["reason"],
+)
 PREDICTIONS = Counter(
     "model_predictions_total",
     "Records predicted, by predicted class.",
@@ -165,6 +172,10 @@ def observe_request(
         else:
             kind = "client"
         _child(ERRORS, route, kind, model_version).inc()
+
+
+def count_refused_connection(reason: str) -> None:
+    _child(CONNECTIONS_REFUSED, reason).inc()
 
 
 def count_predictions(model_version: str, classes: Sequence[str], best: np.ndarray) -> None:

@@ -29,6 +29,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from app import metrics
+
 log = logging.getLogger("app.connections")
 
 # Set in the request's `scope["state"]` when its body deadline passed, so the disconnect the
@@ -179,10 +181,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         phase = self._phase
         if phase == _WAITING:
-            self._log("no request", None, self.header_timeout)
+            self._record_refusal("no_request", "no request", None, self.header_timeout)
             self.transport.close()
         elif phase == _HEAD:
-            self._log("request head incomplete", 408, self.header_timeout)
+            self._record_refusal(
+                "head_timeout", "request head incomplete", 408, self.header_timeout
+            )
             self._close_with(408, "the request line and headers took too long to arrive")
         elif phase == _BODY:
             cycle = self.cycle
@@ -201,7 +205,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         self._cancel_deadline()
-        self._log("request head too large", 431, None)
+        self._record_refusal("head_too_large", "request head too large", 431, None)
         self._close_with(
             431,
             f"the request line and headers exceed {self.max_header_bytes} bytes "
@@ -223,6 +227,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(b"".join(content))
         self.transport.close()
+
+    def _record_refusal(
+        self, label: str, reason: str, status: int | None, limit: float | None
+    ) -> None:
+        # Counted apart from the requests: the application never saw one.
+        metrics.count_refused_connection(label)
+        self._log(reason, status, limit)
 
     def _log(self, reason: str, status: int | None, limit: float | None) -> None:
         # The peer as connected: the request's forwarded address is not known (or not

@@ -109,6 +109,12 @@ def request_lines(server: Server, rid: str, wait: float = 5.0) -> list[dict[str,
         time.sleep(0.05)
 
 
+def refused_count(server: Server, reason: str) -> float:
+    text = server.get("/metrics")[1].decode()
+    pattern = rf'^http_connections_refused_total\{{reason="{reason}"\}} (\S+)$'
+    return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
+
+
 def error_count(server: Server, kind: str) -> float:
     text = server.get("/metrics")[1].decode()
     pattern = rf'^http_request_errors_total\{{[^}}]*kind="{kind}"[^}}]*\}} (\S+)$'
@@ -187,11 +193,14 @@ def refused(response: bytes) -> bool:
     return response == b"" or response.startswith(b"HTTP/1.1 431 ")
 
 
-def test_an_8_mib_header_is_refused_quickly(server: Server) -> None:
+def test_an_8_mib_header_is_refused_quickly_and_counted_apart_from_errors(server: Server) -> None:
+    before = refused_count(server, "head_too_large"), error_count(server, "server")
     started = time.monotonic()
     response = exchange(server, request_bytes("GET", "/health", headers={"X-Big": "a" * (8 << 20)}))
     assert refused(response), response[:200]
     assert time.monotonic() - started < 5
+    after = refused_count(server, "head_too_large"), error_count(server, "server")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
 
 
 def test_50000_header_fields_are_refused(server: Server) -> None:
@@ -219,11 +228,15 @@ def test_headers_within_the_limits_are_answered(server: Server) -> None:
 # --- 4. slow clients are cut off --------------------------------------------------------
 
 
-def test_a_silent_connection_is_closed_after_the_header_deadline(server: Server) -> None:
+def test_a_silent_connection_is_closed_after_the_header_deadline_and_counted(
+    server: Server,
+) -> None:
+    before = refused_count(server, "no_request")
     with connect(server, timeout=DEADLINE_SECONDS + 5) as connection:
         started = time.monotonic()
         assert read_until_closed(connection) == b""
         assert time.monotonic() - started < DEADLINE_SECONDS + 3
+    assert refused_count(server, "no_request") - before == 1
 
 
 def trickle(connection: socket.socket, data: bytes, interval: float = 0.1) -> None:
