@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import imagecmd
 
@@ -72,6 +74,20 @@ def request(
         return response.status, response.read()
     finally:
         connection.close()
+
+
+class LoopbackClient:
+    """GET and POST (JSON) to a server on a loopback port: the same calls against the service
+    as a process and as a container, so the over-HTTP tests run against both."""
+
+    port: int
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return request(self.port, "GET", path)
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        status, payload = request(self.port, "POST", path, json.dumps(body).encode())
+        return status, json.loads(payload)
 
 
 def wait_for_prediction(

@@ -30,18 +30,11 @@ START_TIMEOUT = 60.0
 
 
 @dataclass
-class Server:
+class Server(procs.LoopbackClient):
     process: subprocess.Popen[bytes]
     port: int
     log: Path
     home: Path
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        return procs.request(self.port, "GET", path)
-
-    def post(self, path: str, body: Any) -> tuple[int, Any]:
-        status, payload = procs.request(self.port, "POST", path, json.dumps(body).encode())
-        return status, json.loads(payload)
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")

@@ -93,7 +93,7 @@ class Engine:
 
 
 @dataclass
-class Container:
+class Container(procs.LoopbackClient):
     """A running container, published on a free loopback port. Duck-types the `Server` of
     tests/app/test_server.py, so its over-HTTP tests run here too."""
 
@@ -101,13 +101,6 @@ class Container:
     name: str
     port: int
     started: float = field(default_factory=time.monotonic)
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        return procs.request(self.port, "GET", path)
-
-    def post(self, path: str, body: Any) -> tuple[int, Any]:
-        status, payload = procs.request(self.port, "POST", path, json.dumps(body).encode())
-        return status, json.loads(payload)
 
     def output(self) -> str:
         logs = self.engine.run("logs", self.name, check=False)
