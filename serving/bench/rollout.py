@@ -53,11 +53,7 @@ from typing import Any
 from bench import procs
 from bench.imagecmd import SERVING_DIR
 from container import engine as container_engine
-from deployment.stack.settings import (
-    STOP_TIMEOUT_SECONDS,
-    DeploymentSettings,
-    HealthCheckSettings,
-)
+from deployment.stack.settings import READINESS_PATH, STOP_TIMEOUT_SECONDS, DeploymentSettings
 
 # The rehearsal runs the stack's timings this many times faster: 10 s between checks become
 # 1 s, a 30 s deregistration delay 3 s. Thresholds (how many checks) are not scaled.
@@ -100,14 +96,14 @@ class Timing:
         return (self.fall + 1) * self.interval_ms / 1000
 
     @classmethod
-    def scaled(cls, health: HealthCheckSettings, scale: int = TIME_SCALE) -> Timing:
+    def scaled(cls, stack: DeploymentSettings, scale: int = TIME_SCALE) -> Timing:
         return cls(
-            path=health.path,
-            interval_ms=health.interval_seconds * 1000 // scale,
-            timeout_ms=health.timeout_seconds * 1000 // scale,
-            rise=health.healthy_threshold,
-            fall=health.unhealthy_threshold,
-            drain_seconds=health.deregistration_delay_seconds / scale,
+            path=READINESS_PATH,
+            interval_ms=stack.health_check_interval_seconds * 1000 // scale,
+            timeout_ms=stack.health_check_timeout_seconds * 1000 // scale,
+            rise=stack.healthy_threshold_count,
+            fall=stack.unhealthy_threshold_count,
+            drain_seconds=stack.deregistration_delay_seconds / scale,
         )
 
 
@@ -645,12 +641,12 @@ def main() -> int:
     # A SIGTERM (CI cancelling the job) unwinds like Ctrl-C: every instance and HAProxy stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = stack_settings()
-    timing = Timing.scaled(settings.health_check)
+    timing = Timing.scaled(settings)
     # What the stack puts in the task's environment that shapes serving.
     env = {
         "SERVICE_WORKERS": str(settings.workers),
-        "SERVICE_METRICS_NAMESPACE": settings.metrics.namespace,
-        "SERVICE_NAME": settings.metrics.service_name,
+        "SERVICE_METRICS_NAMESPACE": settings.metrics_namespace,
+        "SERVICE_NAME": settings.service_name,
         "SERVICE_LOG_LEVEL": "warning",
     }
     workdir = Path(tempfile.mkdtemp(prefix="rollout-"))

@@ -21,12 +21,7 @@ from constructs import Construct
 from container import dockerfile
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.monitoring import NamedAlarm
-from deployment.stack.settings import (
-    STOP_TIMEOUT_SECONDS,
-    HealthCheckSettings,
-    HttpsSettings,
-    MetricsSettings,
-)
+from deployment.stack.settings import READINESS_PATH, STOP_TIMEOUT_SECONDS, DeploymentSettings
 
 CONTAINER_NAME = "web"
 # The container's port and health command are the image's, read from its Dockerfile: one
@@ -43,7 +38,7 @@ STOP_TIMEOUT = cdk.Duration.seconds(STOP_TIMEOUT_SECONDS)
 # fail before this are ignored, so a slow start is not mistaken for a broken task.
 STARTUP_ALLOWANCE = cdk.Duration.seconds(60)
 # The target-group health check's interval, timeout and thresholds and the deregistration delay
-# are context values (settings.HealthCheckSettings): `make rollout-test` rehearses them.
+# are context values (DeploymentSettings): `make rollout-test` rehearses them.
 
 # Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
@@ -69,23 +64,12 @@ class Service(Construct):
         vpc: ec2.IVpc,
         log_group: logs.ILogGroup,
         access_logs_bucket: s3.IBucket,
+        settings: DeploymentSettings,
         image_directory: Path,
         container_user: str,
-        cpu: int,
-        memory_mib: int,
-        desired_count: int,
-        min_capacity: int,
-        max_capacity: int,
-        cpu_target_percent: int,
-        requests_per_target: int,
-        git_revision: str,
-        https: HttpsSettings | None,
-        health_check: HealthCheckSettings,
-        workers: int,
-        metrics: MetricsSettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._health_check = health_check
+        self._settings = settings
 
         cluster = ecs.Cluster(
             self,
@@ -97,12 +81,7 @@ class Service(Construct):
         task_definition = self._task_definition(
             image_directory=image_directory,
             container_user=container_user,
-            cpu=cpu,
-            memory_mib=memory_mib,
             log_group=log_group,
-            git_revision=git_revision,
-            workers=workers,
-            metrics=metrics,
             # The load balancer's addresses: inside the VPC.
             trusted_proxies=vpc.vpc_cidr_block,
         )
@@ -126,7 +105,7 @@ class Service(Construct):
             "code and keeps no state in the load balancer.",
         )
 
-        listener = self._listener_options(https)
+        listener = self._listener_options()
         self.fargate = ecs_patterns.ApplicationLoadBalancedFargateService(
             self,
             "Fargate",
@@ -138,7 +117,7 @@ class Service(Construct):
             open_listener=True,
             task_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             assign_public_ip=False,
-            desired_count=desired_count,
+            desired_count=settings.desired_count,
             # A deployment starts the new tasks before stopping any old one (100 %/200 %), so
             # capacity never drops; if the new tasks keep failing, the circuit breaker stops
             # the deployment and rolls back to the last version that was healthy.
@@ -161,32 +140,32 @@ class Service(Construct):
         # Readiness, not liveness: a task takes traffic once a worker has made a real
         # prediction, and leaves the rotation when it cannot.
         target_group.configure_health_check(
-            path=health_check.path,
+            path=READINESS_PATH,
             healthy_http_codes="200",
-            interval=cdk.Duration.seconds(health_check.interval_seconds),
-            timeout=cdk.Duration.seconds(health_check.timeout_seconds),
-            healthy_threshold_count=health_check.healthy_threshold,
-            unhealthy_threshold_count=health_check.unhealthy_threshold,
+            interval=cdk.Duration.seconds(settings.health_check_interval_seconds),
+            timeout=cdk.Duration.seconds(settings.health_check_timeout_seconds),
+            healthy_threshold_count=settings.healthy_threshold_count,
+            unhealthy_threshold_count=settings.unhealthy_threshold_count,
         )
         # The load balancer stops sending new requests to a leaving task and waits this long
         # for open ones before ECS sends SIGTERM. Its default, 300 s, makes every deployment
         # five minutes slower.
         target_group.set_attribute(
-            "deregistration_delay.timeout_seconds", str(health_check.deregistration_delay_seconds)
+            "deregistration_delay.timeout_seconds", str(settings.deregistration_delay_seconds)
         )
 
         scaling = self.fargate.service.auto_scale_task_count(
-            min_capacity=min_capacity, max_capacity=max_capacity
+            min_capacity=settings.min_capacity, max_capacity=settings.max_capacity
         )
         scaling.scale_on_cpu_utilization(
             "CpuScaling",
-            target_utilization_percent=cpu_target_percent,
+            target_utilization_percent=settings.cpu_target_percent,
             scale_out_cooldown=cdk.Duration.seconds(60),
             scale_in_cooldown=cdk.Duration.seconds(300),
         )
         scaling.scale_on_request_count(
             "RequestScaling",
-            requests_per_target=requests_per_target,
+            requests_per_target=settings.requests_per_target,
             target_group=target_group,
             scale_out_cooldown=cdk.Duration.seconds(60),
             scale_in_cooldown=cdk.Duration.seconds(300),
@@ -197,32 +176,28 @@ class Service(Construct):
         self.fargate.node.try_remove_child("ServiceURL")
         self.fargate.node.try_remove_child("LoadBalancerDNS")
 
-        self._accept_findings(https)
+        self._accept_findings()
 
-        if https is None:
-            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+        if settings.serves_https:
+            self.url = f"https://{settings.domain_name}"
         else:
-            self.url = f"https://{https.domain_name}"
+            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
 
     def _task_definition(
         self,
         *,
         image_directory: Path,
         container_user: str,
-        cpu: int,
-        memory_mib: int,
         log_group: logs.ILogGroup,
-        git_revision: str,
-        workers: int,
-        metrics: MetricsSettings,
         trusted_proxies: str,
     ) -> ecs.FargateTaskDefinition:
+        settings = self._settings
         image = image_directory / "Dockerfile"
         task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
-            cpu=cpu,
-            memory_limit_mib=memory_mib,
+            cpu=settings.cpu,
+            memory_limit_mib=settings.memory_mib,
             # The image is built for linux/amd64 below, so the tasks must run on x86.
             runtime_platform=ecs.RuntimePlatform(
                 cpu_architecture=ecs.CpuArchitecture.X86_64,
@@ -244,15 +219,15 @@ class Service(Construct):
             # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
             # which ECS injects at start without writing it into the task definition.
             environment={
-                "GIT_REVISION": git_revision,
+                "GIT_REVISION": settings.git_revision,
                 "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
                 # Sized from the task's CPU (settings.workers_for), so resizing the task
                 # resizes gunicorn with it.
-                "SERVICE_WORKERS": str(workers),
+                "SERVICE_WORKERS": str(settings.workers),
                 # Where the service's Embedded Metric Format lines land; the alarms and the
                 # dashboard read the same namespace and Service dimension.
-                "SERVICE_METRICS_NAMESPACE": metrics.namespace,
-                "SERVICE_NAME": metrics.service_name,
+                "SERVICE_METRICS_NAMESPACE": settings.metrics_namespace,
+                "SERVICE_NAME": settings.service_name,
                 # The load balancer connects from inside the VPC: X-Forwarded-For is
                 # believed from those addresses only, so the logs show the real client.
                 "SERVICE_FORWARDED_ALLOW_IPS": trusted_proxies,
@@ -262,9 +237,9 @@ class Service(Construct):
             # it replaces a hung container.
             health_check=ecs.HealthCheck(
                 command=["CMD", *dockerfile.health_command(image)],
-                interval=cdk.Duration.seconds(self._health_check.interval_seconds),
-                timeout=cdk.Duration.seconds(self._health_check.timeout_seconds),
-                retries=self._health_check.unhealthy_threshold,
+                interval=cdk.Duration.seconds(settings.health_check_interval_seconds),
+                timeout=cdk.Duration.seconds(settings.health_check_timeout_seconds),
+                retries=settings.unhealthy_threshold_count,
                 start_period=STARTUP_ALLOWANCE,
             ),
             stop_timeout=STOP_TIMEOUT,
@@ -297,8 +272,9 @@ class Service(Construct):
         for named in alarms:
             self.fargate.service.node.add_dependency(named.alarm)
 
-    def _listener_options(self, https: HttpsSettings | None) -> _ListenerOptions:
-        if https is None:
+    def _listener_options(self) -> _ListenerOptions:
+        https = self._settings
+        if not https.serves_https:
             return _ListenerOptions(protocol=elbv2.ApplicationProtocol.HTTP, port=80)
         certificate = None
         if https.certificate_arn is not None:
@@ -329,7 +305,7 @@ class Service(Construct):
             domain_name=https.domain_name if zone is not None else None,
         )
 
-    def _accept_findings(self, https: HttpsSettings | None) -> None:
+    def _accept_findings(self) -> None:
         load_balancer_group = self.load_balancer.connections.security_groups[0]
         acknowledge_nag(
             load_balancer_group,
@@ -343,7 +319,7 @@ class Service(Construct):
             "The public load balancer must accept port 80 from anywhere: it serves the API over "
             "HTTP without a domain, and only redirects to HTTPS with one.",
         )
-        if https is None:
+        if not self._settings.serves_https:
             http_only = (
                 "HTTP only because no domainName/certificate is configured; set them in the "
                 "CDK context to serve HTTPS and redirect this port to it."

@@ -1,4 +1,5 @@
-"""The one stack of the app, composed of its parts; every setting is a keyword argument."""
+"""The one stack of the app, composed of its parts, each configured by keyword from the one
+validated settings object."""
 
 from __future__ import annotations
 
@@ -15,12 +16,7 @@ from deployment.stack.monitoring import Monitoring
 from deployment.stack.network import Network
 from deployment.stack.observability import Observability
 from deployment.stack.service import Service
-from deployment.stack.settings import (
-    AlarmSettings,
-    HealthCheckSettings,
-    HttpsSettings,
-    MetricsSettings,
-)
+from deployment.stack.settings import DeploymentSettings
 
 # CloudWatch Logs retention in days -> the enum CDK expects.
 RETENTION: dict[int, logs.RetentionDays] = {
@@ -61,35 +57,23 @@ class ServiceStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
+        settings: DeploymentSettings,
         image_directory: Path,
         container_user: str,
-        desired_count: int,
-        min_capacity: int,
-        max_capacity: int,
-        cpu: int,
-        memory_mib: int,
-        nat_gateways: int,
-        log_retention_days: int,
-        cpu_target_percent: int,
-        requests_per_target: int,
-        git_revision: str,
-        https: HttpsSettings | None,
-        health_check: HealthCheckSettings,
-        workers: int,
-        metrics: MetricsSettings,
-        alarms: AlarmSettings,
         model: ModelSignals,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        retention = RETENTION[log_retention_days]
+        retention = RETENTION[settings.log_retention_days]
 
-        network = Network(self, "Network", nat_gateways=nat_gateways, log_retention=retention)
+        network = Network(
+            self, "Network", nat_gateways=settings.nat_gateways, log_retention=retention
+        )
         observability = Observability(
             self,
             "Observability",
             log_retention=retention,
-            log_retention_days=log_retention_days,
+            log_retention_days=settings.log_retention_days,
         )
         service = Service(
             self,
@@ -97,20 +81,9 @@ class ServiceStack(cdk.Stack):
             vpc=network.vpc,
             log_group=observability.service_log_group,
             access_logs_bucket=observability.access_logs_bucket,
+            settings=settings,
             image_directory=image_directory,
             container_user=container_user,
-            cpu=cpu,
-            memory_mib=memory_mib,
-            desired_count=desired_count,
-            min_capacity=min_capacity,
-            max_capacity=max_capacity,
-            cpu_target_percent=cpu_target_percent,
-            requests_per_target=requests_per_target,
-            git_revision=git_revision,
-            https=https,
-            health_check=health_check,
-            workers=workers,
-            metrics=metrics,
         )
         self.service = service
         monitoring = Monitoring(
@@ -119,8 +92,7 @@ class ServiceStack(cdk.Stack):
             service=service.fargate.service,
             load_balancer=service.load_balancer,
             target_group=service.fargate.target_group,
-            alarms=alarms,
-            metrics=metrics,
+            settings=settings,
             model=model,
         )
         service.roll_back_on(monitoring.deployment_alarms)

@@ -10,7 +10,6 @@ so `make rollout-test` reads the same health-check values without starting jsii.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -94,60 +93,6 @@ def _lower_dns(raw: object) -> object:
 Whole = Annotated[int, BeforeValidator(_not_a_bool)]
 Number = Annotated[float, BeforeValidator(_not_a_bool)]
 DnsName = Annotated[str, BeforeValidator(_lower_dns)]
-
-
-@dataclass(frozen=True)
-class HttpsSettings:
-    """Where the HTTPS listener's certificate and DNS name come from.
-
-    A hosted zone lets the stack create the DNS record (and, without `certificate_arn`, a
-    DNS-validated ACM certificate). A certificate ARN alone means you point `domain_name` at the
-    load balancer yourself.
-    """
-
-    domain_name: str
-    hosted_zone_id: str | None
-    hosted_zone_name: str | None
-    certificate_arn: str | None
-
-    @property
-    def has_hosted_zone(self) -> bool:
-        return self.hosted_zone_id is not None
-
-
-@dataclass(frozen=True)
-class HealthCheckSettings:
-    """The load balancer's target health check and draining, which `make rollout-test`
-    rehearses with HAProxy."""
-
-    path: str
-    interval_seconds: int
-    timeout_seconds: int
-    healthy_threshold: int
-    unhealthy_threshold: int
-    deregistration_delay_seconds: int
-
-
-@dataclass(frozen=True)
-class AlarmSettings:
-    """Thresholds and evaluation of the service's CloudWatch alarms."""
-
-    period_seconds: int
-    evaluation_periods: int
-    target_5xx_rate_percent: float
-    load_balancer_5xx_count: int
-    latency_p99_milliseconds: int
-    out_of_range_rate_percent: float
-    out_of_range_min_records: int
-    email: str | None
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    """Where the service's Embedded Metric Format metrics land (METRICS_CONTRACT.md)."""
-
-    namespace: str
-    service_name: str
 
 
 def _field(alias: str, description: str, **constraints: Any) -> Any:
@@ -371,43 +316,10 @@ class DeploymentSettings(BaseModel):
         return problems
 
     @property
-    def https(self) -> HttpsSettings | None:
-        if self.domain_name is None:
-            return None
-        return HttpsSettings(
-            domain_name=self.domain_name,
-            hosted_zone_id=self.hosted_zone_id,
-            hosted_zone_name=self.hosted_zone_name,
-            certificate_arn=self.certificate_arn,
-        )
-
-    @property
-    def health_check(self) -> HealthCheckSettings:
-        return HealthCheckSettings(
-            path=READINESS_PATH,
-            interval_seconds=self.health_check_interval_seconds,
-            timeout_seconds=self.health_check_timeout_seconds,
-            healthy_threshold=self.healthy_threshold_count,
-            unhealthy_threshold=self.unhealthy_threshold_count,
-            deregistration_delay_seconds=self.deregistration_delay_seconds,
-        )
-
-    @property
-    def alarms(self) -> AlarmSettings:
-        return AlarmSettings(
-            period_seconds=self.alarm_period_seconds,
-            evaluation_periods=self.alarm_evaluation_periods,
-            target_5xx_rate_percent=self.target_5xx_rate_percent,
-            load_balancer_5xx_count=self.load_balancer_5xx_count,
-            latency_p99_milliseconds=self.latency_p99_milliseconds,
-            out_of_range_rate_percent=self.out_of_range_rate_percent,
-            out_of_range_min_records=self.out_of_range_min_records,
-            email=self.alarm_email,
-        )
-
-    @property
-    def metrics(self) -> MetricsSettings:
-        return MetricsSettings(namespace=self.metrics_namespace, service_name=self.service_name)
+    def serves_https(self) -> bool:
+        """HTTPS on the domain name, with a certificate from certificateArn or from ACM
+        validated through the hosted zone; plain HTTP on the load balancer's name otherwise."""
+        return self.domain_name is not None
 
     @property
     def workers(self) -> int:

@@ -17,7 +17,7 @@ CDK_CONTEXT = json.loads(rollout.CDK_JSON.read_text(encoding="utf-8"))["context"
 
 
 def test_rehearsal_uses_the_stacks_health_check_scaled_down() -> None:
-    timing = rollout.Timing.scaled(rollout.stack_settings().health_check)
+    timing = rollout.Timing.scaled(rollout.stack_settings())
     scale = rollout.TIME_SCALE
     assert timing.path == "/ready"
     assert timing.interval_ms == CDK_CONTEXT["healthCheckIntervalSeconds"] * 1000 // scale
@@ -41,7 +41,7 @@ def test_tampered_copy_differs_from_the_model_in_exactly_one_byte(tmp_path: Path
 @pytest.fixture
 def balanced_instance(tmp_path: Path) -> Iterator[tuple[rollout.HAProxy, rollout.Load]]:
     """HAProxy in front of one ready instance, under the rehearsal's load."""
-    timing = rollout.Timing.scaled(rollout.stack_settings().health_check)
+    timing = rollout.Timing.scaled(rollout.stack_settings())
     balancer = rollout.HAProxy(tmp_path, timing)
     launcher = rollout.choose_launcher(tmp_path)
     try:

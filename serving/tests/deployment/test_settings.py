@@ -10,12 +10,8 @@ import pytest
 from deployment.stack.service_stack import RETENTION
 from deployment.stack.settings import (
     LOG_RETENTION_DAYS,
-    AlarmSettings,
     ContextError,
     DeploymentSettings,
-    HealthCheckSettings,
-    HttpsSettings,
-    MetricsSettings,
     workers_for,
 )
 
@@ -46,7 +42,7 @@ def test_cdk_json_defaults_are_valid_and_http_only() -> None:
     assert (parsed.cpu, parsed.memory_mib) == (512, 1024)
     assert parsed.nat_gateways == 1
     assert parsed.git_revision == "unknown"
-    assert parsed.https is None
+    assert not parsed.serves_https
 
 
 def test_cdk_json_declares_exactly_the_settings_the_app_reads() -> None:
@@ -124,24 +120,25 @@ def test_git_revisions_make_deploy_passes_are_accepted(revision: str) -> None:
 
 
 def test_hosted_zone_enables_https_with_the_stack_managing_certificate_and_record() -> None:
-    assert settings(**{**ZONE, "hostedZoneName": "Example.com."}).https == HttpsSettings(
-        domain_name="api.example.com",
-        hosted_zone_id="Z0ABC",
-        hosted_zone_name="example.com",
-        certificate_arn=None,
-    )
+    parsed = settings(**{**ZONE, "hostedZoneName": "Example.com."})
+    assert parsed.serves_https
+    assert (
+        parsed.domain_name,
+        parsed.hosted_zone_id,
+        parsed.hosted_zone_name,
+        parsed.certificate_arn,
+    ) == ("api.example.com", "Z0ABC", "example.com", None)
 
 
 def test_apex_domain_of_the_zone_is_accepted() -> None:
-    https = settings(**{**ZONE, "domainName": "example.com"}).https
-    assert https is not None
-    assert https.domain_name == "example.com"
+    parsed = settings(**{**ZONE, "domainName": "example.com"})
+    assert (parsed.serves_https, parsed.domain_name) == (True, "example.com")
 
 
 def test_certificate_arn_enables_https_without_a_hosted_zone() -> None:
-    https = settings(domainName="api.example.org", certificateArn=CERTIFICATE_ARN).https
-    assert https is not None
-    assert (https.certificate_arn, https.has_hosted_zone) == (CERTIFICATE_ARN, False)
+    parsed = settings(domainName="api.example.org", certificateArn=CERTIFICATE_ARN)
+    assert parsed.serves_https
+    assert (parsed.certificate_arn, parsed.hosted_zone_id) == (CERTIFICATE_ARN, None)
 
 
 def test_every_cloudwatch_retention_maps_to_cdks_enum() -> None:
@@ -182,33 +179,33 @@ def test_invalid_monitoring_or_health_check_value_fails_with_its_key_named(
 
 def test_monitoring_and_health_check_defaults_come_from_cdk_json() -> None:
     parsed = settings()
-    assert parsed.alarms == AlarmSettings(
-        period_seconds=60,
-        evaluation_periods=3,
-        target_5xx_rate_percent=5.0,
-        load_balancer_5xx_count=10,
-        latency_p99_milliseconds=1000,
-        out_of_range_rate_percent=10.0,
-        out_of_range_min_records=100,
-        email=None,
-    )
-    assert parsed.health_check == HealthCheckSettings(
-        path="/ready",
-        interval_seconds=10,
-        timeout_seconds=5,
-        healthy_threshold=2,
-        unhealthy_threshold=3,
-        deregistration_delay_seconds=30,
-    )
-    assert parsed.metrics == MetricsSettings(
-        namespace="PredictionService", service_name="prediction-service"
+    assert (
+        parsed.alarm_period_seconds,
+        parsed.alarm_evaluation_periods,
+        parsed.target_5xx_rate_percent,
+        parsed.load_balancer_5xx_count,
+        parsed.latency_p99_milliseconds,
+        parsed.out_of_range_rate_percent,
+        parsed.out_of_range_min_records,
+        parsed.alarm_email,
+    ) == (60, 3, 5.0, 10, 1000, 10.0, 100, None)
+    assert (
+        parsed.health_check_interval_seconds,
+        parsed.health_check_timeout_seconds,
+        parsed.healthy_threshold_count,
+        parsed.unhealthy_threshold_count,
+        parsed.deregistration_delay_seconds,
+    ) == (10, 5, 2, 3, 30)
+    assert (parsed.metrics_namespace, parsed.service_name) == (
+        "PredictionService",
+        "prediction-service",
     )
 
 
 def test_alarm_email_and_fractional_percentages_given_with_dash_c_are_accepted() -> None:
     parsed = settings(alarmEmail=" oncall@example.com ", target5xxRatePercent="0.5")
-    assert parsed.alarms.email == "oncall@example.com"
-    assert parsed.alarms.target_5xx_rate_percent == 0.5
+    assert parsed.alarm_email == "oncall@example.com"
+    assert parsed.target_5xx_rate_percent == 0.5
 
 
 @pytest.mark.parametrize(("cpu", "workers"), [(256, 2), (512, 2), (1024, 2), (2048, 2), (4096, 4)])
