@@ -73,7 +73,7 @@ help: ## Show this list of targets
 .PHONY: setup-development-pipenv
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
 
-# Installs the categories $(1) into .venv (seeded with pip, which the repair below uses),
+# Installs the categories $(1) into .venv (seeded with pip, as any venv is),
 # saying which and how many; uv then lists every package it installs.
 define INSTALL_CATEGORIES
 	@$(ENSURE_PIPENV)
@@ -93,10 +93,14 @@ $(SERVE_STAMP): Pipfile.lock
 
 # Order-only on the serving set: installed after it, but a rebuilt serving set alone (same
 # lock) does not mean the rest must be reinstalled.
+# aws-cdk.cloud-assembly-schema ships a file aws-cdk-lib ships too, with other contents, and uv
+# installs in parallel, so either may win: aws-cdk-lib is then reinstalled alone, from the same
+# hashed export, so its copy is the one that stays (CDK's assertions fail on the other).
 $(ENV_STAMP): Pipfile.lock | $(SERVE_STAMP)
 	$(call INSTALL_CATEGORIES,$(DEVELOPMENT_CATEGORIES),development)
-	@echo "==> checking aws-cdk-lib's files (another package of the deployment category overwrites some)"
-	$(BIN)/python serving/deployment/repair_cdk_lib.py --lock Pipfile.lock
+	@echo "==> reinstalling aws-cdk-lib last, so its files win over a dependency's copy"
+	@$(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes \
+		--reinstall-package aws-cdk-lib -r $(VENV)/requirements-development.txt
 	@touch $@
 
 .PHONY: lock

@@ -55,7 +55,7 @@ def test_cdk_nag_fails_synthesis_on_an_unacknowledged_finding(tmp_path: Path) ->
 
 def test_annotations_are_readable_so_aws_cdk_lib_is_installed_intact() -> None:
     """Fails with "Unknown interface" when aws-cdk.cloud-assembly-schema overwrote
-    aws-cdk-lib's copy of cloud_assembly_schema (see serving/deployment/repair_cdk_lib.py)."""
+    aws-cdk-lib's copy of cloud_assembly_schema (the Makefile reinstalls aws-cdk-lib last)."""
     app = cdk.App()
     stack = cdk.Stack(app, "Annotated")
     cdk.Annotations.of(stack).add_warning_v2("test:warning", "a warning to find")
