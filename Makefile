@@ -289,11 +289,10 @@ SCANS += scan-docker
 IMAGE ?= prediction-service:local
 IMAGE_CONTEXT := $(SERVING_DIR)/app
 CONTAINER_DIR := $(SERVING_DIR)/container
-# docker when its daemon answers, otherwise podman; CONTAINER_ENGINE=... overrides. Evaluated
-# once, and only by the targets that use it.
-DETECT_CONTAINER_ENGINE := \
-	if command -v docker >/dev/null 2>&1 && timeout 10 docker version >/dev/null 2>&1; then \
-		echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi
+# docker when its daemon answers, otherwise podman (serving/container/engine.py decides, for
+# the tests too); CONTAINER_ENGINE=... overrides. Evaluated once, and only by the targets that
+# use it.
+DETECT_CONTAINER_ENGINE := cd $(SERVING_DIR) && $(PYTHON) -m container.engine
 CONTAINER_ENGINE ?= $(eval CONTAINER_ENGINE := $$(shell $(DETECT_CONTAINER_ENGINE)))$(CONTAINER_ENGINE)
 # podman reads its settings (runtime, ulimits) from this file; docker ignores it. Set
 # CONTAINERS_CONF= to use your own podman configuration instead.

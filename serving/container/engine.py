@@ -1,5 +1,10 @@
-"""The container engine and image the tests and `make rollout-test` use, chosen as `make image`
-chooses them (the Makefile passes CONTAINER_ENGINE and CONTAINER_IMAGE down)."""
+"""The container engine and image `make image`, the tests and `make rollout-test` use.
+
+    python -m container.engine      # from serving/: print the engine, or nothing
+
+The Makefile asks this module (standard library only, so no environment is needed) and passes
+CONTAINER_ENGINE and CONTAINER_IMAGE down, so every caller makes the same choice.
+"""
 
 from __future__ import annotations
 
@@ -39,3 +44,7 @@ def _installed() -> str | None:
 def image() -> str:
     """The image tag to run."""
     return os.environ.get("CONTAINER_IMAGE", DEFAULT_IMAGE)
+
+
+if __name__ == "__main__":
+    print(detect() or "")
