@@ -3,6 +3,7 @@ with nothing to fetch: a hook that names a missing tool or a remote repository f
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,24 @@ def test_hook_runs_a_tool_the_project_installs(hook: dict[str, Any]) -> None:
         assert (ROOT / program).is_file(), f"{hook['id']}: {program} is not installed"
     else:
         assert shutil.which(program), f"{hook['id']}: {program} is not on PATH"
+
+
+def test_every_hook_passes_on_every_tracked_file_offline(tmp_path: Path) -> None:
+    """What `pre-commit run --all-files` says on this checkout: the hooks and `make lint`/`make
+    scan` must agree, or a commit the hooks accept fails CI (or the reverse)."""
+    pre_commit = Path(sys.executable).with_name("pre-commit")
+    result = subprocess.run(
+        [str(pre_commit), "run", "--all-files", "--show-diff-on-failure", "--color", "never"],
+        cwd=ROOT,
+        # Its own cache, not the user's: local hooks install nothing, so it stays empty.
+        env={**os.environ, "PRE_COMMIT_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.count("Passed") == len(hooks())
 
 
 def test_the_hooks_cover_the_linters_and_scanners_ci_runs() -> None:
