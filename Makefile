@@ -311,7 +311,9 @@ OFFLINE_BASE_RECIPE := $(CONTAINER_DIR)/offline-base.sh
 HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 OFFLINE_BASE_IMAGE = localhost/prediction-service-base:bookworm-$(shell cat $(OFFLINE_BASE_RECIPE) \
 	$(wildcard $(HOST_CA_BUNDLE)) | sha256sum | cut -c1-12)
-BASE_IMAGE_ARG = $(if $(OFFLINE_BASE),--build-arg BASE_IMAGE=$(OFFLINE_BASE_IMAGE))
+# The stand-in replaces the Dockerfile's base image by name, as a build context.
+BASE_IMAGE_ARG = $(if $(OFFLINE_BASE),--build-context $(shell cd $(SERVING_DIR) && \
+	$(BIN)/python -m container.dockerfile app/Dockerfile)=docker-image://$(OFFLINE_BASE_IMAGE))
 # What the container tests need to know to run and rebuild the image as `make image` does.
 CONTAINER_TEST_ENV = CONTAINER_ENGINE="$(CONTAINER_ENGINE)" CONTAINER_IMAGE="$(IMAGE)" \
 	CONTAINER_BUILD_FLAGS="$(strip $(IMAGE_BUILD_FLAGS) $(BASE_IMAGE_ARG))"

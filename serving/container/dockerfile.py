@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,8 +200,9 @@ def health_command(path: Path) -> list[str]:
 
 
 def default_base_image(path: Path) -> str:
-    """The image the final stage builds on when no build argument says otherwise, followed
-    through stage names (`FROM ${BASE_IMAGE}` -> the `python-base` stage -> its image)."""
+    """The registry image the final stage builds on, followed through stage names (`FROM
+    python-base` -> the `python-base` stage -> its image): what Dependabot bumps, and the name
+    a local stand-in replaces (`make image OFFLINE_BASE=1`)."""
     parser = _parser(path)
     stages: dict[str, str] = {}
     for instruction in parser.structure:
@@ -217,3 +219,8 @@ def default_base_image(path: Path) -> str:
         seen.add(image)
         image = stages[image]
     return image
+
+
+if __name__ == "__main__":
+    # `make image OFFLINE_BASE=1` asks for the base image's reference, to substitute it.
+    print(default_base_image(Path(sys.argv[1])))

@@ -6,7 +6,8 @@
 #     serving/container/offline-base.sh ENGINE TAG
 #
 # `make image OFFLINE_BASE=1` runs it only when TAG (which carries a hash of this file and of
-# the host's CA bundle) is missing, then builds the Dockerfile with BASE_IMAGE=TAG.
+# the host's CA bundle) is missing, then builds the Dockerfile with TAG in place of its base
+# image (`--build-context <the base's reference>=docker-image://TAG`).
 # Needs mmdebstrap and root (or sudo): the tree is unpacked with chroot.
 set -euo pipefail
 

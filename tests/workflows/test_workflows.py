@@ -267,10 +267,19 @@ def test_deploy_builds_from_the_lock_files_not_from_caches(workflows):
         assert "cache" not in step.get("with", {}), step.get("name")
 
 
-def test_dependabot_updates_the_actions_and_the_python_lock():
+def test_dependabot_updates_the_actions_the_python_lock_and_the_image_base():
     config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text(encoding="utf-8"))
     ecosystems = {(u["package-ecosystem"], u["directory"]) for u in config["updates"]}
-    assert {("github-actions", "/"), ("pip", "/")} <= ecosystems
+    assert {("github-actions", "/"), ("pip", "/"), ("docker", "/serving/app")} <= ecosystems
+
+
+def test_the_image_base_is_a_literal_from_line_dependabot_can_bump() -> None:
+    """Dependabot's docker ecosystem reads FROM lines only, not ARG values (dependabot-core
+    #2057): the base must be written, with its digest, in a FROM."""
+    dockerfile = (ROOT / "serving/app/Dockerfile").read_text(encoding="utf-8")
+    pinned = re.findall(r"^FROM (docker\.io/\S+@sha256:[0-9a-f]{64})\b", dockerfile, re.M)
+    assert len(pinned) == 1, "one FROM names the registry image, by digest"
+    assert "${" not in "".join(re.findall(r"^FROM .*$", dockerfile, re.M))
 
 
 @pytest.fixture(scope="module")
