@@ -23,6 +23,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from deployment.stack.firewall import FirewallMetrics
 from deployment.stack.model_signals import ModelSignals
 from deployment.stack.settings import DeploymentSettings
 
@@ -47,6 +48,7 @@ class Monitoring(Construct):
         service: ecs.FargateService,
         load_balancer: elbv2.ApplicationLoadBalancer,
         target_group: elbv2.ApplicationTargetGroup,
+        firewall: FirewallMetrics,
         settings: DeploymentSettings,
         model: ModelSignals,
     ) -> None:
@@ -188,6 +190,7 @@ class Monitoring(Construct):
             running_tasks=running_tasks,
             desired_tasks=desired_tasks,
             out_of_range_rate=out_of_range_rate,
+            firewall=firewall,
         )
 
     def _topic(self, email: str | None) -> sns.Topic:
@@ -265,6 +268,22 @@ class Monitoring(Construct):
             period=self._period,
         )
 
+    def _blocked_by(self, firewall: FirewallMetrics, rule: str) -> cloudwatch.Metric:
+        """Requests the web ACL refused on `rule`: 429 from the rate rule, 403 from a managed
+        rule group. Charted, not alarmed: a flood is not a bad release."""
+        return cloudwatch.Metric(
+            namespace="AWS/WAFV2",
+            metric_name="BlockedRequests",
+            dimensions_map={
+                "WebACL": firewall.web_acl,
+                "Rule": rule,
+                "Region": cdk.Stack.of(self).region,
+            },
+            statistic="Sum",
+            period=self._period,
+            label=rule,
+        )
+
     def _container_insights(
         self, service: ecs.FargateService, name: str, label: str
     ) -> cloudwatch.Metric:
@@ -293,6 +312,7 @@ class Monitoring(Construct):
         running_tasks: cloudwatch.IMetric,
         desired_tasks: cloudwatch.IMetric,
         out_of_range_rate: cloudwatch.IMetric,
+        firewall: FirewallMetrics,
     ) -> cloudwatch.Dashboard:
         def graph(
             title: str,
@@ -340,6 +360,15 @@ class Monitoring(Construct):
                 [rate_5xx],
             ),
             graph("Predictions by class", counts([f"Predicted_{c}" for c in model.classes])),
+        )
+        dashboard.add_widgets(
+            graph(
+                "Firewall: requests blocked (429 rate limit, 403 managed rules)",
+                [
+                    self._blocked_by(firewall, rule)
+                    for rule in (firewall.rate_rule, *firewall.managed_rules)
+                ],
+            )
         )
         dashboard.add_widgets(
             graph(

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from deployment.stack.compliance import skip_checkov
+from deployment.stack.firewall import Firewall
 from deployment.stack.model_signals import ModelSignals
 from deployment.stack.monitoring import Monitoring
 from deployment.stack.network import Network
@@ -86,12 +87,21 @@ class ServiceStack(cdk.Stack):
             container_user=container_user,
         )
         self.service = service
+        firewall = Firewall(
+            self,
+            "Firewall",
+            load_balancer=service.load_balancer,
+            settings=settings,
+            log_retention=retention,
+        )
+        self.firewall = firewall
         monitoring = Monitoring(
             self,
             "Monitoring",
             service=service.fargate.service,
             load_balancer=service.load_balancer,
             target_group=service.fargate.target_group,
+            firewall=firewall.metrics,
             settings=settings,
             model=model,
         )

@@ -42,6 +42,9 @@ LOG_RETENTION_DAYS = (
     2922, 3288, 3653,
 )  # fmt: skip
 
+# The evaluation windows AWS WAF's rate-based rules accept, in seconds.
+RATE_LIMIT_WINDOWS = (60, 120, 300, 600)
+
 # The VPC spans two availability zones: more NAT gateways than that would sit unused.
 AVAILABILITY_ZONES = 2
 
@@ -195,6 +198,21 @@ class DeploymentSettings(BaseModel):
         default=None,
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
     )
+
+    # The web ACL's rate-based rule (stack/firewall.py): requests one client address may send
+    # per window before WAF answers it 429, instead of letting a flood queue on the tasks.
+    # The default, 6000 per 300 s, is an average of 20 requests/s over any five minutes: a
+    # backend client scores up to 1,000 records per POST /predict/batch and never needs that
+    # many, while one address averages at most a fifth of the 100/s the default two tasks take
+    # before autoscaling adds one (requestsPerTarget, 3000 a minute each). Clients behind one
+    # NAT share an address: raise it for them. WAF accepts 10 to 2,000,000,000.
+    rate_limit_per_client: Whole = _field(
+        "rateLimitPerClient", "requests per client address per window", ge=10, le=2_000_000_000
+    )
+    rate_limit_window_seconds: Annotated[
+        Whole,
+        AfterValidator(_one_of(RATE_LIMIT_WINDOWS, "a WAF rate-limit window")),
+    ] = _field("rateLimitWindowSeconds", "seconds", ge=1)
 
     @classmethod
     def from_context(cls, lookup: ContextLookup) -> DeploymentSettings:

@@ -73,6 +73,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "serviceName": "penguins-api",
         "metricsNamespace": "Penguins/Prod",
         "alarmEmail": "oncall@example.com",
+        "rateLimitPerClient": "1200",
+        "rateLimitWindowSeconds": "60",
     },
     # An existing certificate, DNS managed elsewhere.
     "certificate": {

@@ -11,7 +11,7 @@ import pytest
 
 from deployment.stack.service_stack import DASHBOARD_OUTPUT
 
-from .conftest import CDK_JSON, MODEL_METADATA, Synthesized
+from .conftest import CDK_JSON, MODEL_METADATA, REGION, Synthesized
 
 pytestmark = pytest.mark.slow
 
@@ -359,3 +359,25 @@ def test_template_has_no_dependency_cycle_cloudformation_would_refuse(
         ready = {node for node, needs in graph.items() if node not in done and needs <= done}
         assert ready, f"dependency cycle among {sorted(set(graph) - done)}"
         done |= ready
+
+
+def test_dashboard_charts_requests_the_firewall_blocked_by_rate_and_by_managed_rules(
+    http: Synthesized,
+) -> None:
+    acl = http.only("AWS::WAFv2::WebACL")
+    (widget,) = [w for w in dashboard(http)["widgets"] if "Firewall" in w["properties"]["title"]]
+    plotted = []
+    for line in widget["properties"]["metrics"]:
+        namespace, name, *rest = line
+        dimensions = dict(zip(rest[0:-1:2], rest[1:-1:2], strict=True))
+        assert (namespace, name, rest[-1]["stat"]) == ("AWS/WAFV2", "BlockedRequests", "Sum")
+        # The dimensions the web ACL publishes: its metric names, in the stack's region.
+        assert dimensions["WebACL"] == acl["VisibilityConfig"]["MetricName"] == acl["Name"]
+        assert dimensions["Region"] == REGION
+        plotted.append(dimensions["Rule"])
+    assert plotted == [
+        "RateLimitPerClient",
+        "AWSManagedRulesAmazonIpReputationList",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+    ]
+    assert {rule["VisibilityConfig"]["MetricName"] for rule in acl["Rules"]} == set(plotted)

@@ -284,7 +284,7 @@ def test_log_groups_keep_logs_for_the_configured_retention(
 ) -> None:
     for synth, days in ((http, DEFAULTS["logRetentionDays"]), (hosted_zone, 90)):
         groups = synth.resources("AWS::Logs::LogGroup")
-        assert len(groups) == 2  # the service's and the VPC flow logs'
+        assert len(groups) == 3  # the service's, the VPC flow logs' and the firewall's
         assert {group["Properties"]["RetentionInDays"] for group in groups.values()} == {days}
 
 

@@ -10,6 +10,7 @@ import pytest
 from deployment.stack.service_stack import RETENTION
 from deployment.stack.settings import (
     LOG_RETENTION_DAYS,
+    RATE_LIMIT_WINDOWS,
     ContextError,
     DeploymentSettings,
     workers_for,
@@ -206,6 +207,36 @@ def test_alarm_email_and_fractional_percentages_given_with_dash_c_are_accepted()
     parsed = settings(alarmEmail=" oncall@example.com ", target5xxRatePercent="0.5")
     assert parsed.alarm_email == "oncall@example.com"
     assert parsed.target_5xx_rate_percent == 0.5
+
+
+def test_rate_limit_defaults_are_6000_requests_per_client_per_5_minutes() -> None:
+    parsed = settings()
+    assert (parsed.rate_limit_per_client, parsed.rate_limit_window_seconds) == (6000, 300)
+
+
+@pytest.mark.parametrize("window", RATE_LIMIT_WINDOWS)
+def test_every_window_waf_accepts_is_accepted_as_a_dash_c_string(window: int) -> None:
+    parsed = settings(rateLimitWindowSeconds=str(window), rateLimitPerClient="10")
+    assert (parsed.rate_limit_window_seconds, parsed.rate_limit_per_client) == (window, 10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        ({"rateLimitWindowSeconds": 30}, "rateLimitWindowSeconds", "not a WAF rate-limit window"),
+        ({"rateLimitWindowSeconds": 3600}, "rateLimitWindowSeconds", "choose one of 60, 120"),
+        ({"rateLimitPerClient": 9}, "rateLimitPerClient", "out of range (10..2000000000)"),
+        ({"rateLimitPerClient": 2_000_000_001}, "rateLimitPerClient", "out of range"),
+        ({"rateLimitPerClient": "many"}, "rateLimitPerClient", "not a whole number"),
+        ({"rateLimitPerClient": None}, "rateLimitPerClient", "missing"),
+    ],
+)
+def test_rate_limit_waf_would_refuse_fails_synthesis_with_its_key_named(
+    overrides: dict[str, Any], key: str, fragment: str
+) -> None:
+    message = error_for(**overrides)
+    assert f"{key}: " in message
+    assert fragment in message
 
 
 @pytest.mark.parametrize(("cpu", "workers"), [(256, 2), (512, 2), (1024, 2), (2048, 2), (4096, 4)])
