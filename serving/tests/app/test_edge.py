@@ -5,6 +5,7 @@ cases take about a second each."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -386,3 +387,57 @@ def test_request_ids_and_paths_cannot_forge_log_lines(server: Server) -> None:
     (line,) = request_lines(server, headers["x-request-id"])
     assert line["path"] == "/health\n" + forged
     assert not [entry for entry in log_lines(server) if entry.get("message") == "forged"]
+
+
+# --- 11. a flood is queued and answered, never turned into server errors -------------------
+
+# Far more connections than workers, each sending requests back to back, while others give
+# up half-way through a body: what one impatient client fleet does without a firewall.
+FLOOD_CONNECTIONS = 400
+FLOOD_REQUESTS_EACH = 5
+FLOOD_QUITTERS = 50
+
+
+async def _keep_sending(port: int, raw: bytes, statuses: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(FLOOD_REQUESTS_EACH):
+            writer.write(raw)
+            status, headers, _ = head_and_body(await reader.readuntil(b"\r\n\r\n"))
+            await reader.readexactly(int(headers["content-length"]))
+            statuses.append(status)
+    finally:
+        writer.close()
+
+
+async def _quit_mid_body(port: int, head: bytes) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + b'{"bill_length_mm": 4')
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+
+
+def test_a_flood_with_quitters_is_answered_200_and_counts_no_server_error(
+    server: Server, example: dict[str, Any]
+) -> None:
+    server_errors = error_count(server, "server")
+    raw = request_bytes(
+        "POST", "/predict", json.dumps(example).encode(), {"Connection": "keep-alive"}
+    )
+    partial = request_bytes("POST", "/predict").replace(
+        b"Content-Length: 0", b"Content-Length: 1000"
+    )
+    statuses: list[int] = []
+
+    async def flood() -> None:
+        await asyncio.gather(
+            *(_keep_sending(server.port, raw, statuses) for _ in range(FLOOD_CONNECTIONS)),
+            *(_quit_mid_body(server.port, partial) for _ in range(FLOOD_QUITTERS)),
+        )
+
+    asyncio.run(asyncio.wait_for(flood(), timeout=120))
+    assert statuses == [200] * (FLOOD_CONNECTIONS * FLOOD_REQUESTS_EACH)
+    assert server.get("/ready")[0] == 200
+    assert error_count(server, "server") == server_errors
+    assert not [line for line in log_lines(server) if line["level"] in ("error", "critical")]
