@@ -372,6 +372,9 @@ CDK_GIT_REVISION = $$(rev=$$(git rev-parse --short=12 HEAD 2>/dev/null) || rev=u
 	if [ "$$rev" != unknown ] && ! git diff --quiet HEAD -- 2>/dev/null; then rev="$$rev-dirty"; fi; \
 	echo "$$rev")
 CDK_CONTEXT = -c gitRevision="$(CDK_GIT_REVISION)" $(CDK_ARGS)
+# For `cdk-bootstrap`, e.g. --cloudformation-execution-policies ARN to narrow what deploys may
+# create (docs/infrastructure.md, "What a deploy can do").
+CDK_BOOTSTRAP_FLAGS ?=
 
 # The CLI version is pinned by package-lock.json; reinstalled only when that changes.
 $(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
@@ -383,7 +386,7 @@ cdk-cli: $(CDK_STAMP) ## Install the pinned AWS CDK CLI (npm ci in serving/deplo
 
 .PHONY: cdk-bootstrap
 cdk-bootstrap: $(ENV_STAMP) $(CDK_STAMP) ## Once per account and region: create the CDK bootstrap stack (CDKToolkit)
-	$(CDK) bootstrap --no-notices
+	$(CDK) bootstrap --no-notices $(CDK_BOOTSTRAP_FLAGS)
 
 .PHONY: synth
 synth: $(ENV_STAMP) $(CDK_STAMP) ## Synthesize the stack into serving/deployment/cdk.out (offline, runs cdk-nag)
