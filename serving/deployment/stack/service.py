@@ -273,22 +273,22 @@ class Service(Construct):
             self.fargate.service.node.add_dependency(named.alarm)
 
     def _listener_options(self) -> _ListenerOptions:
-        https = self._settings
-        if not https.serves_https:
+        settings = self._settings
+        if not settings.serves_https:
             return _ListenerOptions(protocol=elbv2.ApplicationProtocol.HTTP, port=80)
         certificate = None
-        if https.certificate_arn is not None:
+        if settings.certificate_arn is not None:
             certificate = acm.Certificate.from_certificate_arn(
-                self, "Certificate", https.certificate_arn
+                self, "Certificate", settings.certificate_arn
             )
         zone = None
-        if https.hosted_zone_id is not None and https.hosted_zone_name is not None:
+        if settings.hosted_zone_id is not None and settings.hosted_zone_name is not None:
             # From attributes, not `from_lookup`: synthesis needs no AWS access.
             zone = route53.HostedZone.from_hosted_zone_attributes(
                 self,
                 "HostedZone",
-                hosted_zone_id=https.hosted_zone_id,
-                zone_name=https.hosted_zone_name,
+                hosted_zone_id=settings.hosted_zone_id,
+                zone_name=settings.hosted_zone_name,
             )
         return _ListenerOptions(
             protocol=elbv2.ApplicationProtocol.HTTPS,
@@ -302,7 +302,7 @@ class Service(Construct):
             # a certificate validated through the zone. Without a zone, you point the name at
             # the load balancer yourself.
             domain_zone=zone,
-            domain_name=https.domain_name if zone is not None else None,
+            domain_name=settings.domain_name if zone is not None else None,
         )
 
     def _accept_findings(self) -> None:
