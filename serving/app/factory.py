@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import errors, metrics
+from app import auth, errors, metrics
 from app.artifacts import load_metadata, load_metrics, load_profile
 from app.drift import InputMonitor
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -73,6 +73,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             "deployed_revision": settings.deployed_revision,
         },
     )
+    # Which clients may call, by name: a deployment that meant to require keys and does not
+    # says so in its first lines.
+    if settings.api_keys:
+        log.info("API keys required; valid names: %s", ", ".join(sorted(settings.api_keys)))
+    else:
+        log.warning("no API keys configured (SERVICE_API_KEYS): every caller is answered")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +121,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         request_metrics=metrics.RequestMetrics(
             settings.metrics_namespace, settings.name, metadata.model_version
         ),
+        api_keys=auth.ApiKeys(settings.api_keys),
     )
     app.openapi = _openapi_with_components(app, schemas.components)  # type: ignore[method-assign]
     return app
