@@ -412,7 +412,9 @@ CDK_HTTPS_EXAMPLE := -c domainName=service.example.com -c hostedZoneName=example
 CDK_TEMPLATES = $(CDK_DIR)/cdk.out/*.template.json $(CDK_DIR)/cdk.out/https/*.template.json
 
 .PHONY: scan-deployment
-scan-deployment: $(TOOLS_STAMP) synth ## cfn-lint (errors fail) and checkov over the HTTP and HTTPS templates
+scan-deployment: $(TOOLS_STAMP) $(ENV_STAMP) $(CDK_STAMP) ## cfn-lint (errors fail) and checkov over the HTTP and HTTPS templates
+	rm -rf $(CDK_DIR)/cdk.out
+	$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c allowPlainHttp=true
 	$(CDK) synth --quiet --no-notices --output cdk.out/https $(CDK_CONTEXT) $(CDK_HTTPS_EXAMPLE)
 	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_TEMPLATES)
 	set -- ; for template in $(CDK_TEMPLATES); do set -- "$$@" -f "$$template"; done; \
