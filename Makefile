@@ -270,7 +270,7 @@ USERS ?= 20
 SPAWN_RATE ?= 5
 DURATION ?= 1m
 .PHONY: load-test
-load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [USERS= DURATION=]
+load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [API_KEY= USERS= DURATION=]
 	@test -n "$(URL)" || { echo "usage: make load-test URL=http://host:port [USERS=20 SPAWN_RATE=5 DURATION=1m]"; exit 2; }
 	locust -f $(SERVING_DIR)/bench/locustfile.py --headless --only-summary \
 		--host "$(URL)" --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) \
