@@ -231,8 +231,8 @@ class Service(Construct):
                 exclude=IMAGE_EXCLUDES,
             ),
             port_mappings=[ecs.PortMapping(container_port=dockerfile.service_port(image))],
-            # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
-            # which ECS injects at start without writing it into the task definition.
+            # Plain settings only. A secret belongs in `secrets=` (below), which ECS injects
+            # at start without writing it into the task definition.
             environment={
                 "GIT_REVISION": settings.git_revision,
                 "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
@@ -420,8 +420,7 @@ class Service(Construct):
             "AwsSolutions-ECS2",
             "The environment holds only plain settings (the deployed git revision, a timeout, "
             "the worker count, the metric namespace and service name, the VPC's CIDR), no "
-            "secrets; "
-            "secrets would go through the container's `secrets` (Secrets Manager or SSM).",
+            "secrets; the API keys go through the container's `secrets` (Secrets Manager).",
         )
         execution_role = task_definition.obtain_execution_role()
         acknowledge_nag(
