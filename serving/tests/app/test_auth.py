@@ -283,3 +283,27 @@ def test_the_generated_key_is_32_random_bytes() -> None:
     assert len(keys) == 100
     assert all(len(k) == auth.MIN_KEY_CHARS for k in keys)
     assert auth.parse({"generated": keys.pop()})
+
+
+async def test_the_openapi_document_says_how_to_send_a_key_and_that_checks_need_none(
+    keyed: httpx.AsyncClient,
+) -> None:
+    document = (await keyed.get("/openapi.json", headers=bearer(KEYS["alpha"]))).json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["bearer"]["scheme"] == "bearer"
+    for path in ("/predict", "/predict/batch", "/model"):
+        operation = next(iter(document["paths"][path].values()))
+        assert operation["security"] == [{"bearer": []}, {"apiKey": []}]
+        assert "401" in operation["responses"]
+    for path in auth.OPEN_PATHS:
+        assert "security" not in document["paths"][path]["get"]
+    ref = document["paths"]["/predict"]["post"]["responses"]["401"]["content"]
+    name = ref["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert name in document["components"]["schemas"]
+
+
+async def test_without_keys_the_document_declares_none(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "securitySchemes" not in document["components"]
+    assert "401" not in document["paths"]["/predict"]["post"]["responses"]
