@@ -68,6 +68,17 @@ def example(metadata: dict[str, Any]) -> dict[str, Any]:
     return {f["name"]: f["example"] for f in metadata["input_schema"]["features"]}
 
 
+# Every body encoding POST /predict/batch accepts, as (Content-Type, encode records). The
+# authentication tests run over each: a new format is one line here.
+BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] = {
+    "json": ("application/json", lambda records: json.dumps({"records": records}).encode()),
+    "json-suffix": (
+        "application/vnd.batch+json",
+        lambda records: json.dumps({"records": records}).encode(),
+    ),
+}
+
+
 @pytest.fixture(scope="session")
 def number_feature(metadata: dict[str, Any]) -> dict[str, Any]:
     return next(f for f in metadata["input_schema"]["features"] if f["type"] == "number")
