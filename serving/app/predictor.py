@@ -42,6 +42,10 @@ class Predictor(Protocol):
         """
         ...
 
+    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        """A regressor's predictions for n records given as above: float64, shape (n,)."""
+        ...
+
 
 class SklearnPredictor:
     """The fitted Pipeline, called exactly as training evaluated it."""
