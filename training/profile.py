@@ -16,6 +16,7 @@ only when the data or the model changed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from typing import Any
@@ -72,7 +73,7 @@ def prediction_profile(predictions: np.ndarray, quantiles: list[float]) -> dict[
     edges = list(described["quantiles"].values())
     index = np.searchsorted(edges, np.asarray(predictions, dtype=np.float64), side="right")
     shares = np.bincount(index, minlength=len(keys) - 1) / len(predictions)
-    names = [f"{low}-{high}" for low, high in zip(keys, keys[1:], strict=False)]
+    names = [f"{low}-{high}" for low, high in itertools.pairwise(keys)]
     return {**described, "bins": {n: _round(v) for n, v in zip(names, shares, strict=True)}}
 
 

@@ -161,16 +161,12 @@ def _prediction_models(
                 Field(description="Every class's probability, in the model's class order."),
             ),
         }
-    echoed = {
-        added.name: (
+    for added in extra:
+        result[added.name] = (
             added.annotation,
             Field(default=None, json_schema_extra=_omitted_when_not_sent),
         )
-        for added in extra
-    }
-    prediction = create_model(
-        "Prediction", __config__=ConfigDict(extra="forbid"), **result, **echoed
-    )
+    prediction = create_model("Prediction", __config__=ConfigDict(extra="forbid"), **result)
     version = (str, Field(description="The model that answered (also in X-Model-Version)."))
     single = create_model(
         "PredictionResponse",

@@ -188,7 +188,7 @@ async def test_predictions_outside_the_training_predictions_range_are_counted(
 ) -> None:
     profile = json.loads((regression_model_dir / PROFILE_FILE).read_text())["predictions"]
     value = profile["minimum"] - 1 if where == "below" else profile["maximum"] + 1
-    predictor = ConstantPredictor(value)
+    predictor: Any = ConstantPredictor(value)  # a regressor's half of the Protocol
     app = create_app(Settings(model_dir=regression_model_dir), predictor=predictor)
     version = regression_metadata["model_version"]
     transport = httpx.ASGITransport(app=app)
