@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from training import paths
-from training.io import load_params, write_json
+from training.io import write_json
+from training.params import read_params
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ def build_profile(
     so the profile describes exactly what the service validates and the model reads.
     `predictions` are a regressor's predictions for `train`, required for one.
     """
-    if not all(0 <= q <= 1 for q in quantiles) or sorted(quantiles) != list(quantiles):
-        raise ValueError(f"profile.quantiles: {quantiles} must be ascending values in [0, 1]")
     target = metadata["target"]
     features = []
     for entry in metadata["input_schema"]["features"]:
@@ -136,14 +135,11 @@ def training_predictions(train: pd.DataFrame, metadata: dict[str, Any]) -> np.nd
 
 
 def main() -> None:
-    params = load_params("profile", paths.PARAMS)
+    params = read_params(paths.PARAMS).profile
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
     train = pd.read_parquet(paths.TRAIN_SPLIT)
     profile = build_profile(
-        train,
-        metadata,
-        [float(q) for q in params["quantiles"]],
-        training_predictions(train, metadata),
+        train, metadata, params.quantiles, training_predictions(train, metadata)
     )
     write_json(paths.PROFILE, profile)
     log.info(

@@ -94,7 +94,7 @@ class ModelMetadata(_Artifact):
     task: Literal["classification", "regression"] = "classification"
     target: str = "target"
     # The labels in the order of predict_proba's columns; empty for regression.
-    classes: tuple[str, ...] = ()
+    classes: tuple[str, ...]
     input_schema: InputSchema
     library_versions: LibraryVersions
 
