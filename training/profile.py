@@ -71,6 +71,7 @@ def prediction_profile(predictions: np.ndarray, quantiles: list[float]) -> dict[
     between consecutive edges (minimum, the quantiles, maximum), named by their quantiles
     (`p25-p50`); a value on an edge counts in the bin above it, as the service counts."""
     described = numeric_profile(pd.Series(predictions, name="prediction"), quantiles)
+    del described["type"]  # a feature's kind; predictions are always numbers
     keys = ["p0", *described["quantiles"], "p100"]
     edges = list(described["quantiles"].values())
     index = np.searchsorted(edges, np.asarray(predictions, dtype=np.float64), side="right")
