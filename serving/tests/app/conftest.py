@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,19 @@ def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 
 
-@pytest.fixture(scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process, after its lifespan's warm-up, as a worker runs it."""
+@asynccontextmanager
+async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` in-process, after its lifespan's warm-up, as a worker runs it."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
             yield http
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with in_process(app) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +94,26 @@ def number_feature(metadata: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
     return next(f for f in metadata["input_schema"]["features"] if f["type"] == "category")
+
+
+# --- the regression model (`regression_model_dir`, in the root conftest.py) ----------
+
+
+@pytest.fixture(scope="session")
+def regression_metadata(regression_model_dir: Path) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads((regression_model_dir / METADATA_FILE).read_text())
+    return raw
+
+
+@pytest.fixture(scope="session")
+def regression_app(regression_model_dir: Path) -> FastAPI:
+    return create_app(Settings(model_dir=regression_model_dir, backend="sklearn"))
+
+
+@pytest.fixture(scope="session")
+async def regression_client(regression_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with in_process(regression_app) as http:
+        yield http
 
 
 # --- CloudWatch Embedded Metric Format ------------------------------------------------
