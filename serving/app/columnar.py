@@ -9,6 +9,7 @@ that does not grow with the file.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 from app.artifacts import ModelMetadata
 from app.predictor import Predictor
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 PREDICTION = "prediction"
 PROBABILITY = "probability_"
 MODEL_VERSION = "model_version"
@@ -74,6 +76,51 @@ def output_columns(metadata: ModelMetadata, predictions: Predictions) -> list[pa
 def constant(value: str, n: int) -> pa.DictionaryArray:
     """A string column holding `value` n times, stored once."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+
+
+def ipc_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def read_ipc_stream(body: bytes) -> pa.Table:
+    """An Arrow IPC stream as a table; ValueError (with a short reason) for anything else.
+
+    Compressed streams are refused before anything is decompressed: a body within the byte
+    limit could otherwise expand to gigabytes (compression belongs to HTTP's
+    Content-Encoding, which the load balancer and the limit see)."""
+    try:
+        for message in pa.ipc.MessageReader.open_stream(pa.py_buffer(body)):
+            if message.type in ("record batch", "dictionary batch") and _compressed(
+                message.metadata.to_pybytes(), dictionary=message.type == "dictionary batch"
+            ):
+                raise ValueError("the Arrow stream is compressed: send it uncompressed")
+        return pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowException, OSError, struct.error) as error:
+        raise ValueError(f"not an Arrow IPC stream ({str(error)[:200]})") from None
+
+
+def _compressed(metadata: bytes, *, dictionary: bool) -> bool:
+    """Whether a message's flatbuffer header (Arrow's Message.fbs) has a BodyCompression:
+    Message.header (field 2) is a RecordBatch, whose field 3 is the compression, or a
+    DictionaryBatch, whose field 1 is that RecordBatch."""
+
+    def slot(table: int, index: int) -> int:
+        vtable = table - struct.unpack_from("<i", metadata, table)[0]
+        entry = 4 + 2 * index
+        if entry >= struct.unpack_from("<H", metadata, vtable)[0]:
+            return 0
+        return int(struct.unpack_from("<H", metadata, vtable + entry)[0])
+
+    def child(table: int, index: int) -> int:
+        where = table + slot(table, index)
+        return where + int(struct.unpack_from("<I", metadata, where)[0])
+
+    header = child(struct.unpack_from("<I", metadata, 0)[0], 2)
+    batch = child(header, 1) if dictionary else header
+    return slot(batch, 3) != 0
 
 
 class Evaluation:
