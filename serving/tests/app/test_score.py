@@ -399,3 +399,69 @@ def test_peak_memory_does_not_grow_with_the_input(model: ModelMetadata, tmp_path
     assert peaks[1] <= peaks[0] * 1.10, (
         f"peak RSS {peaks[0]} KiB at {small} rows, {peaks[1]} KiB at {large}"
     )
+
+
+# --- shards --------------------------------------------------------------------------
+
+
+def _shard(inputs: Path, out: Path, shard: int, shards: int) -> int:
+    return score(
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        "--keep",
+        "id",
+        "--max-reject-fraction",
+        "1",
+        "--shards",
+        str(shards),
+        "--shard",
+        str(shard),
+    )
+
+
+def test_shards_together_are_the_single_run_and_a_rerun_redoes_only_unfinished_ones(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    data = table(model, 5000, seed=5)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index, start in enumerate(range(0, 5000, 1000)):
+        pq.write_table(data.slice(start, 1000), inputs / f"{index:02d}.parquet")
+    assert (
+        score(
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "single.parquet"),
+            "--keep",
+            "id",
+            "--max-reject-fraction",
+            "1",
+        )
+        == 0
+    )
+    out = tmp_path / "sharded"
+    for shard in range(3):
+        assert _shard(inputs, out, shard, 3) == 0
+    parts = sorted(out.glob("part-*.parquet"))
+    assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(3)]
+    single = read(tmp_path / "single.parquet")
+    assert pa.concat_tables(read(p) for p in parts).equals(single)
+    rejects = pa.concat_tables(read(p) for p in sorted((out / "_rejects").glob("*.parquet")))
+    assert rejects.equals(read(tmp_path / "single.rejects.parquet"))
+
+    # Shard 1 dies mid-way: its part and marker are gone, a partial staging file is left.
+    (out / "part-00001.parquet").unlink()
+    (out / "_done" / "part-00001.json").unlink()
+    (out / "part-00001.parquet.incomplete").write_bytes(b"PAR1 half a file")
+    finished = {
+        p: p.stat().st_mtime_ns for p in (out / "part-00000.parquet", out / "part-00002.parquet")
+    }
+    for shard in range(3):
+        assert _shard(inputs, out, shard, 3) == 0
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished, "finished shards were redone"
+    assert not list(out.glob("*.incomplete"))
+    parts = sorted(out.glob("part-*.parquet"))
+    assert pa.concat_tables(read(p) for p in parts).equals(single)
