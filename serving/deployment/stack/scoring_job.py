@@ -28,7 +28,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployment.stack.compliance import acknowledge_nag
+from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.settings import ContextError, ContextLookup
 
 S3_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^*?]+/)?$"
@@ -137,6 +137,12 @@ class ScoringJob(Construct):
             )
 
         log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        skip_checkov(
+            cfn_resource(log_group),
+            "CKV_AWS_158",
+            "CloudWatch Logs encrypts every log group at rest with AWS-owned keys; the job logs "
+            "progress and counts, never rows, and a customer managed key would add cost only.",
+        )
         container = batch.EcsFargateContainerDefinition(
             self,
             "Container",
