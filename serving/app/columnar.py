@@ -33,9 +33,11 @@ class PredictorOutputError(RuntimeError):
 @dataclass(frozen=True)
 class Predictions:
     probabilities: npt.NDArray[np.float64]
-    """(n, classes), in the metadata's class order."""
+    """Classification: (n, classes), in the metadata's class order; (n, 0) for regression."""
     best: npt.NDArray[np.intp]
-    """The index of each row's predicted class."""
+    """Classification: the index of each row's predicted class."""
+    values: npt.NDArray[np.float64] | None = None
+    """Regression: the predicted numbers."""
 
 
 def predict(
@@ -45,7 +47,16 @@ def predict(
     `app.contract` gives them: both predictors read either), checked before any client or
     file sees it."""
     # The predictors index and convert each column; a numpy array serves as the list.
-    probabilities = predictor.predict_proba(cast(dict[str, list[Any]], columns))
+    features = cast(dict[str, list[Any]], columns)
+    if metadata.task == "regression":
+        values = np.asarray(predictor.predict(features), dtype=np.float64)
+        if values.shape != (n,) or not np.isfinite(values).all():
+            raise PredictorOutputError(
+                f"{predictor.backend} predictor returned shape {values.shape} "
+                f"(finite: {bool(np.isfinite(values).all())}) for {n} records"
+            )
+        return Predictions(np.empty((n, 0)), np.empty(0, dtype=np.intp), values)
+    probabilities = predictor.predict_proba(features)
     classes = metadata.classes
     if probabilities.shape != (n, len(classes)) or not np.isfinite(probabilities).all():
         raise PredictorOutputError(
@@ -57,6 +68,8 @@ def predict(
 
 
 def output_schema(metadata: ModelMetadata) -> list[pa.Field]:
+    if metadata.task == "regression":
+        return [pa.field(PREDICTION, pa.float64())]
     return [
         pa.field(PREDICTION, pa.dictionary(pa.int32(), pa.string())),
         *(pa.field(f"{PROBABILITY}{c}", pa.float64()) for c in metadata.classes),
@@ -64,8 +77,10 @@ def output_schema(metadata: ModelMetadata) -> list[pa.Field]:
 
 
 def output_columns(metadata: ModelMetadata, predictions: Predictions) -> list[pa.Array]:
-    """The prediction columns, in `output_schema`'s order. The label is dictionary-encoded:
-    a few distinct strings over millions of rows."""
+    """The prediction columns, in `output_schema`'s order. A class label is
+    dictionary-encoded: a few distinct strings over millions of rows."""
+    if predictions.values is not None:
+        return [pa.array(predictions.values, pa.float64())]
     labels = pa.DictionaryArray.from_arrays(
         pa.array(predictions.best, pa.int32()), pa.array(metadata.classes, pa.string())
     )
@@ -121,6 +136,47 @@ def _compressed(metadata: bytes, *, dictionary: bool) -> bool:
     header = child(struct.unpack_from("<I", metadata, 0)[0], 2)
     batch = child(header, 1) if dictionary else header
     return slot(batch, 3) != 0
+
+
+def evaluation(metadata: ModelMetadata) -> Evaluation | RegressionEvaluation:
+    if metadata.task == "regression":
+        return RegressionEvaluation()
+    return Evaluation(metadata)
+
+
+class RegressionEvaluation:
+    """The evaluate stage's regression metrics (rmse, mae, r2) from running sums. Rows whose
+    label is null or not a finite number are counted apart."""
+
+    def __init__(self) -> None:
+        self.rows = self.unlabelled = 0
+        self.squared = self.absolute = self.total = self.total_squared = 0.0
+
+    def add(self, labels: pa.Array, predictions: Predictions) -> None:
+        assert predictions.values is not None
+        actual = np.asarray(
+            labels.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+        )
+        known = np.isfinite(actual)
+        self.unlabelled += int((~known).sum())
+        actual, error = actual[known], predictions.values[known] - actual[known]
+        self.rows += len(actual)
+        self.squared += float((error**2).sum())
+        self.absolute += float(np.abs(error).sum())
+        self.total += float(actual.sum())
+        self.total_squared += float((actual**2).sum())
+
+    def metrics(self) -> dict[str, Any]:
+        if not self.rows:
+            return {"rows": 0, "unlabelled": self.unlabelled}
+        spread = self.total_squared - self.total**2 / self.rows
+        return {
+            "rows": self.rows,
+            "unlabelled": self.unlabelled,
+            "rmse": _round((self.squared / self.rows) ** 0.5),
+            "mae": _round(self.absolute / self.rows),
+            "r2": _round(1 - self.squared / spread) if spread > 0 else 0.0,
+        }
 
 
 class Evaluation:

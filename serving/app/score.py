@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from pydantic import TypeAdapter
 
 from app import columnar
 from app.artifacts import (
@@ -57,7 +58,7 @@ from app.artifacts import (
 )
 from app.contract import Checked, Contract, ContractError
 from app.predictor import BackendChoice, Predictor, load_predictor
-from app.schemas import build_schemas
+from app.schemas import record_type
 from app.settings import Settings
 
 log = logging.getLogger("app.score")
@@ -287,8 +288,7 @@ class Scorer:
         self.job = job
         self.metadata: ModelMetadata = load_metadata(job.model_dir)
         self.predictor: Predictor = load_predictor(job.model_dir, self.metadata, job.backend)
-        schemas = build_schemas(self.metadata, 1)
-        self.contract = Contract(self.metadata, schemas.record)
+        self.contract = Contract(self.metadata, TypeAdapter(record_type(self.metadata)))
         self.profile: ReferenceProfile | None = load_profile(job.model_dir, self.metadata)
         named = {*job.keep, *([job.label] if job.label else [])}
         outputs = {ROW_NUMBER, columnar.MODEL_VERSION}
@@ -300,7 +300,7 @@ class Scorer:
         self.wanted = {*self.metadata.feature_names, *job.keep} | (
             {job.label} if job.label else set()
         )
-        self.evaluation = columnar.Evaluation(self.metadata) if job.label else None
+        self.evaluation = columnar.evaluation(self.metadata) if job.label else None
         self.tally = Tally()
 
     def output_schema(self, keep_types: dict[str, pa.DataType]) -> pa.Schema:

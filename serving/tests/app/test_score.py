@@ -465,3 +465,82 @@ def test_shards_together_are_the_single_run_and_a_rerun_redoes_only_unfinished_o
     assert not list(out.glob("*.incomplete"))
     parts = sorted(out.glob("part-*.parquet"))
     assert pa.concat_tables(read(p) for p in parts).equals(single)
+
+
+# --- regression ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def regression_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression model directory as training writes one: scikit-learn's bundled diabetes
+    data, a Pipeline that imputes and fits a ridge regression, and its metadata."""
+    import hashlib
+    from importlib.metadata import version
+
+    import joblib
+    from sklearn.datasets import load_diabetes
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    directory = tmp_path_factory.mktemp("regression-model")
+    frame = load_diabetes(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    pipeline = make_pipeline(SimpleImputer(), Ridge()).fit(frame[features], frame["target"])
+    joblib.dump(pipeline, directory / "model.joblib")
+    digest = hashlib.sha256((directory / "model.joblib").read_bytes()).hexdigest()
+    metadata = {
+        "schema_version": 1,
+        "model_version": digest[:12],
+        "model_file": "model.joblib",
+        "model_sha256": digest,
+        "task": "regression",
+        "target": "target",
+        "classes": [],
+        "input_schema": {
+            "features": [
+                {
+                    "name": name,
+                    "type": "number",
+                    "minimum": float(frame[name].min()) - 1,
+                    "maximum": float(frame[name].max()) + 1,
+                    "example": float(frame[name].iloc[0]),
+                }
+                for name in features
+            ]
+        },
+        "library_versions": {"scikit-learn": version("scikit-learn")},
+    }
+    (directory / "model_metadata.json").write_text(json.dumps(metadata))
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), directory / "rows.parquet")
+    return directory
+
+
+def test_a_regression_model_scores_a_prediction_number_and_its_metrics(
+    regression_dir: Path, tmp_path: Path
+) -> None:
+    import joblib
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    out = tmp_path / "out.parquet"
+    code = score(
+        "--input",
+        str(regression_dir / "rows.parquet"),
+        "--output",
+        str(out),
+        "--model",
+        str(regression_dir),
+        "--label",
+        "target",
+    )
+    assert code == 0
+    result = read(out)
+    assert result.schema.field("prediction").type == pa.float64()
+    assert not [n for n in result.column_names if n.startswith("probability")]
+    frame = pq.read_table(regression_dir / "rows.parquet").to_pandas()
+    pipeline = joblib.load(regression_dir / "model.joblib")
+    expected = pipeline.predict(frame.drop(columns=["target"]))
+    np.testing.assert_allclose(result.column("prediction").to_numpy(), expected, rtol=1e-9)
+    metrics = json.loads((tmp_path / "out.metrics.json").read_text())
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(frame["target"], expected), abs=1e-6)
+    assert metrics["r2"] == pytest.approx(r2_score(frame["target"], expected), abs=1e-6)
