@@ -350,7 +350,9 @@ LARGE_ROWS = int(os.environ.get("SCORE_TEST_ROWS", "1000000"))
 
 
 def _write_rows(metadata: ModelMetadata, path: Path, rows: int) -> None:
-    chunk = table(metadata, min(rows, 500_000), invalid_every=None)
+    """Row groups of 100,000 rows whatever the file's size: Parquet is read a row group at a
+    time, so memory follows the row group size the writer chose, not the row count."""
+    chunk = table(metadata, min(rows, 100_000), invalid_every=None)
     with pq.ParquetWriter(path, chunk.schema) as writer:
         for start in range(0, rows, chunk.num_rows):
             writer.write_table(chunk.slice(0, min(chunk.num_rows, rows - start)))
