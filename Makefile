@@ -257,6 +257,29 @@ bench: $(ENV_STAMP) model ## Benchmark the service against the framework's ceili
 	@command -v wrk >/dev/null || { echo "wrk is missing: make system-packages installs it" >&2; exit 2; }
 	cd $(SERVING_DIR) && python -m bench.run --seconds $(BENCH_SECONDS) $(BENCH_FLAGS)
 
+# Batch scoring with the service's model, checks and contract (docs/scoring.md). Paths are
+# relative to the repository root; INPUT and OUTPUT may be s3:// URIs.
+MAX_REJECT_FRACTION ?= 0.01
+SCORE_ARGS = --input "$(INPUT)" --output "$(OUTPUT)" --keep "$(KEEP)" \
+	--max-reject-fraction $(MAX_REJECT_FRACTION) $(if $(LABEL),--label "$(LABEL)") \
+	$(if $(MODEL),--model "$(MODEL)") $(if $(REJECTS),--rejects "$(REJECTS)") $(if $(FORCE),--force)
+.PHONY: score
+score: $(SERVE_STAMP) model ## Score a CSV/Parquet file or prefix (local or s3://): make score INPUT=... OUTPUT=x.parquet [KEEP=id LABEL= MODEL= REJECTS= MAX_REJECT_FRACTION= FORCE=1]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make score INPUT=path-or-s3-uri OUTPUT=out.parquet [KEEP=a,b LABEL=col MODEL=dir REJECTS=path MAX_REJECT_FRACTION=0.01 FORCE=1]" >&2; exit 2; }
+	PYTHONPATH=$(SERVING_DIR) python -m app.score $(SCORE_ARGS)
+
+# The same scorer on AWS Batch (the stack deployed with -c scoringJob=true), one child per shard.
+.PHONY: score-remote
+score-remote: $(ENV_STAMP) ## Score an s3:// prefix with the deployed scoring job: make score-remote INPUT=s3://... OUTPUT=s3://... [SHARDS= KEEP=]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make score-remote INPUT=s3://bucket/prefix/ OUTPUT=s3://bucket/prefix/ [SHARDS=n KEEP=a,b]" >&2; exit 2; }
+	cd $(SERVING_DIR) && python -m deployment.score_remote --input "$(INPUT)" --output "$(OUTPUT)" \
+		--shards $(or $(SHARDS),0) --keep "$(KEEP)" --max-reject-fraction $(MAX_REJECT_FRACTION)
+
+# The 10-million-row checks (peak memory flat from 1M to 10M rows): too slow for `make test`.
+.PHONY: score-test-large
+score-test-large: $(ENV_STAMP) model ## Check that `make score`'s peak memory is the same at 1M and 10M rows (minutes)
+	SCORE_TEST_ROWS=10000000 pytest serving/tests/app/test_score.py -k peak_memory
+
 # `make rollout-test` puts HAProxy in front of two instances of the service, standing in for
 # the load balancer (active health checks, draining through its runtime API).
 DEBIAN_PACKAGES += haproxy

@@ -42,6 +42,13 @@ BODY = "body"
 VECTORISE_FROM = 64
 
 
+def _nulls(values: Any) -> int:
+    """None values in a list, or in an object array as `app.contract` hands them over."""
+    if isinstance(values, list):
+        return values.count(None)
+    return int(sum(value is None for value in values))
+
+
 class InputMonitor:
     def __init__(self, metadata: ModelMetadata, profile: ReferenceProfile | None) -> None:
         self.model_version = metadata.model_version
@@ -73,12 +80,12 @@ class InputMonitor:
         missing), as `ModelService.predict_columns` hands them to the predictor."""
         if self.profile is None:
             return
-        if n < VECTORISE_FROM:
+        if n < VECTORISE_FROM and all(isinstance(v, list) for v in columns.values()):
             out, missing, records = self._numeric_loop(columns)
         else:
             out, missing, records = self._numeric_vectorised(columns)
         for name in self._categorical:
-            if count := columns[name].count(None):
+            if count := _nulls(columns[name]):
                 missing.append((name, count))
         if out or missing:
             metrics.count_drift(

@@ -79,7 +79,7 @@ class OnnxPredictor:
 
     def predict_proba(self, columns: dict[str, list[Any]]) -> npt.NDArray[np.float64]:
         """float64 (n, n_classes) in the model's class order; None means missing."""
-        if not any(columns.values()):
+        if not any(len(values) for values in columns.values()):
             # onnxruntime rejects empty tensors in some operators; there is nothing to run.
             return np.empty((0, self._n_classes), dtype=np.float64)
         feed: dict[str, npt.NDArray[Any]] = {}

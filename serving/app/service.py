@@ -13,12 +13,15 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from app import metrics
+from app import columnar, metrics
 from app.artifacts import ModelMetadata
+from app.columnar import PredictorOutputError
+from app.contract import Contract
 from app.drift import InputMonitor
 from app.predictor import Predictor
 from app.schemas import Schemas
@@ -29,9 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class PredictorOutputError(RuntimeError):
-    """The predictor returned something other than one finite result per record: a
-    probability row (classification) or a number (regression)."""
+__all__ = ["ModelService", "PredictorOutputError", "ResultEncoder"]
 
 
 @dataclass
@@ -52,6 +53,7 @@ class ModelService:
 
     def __post_init__(self) -> None:
         self._encoder = result_encoder(self.metadata)
+        self._contract = Contract(self.metadata, self.schemas.record)
 
     async def answer(self, work: Callable[[bytes], T], body: bytes) -> T:
         """`work(body)`: on the event loop when the body is small, else on the model thread.
@@ -100,28 +102,25 @@ class ModelService:
         anything reaches a client: a classifier's probabilities (n, classes) and the index of
         each record's best class; a regressor's predictions (n,) and no index."""
         columns = {name: [r.get(name) for r in records] for name in self.metadata.feature_names}
-        if self.metadata.task == "regression":
-            output = self.predictor.predict(columns)
-            expected: tuple[int, ...] = (len(records),)
-        else:
-            output = self.predictor.predict_proba(columns)
-            expected = (len(records), len(self.metadata.classes))
-        if output.shape != expected or not np.isfinite(output).all():
-            raise PredictorOutputError(
-                f"{self.predictor.backend} predictor returned shape {output.shape} "
-                f"(finite: {bool(np.isfinite(output).all())}), expected {expected}"
-            )
-        if output.ndim == 1:
-            if counted:
-                metrics.count_records(len(records))
-                self.monitor.observe_predictions(output)
-                self.monitor.observe_records(columns, len(records))
-            return output, []
-        best = output.argmax(axis=1)
+        predictions = self._predict(columns, len(records), counted=counted)
+        if predictions.values is not None:
+            return predictions.values, []
+        return predictions.probabilities, predictions.best.tolist()
+
+    def _predict(
+        self, columns: dict[str, Any], n: int, *, counted: bool = True
+    ) -> columnar.Predictions:
+        predictions = columnar.predict(self.predictor, self.metadata, columns, n)
         if counted:
-            metrics.count_predictions(self.model_version, self.metadata.classes, best)
-            self.monitor.observe_records(columns, len(records))
-        return output, best.tolist()
+            if predictions.values is not None:
+                metrics.count_records(n)
+                self.monitor.observe_predictions(predictions.values)
+            else:
+                metrics.count_predictions(
+                    self.model_version, self.metadata.classes, predictions.best
+                )
+            self.monitor.observe_records(columns, n)
+        return predictions
 
     def _echoed(self, records: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Each record's extra fields as sent (`app.schemas.EXTRA_FIELDS`), or None when
@@ -144,6 +143,47 @@ class ModelService:
         records: list[dict[str, Any]] = batch["records"]
         output, best = self.predict_columns(records)
         return self._encoder.batch(output, best, self._echoed(records)), len(records)
+
+    def predict_batch_arrow(self, body: bytes, answer_arrow: bool) -> tuple[bytes, int]:
+        """An Arrow IPC stream of records, checked by the same contract as a file
+        (`app.contract`), except that a column the model does not know is refused, as an
+        unknown field of a JSON record is; answered in Arrow or in JSON."""
+        try:
+            table = columnar.read_ipc_stream(body)
+        except ValueError as error:
+            raise _invalid(("body",), "arrow_invalid", str(error)) from None
+        limit = self.settings.max_arrow_records
+        if not 1 <= table.num_rows <= limit:
+            raise _invalid(
+                ("body", "records"),
+                "too_long" if table.num_rows else "too_short",
+                f"an Arrow body holds 1 to {limit} records, this one {table.num_rows}",
+            )
+        unknown = self._contract.unknown_columns(table.column_names)
+        try:
+            checked = self._contract.check(table)
+        except ValueError as error:
+            raise _invalid(("body",), "value_error", str(error)) from None
+        errors = [
+            {"type": "extra_forbidden", "loc": ("body", name), "msg": "unknown field"}
+            for name in unknown
+        ] + self._contract.errors(checked)
+        if errors:
+            raise RequestValidationError(errors)
+        predictions = self._predict(checked.columns, table.num_rows)
+        if not answer_arrow:
+            if predictions.values is not None:
+                return self._encoder.batch(predictions.values, []), table.num_rows
+            output, best = predictions.probabilities, predictions.best.tolist()
+            return self._encoder.batch(output, best), table.num_rows
+        schema = pa.schema(
+            columnar.output_schema(self.metadata),
+            metadata={columnar.MODEL_VERSION: self.model_version},
+        )
+        answer = pa.Table.from_arrays(
+            columnar.output_columns(self.metadata, predictions), schema=schema
+        )
+        return columnar.ipc_stream(answer), table.num_rows
 
     def warm_up(self) -> None:
         """A real prediction on the metadata's example, so the first client does not pay for
@@ -176,9 +216,14 @@ class ModelService:
             "reference_profile": self.monitor.reference(),
             "limits": {
                 "max_batch_records": self.settings.max_batch_records,
+                "max_arrow_records": self.settings.max_arrow_records,
                 "max_body_bytes": self.settings.max_body_bytes,
             },
         }
+
+
+def _invalid(loc: tuple[str, ...], kind: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": message}])
 
 
 def _validate(validator: Any, body: bytes) -> dict[str, Any]:

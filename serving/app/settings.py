@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # indentation while refusing bodies no legitimate client sends.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_batch_records: int = Field(default=1000, ge=1)
+    # Records in one Arrow body of /predict/batch: a column of 10,000 numbers is 80 KB, so
+    # ten times JSON's count fits the same byte limit, which both share.
+    max_arrow_records: int = Field(default=10_000, ge=1)
     # Prediction bodies up to this size are answered on the event loop, larger ones on the
     # model thread (ModelService.answer). Measured on the bench machine (CPU time, ONNX):
     # one record costs 30 us, the hop to the thread and back 70 us more; 16 KiB holds about

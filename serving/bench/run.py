@@ -34,6 +34,8 @@ import json
 import os
 import platform
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +72,15 @@ TARGET_P50_1CONN_MS = 1.0
 # single-row throughput at 16 connections (or the ceiling share above, whichever is lower).
 TARGET_VS_BASELINE = 0.95
 TARGET_BATCH_ROWS_PER_S = 1_000_000
+
+
+# Issue 22's targets: Arrow bodies over HTTP, and `make score` on a Parquet file.
+ARROW_ROWS = 10_000
+ARROW_CONNECTIONS = 4
+TARGET_ARROW_ROWS_PER_S = 1_000_000
+SCORE_ROWS = int(os.environ.get("BENCH_SCORE_ROWS", "10000000"))
+SCORE_RUNS = 3
+TARGET_SCORE_ROWS_PER_S = 2_000_000
 
 
 def model_dir() -> Path:
@@ -356,6 +367,58 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
     return "\n".join(lines)
 
 
+def write_arrow_body(path: Path, records: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(records)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def score_rates(work: Path, rows: int, runs: int) -> list[float]:
+    """`python -m app.score` end to end (start, read, check, predict, write) on a Parquet
+    file of `rows` rows, `runs` times: rows/s of each run, from its summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunk = pa.Table.from_pylist(random_records(min(rows, 100_000), seed=1))
+    source = work / "score-input.parquet"
+    with pq.ParquetWriter(source, chunk.schema) as writer:
+        for start in range(0, rows, chunk.num_rows):
+            writer.write_table(chunk.slice(0, min(chunk.num_rows, rows - start)))
+    rates = []
+    for _ in range(runs):
+        argv = [sys.executable, "-m", "app.score", "--input", str(source)]
+        argv += ["--output", str(work / "score-output.parquet"), "--force"]
+        done = subprocess.run(argv, cwd=SERVING_DIR, capture_output=True, text=True, check=True)
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        rates.append(summary["rows"] / summary["seconds"])
+    return rates
+
+
+def columnar_report(
+    json_rows: float, arrow_rows: float, scores: list[float], markdown: bool
+) -> str:
+    score = statistics.median(scores)
+    header = ["issue 22: batch paths (service on onnx)", "rows/s", "goal", ""]
+    rows = [
+        [f"JSON batch of {BATCH_ROWS} rows (best of 1 and 16 conn)", f"{json_rows:,.0f}", "", ""],
+        _target(
+            f"Arrow batch of {ARROW_ROWS:,} rows, {ARROW_CONNECTIONS} conn",
+            f"{arrow_rows:,.0f}",
+            f">= {TARGET_ARROW_ROWS_PER_S:,}",
+            arrow_rows >= TARGET_ARROW_ROWS_PER_S,
+        ),
+        _target(
+            f"make score, {SCORE_ROWS:,}-row Parquet (median of {len(scores)})",
+            f"{score:,.0f}",
+            f">= {TARGET_SCORE_ROWS_PER_S:,}",
+            score >= TARGET_SCORE_ROWS_PER_S,
+        ),
+    ]
+    return "\n".join(["", *render(header, rows, markdown)])
+
+
 def _target(what: str, value: str, goal: str, met: bool) -> list[str]:
     return [what, value, goal, "met" if met else "NOT met"]
 
@@ -407,8 +470,25 @@ def main(argv: list[str] | None = None) -> None:
                 requests += result.run.requests
         for m in measured:
             m.memory = procs.memory(m.pid)
+        onnx = next(m for m in measured if m.target.name == "onnx")
+        arrow_body = work / "batch.arrows"
+        write_arrow_body(arrow_body, random_records(ARROW_ROWS, seed=2))
+        print(f"  {onnx.target.name}: Arrow batches...", file=sys.stderr, flush=True)
+        arrow = drive(onnx, ARROW_ROWS, arrow_body, ARROW_CONNECTIONS, args)
+        json_rows = max(onnx.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
+    with tempfile.TemporaryDirectory(prefix="bench-score-") as scratch:
+        print(f"make score on {SCORE_ROWS:,} rows, {SCORE_RUNS} runs...", file=sys.stderr)
+        scores = score_rates(Path(scratch), SCORE_ROWS, SCORE_RUNS)
 
     print(report(measured, args, wrk_cpu / requests * 1e6 if requests else 0.0, args.markdown))
+    print(
+        columnar_report(
+            json_rows * BATCH_ROWS,
+            arrow.run.requests_per_second * ARROW_ROWS,
+            scores,
+            args.markdown,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ FastAPI does not parse these bodies, their schemas and examples are declared in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app import metrics
+from app.columnar import ARROW_STREAM
 from app.schemas import BATCH_SCHEMA, RECORD_SCHEMA, ErrorResponse
 from app.service import ModelService
 
@@ -42,7 +44,10 @@ class ValidationErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "The body is larger than the limit."},
-    415: {"model": ErrorResponse, "description": "The body is not declared as JSON."},
+    415: {
+        "model": ErrorResponse,
+        "description": "The body is not declared as JSON (or, for a batch, as an Arrow stream).",
+    },
     422: {
         "model": ValidationErrorResponse,
         "description": (
@@ -81,6 +86,28 @@ def _request_body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
             },
         }
     }
+
+
+ARROW_BODY = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": (
+        "An Apache Arrow IPC stream (uncompressed), one column per feature, named as in "
+        "the JSON records; null is a missing value. docs/scoring.md has a client example."
+    ),
+}
+ARROW_RESPONSE: dict[str, Any] = {
+    "content": {
+        ARROW_STREAM: {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "When Accept asks for it: columns prediction, probability_<class>.",
+        }
+    }
+}
+
+
+def _with_arrow(extra: dict[str, Any]) -> dict[str, Any]:
+    extra["requestBody"]["content"][ARROW_STREAM] = ARROW_BODY
+    return extra
 
 
 class DirectRoute(APIRoute):
@@ -174,15 +201,32 @@ def build_router(
         "/predict/batch",
         summary="Predict many records in one request",
         response_model=schemas.batch_response,
-        responses=ERROR_RESPONSES,
-        openapi_extra=_request_body(BATCH_SCHEMA, {"two records": {"records": [complete, sparse]}}),
+        responses={**ERROR_RESPONSES, 200: ARROW_RESPONSE},
+        openapi_extra=_with_arrow(
+            _request_body(BATCH_SCHEMA, {"two records": {"records": [complete, sparse]}})
+        ),
     )
     async def predict_batch(request: Request) -> Response:
         """One result per record, in order, from a single model call. Any invalid record
-        rejects the whole batch with a 422 naming it (`records[3].island: ...`)."""
-        body = await read_json_body(request)
-        payload, count = await service.answer(service.predict_batch_json, body)
+        rejects the whole batch with a 422 naming it (`records[3].island: ...`).
+
+        The records may also come as an Apache Arrow IPC stream (`Content-Type:
+        application/vnd.apache.arrow.stream`, one column per feature, up to
+        `max_arrow_records` rows), checked by the same rules; the answer is Arrow when
+        `Accept` asks for it (columns `prediction` and `probability_<class>`), else JSON."""
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media == ARROW_STREAM:
+            body = await request.body()
+            arrow = ARROW_STREAM in request.headers.get("accept", "")
+            payload, count = await service.answer(
+                functools.partial(service.predict_batch_arrow, answer_arrow=arrow), body
+            )
+            answered = ARROW_STREAM if arrow else JSON
+        else:
+            body = await read_json_body(request)
+            payload, count = await service.answer(service.predict_batch_json, body)
+            answered = JSON
         metrics.observe_batch(service.model_version, count)
-        return Response(payload, media_type=JSON, headers=NO_STORE)
+        return Response(payload, media_type=answered, headers=NO_STORE)
 
     return router

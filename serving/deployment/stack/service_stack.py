@@ -16,6 +16,7 @@ from deployment.stack.model_signals import ModelSignals
 from deployment.stack.monitoring import Monitoring
 from deployment.stack.network import Network
 from deployment.stack.observability import Observability
+from deployment.stack.scoring_job import ScoringJob, ScoringJobSettings
 from deployment.stack.service import Service
 from deployment.stack.settings import DeploymentSettings
 
@@ -158,6 +159,16 @@ class ServiceStack(cdk.Stack):
             value=service.fargate.service.service_name,
             description="ECS service (a forced deployment makes new tasks read the API keys)",
         )
+        scoring = ScoringJobSettings.from_context(self.node.try_get_context)
+        if scoring is not None:
+            ScoringJob(
+                self,
+                "ScoringJob",
+                vpc=network.vpc,
+                image_directory=image_directory,
+                settings=scoring,
+                log_retention=retention,
+            )
         self._accept_cdk_internal_findings()
 
     def _accept_cdk_internal_findings(self) -> None:

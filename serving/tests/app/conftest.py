@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import jsonschema
+import pyarrow as pa
 import pytest
 from fastapi import FastAPI
 
 from app.artifacts import METADATA_FILE
+from app.columnar import ARROW_STREAM, ipc_stream
 from app.factory import create_app
 from app.settings import DEFAULT_MODEL_DIR, Settings
 
@@ -83,6 +85,7 @@ BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] 
         "application/vnd.batch+json",
         lambda records: json.dumps({"records": records}).encode(),
     ),
+    "arrow": (ARROW_STREAM, lambda records: ipc_stream(pa.Table.from_pylist(records))),
 }
 
 

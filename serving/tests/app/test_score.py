@@ -1,0 +1,548 @@
+"""`python -m app.score`: files in, the service's predictions out, in order, with the rows the
+API would refuse set aside with its messages.
+
+Inputs are generated from the model's metadata (examples, bounds, categories), never from
+facts about the example data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from app.artifacts import ModelMetadata, load_metadata
+from app.contract import Contract
+from app.predictor import load_predictor
+from app.schemas import build_schemas
+from app.score import main
+from bench import procs
+
+SERVING = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model(model_dir: Path) -> ModelMetadata:
+    return load_metadata(model_dir)
+
+
+def table(
+    metadata: ModelMetadata, rows: int, seed: int = 0, invalid_every: int | None = 7
+) -> pa.Table:
+    """`rows` rows of values drawn inside every feature's bounds and categories, an `id`
+    and an unknown column; every `invalid_every`-th row has one value out of bounds or an
+    unseen category, and some values are null."""
+    rng = np.random.default_rng(seed)
+    positions = np.arange(rows)
+    columns: dict[str, Any] = {"id": positions * 10}
+    for index, feature in enumerate(metadata.features):
+        if feature.type == "number":
+            assert feature.minimum is not None
+            assert feature.maximum is not None
+            values = rng.uniform(feature.minimum, feature.maximum, rows)
+            if invalid_every:
+                values[positions % invalid_every == index % invalid_every] = feature.maximum + 1
+            column = pa.array(values, mask=rng.random(rows) < 0.05)
+        else:
+            choices = np.array([*feature.categories, "never seen"], dtype=object)
+            picks = rng.integers(0, len(feature.categories), rows)
+            if invalid_every:
+                picks[positions % invalid_every == index % invalid_every] = len(choices) - 1
+            column = pa.array(choices[picks], pa.string(), mask=rng.random(rows) < 0.05)
+        columns[feature.name] = column
+    columns["unrelated"] = pa.array(["x"] * rows)
+    return pa.table(columns)
+
+
+def score(*args: str) -> int:
+    return main(list(args))
+
+
+def read(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def expected(model_dir: Path, metadata: ModelMetadata, data: pa.Table) -> tuple[Any, Any, Any]:
+    """Accepted positions, rejected positions with messages, and probabilities, from the
+    contract and the service's predictor called directly."""
+    contract = Contract(metadata, build_schemas(metadata, 1).record)
+    checked = contract.check(data)
+    predictor = load_predictor(model_dir, metadata)
+    probabilities = predictor.predict_proba(checked.columns)  # type: ignore[arg-type]
+    return (
+        np.flatnonzero(checked.accepted),
+        (checked.rejected, contract.messages(checked)),
+        probabilities,
+    )
+
+
+def test_a_parquet_file_is_scored_in_input_order_with_rejects_and_kept_columns(
+    model_dir: Path, model: ModelMetadata, tmp_path: Path
+) -> None:
+    data = table(model, 5000)
+    pq.write_table(data, tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    code = score(
+        "--input",
+        str(tmp_path / "in.parquet"),
+        "--output",
+        str(out),
+        "--keep",
+        "id",
+        "--max-reject-fraction",
+        "1",
+        "--batch-rows",
+        "1000",
+    )
+    assert code == 0
+    accepted, (rejected, messages), probabilities = expected(model_dir, model, data)
+    result = read(out)
+    assert result.column("row_number").to_pylist() == accepted.tolist()
+    assert result.column("id").to_pylist() == (accepted * 10).tolist()
+    for k, label in enumerate(model.classes):
+        np.testing.assert_allclose(
+            result.column(f"probability_{label}").to_numpy(), probabilities[:, k], rtol=1e-12
+        )
+    labels = np.array(model.classes)[probabilities.argmax(axis=1)]
+    assert result.column("prediction").cast(pa.string()).to_pylist() == labels.tolist()
+    assert set(result.column("model_version").cast(pa.string()).to_pylist()) == {
+        model.model_version
+    }
+
+    refused = read(tmp_path / "out.rejects.parquet")
+    assert refused.column("row_number").to_pylist() == rejected.tolist()
+    assert refused.column("message").to_pylist() == messages
+    assert refused.column("id").to_pylist() == (rejected * 10).tolist()
+
+    summary = json.loads((tmp_path / "out.summary.json").read_text())
+    assert (summary["rows"], summary["scored"], summary["rejected"]) == (
+        5000,
+        len(accepted),
+        len(rejected),
+    )
+    assert summary["ignored_columns"] == ["unrelated"]
+    assert summary["missing"] == {f.name: summary["missing"][f.name] for f in model.features}
+    if "drift" in summary:
+        assert set(summary["drift"]["unseen"]) == {
+            f.name for f in model.features if f.type == "category"
+        }
+
+
+def test_a_csv_scores_exactly_as_the_same_rows_in_parquet(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    data = table(model, 3000, seed=1)
+    pq.write_table(data, tmp_path / "in.parquet")
+    # Nulls become empty fields, as CSV writers write them.
+    pacsv.write_csv(data, tmp_path / "in.csv")
+    for name in ("parquet", "csv"):
+        assert (
+            score(
+                "--input",
+                str(tmp_path / f"in.{name}"),
+                "--output",
+                str(tmp_path / f"{name}.parquet"),
+                "--keep",
+                "id",
+                "--max-reject-fraction",
+                "1",
+            )
+            == 0
+        )
+    from_csv, from_parquet = read(tmp_path / "csv.parquet"), read(tmp_path / "parquet.parquet")
+    assert from_csv.drop(["id"]).equals(from_parquet.drop(["id"]))
+    assert (
+        read(tmp_path / "csv.rejects.parquet")
+        .column("message")
+        .equals(read(tmp_path / "parquet.rejects.parquet").column("message"))
+    )
+
+
+def test_a_directory_is_scored_file_by_file_in_name_order_with_row_numbers_running_on(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    data = table(model, 3000, seed=2)
+    (tmp_path / "in").mkdir()
+    pq.write_table(data.slice(0, 1000), tmp_path / "in" / "a.parquet")
+    pacsv.write_csv(data.slice(1000, 1000), tmp_path / "in" / "b.csv")
+    pq.write_table(data.slice(2000), tmp_path / "in" / "c.parquet")
+    (tmp_path / "in" / "_SUCCESS").write_text("")
+    pq.write_table(data, tmp_path / "whole.parquet")
+    args = ("--keep", "id", "--max-reject-fraction", "1")
+    assert (
+        score("--input", str(tmp_path / "in"), "--output", str(tmp_path / "parts.parquet"), *args)
+        == 0
+    )
+    assert (
+        score(
+            "--input",
+            str(tmp_path / "whole.parquet"),
+            "--output",
+            str(tmp_path / "whole-out.parquet"),
+            *args,
+        )
+        == 0
+    )
+    parts, whole = read(tmp_path / "parts.parquet"), read(tmp_path / "whole-out.parquet")
+    assert parts.column("row_number").equals(whole.column("row_number"))
+    assert parts.column("prediction").equals(whole.column("prediction"))
+
+
+def test_an_existing_output_is_refused_unless_forced(model: ModelMetadata, tmp_path: Path) -> None:
+    pq.write_table(table(model, 100, invalid_every=None), tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"precious")
+    args = ("--input", str(tmp_path / "in.parquet"), "--output", str(out))
+    assert score(*args) == 1
+    assert out.read_bytes() == b"precious"
+    assert score(*args, "--force") == 0
+    assert read(out).num_rows == 100
+
+
+def test_too_many_rejects_fail_the_run_and_write_no_output(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    pq.write_table(table(model, 1000, invalid_every=2), tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    assert score("--input", str(tmp_path / "in.parquet"), "--output", str(out)) == 1
+    assert not out.exists()
+    assert not list(tmp_path.glob("*.incomplete"))
+    assert read(tmp_path / "out.rejects.parquet").num_rows >= 500
+
+
+def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
+    model_dir: Path, model: ModelMetadata, tmp_path: Path
+) -> None:
+    data = table(model, 2000, seed=3)
+    rng = np.random.default_rng(3)
+    truth = np.array(model.classes, dtype=object)[rng.integers(0, len(model.classes), 2000)]
+    data = data.append_column("truth", pa.array(truth, pa.string()))
+    pq.write_table(data, tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    assert (
+        score(
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(out),
+            "--label",
+            "truth",
+            "--max-reject-fraction",
+            "1",
+        )
+        == 0
+    )
+    accepted, _, probabilities = expected(model_dir, model, data.drop(["truth"]))
+    actual = truth[accepted]
+    predicted = np.array(model.classes)[probabilities.argmax(axis=1)]
+    metrics = json.loads((tmp_path / "out.metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(actual, predicted), abs=1e-6)
+    assert metrics["macro_f1"] == pytest.approx(
+        f1_score(actual, predicted, average="macro"), abs=1e-6
+    )
+    assert metrics["log_loss"] == pytest.approx(
+        log_loss(actual, probabilities, labels=list(model.classes)), abs=1e-6
+    )
+    assert "truth" not in json.loads((tmp_path / "out.summary.json").read_text())["ignored_columns"]
+
+
+# --- S3 ------------------------------------------------------------------------------
+
+BUCKET = "scoring"
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    """moto's S3 server on a free loopback port with one bucket; a client for it."""
+    port = procs.free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        if not procs.wait_listening(port, server):
+            pytest.fail("moto's S3 server did not start")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_bucket(Bucket=BUCKET)
+        client.endpoint = endpoint
+        yield client
+    finally:
+        procs.stop(server)
+
+
+@pytest.fixture
+def s3_env(s3: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3.endpoint}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def test_an_s3_prefix_is_scored_into_s3_as_a_local_copy_is(
+    model: ModelMetadata, s3: Any, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    data = table(model, 2000, seed=4)
+    for name, part in (("a", data.slice(0, 1200)), ("b", data.slice(1200))):
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink)
+        s3.put_object(Bucket=BUCKET, Key=f"input/{name}.parquet", Body=sink.getvalue().to_pybytes())
+    pq.write_table(data, tmp_path / "in.parquet")
+    args = ("--keep", "id", "--max-reject-fraction", "1")
+    assert (
+        score(
+            "--input",
+            f"s3://{BUCKET}/input/",
+            "--output",
+            f"s3://{BUCKET}/out/scored.parquet",
+            *args,
+        )
+        == 0
+    )
+    assert (
+        score(
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(tmp_path / "local.parquet"),
+            *args,
+        )
+        == 0
+    )
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"]
+    # Arrow keeps an empty `out/` object as the directory marker when it removes a file.
+    keys = {o["Key"] for o in listed if not o["Key"].endswith("/")}
+    assert keys == {"out/scored.parquet", "out/scored.rejects.parquet", "out/scored.summary.json"}
+    body = s3.get_object(Bucket=BUCKET, Key="out/scored.parquet")["Body"].read()
+    assert pq.read_table(pa.BufferReader(body)).equals(read(tmp_path / "local.parquet"))
+
+
+# --- memory --------------------------------------------------------------------------
+
+# `make score-test-large` sets 10,000,000 (against 1,000,000); `make test` checks the same
+# bound at a tenth of that.
+LARGE_ROWS = int(os.environ.get("SCORE_TEST_ROWS", "1000000"))
+
+
+def _write_rows(metadata: ModelMetadata, path: Path, rows: int) -> None:
+    """Row groups of 100,000 rows whatever the file's size: Parquet is read a row group at a
+    time, so memory follows the row group size the writer chose, not the row count."""
+    chunk = table(metadata, min(rows, 100_000), invalid_every=None)
+    with pq.ParquetWriter(path, chunk.schema) as writer:
+        for start in range(0, rows, chunk.num_rows):
+            writer.write_table(chunk.slice(0, min(chunk.num_rows, rows - start)))
+
+
+def _peak_rss_kib(*args: str) -> int:
+    """Runs the scorer in a fresh interpreter and returns that process's peak RSS."""
+    code = (
+        "import resource, sys\n"
+        "from app.score import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=SERVING,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_input(model: ModelMetadata, tmp_path: Path) -> None:
+    small, large = LARGE_ROWS // 10, LARGE_ROWS
+    peaks = []
+    for rows in (small, large):
+        _write_rows(model, tmp_path / f"{rows}.parquet", rows)
+        peaks.append(
+            _peak_rss_kib(
+                "--input",
+                str(tmp_path / f"{rows}.parquet"),
+                "--output",
+                str(tmp_path / f"{rows}-out.parquet"),
+                "--keep",
+                "id",
+                "--batch-rows",
+                "65536",
+            )
+        )
+        (tmp_path / f"{rows}.parquet").unlink()
+    assert peaks[1] <= peaks[0] * 1.10, (
+        f"peak RSS {peaks[0]} KiB at {small} rows, {peaks[1]} KiB at {large}"
+    )
+
+
+# --- shards --------------------------------------------------------------------------
+
+
+def _shard(inputs: Path, out: Path, shard: int, shards: int) -> int:
+    return score(
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        "--keep",
+        "id",
+        "--max-reject-fraction",
+        "1",
+        "--shards",
+        str(shards),
+        "--shard",
+        str(shard),
+    )
+
+
+def test_shards_together_are_the_single_run_and_a_rerun_redoes_only_unfinished_ones(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    data = table(model, 5000, seed=5)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index, start in enumerate(range(0, 5000, 1000)):
+        pq.write_table(data.slice(start, 1000), inputs / f"{index:02d}.parquet")
+    assert (
+        score(
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "single.parquet"),
+            "--keep",
+            "id",
+            "--max-reject-fraction",
+            "1",
+        )
+        == 0
+    )
+    out = tmp_path / "sharded"
+    for shard in range(3):
+        assert _shard(inputs, out, shard, 3) == 0
+    parts = sorted(out.glob("part-*.parquet"))
+    assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(3)]
+    single = read(tmp_path / "single.parquet")
+    assert pa.concat_tables(read(p) for p in parts).equals(single)
+    rejects = pa.concat_tables(read(p) for p in sorted((out / "_rejects").glob("*.parquet")))
+    assert rejects.equals(read(tmp_path / "single.rejects.parquet"))
+
+    # Shard 1 dies mid-way: its part and marker are gone, a partial staging file is left.
+    (out / "part-00001.parquet").unlink()
+    (out / "_done" / "part-00001.json").unlink()
+    (out / "part-00001.parquet.incomplete").write_bytes(b"PAR1 half a file")
+    finished = {
+        p: p.stat().st_mtime_ns for p in (out / "part-00000.parquet", out / "part-00002.parquet")
+    }
+    for shard in range(3):
+        assert _shard(inputs, out, shard, 3) == 0
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished, "finished shards were redone"
+    assert not list(out.glob("*.incomplete"))
+    parts = sorted(out.glob("part-*.parquet"))
+    assert pa.concat_tables(read(p) for p in parts).equals(single)
+
+
+# --- regression ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def regression_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression model directory as training writes one: scikit-learn's bundled diabetes
+    data, a Pipeline that imputes and fits a ridge regression, and its metadata."""
+    import hashlib
+    from importlib.metadata import version
+
+    import joblib
+    from sklearn.datasets import load_diabetes
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    directory = tmp_path_factory.mktemp("regression-model")
+    frame = load_diabetes(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    pipeline = make_pipeline(SimpleImputer(), Ridge()).fit(frame[features], frame["target"])
+    joblib.dump(pipeline, directory / "model.joblib")
+    digest = hashlib.sha256((directory / "model.joblib").read_bytes()).hexdigest()
+    metadata = {
+        "schema_version": 1,
+        "model_version": digest[:12],
+        "model_file": "model.joblib",
+        "model_sha256": digest,
+        "task": "regression",
+        "target": "target",
+        "classes": [],
+        "input_schema": {
+            "features": [
+                {
+                    "name": name,
+                    "type": "number",
+                    "minimum": float(frame[name].min()) - 1,
+                    "maximum": float(frame[name].max()) + 1,
+                    "example": float(frame[name].iloc[0]),
+                }
+                for name in features
+            ]
+        },
+        "library_versions": {"scikit-learn": version("scikit-learn")},
+    }
+    (directory / "model_metadata.json").write_text(json.dumps(metadata))
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), directory / "rows.parquet")
+    return directory
+
+
+def test_a_regression_model_scores_a_prediction_number_and_its_metrics(
+    regression_dir: Path, tmp_path: Path
+) -> None:
+    import joblib
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    out = tmp_path / "out.parquet"
+    code = score(
+        "--input",
+        str(regression_dir / "rows.parquet"),
+        "--output",
+        str(out),
+        "--model",
+        str(regression_dir),
+        "--label",
+        "target",
+    )
+    assert code == 0
+    result = read(out)
+    assert result.schema.field("prediction").type == pa.float64()
+    assert not [n for n in result.column_names if n.startswith("probability")]
+    frame = pq.read_table(regression_dir / "rows.parquet").to_pandas()
+    pipeline = joblib.load(regression_dir / "model.joblib")
+    expected = pipeline.predict(frame.drop(columns=["target"]))
+    np.testing.assert_allclose(result.column("prediction").to_numpy(), expected, rtol=1e-9)
+    metrics = json.loads((tmp_path / "out.metrics.json").read_text())
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(frame["target"], expected), abs=1e-6)
+    assert metrics["r2"] == pytest.approx(r2_score(frame["target"], expected), abs=1e-6)
