@@ -23,7 +23,7 @@ from app.artifacts import (
     verify_model_file,
 )
 from training import paths
-from training.data import BUNDLED_SOURCE, clean, load_dataset
+from training.data import clean, load_dataset
 from training.io import load_params, write_json
 from training.profile import build_profile
 from training.train import fit_and_save
@@ -31,10 +31,10 @@ from training.train import fit_and_save
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model directory as the train and profile stages write it, from the bundled data."""
+    """A model directory as the train and profile stages write it, from the configured data."""
     prepare = load_params("prepare", paths.PARAMS)
     frame = clean(
-        load_dataset(BUNDLED_SOURCE, paths.ROOT), prepare["target"], prepare["drop_columns"]
+        load_dataset(prepare["source"], paths.ROOT), prepare["target"], prepare["drop_columns"]
     )
     directory = tmp_path_factory.mktemp("data")
     _, metadata = fit_and_save(
