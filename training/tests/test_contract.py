@@ -23,7 +23,7 @@ from app.artifacts import (
     verify_model_file,
 )
 from training import paths
-from training.data import BUNDLED_SOURCE, clean, load_dataset
+from training.data import clean, load_dataset
 from training.io import write_json
 from training.params import read_params
 from training.profile import build_profile
@@ -32,11 +32,11 @@ from training.train import fit_and_save
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model directory as the train and profile stages write it, from the bundled data."""
+    """A model directory as the train and profile stages write it, from the configured data."""
     params = read_params(paths.PARAMS)
     prepare = params.prepare
     frame = clean(
-        load_dataset(BUNDLED_SOURCE, paths.ROOT), prepare.target, prepare.drop_columns, prepare.task
+        load_dataset(prepare.source, paths.ROOT), prepare.target, prepare.drop_columns, prepare.task
     )
     directory = tmp_path_factory.mktemp("data")
     _, metadata = fit_and_save(frame, params, directory)

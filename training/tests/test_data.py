@@ -1,4 +1,5 @@
-"""Data tests: the data set has the schema, labels and missing values the pipeline expects."""
+"""Data tests: loading and cleaning any data set, and the facts of the bundled penguins
+(marked `example_data`: a fork states its own data's facts there instead)."""
 
 from __future__ import annotations
 
@@ -14,26 +15,31 @@ CATEGORICAL = ("island", "sex")
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
 
 
+@pytest.mark.example_data
 def test_bundled_dataset_loads_offline_with_all_rows(raw_penguins: pd.DataFrame) -> None:
     assert len(raw_penguins) == 344
     assert {"species", *NUMERIC, *CATEGORICAL, "year"} <= set(raw_penguins.columns)
 
 
+@pytest.mark.example_data
 def test_labels_are_exactly_the_three_species(penguins: pd.DataFrame) -> None:
     assert set(penguins["species"]) == SPECIES
     assert penguins["species"].notna().all()
 
 
+@pytest.mark.example_data
 def test_features_are_typed_numeric_and_categorical(penguins: pd.DataFrame) -> None:
     spec = feature_spec(penguins, "species")
     assert spec.numeric == NUMERIC
     assert spec.categorical == CATEGORICAL
 
 
+@pytest.mark.example_data
 def test_unused_columns_are_dropped(penguins: pd.DataFrame) -> None:
     assert "year" not in penguins.columns
 
 
+@pytest.mark.example_data
 def test_nulls_appear_only_in_imputable_features(penguins: pd.DataFrame) -> None:
     nulls = penguins.isna().sum()
     assert nulls[nulls > 0].index.isin([*NUMERIC, "sex"]).all()
@@ -42,12 +48,14 @@ def test_nulls_appear_only_in_imputable_features(penguins: pd.DataFrame) -> None
     assert nulls["sex"] == 11
 
 
+@pytest.mark.example_data
 def test_measurements_are_positive_and_plausible(penguins: pd.DataFrame) -> None:
     numeric = penguins[list(NUMERIC)]
     assert (numeric.dropna() > 0).all().all()
     assert penguins["body_mass_g"].dropna().between(2000, 7000).all()
 
 
+@pytest.mark.example_data
 def test_categories_are_the_known_islands_and_sexes(penguins: pd.DataFrame) -> None:
     assert set(penguins["island"]) == {"Biscoe", "Dream", "Torgersen"}
     assert set(penguins["sex"].dropna()) == {"female", "male"}
@@ -72,12 +80,12 @@ def test_missing_or_unsupported_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_clean_rejects_a_target_or_drop_column_that_does_not_exist(
-    raw_penguins: pd.DataFrame,
+    raw_data: pd.DataFrame, target: str
 ) -> None:
     with pytest.raises(DataError, match=r"prepare\.target"):
-        clean(raw_penguins, "label", [])
+        clean(raw_data, "\x00 no such column", [])
     with pytest.raises(DataError, match=r"prepare\.drop_columns"):
-        clean(raw_penguins, "species", ["nope"])
+        clean(raw_data, target, ["\x00 no such column"])
 
 
 def test_clean_drops_rows_without_a_label() -> None:
@@ -92,8 +100,8 @@ def test_clean_rejects_a_single_class_target() -> None:
         clean(frame, "y", [])
 
 
-def test_fingerprint_changes_when_one_value_changes(penguins: pd.DataFrame) -> None:
-    altered = penguins.copy()
-    altered.loc[0, "bill_length_mm"] = float(penguins["bill_length_mm"].iloc[0]) + 0.1
-    assert fingerprint(altered) != fingerprint(penguins)
-    assert fingerprint(penguins.copy()) == fingerprint(penguins)
+def test_fingerprint_changes_when_one_value_changes(data: pd.DataFrame, target: str) -> None:
+    altered = data.copy()
+    altered.loc[0, target] = f"{data[target].iloc[0]} changed"
+    assert fingerprint(altered) != fingerprint(data)
+    assert fingerprint(data.copy()) == fingerprint(data)

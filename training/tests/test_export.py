@@ -72,9 +72,10 @@ def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported)
     assert record["reason"] is None
     parity = record["parity"]
     assert parity["passed"] is True
-    assert parity["prepared_data"]["rows_checked"] == len(trained["prepared"]) == 344
+    rows = len(trained["prepared"])
+    assert parity["prepared_data"]["rows_checked"] == rows
     assert parity["random_records"]["rows_checked"] == params["random_records"]
-    assert parity["rows_checked"] == 344 + params["random_records"]
+    assert parity["rows_checked"] == rows + params["random_records"]
     for part in ("prepared_data", "random_records"):
         # A passing check records no figure: it differs from CPU to CPU (see export.py).
         assert "max_abs_probability_difference" not in parity[part]
@@ -90,13 +91,10 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
     assert record["model_sha256"] == trained["metadata"]["model_sha256"]
     assert record["model_sha256"] == sha256_file(directory / "model.joblib")
     assert record["classes"] == trained["metadata"]["classes"]
+    types = {"number": "double", "category": "string"}
     assert record["inputs"] == [
-        {"name": "bill_length_mm", "type": "double"},
-        {"name": "bill_depth_mm", "type": "double"},
-        {"name": "flipper_length_mm", "type": "double"},
-        {"name": "body_mass_g", "type": "double"},
-        {"name": "island", "type": "string"},
-        {"name": "sex", "type": "string"},
+        {"name": f["name"], "type": types[f["type"]]}
+        for f in trained["metadata"]["input_schema"]["features"]
     ]
     assert record["opsets"]["ai.onnx"] >= 19  # string Equal, used by the imputer
     assert set(record["library_versions"]) >= {"skl2onnx", "onnx", "onnxruntime", "scikit-learn"}
@@ -153,16 +151,15 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     directory, trained, record = exported
     features = export.Features.from_metadata(trained["metadata"])
     session = export.inference_session((directory / record["onnx_file"]).read_bytes())
-    frame = pd.DataFrame(
-        {
-            "bill_length_mm": [np.nan, 39.1, np.nan],
-            "bill_depth_mm": [np.nan, 18.7, 15.0],
-            "flipper_length_mm": [np.nan, np.nan, 220.0],
-            "body_mass_g": [np.nan, 3750.0, np.nan],
-            "island": pd.Series([np.nan, "Torgersen", np.nan], dtype=object),
-            "sex": pd.Series([np.nan, np.nan, "female"], dtype=object),
-        }
+    # Every value missing, then every other one (each way round).
+    frame = (
+        trained["prepared"][list(features.all)]
+        .head(3)
+        .astype(dict.fromkeys(features.categorical, object))
     )
+    frame.iloc[0, :] = np.nan
+    frame.iloc[1, ::2] = np.nan
+    frame.iloc[2, 1::2] = np.nan
     (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features))
     expected = trained["model"].predict_proba(frame)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
@@ -221,6 +218,7 @@ def test_unconvertible_pipeline_is_recorded_unavailable_without_failing(tmp_path
     assert json.loads((directory / "onnx_export.json").read_text()) == record
 
 
+@pytest.mark.example_data
 def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path):
     """skl2onnx converts a random forest with float32 thresholds, so rows near a split land
     on the other side: the parity check catches it and the service keeps the Pipeline."""

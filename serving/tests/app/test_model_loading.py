@@ -194,10 +194,7 @@ def test_malformed_feature_is_refused_naming_its_path(
 
 
 def test_category_without_categories_is_refused(model_copy: Path, metadata: dict[str, Any]) -> None:
-    index = next(
-        i for i, f in enumerate(metadata["input_schema"]["features"]) if f["type"] == "category"
-    )
-    edit_feature(model_copy, index, categories=[])
+    edit_feature(model_copy, 0, type="category", categories=[])
     with pytest.raises(ModelIntegrityError, match="a category needs a non-empty list"):
         load_metadata(model_copy)
 
