@@ -42,6 +42,10 @@ class Predictor(Protocol):
         """
         ...
 
+    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        """A regressor's predictions for n records given as above: float64, shape (n,)."""
+        ...
+
 
 class SklearnPredictor:
     """The fitted Pipeline, called exactly as training evaluated it."""
@@ -49,17 +53,18 @@ class SklearnPredictor:
     backend = "sklearn"
 
     def __init__(self, pipeline: Any, metadata: ModelMetadata) -> None:
-        if not hasattr(pipeline, "predict_proba"):
-            raise ModelIntegrityError(
-                f"{metadata.model_file} holds a {type(pipeline).__name__}, which has no "
-                "predict_proba: the service needs a probabilistic classifier"
-            )
-        model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
-        if model_classes != list(metadata.classes):
-            raise ModelIntegrityError(
-                f"{metadata.model_file} predicts classes {model_classes}, but the metadata "
-                f"lists {list(metadata.classes)}"
-            )
+        if metadata.task == "classification":
+            if not hasattr(pipeline, "predict_proba"):
+                raise ModelIntegrityError(
+                    f"{metadata.model_file} holds a {type(pipeline).__name__}, which has no "
+                    "predict_proba: the service needs a probabilistic classifier"
+                )
+            model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+            if model_classes != list(metadata.classes):
+                raise ModelIntegrityError(
+                    f"{metadata.model_file} predicts classes {model_classes}, but the metadata "
+                    f"lists {list(metadata.classes)}"
+                )
         self._pipeline = pipeline
         self._numeric = {f.name for f in metadata.features if f.type == "number"}
         self._order = metadata.feature_names
@@ -85,6 +90,9 @@ class SklearnPredictor:
         # One call per request or batch: the label is the argmax of these probabilities,
         # never a second `predict` that would run the whole Pipeline again.
         return np.asarray(self._pipeline.predict_proba(self.frame(columns)), dtype=np.float64)
+
+    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        return np.asarray(self._pipeline.predict(self.frame(columns)), dtype=np.float64)
 
 
 def load_sklearn_predictor(verified: Path, metadata: ModelMetadata) -> SklearnPredictor:

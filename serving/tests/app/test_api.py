@@ -395,7 +395,8 @@ async def test_health_answers_while_a_large_batch_is_predicted(
                     raise TimeoutError("never released")
             return real.predict_proba(columns)
 
-    app = create_app(settings, predictor=BlockingPredictor())
+    predictor: Any = BlockingPredictor()  # a classifier's half of the Protocol
+    app = create_app(settings, predictor=predictor)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
         results: dict[str, int] = {}
@@ -440,7 +441,8 @@ async def test_small_bodies_are_answered_on_the_event_loop_large_ones_on_the_mod
             threads.append(threading.current_thread())
             return real.predict_proba(columns)
 
-    app = create_app(settings, predictor=RecordingPredictor())
+    predictor: Any = RecordingPredictor()  # a classifier's half of the Protocol
+    app = create_app(settings, predictor=predictor)
     body = json.dumps(example if records is None else {"records": [example] * records})
     assert (len(body) <= settings.inline_max_bytes) == on_the_loop
     async with app.router.lifespan_context(app):
