@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from ruamel.yaml import YAML
 
 from bench import imagecmd, procs
@@ -65,7 +67,7 @@ class DataSet:
     file: str
     """Where the fork puts the data, relative to the repository root."""
     params: dict[str, dict[str, Any]]
-    """The params.yaml keys the fork sets, per block; a mapping value replaces the whole key."""
+    """The params.yaml keys the fork sets, per block; a mapping merges into the one there."""
     covers: str
     dvc_add: bool = False
     """Commit the file with `dvc add`, as the docs suggest for large files."""
@@ -111,7 +113,7 @@ DATA_SETS = (
             "prepare": {"source": "data/wine.csv", "target": "target", "drop_columns": []},
             "train": {
                 "estimator": "sklearn.ensemble.ExtraTreesClassifier",
-                "hyperparameters": {"n_estimators": 50},
+                "hyperparameters": {"sklearn.ensemble.ExtraTreesClassifier": {"n_estimators": 50}},
             },
         },
         covers="sklearn load_wine: multiclass integer target, a name with a slash, an "
@@ -128,11 +130,10 @@ DATA_SETS = (
                 "drop_columns": [],
                 "task": "regression",
             },
-            "train": {"estimator": "sklearn.linear_model.Ridge", "hyperparameters": {"alpha": 0.1}},
             "evaluate": {"min_improvement_over_baseline": 0.1},
             "compare": {"metrics": ["rmse", "r2"]},
         },
-        covers="sklearn load_diabetes: regression target",
+        covers="sklearn load_diabetes: regression target, the task's default estimator",
         expect_onnx=True,
     ),
 )
@@ -157,18 +158,15 @@ class Outcome:
 
 
 def documented_keys() -> set[str]:
-    """The params.yaml keys docs/training.md's swap steps name (`block.key` or the YAML
-    example's `key:` lines under their block)."""
+    """The params.yaml keys docs/training.md's swap steps name: `block.key` in the text, or
+    under their block in a YAML example."""
     text = DOCS.read_text(encoding="utf-8")
     check(DOCS_SECTION in text, f"{DOCS.name}: no {DOCS_SECTION!r} section")
     section = text.split(DOCS_SECTION, 1)[1].split("\n## ", 1)[0]
-    keys = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", section))
-    block = None
-    for line in section.splitlines():
-        if match := re.match(r"^\s*([a-z_]+):\s*(#.*)?$", line):
-            block = match.group(1)
-        elif (match := re.match(r"^\s+([a-z_]+):", line)) and block:
-            keys.add(f"{block}.{match.group(1)}")
+    keys = set(re.findall(r"`([a-z_]+\.[a-z_]+)[.:`]", section))
+    for example in re.findall(r"```yaml\n(.*?)```", section, flags=re.S):
+        for block, settings in (yaml.safe_load(textwrap.dedent(example)) or {}).items():
+            keys.update(f"{block}.{key}" for key in settings or {})
     return keys
 
 
@@ -213,20 +211,46 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def swap_data(dataset: DataSet, root: Path, frame: pd.DataFrame) -> None:
-    """The documented steps: the file in the repository, the params that point at it."""
-    path = root / dataset.file
+def edits(root: Path) -> str:
+    """The files the swap changed in the scratch copy, with the lines of the changed ones."""
+    git(root, "add", "--all")
+    numstat = subprocess.run(
+        ["git", "diff", "--cached", "--numstat"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    changes = []
+    for line in numstat.splitlines():
+        added, removed, name = line.split("\t", 2)
+        changes.append(f"{name} (+{added} -{removed})" if added != "-" else f"{name} (binary)")
+    return ", ".join(changes)
+
+
+def write_data(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
         frame.to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)
-    yaml = YAML()
+
+
+def swap_data(dataset: DataSet, root: Path, frame: pd.DataFrame) -> None:
+    """The documented steps: the file in the repository, the params that point at it."""
+    write_data(frame, root / dataset.file)
+    yaml = YAML()  # round trip: the comments and the order stay, as in a hand edit
     params = yaml.load(root / "params.yaml")
-    for block, changes in dataset.params.items():
-        for key, value in changes.items():
-            params[block][key] = value
+    merge(params, dataset.params)
     yaml.dump(params, root / "params.yaml")
+
+
+def merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def record_from(frame: pd.DataFrame, features: list[str]) -> dict[str, Any]:
@@ -319,10 +343,35 @@ def check_service(
             check("probabilities" not in answer, "a regression answer carries probabilities")
 
 
+def check_retrains_on_data_edit(
+    dataset: DataSet, root: Path, frame: pd.DataFrame, log: Path
+) -> None:
+    """An edit of the data file (a row fewer) makes `prepare` out of date: `dvc repro` would
+    retrain rather than ship the old model."""
+    write_data(frame.iloc[:-1], root / dataset.file)
+    status = subprocess.run(
+        ["dvc", "status", "--json", "prepare"],
+        cwd=root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with log.open("a", encoding="utf-8") as out:
+        out.write(
+            f"$ dvc status --json prepare (after an edit of {dataset.file})\n{status.stdout}\n"
+        )
+    check(status.returncode == 0, f"dvc status: {status.stderr[-500:]}")
+    check(
+        "prepare" in json.loads(status.stdout or "{}"),
+        f"editing {dataset.file} does not make prepare out of date",
+    )
+
+
 def rehearse(dataset: DataSet, pytest_paths: list[str], keep: bool) -> Outcome:
     outcome = Outcome(dataset.name)
     started = time.perf_counter()
-    root = Path(tempfile.mkdtemp(prefix=f"fork-test-{dataset.name}-"))
+    root = Path(tempfile.mkdtemp(prefix=f"fork-test-{dataset.name}-")).resolve()
     log = root.with_suffix(".log")
     try:
         missing = {f"{b}.{k}" for b, ks in dataset.params.items() for k in ks} - documented_keys()
@@ -332,6 +381,7 @@ def rehearse(dataset: DataSet, pytest_paths: list[str], keep: bool) -> Outcome:
         swap_data(dataset, root, frame)
         if dataset.dvc_add:
             run(["dvc", "add", dataset.file], root, log)
+        outcome.notes.append("fork edits: " + edits(root))
         # What the service and the request see: the file as read back (dates are strings).
         reader = pd.read_csv if dataset.file.endswith(".csv") else pd.read_parquet
         frame = reader(root / dataset.file)
@@ -343,6 +393,7 @@ def rehearse(dataset: DataSet, pytest_paths: list[str], keep: bool) -> Outcome:
                 root,
                 log,
             )
+        check_retrains_on_data_edit(dataset, root, frame, log)
     except Exception as error:  # every failure is reported, per data set
         outcome.error = (
             f"{type(error).__name__}: {error}" if not isinstance(error, CheckFailed) else str(error)
