@@ -22,6 +22,8 @@ import yaml
 
 from bench import procs
 from training import paths
+from training.data import BUNDLED_SOURCE
+from training.params import read_params
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +68,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
             )
         else:
             shutil.copy2(source, root / name)
+    # The configured data, when it is a file of the repository (a fork's own).
+    data = read_params(paths.PARAMS).prepare.source
+    if data != BUNDLED_SOURCE and not Path(data).is_absolute():
+        (root / data).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(paths.ROOT / data, root / data)
     env = procs.tool_env()
     run(["git", "init", "-q"], root, env)
     run([tool("dvc"), "init", "-q"], root, env)
