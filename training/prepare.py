@@ -10,6 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from training import paths
 from training.data import clean, load_dataset
+from training.io import run_stage
 from training.params import read_params
 from training.tasks import Task
 
@@ -38,5 +39,4 @@ def main(root: Path = paths.ROOT) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from training import paths
-from training.io import write_json
+from training.io import run_stage, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
@@ -151,5 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -4,8 +4,9 @@
 2. ``GET /model`` reports the expected model version (from ``model_metadata.json``, when the
    file is there) and gives the input schema with an example value per feature.
 3. ``POST /predict`` with that example record answers 200 with the same model version in the
-   body and in the ``X-Model-Version`` header, a probability for each of the model's classes
-   (summing to 1) and a ``prediction`` that is one of them.
+   body and in the ``X-Model-Version`` header, and the model's kind of answer: for a classifier
+   a probability for each of its classes (summing to 1) and a ``prediction`` that is one of
+   them; for a regressor (no classes) a ``prediction`` that is a finite number, and nothing else.
 
 Right after ``cdk deploy`` the old tasks may still be draining behind the load balancer, and a
 rollback may be in progress, so every step is retried until ``--timeout`` seconds have passed;
@@ -122,7 +123,7 @@ def check_model(base: str, expected: str | None) -> tuple[str, dict[str, Any], l
             raise SmokeTestError(f"input_schema feature without name or example: {feature}")
         record[feature["name"]] = feature["example"]
     classes = info.get("classes")
-    if not isinstance(classes, list) or not classes:
+    if not isinstance(classes, list):  # empty for a regressor
         raise SmokeTestError("GET /model gave no classes")
     return str(version), record, [str(c) for c in classes]
 
@@ -142,13 +143,27 @@ def check_predict(base: str, version: str, record: dict[str, Any], classes: list
     header = response.headers.get("x-model-version")
     if header != version:
         raise SmokeTestError(f"X-Model-Version header is {header!r}, expected {version}")
+    return check_answer(body, classes)
+
+
+def check_answer(body: dict[str, Any], classes: list[str]) -> str:
+    """The prediction in `body`, checked against the model's kind: a classifier's class with
+    its probabilities, or (no classes) a regressor's finite number."""
+    label = body.get("prediction")
+    if not classes:
+        if isinstance(label, bool) or not isinstance(label, int | float):
+            raise SmokeTestError(f"predicted {label!r}, not a number")
+        if not math.isfinite(label):
+            raise SmokeTestError(f"predicted {label!r}, not a finite number")
+        if set(body) != {"prediction", "model_version"}:
+            raise SmokeTestError(f"a regressor answered more than a number: {sorted(body)}")
+        return str(label)
     probabilities = body.get("probabilities")
     if not isinstance(probabilities, dict) or sorted(probabilities) != sorted(classes):
         raise SmokeTestError(f"probabilities {probabilities!r} do not cover the classes {classes}")
     total = sum(float(p) for p in probabilities.values())
     if not math.isclose(total, 1.0, abs_tol=1e-3):
         raise SmokeTestError(f"class probabilities sum to {total}")
-    label = body.get("prediction")
     if label not in classes:
         raise SmokeTestError(f"predicted {label!r}, not one of the classes {classes}")
     return str(label)

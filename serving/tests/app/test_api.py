@@ -395,8 +395,10 @@ async def test_health_answers_while_a_large_batch_is_predicted(
                     raise TimeoutError("never released")
             return real.predict_proba(columns)
 
-    predictor: Any = BlockingPredictor()  # a classifier's half of the Protocol
-    app = create_app(settings, predictor=predictor)
+        def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            return real.predict(columns)
+
+    app = create_app(settings, predictor=BlockingPredictor())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
         results: dict[str, int] = {}
@@ -441,8 +443,11 @@ async def test_small_bodies_are_answered_on_the_event_loop_large_ones_on_the_mod
             threads.append(threading.current_thread())
             return real.predict_proba(columns)
 
-    predictor: Any = RecordingPredictor()  # a classifier's half of the Protocol
-    app = create_app(settings, predictor=predictor)
+        def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            threads.append(threading.current_thread())
+            return real.predict(columns)
+
+    app = create_app(settings, predictor=RecordingPredictor())
     body = json.dumps(example if records is None else {"records": [example] * records})
     assert (len(body) <= settings.inline_max_bytes) == on_the_loop
     async with app.router.lifespan_context(app):
@@ -547,8 +552,18 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
         delta("http_requests_total", route="/predict/batch", status="200", model_version=version)
         == 1
     )
-    assert delta("http_request_duration_seconds_count", route="/predict/batch", status="200") == 1
-    assert delta("http_request_errors_total", route="/predict", kind="client") == 1
+    # Every sample by this model's version: other tests' apps share the process's registry.
+    duration = delta(
+        "http_request_duration_seconds_count",
+        route="/predict/batch",
+        status="200",
+        model_version=version,
+    )
+    assert duration == 1
+    assert (
+        delta("http_request_errors_total", route="/predict", kind="client", model_version=version)
+        == 1
+    )
     assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
     assert delta("model_batch_records_count", model_version=version) == 1
     assert sample(after, "model_info", model_version=version) == 1
