@@ -25,7 +25,7 @@ from training.evaluate import gate_failures, positive_class
 from training.io import write_json
 from training.params import Params
 from training.profile import build_profile
-from training.tasks import CROSS_VALIDATED, HIGHER_IS_BETTER, TASKS
+from training.tasks import BINARY_ONLY, CROSS_VALIDATED, HIGHER_IS_BETTER, TASKS
 
 Trainer = Callable[[pd.DataFrame, Params, Path], Any]
 
@@ -147,9 +147,10 @@ def test_regression_report_compares_errors_with_the_baseline(regression: Any) ->
     assert "Confusion" not in report
 
 
-def test_text_target_is_refused_for_regression(penguins: pd.DataFrame) -> None:
-    with pytest.raises(DataError, match=r"^prepare\.target: 'species' holds text .*classificat"):
-        clean(penguins, "species", [], "regression")
+def test_text_target_is_refused_for_regression(breast_cancer: pd.DataFrame) -> None:
+    frame = breast_cancer.assign(target=breast_cancer["target"].map({0: "malignant", 1: "benign"}))
+    with pytest.raises(DataError, match=r"^prepare\.target: 'target' holds text .*classificat"):
+        clean(frame, "target", [], "regression")
 
 
 def test_continuous_target_is_refused_for_classification(diabetes: pd.DataFrame) -> None:
@@ -201,8 +202,16 @@ def test_positive_class_is_configured_checked_and_binary_only() -> None:
     assert positive_class(labels, ["a", "b", "c"], None) is None
 
 
-def test_multiclass_metrics_keep_their_shape(metrics: dict[str, Any]) -> None:
-    assert "roc_auc" not in metrics["model"]["test"]
+def test_committed_metrics_have_the_shape_of_their_task(
+    metrics: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    task = metadata.get("task", "classification")
+    expected = set(HIGHER_IS_BETTER[task])
+    if task == "classification":
+        expected.add("per_class")
+        if len(metadata["classes"]) != 2:
+            expected -= BINARY_ONLY
+    assert set(metrics["model"]["test"]) == set(metrics["baseline"]["test"]) == expected
 
 
 # The plot in dvc.yaml follows the task.
