@@ -26,7 +26,7 @@ from training import paths
 pytestmark = pytest.mark.slow
 
 # What a fresh clone holds that the pipeline reads; everything else is produced.
-COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
+COPIED = ["training", "serving/app", "dvc.yaml", "params.yaml", ".dvcignore"]
 ARTIFACTS = [
     "model.joblib",
     "model_metadata.json",
