@@ -43,7 +43,8 @@ from sklearn.pipeline import Pipeline
 from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_record
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, feed, new_session, split_features
 from training import paths
-from training.io import load_params, sha256_file, write_json
+from training.io import sha256_file, write_json
+from training.params import read_params
 
 log = logging.getLogger(__name__)
 
@@ -450,14 +451,13 @@ def load_prepared(target: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    params = load_params("export", paths.PARAMS)
-    target = load_params("prepare", paths.PARAMS)["target"]
+    params = read_params(paths.PARAMS)
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
     export(
         model_path=paths.MODEL,
         metadata=metadata,
-        prepared=load_prepared(target),
-        params=params,
+        prepared=load_prepared(params.prepare.target),
+        params=params.export.model_dump(),
         onnx_dir=ONNX_DIR,
         record_path=RECORD,
     )

@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
+from training.params import read_params
 
 
 def load_params(stage: str, path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        params = yaml.safe_load(handle)
-    block = params.get(stage)
-    if not isinstance(block, dict):
-        raise KeyError(f"{path.name} has no block for stage {stage!r}")
+    """One stage's block as a dict, validated by `training.params` (defaults filled in).
+
+    For code not yet moved to the typed `training.params.read_params(path).<stage>`.
+    """
+    block: dict[str, Any] = getattr(read_params(path), stage).model_dump()
     return block
 
 

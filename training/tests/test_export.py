@@ -25,30 +25,24 @@ from sklearn.semi_supervised import LabelSpreading
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset
 from training.io import load_params, sha256_file
+from training.params import read_params
 from training.prepare import split
-from training.train import build_pipeline, fit_and_save, input_schema
+from training.train import build_pipeline, fit_and_save, make_estimator
 
 
 def _train_into(
     directory: Path, classifier: str | None = None, model: Any = None
 ) -> dict[str, Any]:
     """What `dvc repro` does up to `train`, into `directory`, with the repository's params."""
-    prepare = load_params("prepare", paths.PARAMS)
-    train_params = load_params("train", paths.PARAMS)
-    target = prepare["target"]
-    frame = clean(
-        load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"])
-    )
-    train, test = split(frame, target, prepare["test_size"], prepare["seed"])
+    params = read_params(paths.PARAMS)
+    prepare, task = params.prepare, params.prepare.task
+    target = prepare.target
+    frame = clean(load_dataset(prepare.source, paths.ROOT), target, prepare.drop_columns, task)
+    train, test = split(frame, target, prepare.test_size, prepare.seed, task)
     if model is None and classifier is not None:
-        model = build_pipeline(feature_spec(train, target), classifier, {}, train_params["seed"])
-    model, metadata = fit_and_save(
-        train,
-        target,
-        train_params,
-        directory,
-        model=model,
-    )
+        estimator = make_estimator(classifier, {}, params.train.seed, task)
+        model = build_pipeline(feature_spec(train, target), estimator, task)
+    model, metadata = fit_and_save(train, params, directory, model=model)
     prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
     return {"metadata": metadata, "prepared": prepared, "model": model}
 
@@ -275,6 +269,13 @@ def _awkward_frame(rows: int = 300) -> pd.DataFrame:
     return frame
 
 
+def _params_for(target: str, task: str) -> Any:
+    """The repository's params with another target and task, as a fork would set them."""
+    params = read_params(paths.PARAMS)
+    prepare = params.prepare.model_copy(update={"target": target, "task": task})
+    return params.model_copy(update={"prepare": prepare})
+
+
 def _export_small(directory: Path, metadata: dict[str, Any], prepared: pd.DataFrame) -> Any:
     return export.export(
         model_path=directory / "model.joblib",
@@ -290,8 +291,7 @@ def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tm
     from app.onnx_predictor import load_onnx_predictor
 
     frame = _awkward_frame()
-    params = {**load_params("train", paths.PARAMS), "classifier": "logistic_regression"}
-    model, metadata = fit_and_save(frame, "target", params, tmp_path)
+    model, metadata = fit_and_save(frame, _params_for("target", "classification"), tmp_path)
     features = frame.drop(columns="target")
 
     record = _export_small(tmp_path, metadata, features)
@@ -306,22 +306,11 @@ def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tm
 
 
 def _fit_regressor(directory: Path, regressor: Any) -> tuple[Any, dict[str, Any], pd.DataFrame]:
-    """A regression Pipeline and the metadata the service reads, without the train stage
-    (whose regression task is the estimator's own work)."""
     frame = _awkward_frame().drop(columns="target")
     frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
-    spec = feature_spec(frame, "target")
-    model = build_pipeline(spec, "logistic_regression", {}, seed=0)
-    model.steps[-1] = ("regressor", regressor)
-    model.fit(frame[list(spec.all)], frame["target"])
-    directory.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, directory / "model.joblib")
-    metadata = {
-        "task": "regression",
-        "classes": [],
-        "model_sha256": sha256_file(directory / "model.joblib"),
-        "input_schema": {"features": input_schema(frame, spec, 0.5)},
-    }
+    model = build_pipeline(feature_spec(frame, "target"), regressor, "regression")
+    params = _params_for("target", "regression")
+    model, metadata = fit_and_save(frame, params, directory, model=model)
     return model, metadata, frame.drop(columns="target")
 
 

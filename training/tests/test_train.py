@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
+from training import paths
 from training.data import feature_spec
-from training.train import build_metadata, build_pipeline, input_schema
-
-PARAMS: dict[str, Any] = {
-    "classifier": "logistic_regression",
-    "hyperparameters": {"C": 1.0, "max_iter": 1000},
-    "schema_margin": 0.5,
-    "seed": 42,
-}
+from training.params import read_params
+from training.train import build_metadata, build_pipeline, input_schema, make_estimator
 
 
 @pytest.fixture(scope="module")
 def fitted(data: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
     spec = feature_spec(data, target)
-    pipeline = build_pipeline(spec, "logistic_regression", PARAMS["hyperparameters"], seed=42)
+    estimator = make_estimator("logistic_regression", {"max_iter": 1000}, 42, "classification")
+    pipeline = build_pipeline(spec, estimator, "classification")
     pipeline.fit(data[list(spec.all)], data[target])
     return pipeline, data
 
@@ -47,20 +41,6 @@ def test_pipeline_predicts_rows_with_missing_values_and_unknown_categories(
     probabilities = pipeline.predict_proba(rows)
     assert probabilities.shape == (2, len(pipeline.classes_))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
-
-
-@pytest.mark.parametrize("classifier", ["random_forest", "hist_gradient_boosting"])
-def test_other_configured_classifiers_fit(data: pd.DataFrame, target: str, classifier: str) -> None:
-    spec = feature_spec(data, target)
-    pipeline = build_pipeline(spec, classifier, {}, seed=0)
-    pipeline.fit(data[list(spec.all)], data[target])
-    majority = data[target].value_counts(normalize=True).max()
-    assert pipeline.score(data[list(spec.all)], data[target]) > majority
-
-
-def test_unknown_classifier_names_the_param(data: pd.DataFrame, target: str) -> None:
-    with pytest.raises(ValueError, match=r"train\.classifier: 'svm'"):
-        build_pipeline(feature_spec(data, target), "svm", {}, seed=0)
 
 
 def test_input_schema_bounds_contain_the_observed_range_and_stay_non_negative(
@@ -115,9 +95,8 @@ def test_metadata_describes_model_data_and_provenance(
     metadata = build_metadata(
         model=pipeline,
         train=frame,
-        target=target,
         spec=feature_spec(frame, target),
-        params=PARAMS,
+        params=read_params(paths.PARAMS),
         model_sha256="ab" * 32,
     )
     assert metadata["model_version"] == "abababababab"
