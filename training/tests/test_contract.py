@@ -8,6 +8,7 @@ accept the files as written, then that the committed artifacts do too.
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,46 @@ def test_committed_artifacts_satisfy_the_contract(name: str) -> None:
     assert load_profile(paths.ARTIFACTS_DIR, metadata) is not None
 
 
-def test_neither_side_imports_the_other() -> None:
-    for root, forbidden in (
-        (paths.ROOT / "serving" / "app", ("from training", "import training")),
-        (paths.ROOT / "training", ("from app", "import app")),
-    ):
-        for source in root.rglob("*.py"):
-            if "tests" in source.parts:
-                continue
-            lines = source.read_text(encoding="utf-8").splitlines()
-            assert not [line for line in lines if line.lstrip().startswith(forbidden)], source
+def _imports(source: Path) -> set[str]:
+    """Every module `source` imports, wherever in the file (functions included)."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module)
+    return modules
+
+
+def _sources(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.py") if "tests" not in p.relative_to(root).parts]
+
+
+WEB_FRAMEWORK = {"fastapi", "starlette", "uvicorn", "gunicorn"}
+
+
+def test_service_imports_nothing_from_training() -> None:
+    offending = {
+        str(source.relative_to(paths.ROOT)): sorted(found)
+        for source in _sources(paths.ROOT / "serving" / "app")
+        if (found := {m for m in _imports(source) if m.split(".")[0] == "training"})
+    }
+    assert offending == {}
+
+
+def test_training_imports_only_the_services_framework_free_modules() -> None:
+    """Training shares the ONNX feed and the artifact models with the service; importing
+    them must not pull in the web framework (nor anything that imports it)."""
+    app_dir = paths.ROOT / "serving" / "app"
+    wanted = {m for s in _sources(paths.ROOT / "training") for m in _imports(s)}
+    pending = [m for m in wanted if m.split(".")[0] == "app"]
+    assert pending, "training is expected to import app.onnx_predictor"
+    seen: set[str] = set()
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        imported = _imports(app_dir.joinpath(*module.split(".")[1:]).with_suffix(".py"))
+        assert not {m.split(".")[0] for m in imported} & WEB_FRAMEWORK, module
+        pending += [m for m in imported if m.split(".")[0] == "app"]

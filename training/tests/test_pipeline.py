@@ -28,7 +28,7 @@ from training.params import read_params
 pytestmark = pytest.mark.slow
 
 # What a fresh clone holds that the pipeline reads; everything else is produced.
-COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
+COPIED = ["training", "serving/app", "dvc.yaml", "params.yaml", ".dvcignore"]
 ARTIFACTS = [
     "model.joblib",
     "model_metadata.json",

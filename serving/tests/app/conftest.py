@@ -82,8 +82,9 @@ def number_feature(metadata: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
-    features: list[dict[str, Any]] = metadata["input_schema"]["features"]
-    categories = [f for f in features if f["type"] == "category"]
+    categories: list[dict[str, Any]] = [
+        f for f in metadata["input_schema"]["features"] if f["type"] == "category"
+    ]
     if not categories:
         pytest.skip("the model has no category feature")
     return categories[0]
