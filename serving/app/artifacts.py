@@ -8,8 +8,9 @@ versions is unsupported and can silently change predictions.
 
 The metadata, the reference profile and the ONNX export record are pydantic models: they
 are the contract training writes to (a test validates training's output against them; the
-service imports nothing from training). Fields the service does not rely on are kept as they were written (`extra="allow"`),
-so training can add information without breaking a running service.
+service imports nothing from training). Fields the service does not rely on are kept as they
+were written (`extra="allow"`), so training can add information without breaking a running
+service.
 
 `reference_profile.json` is optional (models trained before it existed have none): without
 it, or when it cannot be read, the service starts, says so once, and counts no drift. A
