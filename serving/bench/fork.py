@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 
 from bench import imagecmd, procs
 
@@ -240,6 +241,10 @@ def swap_data(dataset: DataSet, root: Path, frame: pd.DataFrame) -> None:
     """The documented steps: the file in the repository, the params that point at it."""
     write_data(frame, root / dataset.file)
     yaml = YAML()  # round trip: the comments and the order stay, as in a hand edit
+    # ...and the untouched lines too: null stays `null`, a new list is written `[a, b]`.
+    yaml.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     params = yaml.load(root / "params.yaml")
     merge(params, dataset.params)
     yaml.dump(params, root / "params.yaml")
@@ -249,6 +254,9 @@ def merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             merge(into[key], value)
+        elif isinstance(value, list):
+            into[key] = CommentedSeq(value)
+            into[key].fa.set_flow_style()
         else:
             into[key] = value
 
