@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,9 +122,12 @@ def test_regression_artifacts_load_and_predict_in_the_service(regression: Any) -
     target = regression.train[regression.params.prepare.target]
     assert regression.metadata["training_data"]["target_summary"]["max"] == target.max()
     assert verify_model_file(directory, metadata).is_file()
+    # A regressor's profile holds the distribution of its training predictions.
+    model = joblib.load(directory / regression.metadata["model_file"])
+    predictions = model.predict(regression.train[list(metadata.feature_names)])
     write_json(
         directory / "reference_profile.json",
-        build_profile(regression.train, regression.metadata, [0.5]),
+        build_profile(regression.train, regression.metadata, [0.5], predictions),
     )
     assert load_profile(directory, metadata) is not None
     predictor = load_predictor(directory, metadata, backend="sklearn")
