@@ -68,6 +68,14 @@ override_resource {
 }
 
 override_resource {
+  target = aws_iam_role.github_data
+  values = {
+    id  = "mlops-template-github-data"
+    arn = "arn:aws:iam::123456789012:role/mlops-template-github-data"
+  }
+}
+
+override_resource {
   target = aws_iam_role.github_deploy
   values = {
     id  = "mlops-template-github-deploy"
@@ -113,6 +121,10 @@ override_resource {
 
 override_resource {
   target = aws_iam_role_policy.github_train_dvc
+}
+
+override_resource {
+  target = aws_iam_role_policy.github_data_dvc
 }
 
 override_resource {
