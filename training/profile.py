@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ def prediction_profile(predictions: np.ndarray, quantiles: list[float]) -> dict[
     between consecutive edges (minimum, the quantiles, maximum), named by their quantiles
     (`p25-p50`); a value on an edge counts in the bin above it, as the service counts."""
     described = numeric_profile(pd.Series(predictions, name="prediction"), quantiles)
+    del described["type"]  # a feature's kind; predictions are always numbers
     keys = ["p0", *described["quantiles"], "p100"]
     edges = list(described["quantiles"].values())
     index = np.searchsorted(edges, np.asarray(predictions, dtype=np.float64), side="right")
@@ -122,14 +124,16 @@ def build_profile(
     return profile
 
 
-def training_predictions(train: pd.DataFrame, metadata: dict[str, Any]) -> np.ndarray | None:
+def training_predictions(
+    train: pd.DataFrame, metadata: dict[str, Any], model_dir: Path = paths.ARTIFACTS_DIR
+) -> np.ndarray | None:
     """A regressor's predictions for the training split, from the model the train stage
-    wrote; None for a classifier, whose profile holds class priors instead."""
+    wrote into `model_dir`; None for a classifier, whose profile holds class priors instead."""
     if metadata.get("task") != "regression":
         return None
     import joblib
 
-    model = joblib.load(paths.ARTIFACTS_DIR / metadata["model_file"])
+    model = joblib.load(model_dir / metadata["model_file"])
     names = [feature["name"] for feature in metadata["input_schema"]["features"]]
     return np.asarray(model.predict(train[names]), dtype=np.float64)
 

@@ -207,7 +207,8 @@ class ReferenceProfile(_Artifact):
     rows: int = Field(ge=1)
     class_priors: dict[str, Share]
     """A classifier's classes and their shares in training; empty for a regressor."""
-    predictions: PredictionProfile | None = None
+    # A classifier has none, and its profile is dumped as training wrote it, without one.
+    predictions: PredictionProfile | None = Field(default=None, exclude_if=lambda v: v is None)
     """A regressor's training predictions; None for a classifier."""
     features: tuple[
         Annotated[NumberProfile | CategoryProfile, Field(discriminator="type")], ...

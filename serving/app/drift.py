@@ -169,6 +169,4 @@ class InputMonitor:
         """The profile as `GET /model` shows it."""
         if self.profile is None:
             return None
-        # A classifier's profile has no `predictions`: shown as training wrote it.
-        unset = {"predictions"} if self.profile.predictions is None else set()
-        return self.profile.model_dump(mode="json", exclude=unset)
+        return self.profile.model_dump(mode="json")
