@@ -3,7 +3,8 @@
 `model_metadata.json` is tracked by git, so the sha256 it records for `model.joblib` is the
 one reviewed in the pull request and built into the image. The service refuses to start
 (see `ModelIntegrityError`) rather than serve a model that is missing, differs from that
-record, or was pickled by another scikit-learn than the one installed: unpickling across
+record, or was pickled by other versions of the libraries it needs (scikit-learn, numpy,
+the estimator's own package: `library_versions`) than the ones installed: unpickling across
 versions is unsupported and can silently change predictions.
 
 The metadata, the reference profile and the ONNX export record are pydantic models: they
@@ -24,7 +25,7 @@ import json
 import logging
 import math
 from functools import cached_property
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -133,6 +134,12 @@ class ModelMetadata(_Artifact):
     @property
     def sklearn_version(self) -> str:
         return self.library_versions.scikit_learn
+
+    def library_versions_to_check(self) -> dict[str, str]:
+        """Every library the pickle needs, as training recorded it (the interpreter's own
+        version is informational: the image pins it)."""
+        recorded = self.library_versions.model_dump(by_alias=True)
+        return {k: v for k, v in recorded.items() if k != "python" and isinstance(v, str)}
 
     @cached_property
     def raw(self) -> dict[str, Any]:
@@ -349,15 +356,18 @@ def verify_model_file(model_dir: Path, metadata: ModelMetadata) -> Path:
             f"model file {path} has sha256 {actual}, but {METADATA_FILE} records "
             f"{metadata.model_sha256}: the file is not the model that was trained and reviewed"
         )
-    # Read from the installed distribution: importing scikit-learn costs seconds of cold
-    # start, and the fast path never needs it.
-    installed = version("scikit-learn")
-    if metadata.sklearn_version != installed:
-        raise ModelIntegrityError(
-            f"model was trained with scikit-learn {metadata.sklearn_version} but "
-            f"{installed} is installed: retrain, or install the version "
-            "Pipfile.lock pins"
-        )
+    for library, trained_with in metadata.library_versions_to_check().items():
+        # Read from the installed distribution: importing scikit-learn costs seconds of cold
+        # start, and the fast path never needs it.
+        try:
+            installed = version(library)
+        except PackageNotFoundError:
+            installed = "none"
+        if trained_with != installed:
+            raise ModelIntegrityError(
+                f"model was trained with {library} {trained_with} but {installed} is "
+                "installed: retrain (`make train`), or install the version Pipfile.lock pins"
+            )
     return path
 
 

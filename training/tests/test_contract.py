@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from app.artifacts import (
     METADATA_FILE,
@@ -29,6 +30,7 @@ from training.io import write_json
 from training.params import read_params
 from training.profile import build_profile
 from training.train import fit_and_save
+from training.versions import BASE, library_versions
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,29 @@ def test_committed_artifacts_satisfy_the_contract(name: str) -> None:
         pytest.fail(f"{name} is missing: run `make train`")
     metadata = load_metadata(paths.ARTIFACTS_DIR)
     assert load_profile(paths.ARTIFACTS_DIR, metadata) is not None
+
+
+def test_train_depends_on_exactly_the_library_versions_the_model_records() -> None:
+    """`dvc repro` retrains when the file changes; the service checks what the metadata
+    records: the two must be the same dict, or `make train` could say "up to date" for a
+    model the service refuses."""
+    metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
+    recorded = json.loads(paths.LIBRARY_VERSIONS.read_text(encoding="utf-8"))
+    assert recorded == metadata["library_versions"]
+    stages = yaml.safe_load((paths.ROOT / "dvc.yaml").read_text())["stages"]
+    assert str(paths.LIBRARY_VERSIONS.relative_to(paths.ROOT)) in stages["train"]["deps"]
+    assert "Pipfile.lock" not in stages["train"]["deps"]
+    assert str(paths.DATA_DIR.relative_to(paths.ROOT)) in stages["prepare"]["deps"]
+
+
+def test_library_versions_name_the_estimators_own_package() -> None:
+    from sklearn.linear_model import Ridge
+
+    class Foreign:  # stands in for an estimator shipped by another distribution
+        __module__ = "pytest.fake"
+
+    assert set(library_versions(Ridge)) == {"python", *BASE}
+    assert "pytest" in library_versions(Foreign)
 
 
 def _imports(source: Path) -> set[str]:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from training.data import DataError, clean, feature_spec, fingerprint, load_dataset
+from training.data import DataError, check_features, clean, feature_spec, fingerprint, load_dataset
 
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 CATEGORICAL = ("island", "sex")
@@ -105,3 +107,34 @@ def test_fingerprint_changes_when_one_value_changes(data: pd.DataFrame, target: 
     altered.loc[0, target] = f"{data[target].iloc[0]} changed"
     assert fingerprint(altered) != fingerprint(data)
     assert fingerprint(data.copy()) == fingerprint(data)
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ([np.nan] * 4, r"column 'f' is empty in every row: list 'f' in prepare\.drop_columns"),
+        (
+            [f"id-{i}" for i in range(4)],
+            r"column 'f' has 4 distinct values, more than prepare\.max_categories \(3\).*"
+            r"or raise prepare\.max_categories",
+        ),
+        (
+            pd.to_timedelta([1, 2, 3, 4], unit="s"),
+            r"column 'f' has type timedelta64\[\w+\], which the pipeline cannot encode",
+        ),
+        ([[1], [2], "a", "b"], r"column 'f' holds list values besides text"),
+    ],
+    ids=["all empty", "too many categories", "timedelta", "lists"],
+)
+def test_a_feature_the_pipeline_cannot_learn_from_is_refused_naming_it(
+    column: Any, message: str
+) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "f": column, "y": ["a", "b", "a", "b"]})
+    with pytest.raises(DataError, match=message):
+        check_features(frame, "y", max_categories=3)
+
+
+def test_categories_up_to_the_limit_are_accepted(data: pd.DataFrame, target: str) -> None:
+    check_features(data, target, max_categories=50)
+    frame = pd.DataFrame({"f": ["a", "b", "c", None], "y": ["a", "b", "a", "b"]})
+    check_features(frame, "y", max_categories=3)

@@ -121,7 +121,7 @@ def test_metadata_describes_model_data_and_provenance(
     )
     assert metadata["training_data"]["rows"] == len(frame)
     assert len(metadata["training_data"]["fingerprint_sha256"]) == 64
-    assert {"python", "scikit-learn", "joblib", "numpy", "pandas"} <= set(
+    assert {"python", "scikit-learn", "joblib", "numpy", "scipy"} <= set(
         metadata["library_versions"]
     )
 
