@@ -211,6 +211,13 @@ test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) model ## Run every test an
 	@echo "==> scanners: $(SCANS)"
 	@$(MAKE) --no-print-directory scan
 
+# The fork rehearsal (serving/bench/fork.py): other bundled data sets swapped in as
+# docs/training.md says, each trained and served in a scratch copy, and the model tests run in
+# one of them. Minutes long, so not part of `make test`: CI runs it as its own job.
+.PHONY: fork-test
+fork-test: $(ENV_STAMP) ## Rehearse a fork on other data sets: swap, train, serve, predict, check (scratch copies)
+	cd $(SERVING_DIR) && python -m bench.fork --pytest-paths "$(CI_MODEL_TESTS)"
+
 .PHONY: scan
 scan: $(TOOLS_STAMP) ## Run the security and lint scanners over every part (checkov, cfn-lint, hadolint, zizmor, actionlint, check-jsonschema)
 	$(MAKE) --no-print-directory $(SCANS)
@@ -528,6 +535,23 @@ CI_TESTS_WORKFLOW := tests.yml
 .PHONY: dvc-pull
 dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
 	dvc pull
+
+# The Train workflow's data job pulls the PR's DVC-tracked data (`dvc add`) with read-only
+# credentials, running the base branch's code, and hands it to the training job as an
+# artifact: no step that runs the PR's code holds credentials (.github/scripts/pr_data.py).
+CI_PR_HEAD := $(CI_DIR)/pr-head
+CI_PR_DATA := $(CI_DIR)/data
+
+.PHONY: pr-data-pointers
+pr-data-pointers: ## CI: copy the .dvc files of the PR's head (checked out in build/ci/pr-head) here
+	$(PYTHON) $(CI_SCRIPTS)/pr_data.py pointers --head $(CI_PR_HEAD)
+
+# The environment (dvc) is built only when there are credentials to pull with; without them
+# (a fork's PR) the script writes its one-line notice with any python3.
+.PHONY: pull-pr-data
+pull-pr-data: ## CI: dvc pull the PR's DVC-tracked data into build/ci/data, or say in the job summary why not
+	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(MAKE) --no-print-directory $(SERVE_STAMP); fi
+	python $(CI_SCRIPTS)/pr_data.py pull --head $(CI_PR_HEAD) --out $(CI_PR_DATA)
 
 .PHONY: dvc-push
 dvc-push: $(SERVE_STAMP) ## Upload what `make train` produced to the DVC remote `storage`

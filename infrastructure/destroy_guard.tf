@@ -1,4 +1,4 @@
-# `terraform destroy` walks the dependency graph backwards: every bucket setting and both CI
+# `terraform destroy` walks the dependency graph backwards: every bucket setting and the CI
 # identities would be deleted before the bucket, and only the bucket's own deletion fails on
 # a bucket that still holds data (BucketNotEmpty). Without this guard, a plain destroy would
 # leave the model history in place but stripped of its public-access block, policy,
@@ -25,6 +25,8 @@ resource "terraform_data" "destroy_guard" {
     aws_iam_openid_connect_provider.github,
     aws_iam_role.github_train,
     aws_iam_role_policy.github_train_dvc,
+    aws_iam_role.github_data,
+    aws_iam_role_policy.github_data_dvc,
     aws_iam_role.github_deploy,
     aws_iam_role_policy.github_deploy,
     aws_iam_group.github_actions,

@@ -1,5 +1,5 @@
 # github_auth = "oidc": GitHub Actions exchanges the short-lived OIDC token of each job for
-# temporary credentials of one of two roles. Nothing long-lived exists to leak or rotate,
+# temporary credentials of one of three roles. Nothing long-lived exists to leak or rotate,
 # and each role is usable only from the runs its trust policy names.
 
 locals {
@@ -115,6 +115,25 @@ resource "aws_iam_role_policy" "github_train_dvc" {
   name   = "dvc-read-write"
   role   = aws_iam_role.github_train[0].id
   policy = data.aws_iam_policy_document.dvc_read_write.json
+}
+
+# The Train workflow's data job pulls the data a pull request trains on (`dvc add`-ed files)
+# before any of the PR's code runs: read only, so nothing it holds can replace a model.
+resource "aws_iam_role" "github_data" {
+  count = var.github_auth == "oidc" ? 1 : 0
+
+  name                 = "${var.name_prefix}-github-data"
+  description          = "GitHub Actions training runs of ${var.github_repository}: read the DVC remote (the data a pull request trains on)."
+  assume_role_policy   = data.aws_iam_policy_document.github_train_trust[0].json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "github_data_dvc" {
+  count = var.github_auth == "oidc" ? 1 : 0
+
+  name   = "dvc-read"
+  role   = aws_iam_role.github_data[0].id
+  policy = data.aws_iam_policy_document.dvc_read.json
 }
 
 resource "aws_iam_role" "github_deploy" {

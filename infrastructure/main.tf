@@ -2,8 +2,9 @@
 #   s3.tf          the DVC remote: one private, versioned, encrypted, TLS-only bucket;
 #   permissions.tf what CI may do: DVC under the bucket's dvc/ prefix, and assume the CDK
 #                  bootstrap roles (which hold the permissions `cdk deploy` needs);
-#   github_oidc.tf github_auth = "oidc": two roles GitHub Actions assumes with short-lived
-#                  OIDC tokens (training: pull requests and branches; deploy: main only);
+#   github_oidc.tf github_auth = "oidc": three roles GitHub Actions assumes with short-lived
+#                  OIDC tokens (training, and its read-only data pull: pull requests and
+#                  branches; deploy: main only);
 #   ci_user.tf     github_auth = "access_key": one IAM user whose key lives in GitHub secrets.
 # Exactly one of the two identities exists; `var.github_auth` selects it.
 

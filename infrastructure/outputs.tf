@@ -1,6 +1,6 @@
 # Names match what the rest of the repository reads: `make configure-dvc BUCKET=...` takes
 # dvc_bucket_name; the workflows read the repository variables AWS_REGION,
-# AWS_TRAIN_ROLE_ARN and AWS_DEPLOY_ROLE_ARN (OIDC) or the secrets AWS_ACCESS_KEY_ID and
+# AWS_TRAIN_ROLE_ARN, AWS_DATA_ROLE_ARN and AWS_DEPLOY_ROLE_ARN (OIDC) or the secrets AWS_ACCESS_KEY_ID and
 # AWS_SECRET_ACCESS_KEY (access key). Outputs of the mode not in use are null.
 
 output "dvc_bucket_name" {
@@ -26,6 +26,11 @@ output "github_auth" {
 output "aws_train_role_arn" {
   description = "OIDC mode: role for training runs (pull requests, branches), the AWS_TRAIN_ROLE_ARN repository variable."
   value       = one(aws_iam_role.github_train[*].arn)
+}
+
+output "aws_data_role_arn" {
+  description = "OIDC mode: read-only role that pulls a pull request's DVC-tracked data before training, the AWS_DATA_ROLE_ARN repository variable."
+  value       = one(aws_iam_role.github_data[*].arn)
 }
 
 output "aws_deploy_role_arn" {
@@ -59,6 +64,7 @@ output "next_steps" {
     ],
     var.github_auth == "oidc" ? [
       "gh variable set AWS_TRAIN_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_train_role_arn)\"",
+      "gh variable set AWS_DATA_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_data_role_arn)\"",
       "gh variable set AWS_DEPLOY_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_deploy_role_arn)\"",
       ] : [
       "terraform -chdir=infrastructure output -raw aws_access_key_id | gh secret set AWS_ACCESS_KEY_ID --repo ${var.github_repository}",

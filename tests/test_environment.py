@@ -86,7 +86,7 @@ def test_serving_requirements_are_generated_from_the_lock(tmp_path: Path) -> Non
 
 def test_image_gets_the_model_runtime_versions_training_used(lock: dict[str, Any]) -> None:
     requirements = REQUIREMENTS.read_text()
-    for package in ("scikit-learn", "joblib", "numpy", "pandas"):
+    for package in ("scikit-learn", "joblib", "numpy", "scipy", "pandas"):
         pinned = lock["default"][package]["version"]
         assert re.search(rf"^{package}{re.escape(pinned)}[; ]", requirements, re.MULTILINE), package
     assert "--hash=sha256:" in requirements

@@ -98,6 +98,40 @@ def target_for_task(values: pd.Series, task: Task) -> pd.Series:
     return values.astype(str)
 
 
+def check_features(frame: pd.DataFrame, target: str, max_categories: int) -> None:
+    """Refuse, in one line naming the column and the param that fixes it, a feature the
+    pipeline cannot learn from: empty throughout, of a type it cannot encode, or with so many
+    distinct values (an identifier, free text) that one-hot encoding would memorise rows."""
+    for name in (c for c in frame.columns if c != target):
+        column = frame[name]
+        drop = f"list {name!r} in prepare.drop_columns"
+        if column.isna().all():
+            raise DataError(f"column {name!r} is empty in every row: {drop}")
+        if ptypes.is_numeric_dtype(column) or ptypes.is_bool_dtype(column):
+            if ptypes.is_complex_dtype(column):
+                raise DataError(f"column {name!r} holds complex numbers: {drop}")
+            continue
+        if ptypes.is_object_dtype(column):
+            kinds = {type(v).__name__ for v in column.dropna() if not isinstance(v, str | bool)}
+            if kinds:
+                raise DataError(
+                    f"column {name!r} holds {', '.join(sorted(kinds))} values besides text, "
+                    f"which the pipeline cannot encode: {drop}"
+                )
+        elif not (ptypes.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype)):
+            raise DataError(
+                f"column {name!r} has type {column.dtype}, which the pipeline cannot encode: "
+                f"{drop}, or convert it to numbers or text in your data"
+            )
+        distinct = column.nunique()
+        if distinct > max_categories:
+            raise DataError(
+                f"column {name!r} has {distinct} distinct values, more than "
+                f"prepare.max_categories ({max_categories}): an identifier or free text? "
+                f"{drop}, or raise prepare.max_categories"
+            )
+
+
 def feature_spec(frame: pd.DataFrame, target: str) -> FeatureSpec:
     """Numeric columns are scaled; everything else (strings, booleans, categories) is one-hot."""
     features = [c for c in frame.columns if c != target]

@@ -8,6 +8,14 @@ missing values, categories never seen in training). The outcome lands in `onnx_e
 (git-tracked): the service uses the graph only when that record says parity held, was made
 from the very model it serves, and names the sha256 of the graph file it finds.
 
+The graph's feed and session are the service's own (app.onnx_predictor, which imports no
+web framework): parity is proven on exactly the inputs the service will give the graph.
+The stage runs with serving/ on PYTHONPATH (dvc.yaml says so); the service never imports
+this package.
+
+A classifier's probabilities and labels are compared; a regressor's predictions, within
+the tolerance both absolutely and relative to their size.
+
 When the Pipeline holds a step skl2onnx cannot convert (a user's own estimator, say) or the
 graph disagrees with the Pipeline, the stage records why and succeeds: the service then
 answers with the Pipeline itself and says so.
@@ -21,35 +29,31 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import joblib
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import sklearn
+from sklearn.base import is_classifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
+from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_record
+from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, feed, new_session, split_features
 from training import paths
-from training.io import load_params, sha256_file, write_json
+from training.io import sha256_file, write_json
+from training.params import read_params
 
 log = logging.getLogger(__name__)
 
-RECORD_SCHEMA_VERSION = 1
-# Read by the service (serving/app/onnx_predictor.py), which imports nothing from here: keep
-# these names in step with it.
-RECORD = paths.ARTIFACTS_DIR / "onnx_export.json"
+RECORD = paths.ARTIFACTS_DIR / EXPORT_FILE
 # A directory rather than a file, so that DVC has an output to cache even when there is no
 # graph to write: an empty directory when the model could not be exported.
 ONNX_DIR = paths.ARTIFACTS_DIR / "onnx"
 ONNX_FILE = "model.onnx"
-PROBABILITIES = "probabilities"
-
-# ONNX string tensors cannot hold a missing value, so a missing category travels as this
-# token and the graph's imputer replaces it, as SimpleImputer replaces None/NaN. It cannot
-# come from a client: the service only accepts the schema's categories or null.
-MISSING_CATEGORY = "\x00missing"
+PROBABILITIES = OUTPUTS["classification"]
 
 # Categories the random parity records use for "never seen in training".
 UNSEEN_CATEGORIES = ("", "unseen category")
@@ -64,13 +68,8 @@ class Features:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> Features:
-        features = metadata["input_schema"]["features"]
-        numeric = tuple(f["name"] for f in features if f["type"] == "number")
-        categorical = tuple(f["name"] for f in features if f["type"] == "category")
-        unknown = [f["name"] for f in features if f["type"] not in {"number", "category"}]
-        if unknown:
-            raise ValueError(f"features of unknown type in the metadata: {unknown}")
-        return cls(numeric=numeric, categorical=categorical)
+        numeric, categorical = split_features(metadata["input_schema"]["features"])
+        return cls(numeric=tuple(numeric), categorical=tuple(categorical))
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -160,7 +159,7 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
         name=name,
         initial_types=initial_types,
         # Plain probability tensor, not a list of {class: probability} maps.
-        options={id(final_step): {"zipmap": False}},
+        options={id(final_step): {"zipmap": False}} if is_classifier(final_step) else None,
         custom_conversion_functions={SimpleImputer: _convert_simple_imputer},
         custom_shape_calculators={SimpleImputer: calculate_sklearn_imputer_output_shapes},
     )
@@ -175,28 +174,42 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
 
 def inference_session(model_bytes: bytes) -> Any:
     """An onnxruntime session configured as the service configures its own."""
-    import onnxruntime as ort
+    return new_session(model_bytes)
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+def graph_inputs(session: Any, features: Features) -> tuple[GraphInput, ...]:
+    """Each feature with the name the graph gave its input (the same position: skl2onnx keeps
+    the order of `initial_types`, and makes names such as "mean radius" identifiers)."""
+    names = [i.name for i in session.get_inputs()]
+    if len(names) != len(features.all) or len(set(names)) != len(names):
+        raise ExportUnavailable(f"graph inputs {names} do not match the features one to one")
+    types: list[Literal["double", "string"]] = ["double"] * len(features.numeric)
+    types += ["string"] * len(features.categorical)
+    return tuple(
+        GraphInput(name=name, graph_name=graph_name, type=kind)
+        for name, graph_name, kind in zip(features.all, names, types, strict=True)
+    )
 
 
 # --- parity ---------------------------------------------------------------------------------
 
 
-def onnx_feed(frame: pd.DataFrame, features: Features) -> dict[str, npt.NDArray[Any]]:
-    """The frame as the graph's inputs: (n, 1) float64 per number, (n, 1) str per category."""
-    feed: dict[str, npt.NDArray[Any]] = {}
+def columns_of(frame: pd.DataFrame, features: Features) -> dict[str, list[Any]]:
+    """The frame as the service hands a predictor its records: a list per feature, None for
+    missing, categories as strings."""
+    columns: dict[str, list[Any]] = {}
     for name in features.numeric:
-        feed[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+        columns[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan).tolist()
     for name in features.categorical:
-        values = [MISSING_CATEGORY if pd.isna(v) else str(v) for v in frame[name].tolist()]
-        feed[name] = np.array(values, dtype=object).reshape(-1, 1)
-    return feed
+        columns[name] = [None if pd.isna(v) else str(v) for v in frame[name].tolist()]
+    return columns
+
+
+def onnx_feed(
+    frame: pd.DataFrame, features: Features, inputs: tuple[GraphInput, ...]
+) -> dict[str, npt.NDArray[Any]]:
+    """The frame as the graph's inputs, built by the service's own feed."""
+    return feed(columns_of(frame, features), inputs, MISSING_CATEGORY)
 
 
 def random_records(
@@ -228,17 +241,49 @@ def random_records(
     return pd.DataFrame(columns)
 
 
+def check_regression_parity(
+    model: Pipeline,
+    session: Any,
+    frame: pd.DataFrame,
+    features: Features,
+    inputs: tuple[GraphInput, ...],
+    tolerance: float,
+) -> dict[str, Any]:
+    """Predictions of the graph against the Pipeline's, row by row: each within `tolerance`
+    absolutely or relative to the prediction's size, whichever is larger."""
+    expected = np.asarray(model.predict(frame[list(features.all)]), dtype=np.float64)
+    (actual,) = session.run([OUTPUTS["regression"]], onnx_feed(frame, features, inputs))
+    actual = np.asarray(actual, dtype=np.float64).reshape(-1)
+    if actual.shape != expected.shape:
+        raise ExportUnavailable(
+            f"the graph returns predictions of shape {actual.shape}, the Pipeline {expected.shape}"
+        )
+    difference = np.abs(actual - expected)
+    allowed = tolerance * np.maximum(1.0, np.abs(expected))
+    # NaN compares false to everything, so a NaN output never passes.
+    outside = int(np.sum(~(difference <= allowed)))
+    largest = float(np.max(difference)) if len(difference) else 0.0
+    return {
+        "passed": outside == 0,
+        "tolerance": tolerance,
+        "max_abs_difference": largest if math.isfinite(largest) else None,
+        "rows_outside_tolerance": outside,
+        "rows_checked": len(frame),
+    }
+
+
 def check_parity(
     model: Pipeline,
     session: Any,
     frame: pd.DataFrame,
     features: Features,
+    inputs: tuple[GraphInput, ...],
     tolerance: float,
 ) -> dict[str, Any]:
     """Probabilities and labels of the graph against the Pipeline's, row by row."""
     expected = model.predict_proba(frame[list(features.all)])
     expected_labels = model.predict(frame[list(features.all)])
-    (actual,) = session.run([PROBABILITIES], onnx_feed(frame, features))
+    (actual,) = session.run([PROBABILITIES], onnx_feed(frame, features, inputs))
     if actual.shape != expected.shape:
         raise ExportUnavailable(
             f"the graph returns probabilities of shape {actual.shape}, "
@@ -259,8 +304,11 @@ def check_parity(
     }
 
 
+FIGURES = ("max_abs_probability_difference", "max_abs_difference")
+
+
 def _without_figure(check: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in check.items() if k != "max_abs_probability_difference"}
+    return {k: v for k, v in check.items() if k not in FIGURES}
 
 
 # --- the stage ------------------------------------------------------------------------------
@@ -303,21 +351,26 @@ def export(
         )
     model = joblib.load(model_path)
     features = Features.from_metadata(metadata)
+    task = metadata.get("task", "classification")
     random = random_records(
         metadata, int(params["random_records"]), float(params["missing_rate"]), int(params["seed"])
     )
+    types = ["double"] * len(features.numeric) + ["string"] * len(features.categorical)
     record: dict[str, Any] = {
-        "schema_version": RECORD_SCHEMA_VERSION,
+        "schema_version": EXPORT_VERSION,
         "status": "unavailable",
         "reason": None,
         "model_sha256": model_sha256,
         "onnx_file": None,
         "onnx_sha256": None,
         "opsets": None,
-        "inputs": [{"name": f, "type": "double"} for f in features.numeric]
-        + [{"name": f, "type": "string"} for f in features.categorical],
-        "output": PROBABILITIES,
-        "classes": [str(c) for c in metadata["classes"]],
+        # The names asked of the converter; the graph's own once it exists.
+        "inputs": [
+            {"name": f, "graph_name": f, "type": t}
+            for f, t in zip(features.all, types, strict=True)
+        ],
+        "output": OUTPUTS[task],
+        "classes": [str(c) for c in metadata.get("classes", [])],
         "missing_category": MISSING_CATEGORY,
         "parity": None,
         "library_versions": library_versions(),
@@ -333,11 +386,11 @@ def export(
         onnx_bytes = onnx_model.SerializeToString()
         record["opsets"] = {op.domain or "ai.onnx": op.version for op in onnx_model.opset_import}
         session = inference_session(onnx_bytes)
-        names = [i.name for i in session.get_inputs()]
-        if names != list(features.all):
-            raise ExportUnavailable(f"graph inputs {names} differ from the features")
+        inputs = graph_inputs(session, features)
+        record["inputs"] = [i.model_dump() for i in inputs]
+        check = check_parity if task == "classification" else check_regression_parity
         parity = {
-            name: check_parity(model, session, frame, features, float(params["tolerance"]))
+            name: check(model, session, frame, features, inputs, float(params["tolerance"]))
             for name, frame in (("prepared_data", prepared), ("random_records", random))
         }
         record["parity"] = {
@@ -352,14 +405,7 @@ def export(
         }
         if not record["parity"]["passed"]:
             failed = {k: v for k, v in parity.items() if not v["passed"]}
-            raise ExportUnavailable(
-                "parity failed: "
-                + "; ".join(
-                    f"{k}: max |p_onnx - p_pipeline| = {v['max_abs_probability_difference']} "
-                    f"(tolerance {v['tolerance']}), {v['label_disagreements']} different labels"
-                    for k, v in failed.items()
-                )
-            )
+            raise ExportUnavailable("parity failed: " + "; ".join(map(_failure, failed.items())))
     # Anything the converter or onnxruntime raises (NotImplementedError, RuntimeError,
     # skl2onnx's MissingShapeCalculator...) means the same thing here: no fast path.
     except Exception as error:
@@ -378,10 +424,25 @@ def export(
             "exported %s: parity over %d rows, max |difference| %s",
             ONNX_FILE,
             record["parity"]["rows_checked"],
-            max(p["max_abs_probability_difference"] for p in parity.values()),
+            max(p[figure] for p in parity.values() for figure in FIGURES if figure in p),
         )
+    # Validated as the service will read it, so a record training writes is one it accepts.
+    parse_export_record(record)
     write_json(record_path, record)
     return record
+
+
+def _failure(item: tuple[str, dict[str, Any]]) -> str:
+    name, check = item
+    if "label_disagreements" in check:
+        return (
+            f"{name}: max |p_onnx - p_pipeline| = {check['max_abs_probability_difference']} "
+            f"(tolerance {check['tolerance']}), {check['label_disagreements']} different labels"
+        )
+    return (
+        f"{name}: max |onnx - pipeline| = {check['max_abs_difference']}, "
+        f"{check['rows_outside_tolerance']} rows outside the tolerance {check['tolerance']}"
+    )
 
 
 def load_prepared(target: str) -> pd.DataFrame:
@@ -390,14 +451,13 @@ def load_prepared(target: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    params = load_params("export", paths.PARAMS)
-    target = load_params("prepare", paths.PARAMS)["target"]
+    params = read_params(paths.PARAMS)
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
     export(
         model_path=paths.MODEL,
         metadata=metadata,
-        prepared=load_prepared(target),
-        params=params,
+        prepared=load_prepared(params.prepare.target),
+        params=params.export.model_dump(),
         onnx_dir=ONNX_DIR,
         record_path=RECORD,
     )

@@ -9,7 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
 
+# A `source` path must lie here: `prepare` depends on the directory, so editing the data retrains.
+DATA_DIR = ROOT / "data"
+
 PREPARED_DIR = ROOT / "training" / "data" / "prepared"
+LIBRARY_VERSIONS = ROOT / "training" / "data" / "library_versions.json"
 TRAIN_SPLIT = PREPARED_DIR / "train.parquet"
 TEST_SPLIT = PREPARED_DIR / "test.parquet"
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import platform
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
-import sklearn
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -34,6 +32,7 @@ from training.data import FeatureSpec, feature_spec, fingerprint
 from training.io import run_stage, sha256_file, write_json
 from training.params import Params, ParamsError, read_params
 from training.tasks import ALIASES, Task
+from training.versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +161,6 @@ def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[
     return features
 
 
-def library_versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "joblib": joblib.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-    }
-
-
 def _training_data(train: pd.DataFrame, target: str, task: Task) -> dict[str, Any]:
     described: dict[str, Any] = {"rows": len(train), "fingerprint_sha256": fingerprint(train)}
     if task == "classification":
@@ -207,7 +196,8 @@ def build_metadata(
         "classes": classes,
         "input_schema": {"features": input_schema(train, spec, params.train.schema_margin)},
         "training_data": _training_data(train, target, task),
-        "library_versions": library_versions(),
+        # What the service checks before it unpickles (the `versions` stage's very output).
+        "library_versions": library_versions(type(model[-1])),
     }
 
 

@@ -68,6 +68,14 @@ override_resource {
 }
 
 override_resource {
+  target = aws_iam_role.github_data
+  values = {
+    id  = "mlops-template-github-data"
+    arn = "arn:aws:iam::123456789012:role/mlops-template-github-data"
+  }
+}
+
+override_resource {
   target = aws_iam_role.github_deploy
   values = {
     id  = "mlops-template-github-deploy"
@@ -113,6 +121,10 @@ override_resource {
 
 override_resource {
   target = aws_iam_role_policy.github_train_dvc
+}
+
+override_resource {
+  target = aws_iam_role_policy.github_data_dvc
 }
 
 override_resource {
@@ -279,12 +291,14 @@ run "bucket_policy_denies_every_request_without_tls_1_2_and_grants_nothing" {
 
 # --- The identity: OIDC ------------------------------------------------------------------
 
-run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
+run "oidc_mode_creates_githubs_provider_three_roles_and_no_user_or_key" {
   assert {
     condition = (
       length(aws_iam_openid_connect_provider.github) == 1
       && length(aws_iam_role.github_train) == 1
       && length(aws_iam_role_policy.github_train_dvc) == 1
+      && length(aws_iam_role.github_data) == 1
+      && length(aws_iam_role_policy.github_data_dvc) == 1
       && length(aws_iam_role.github_deploy) == 1
       && length(aws_iam_role_policy.github_deploy) == 1
       && length(aws_iam_group.github_actions) == 0
@@ -293,7 +307,7 @@ run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
       && length(aws_iam_user_group_membership.github_actions) == 0
       && length(aws_iam_access_key.github_actions) == 0
     )
-    error_message = "OIDC mode must create the provider and both roles with their policies, and no IAM user, group or key."
+    error_message = "OIDC mode must create the provider and the three roles with their policies, and no IAM user, group or key."
   }
 
   assert {
@@ -369,6 +383,25 @@ run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
     error_message = "The training role must get exactly DVC read and write under dvc/, and no way to deploy."
   }
 
+  # The data role: trusted as the training role is, and DVC read only.
+  assert {
+    condition = (
+      aws_iam_role.github_data[0].assume_role_policy == aws_iam_role.github_train[0].assume_role_policy
+      && aws_iam_role.github_data[0].max_session_duration == 3600
+      && aws_iam_role_policy.github_data_dvc[0].role == aws_iam_role.github_data[0].id
+      && toset(flatten([
+        for s in jsondecode(aws_iam_role_policy.github_data_dvc[0].policy).Statement : [
+          for a in flatten([s.Action]) : [for r in flatten([s.Resource]) : "${s.Effect} ${a} ${r}"]
+        ]
+        ])) == toset([
+        "Allow s3:ListBucket arn:aws:s3:::mlops-dvc-20261202153000000000000001",
+        "Allow s3:GetBucketLocation arn:aws:s3:::mlops-dvc-20261202153000000000000001",
+        "Allow s3:GetObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
+      ])
+    )
+    error_message = "The data role must trust what the training role trusts and get exactly DVC read under dvc/."
+  }
+
   # The deploy role: DVC read, assuming the four CDK bootstrap roles, and reading the API-key
   # secret; no DVC write.
   assert {
@@ -406,10 +439,11 @@ run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
       && output.dvc_bucket_name == "mlops-dvc-20261202153000000000000001"
       && output.aws_train_role_arn == "arn:aws:iam::123456789012:role/mlops-template-github-train"
       && output.aws_deploy_role_arn == "arn:aws:iam::123456789012:role/mlops-template-github-deploy"
+      && output.aws_data_role_arn == "arn:aws:iam::123456789012:role/mlops-template-github-data"
       && output.ci_user_name == null
       && output.aws_access_key_id == null
     )
-    error_message = "OIDC mode must output the two role ARNs and no access-key values."
+    error_message = "OIDC mode must output the three role ARNs and no access-key values."
   }
 
   assert {
@@ -418,6 +452,7 @@ run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
       "git add .dvc/config && git commit -m 'Point the DVC remote at s3://mlops-dvc-20261202153000000000000001/dvc'",
       "gh variable set AWS_REGION --repo octo-org/penguins-mlops --body eu-west-1",
       "gh variable set AWS_TRAIN_ROLE_ARN --repo octo-org/penguins-mlops --body \"$(terraform -chdir=infrastructure output -raw aws_train_role_arn)\"",
+      "gh variable set AWS_DATA_ROLE_ARN --repo octo-org/penguins-mlops --body \"$(terraform -chdir=infrastructure output -raw aws_data_role_arn)\"",
       "gh variable set AWS_DEPLOY_ROLE_ARN --repo octo-org/penguins-mlops --body \"$(terraform -chdir=infrastructure output -raw aws_deploy_role_arn)\"",
     ])
     error_message = "next_steps must set exactly the variables the workflows read for OIDC."
@@ -462,6 +497,8 @@ run "access_key_mode_creates_one_user_in_a_group_and_no_oidc_resource" {
       && length(aws_iam_openid_connect_provider.github) == 0
       && length(aws_iam_role.github_train) == 0
       && length(aws_iam_role_policy.github_train_dvc) == 0
+      && length(aws_iam_role.github_data) == 0
+      && length(aws_iam_role_policy.github_data_dvc) == 0
       && length(aws_iam_role.github_deploy) == 0
       && length(aws_iam_role_policy.github_deploy) == 0
     )
@@ -510,6 +547,7 @@ run "access_key_mode_creates_one_user_in_a_group_and_no_oidc_resource" {
       && issensitive(output.aws_secret_access_key)
       && issensitive(output.aws_access_key_id) == false
       && output.aws_train_role_arn == null
+      && output.aws_data_role_arn == null
       && output.aws_deploy_role_arn == null
     )
     error_message = "Access-key mode must output the user and key (the secret marked sensitive) and no role ARN."

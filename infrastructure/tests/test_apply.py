@@ -205,6 +205,12 @@ class Deployment:
             return self.assume_with_web_identity(self.outputs["aws_deploy_role_arn"])
         return self.user()
 
+    def data_reader(self) -> Credentials:
+        """The identity that pulls a pull request's data: the data role, or the access-key user."""
+        if self.mode == "oidc":
+            return self.assume_with_web_identity(self.outputs["aws_data_role_arn"])
+        return self.user()
+
     def user(self) -> Credentials:
         secret = self.terraform.run("output", "-raw", "aws_secret_access_key").stdout
         return Credentials(self.outputs["aws_access_key_id"], secret)
@@ -320,6 +326,8 @@ EXPECTED_STATE = {
         "aws_iam_openid_connect_provider.github[0]",
         "aws_iam_role.github_train[0]",
         "aws_iam_role_policy.github_train_dvc[0]",
+        "aws_iam_role.github_data[0]",
+        "aws_iam_role_policy.github_data_dvc[0]",
         "aws_iam_role.github_deploy[0]",
         "aws_iam_role_policy.github_deploy[0]",
     },
@@ -394,6 +402,7 @@ def test_identities_hold_only_the_inline_policies_terraform_wrote(deployment):
     if deployment.mode == "oidc":
         for output, policy in (
             ("aws_train_role_arn", "dvc-read-write"),
+            ("aws_data_role_arn", "dvc-read"),
             ("aws_deploy_role_arn", "dvc-read-and-cdk-deploy"),
         ):
             role = deployment.outputs[output].rsplit("/", 1)[1]
@@ -477,11 +486,17 @@ def test_training_identity_pushes_and_deploy_identity_pulls_with_dvc(deployment,
     assert (puller / "model.bin").read_text() == payload
 
     if deployment.mode == "oidc":
-        # The deploy role reads the model; it can never replace it.
+        # The deploy and data roles read the model; neither can ever replace it.
+        data_puller = dvc_workspace(tmp_path / "data-puller", deployment)
+        shutil.copy2(pusher / "model.bin.dvc", data_puller / "model.bin.dvc")
+        pulled = dvc(data_puller, deployment.data_reader(), "pull")
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        assert (data_puller / "model.bin").read_text() == payload
         (puller / "model.bin").write_text("tampered\n")
         assert dvc(puller, deployment.reader(), "add", "model.bin").returncode == 0
-        refused = dvc(puller, deployment.reader(), "push")
-        assert refused.returncode != 0, refused.stdout
+        for reader in (deployment.reader(), deployment.data_reader()):
+            refused = dvc(puller, reader, "push")
+            assert refused.returncode != 0, refused.stdout
 
 
 def test_ci_identities_are_refused_everything_outside_dvc(deployment):
@@ -501,7 +516,7 @@ def test_ci_identities_are_refused_everything_outside_dvc(deployment):
             ],
         }
     )
-    for credentials in {deployment.writer(), deployment.reader()}:
+    for credentials in {deployment.writer(), deployment.reader(), deployment.data_reader()}:
         s3 = deployment.moto.client("s3", credentials)
         iam = deployment.moto.client("iam", credentials)
         denied(s3.put_object, Bucket=bucket, Key="private/x", Body=b"x")
@@ -556,6 +571,7 @@ def test_no_ci_identity_can_widen_its_own_permissions(deployment):
     if deployment.mode == "oidc":
         for output, credentials in (
             ("aws_train_role_arn", deployment.writer()),
+            ("aws_data_role_arn", deployment.data_reader()),
             ("aws_deploy_role_arn", deployment.reader()),
         ):
             role = deployment.outputs[output].rsplit("/", 1)[1]
@@ -652,7 +668,7 @@ def protections(deployment: Deployment) -> dict[str, Any]:
         ),
     }
     if deployment.mode == "oidc":
-        for output in ("aws_train_role_arn", "aws_deploy_role_arn"):
+        for output in ("aws_train_role_arn", "aws_data_role_arn", "aws_deploy_role_arn"):
             role = deployment.outputs[output].rsplit("/", 1)[1]
             found[output] = iam.get_role_policy(
                 RoleName=role, PolicyName=iam.list_role_policies(RoleName=role)["PolicyNames"][0]

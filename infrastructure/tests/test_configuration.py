@@ -139,3 +139,16 @@ def test_workflows_read_the_names_next_steps_sets():
         assert f"vars.{variable}" in text, variable
     for secret in WORKFLOW_SECRETS:
         assert f"secrets.{secret}" in text, secret
+
+
+def test_the_destroy_guard_depends_on_every_other_resource():
+    """A plain destroy reaches the guard first only from what depends_on names
+    (destroy_guard.tf): a resource left out would be deleted before the guard refuses."""
+    resources: dict[str, Any] = {}
+    for path in sorted(INFRA_DIR.glob("*.tf")):
+        for block in load(path).get("resource", []):
+            for kind, named in block.items():
+                resources.update({f"{kind}.{name}": body for name, body in named.items()})
+    guard = "terraform_data.destroy_guard"
+    guarded = {ref.removeprefix("${").removesuffix("}") for ref in resources[guard]["depends_on"]}
+    assert guarded == set(resources) - {guard}

@@ -3,13 +3,15 @@
 `model_metadata.json` is tracked by git, so the sha256 it records for `model.joblib` is the
 one reviewed in the pull request and built into the image. The service refuses to start
 (see `ModelIntegrityError`) rather than serve a model that is missing, differs from that
-record, or was pickled by another scikit-learn than the one installed: unpickling across
+record, or was pickled by other versions of the libraries it needs (scikit-learn, numpy,
+the estimator's own package: `library_versions`) than the ones installed: unpickling across
 versions is unsupported and can silently change predictions.
 
-The metadata and the reference profile are pydantic models: they are the contract training
-writes to (a test validates training's output against them; neither side imports the
-other). Fields the service does not rely on are kept as they were written (`extra="allow"`),
-so training can add information without breaking a running service.
+The metadata, the reference profile and the ONNX export record are pydantic models: they
+are the contract training writes to (a test validates training's output against them; the
+service imports nothing from training). Fields the service does not rely on are kept as they
+were written (`extra="allow"`), so training can add information without breaking a running
+service.
 
 `reference_profile.json` is optional (models trained before it existed have none): without
 it, or when it cannot be read, the service starts, says so once, and counts no drift. A
@@ -23,7 +25,7 @@ import json
 import logging
 import math
 from functools import cached_property
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -32,8 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 METADATA_FILE = "model_metadata.json"
 METRICS_FILE = "metrics.json"
 PROFILE_FILE = "reference_profile.json"
+EXPORT_FILE = "onnx_export.json"
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 SUPPORTED_PROFILE_VERSIONS = frozenset({1})
+# 2: each input names the graph's own name for its feature.
+EXPORT_VERSION = 2
+SUPPORTED_EXPORT_VERSIONS = frozenset({EXPORT_VERSION})
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +135,12 @@ class ModelMetadata(_Artifact):
     def sklearn_version(self) -> str:
         return self.library_versions.scikit_learn
 
+    def library_versions_to_check(self) -> dict[str, str]:
+        """Every library the pickle needs, as training recorded it (the interpreter's own
+        version is informational: the image pins it)."""
+        recorded = self.library_versions.model_dump(by_alias=True)
+        return {k: v for k, v in recorded.items() if k != "python" and isinstance(v, str)}
+
     @cached_property
     def raw(self) -> dict[str, Any]:
         """The metadata as JSON values, every field training wrote included."""
@@ -222,6 +234,46 @@ class ReferenceProfile(_Artifact):
         return value.lower()
 
 
+class GraphInput(_Artifact):
+    """One input of the ONNX graph: the feature it carries and the name the graph gives it
+    (skl2onnx turns a column name such as "mean radius" into an identifier)."""
+
+    name: str = Field(min_length=1)
+    graph_name: str = Field(min_length=1)
+    type: Literal["double", "string"]
+
+
+class Parity(_Artifact):
+    passed: bool
+    rows_checked: int = Field(ge=0)
+
+
+class ExportRecord(_Artifact):
+    """`onnx_export.json`: whether the Pipeline has an ONNX graph that predicts as it does,
+    and if not, why. Written by training's `export` stage, read by app.onnx_predictor."""
+
+    schema_version: int
+    status: Literal["exported", "unavailable"]
+    reason: str | None = None
+    model_sha256: Sha256
+    onnx_file: str | None = None
+    onnx_sha256: Sha256 | None = None
+    opsets: dict[str, int] | None = None
+    inputs: tuple[GraphInput, ...]
+    output: str
+    classes: tuple[str, ...]
+    missing_category: str
+    parity: Parity | None = None
+    library_versions: dict[str, str]
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, value: int) -> int:
+        if value not in SUPPORTED_EXPORT_VERSIONS:
+            raise ValueError(f"schema_version {value!r} is not one this service reads")
+        return value
+
+
 def _explain(error: ValidationError, where: str) -> str:
     """Every problem as `file: path.to[0].field: message`, the input never echoed."""
     problems = []
@@ -304,15 +356,18 @@ def verify_model_file(model_dir: Path, metadata: ModelMetadata) -> Path:
             f"model file {path} has sha256 {actual}, but {METADATA_FILE} records "
             f"{metadata.model_sha256}: the file is not the model that was trained and reviewed"
         )
-    # Read from the installed distribution: importing scikit-learn costs seconds of cold
-    # start, and the fast path never needs it.
-    installed = version("scikit-learn")
-    if metadata.sklearn_version != installed:
-        raise ModelIntegrityError(
-            f"model was trained with scikit-learn {metadata.sklearn_version} but "
-            f"{installed} is installed: retrain, or install the version "
-            "Pipfile.lock pins"
-        )
+    for library, trained_with in metadata.library_versions_to_check().items():
+        # Read from the installed distribution: importing scikit-learn costs seconds of cold
+        # start, and the fast path never needs it.
+        try:
+            installed = version(library)
+        except PackageNotFoundError:
+            installed = "none"
+        if trained_with != installed:
+            raise ModelIntegrityError(
+                f"model was trained with {library} {trained_with} but {installed} is "
+                "installed: retrain (`make train`), or install the version Pipfile.lock pins"
+            )
     return path
 
 
@@ -352,6 +407,14 @@ def load_profile(model_dir: Path, metadata: ModelMetadata) -> ReferenceProfile |
         extra={"reference_profile": None},
     )
     return None
+
+
+def parse_export_record(raw: Any) -> ExportRecord:
+    """Raises ValueError naming every problem, as `file: path: message`."""
+    try:
+        return _validate(ExportRecord, raw)
+    except ValidationError as error:
+        raise ValueError(_explain(error, EXPORT_FILE)) from None
 
 
 def load_metrics(model_dir: Path) -> dict[str, Any] | None:

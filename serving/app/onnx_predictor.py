@@ -8,6 +8,11 @@ service loaded, and with the sha256 of the graph file found next to it. Anything
 raises FastPathUnavailable with the reason, and the service answers with the Pipeline
 (app.predictor.load_predictor), which stays the source of truth.
 
+The graph's feed (which features are numbers and which strings, how a missing value
+travels, the session options) is defined here once: training's export stage imports it to
+check parity, so the graph is proven on exactly the inputs the service will give it. This
+module therefore imports nothing from FastAPI, and nothing from `training`.
+
 A call costs tens of microseconds where the Pipeline's costs milliseconds: scikit-learn's
 per-call overhead (DataFrame handling, validation, one Python call per step) is almost all
 of the Pipeline's time on a small request, and the graph has none of it.
@@ -18,26 +23,80 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import threading
 import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-# Written by training/export.py; the two are kept in step by the parity tests.
-EXPORT_RECORD = "onnx_export.json"
-RECORD_SCHEMA_VERSION = 1
+from app.artifacts import EXPORT_FILE, EXPORT_VERSION, ExportRecord, GraphInput, parse_export_record
+
+EXPORT_RECORD = EXPORT_FILE
+# The graph's output the service reads, by task: skl2onnx's names for a classifier's
+# probability tensor (zipmap off) and a regressor's predictions.
+OUTPUTS = {"classification": "probabilities", "regression": "variable"}
+# ONNX string tensors cannot hold a missing value, so a missing category travels as this
+# token and the graph's imputer replaces it, as SimpleImputer replaces None/NaN. It cannot
+# come from a client: the service only accepts the schema's categories or null.
+MISSING_CATEGORY = "\x00missing"
+TENSOR_TYPES = {"number": "double", "category": "string"}
 
 
 class FastPathUnavailable(Exception):
     """The ONNX path cannot answer for this model; the message says why."""
 
 
+def split_features(features: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """The metadata's features as (numbers, categories): the graph's input order, which is
+    the Pipeline's (numbers first, as its ColumnTransformer lists them)."""
+    unknown = [f["name"] for f in features if f["type"] not in TENSOR_TYPES]
+    if unknown:
+        raise FastPathUnavailable(f"features of a type the graph cannot take: {unknown}")
+    numeric = [f["name"] for f in features if f["type"] == "number"]
+    return numeric, [f["name"] for f in features if f["type"] == "category"]
+
+
+def feed(
+    columns: Mapping[str, Sequence[Any]], inputs: Sequence[GraphInput], missing_category: str
+) -> dict[str, npt.NDArray[Any]]:
+    """The graph's inputs for n records given column by column (None = missing): (n, 1)
+    float64 per number (None becomes NaN, which the graph imputes), (n, 1) str per category
+    (None becomes `missing_category`, which the graph imputes)."""
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for graph_input in inputs:
+        values = columns[graph_input.name]
+        if graph_input.type == "double":
+            arrays[graph_input.graph_name] = np.array(values, dtype=np.float64).reshape(-1, 1)
+        else:
+            strings = [missing_category if value is None else value for value in values]
+            arrays[graph_input.graph_name] = np.array(strings, dtype=object).reshape(-1, 1)
+    return arrays
+
+
+def new_session(payload: bytes) -> Any:
+    """An onnxruntime session as the service runs it (training checks parity with one too)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One thread per call and no thread pools: the service's parallelism is its workers and
+    # their threads, a request is far too small to split, and pool threads would only spin
+    # against each other on one vCPU (and would not survive gunicorn's fork).
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxPredictor:
-    """Probabilities from the ONNX graph, for columnar input already validated by the service.
+    """Predictions from the ONNX graph, for columnar input already validated by the service:
+    `predict_proba` for a classifier, `predict` for a regressor.
 
     Thread-safe: onnxruntime's `InferenceSession.run` may be called from several threads at
     once, each call builds its own input arrays, and the session is created under a lock.
@@ -49,17 +108,16 @@ class OnnxPredictor:
         self,
         graph: bytes,
         *,
-        numeric: tuple[str, ...],
-        categorical: tuple[str, ...],
+        inputs: Sequence[GraphInput],
         output: str,
         missing_category: str,
         n_classes: int,
         session: Any = None,
     ) -> None:
+        """`n_classes` 0 means a regressor."""
         self._graph = graph
         self._n_classes = n_classes
-        self._numeric = numeric
-        self._categorical = categorical
+        self._inputs = tuple(inputs)
         self._outputs = [output]
         self._missing_category = missing_category
         self._lock = threading.Lock()
@@ -73,48 +131,56 @@ class OnnxPredictor:
         if session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = _new_session(self._graph)
+                    self._session = new_session(self._graph)
                 session = self._session
         return session
 
+    def _run(self, columns: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.float64]:
+        arrays = feed(columns, self._inputs, self._missing_category)
+        result: npt.NDArray[np.float64] = self._get_session().run(self._outputs, arrays)[0]
+        return result
+
     def predict_proba(self, columns: dict[str, list[Any]]) -> npt.NDArray[np.float64]:
         """float64 (n, n_classes) in the model's class order; None means missing."""
+        if not self._n_classes:
+            raise TypeError("a regressor has no class probabilities: call predict")
         if not any(len(values) for values in columns.values()):
             # onnxruntime rejects empty tensors in some operators; there is nothing to run.
             return np.empty((0, self._n_classes), dtype=np.float64)
-        feed: dict[str, npt.NDArray[Any]] = {}
-        for name in self._numeric:
-            # numpy turns None into NaN for a float array, and the graph imputes NaN.
-            feed[name] = np.array(columns[name], dtype=np.float64).reshape(-1, 1)
-        missing = self._missing_category
-        for name in self._categorical:
-            # A string tensor has no missing value: the graph imputes this token instead.
-            values = [missing if value is None else value for value in columns[name]]
-            feed[name] = np.array(values, dtype=object).reshape(-1, 1)
-        probabilities: npt.NDArray[np.float64] = self._get_session().run(self._outputs, feed)[0]
-        return probabilities
+        return self._run(columns)
+
+    def predict(self, columns: dict[str, list[Any]]) -> npt.NDArray[np.float64]:
+        """A regressor's float64 (n,) predictions; None means missing."""
+        if self._n_classes:
+            raise TypeError("a classifier's answer is predict_proba")
+        if not any(len(values) for values in columns.values()):
+            return np.empty(0, dtype=np.float64)
+        return self._run(columns).reshape(-1)
 
 
-def _read_record(data_dir: Path) -> dict[str, Any]:
+def _read_record(data_dir: Path) -> ExportRecord:
     path = data_dir / EXPORT_RECORD
     if not path.is_file():
         raise FastPathUnavailable(
             f"no ONNX export: {path} is missing (the `export` stage of `dvc repro` writes it)"
         )
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FastPathUnavailable(f"{path} is unreadable: {error}") from error
-    if not isinstance(record, dict) or record.get("schema_version") != RECORD_SCHEMA_VERSION:
+    if not isinstance(raw, dict) or raw.get("schema_version") != EXPORT_VERSION:
         raise FastPathUnavailable(
-            f"{path} is not an export record of schema version {RECORD_SCHEMA_VERSION}"
+            f"{path} is not an export record of schema version {EXPORT_VERSION}: re-run `dvc repro`"
         )
-    return record
+    try:
+        return parse_export_record(raw)
+    except ValueError as error:
+        raise FastPathUnavailable(str(error)) from None
 
 
-def _graph_bytes(data_dir: Path, record: dict[str, Any]) -> bytes:
-    relative = record.get("onnx_file")
-    if not isinstance(relative, str):
+def _graph_bytes(data_dir: Path, record: ExportRecord) -> bytes:
+    relative = record.onnx_file
+    if relative is None:
         raise FastPathUnavailable(f"{EXPORT_RECORD} names no ONNX file")
     path = (data_dir / relative).resolve()
     if not path.is_relative_to(data_dir.resolve()):
@@ -128,9 +194,9 @@ def _graph_bytes(data_dir: Path, record: dict[str, Any]) -> bytes:
         ) from error
     # Hash the very bytes handed to onnxruntime, so nothing can change between check and use.
     digest = hashlib.sha256(payload).hexdigest()
-    if digest != record.get("onnx_sha256"):
+    if digest != record.onnx_sha256:
         raise FastPathUnavailable(
-            f"{relative} has sha256 {digest}, the export recorded {record.get('onnx_sha256')}"
+            f"{relative} has sha256 {digest}, the export recorded {record.onnx_sha256}"
         )
     return payload
 
@@ -148,28 +214,13 @@ def _forget_session(predictor: weakref.ref[OnnxPredictor]) -> None:
         instance._lock = threading.Lock()  # a lock held at fork time stays held in the child
 
 
-def _new_session(payload: bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # One thread per call and no thread pools: the service's parallelism is its workers and
-    # their threads, a request is far too small to split, and pool threads would only spin
-    # against each other on one vCPU (and would not survive gunicorn's fork).
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-
-
-def _check_runtime(record: dict[str, Any]) -> None:
+def _check_runtime(record: ExportRecord) -> None:
     try:
         import onnxruntime as ort
     except ImportError as error:
         raise FastPathUnavailable(f"onnxruntime is not importable: {error}") from error
     # Parity was proven with one onnxruntime; another may compute differently.
-    proven_with = record.get("library_versions", {}).get("onnxruntime")
+    proven_with = record.library_versions.get("onnxruntime")
     if proven_with != ort.__version__:
         raise FastPathUnavailable(
             f"parity was proven with onnxruntime {proven_with}, {ort.__version__} is installed"
@@ -179,58 +230,69 @@ def _check_runtime(record: dict[str, Any]) -> None:
 def load_onnx_predictor(data_dir: Path, metadata: dict[str, Any]) -> OnnxPredictor:
     """The ONNX predictor for the model `metadata` describes, or FastPathUnavailable."""
     record = _read_record(data_dir)
-    if record.get("status") != "exported":
+    if record.status != "exported":
         raise FastPathUnavailable(
-            f"the export recorded the model as {record.get('status')!r}: {record.get('reason')}"
+            f"the export recorded the model as {record.status!r}: {record.reason}"
         )
-    if record.get("model_sha256") != metadata["model_sha256"]:
+    if record.model_sha256 != metadata["model_sha256"]:
         raise FastPathUnavailable(
-            f"the ONNX graph was exported from model {record.get('model_sha256')}, "
+            f"the ONNX graph was exported from model {record.model_sha256}, "
             f"the service serves {metadata['model_sha256']}: re-run `dvc repro`"
         )
-    if not record.get("parity", {}).get("passed"):
+    if record.parity is None or not record.parity.passed:
         raise FastPathUnavailable("the export record does not show parity with the Pipeline")
-    if record.get("classes") != metadata["classes"]:
+    classes = list(metadata.get("classes", []))
+    if list(record.classes) != classes:
         raise FastPathUnavailable(
-            f"the graph's classes {record.get('classes')} differ from {metadata['classes']}"
+            f"the graph's classes {list(record.classes)} differ from {classes}"
         )
     features = metadata["input_schema"]["features"]
-    numeric = tuple(f["name"] for f in features if f["type"] == "number")
-    categorical = tuple(f["name"] for f in features if f["type"] == "category")
-    expected_inputs = [{"name": f, "type": "double"} for f in numeric] + [
-        {"name": f, "type": "string"} for f in categorical
+    numeric, categorical = split_features(features)
+    expected = [(name, TENSOR_TYPES["number"]) for name in numeric] + [
+        (name, TENSOR_TYPES["category"]) for name in categorical
     ]
-    if record.get("inputs") != expected_inputs or len(expected_inputs) != len(features):
+    if [(i.name, i.type) for i in record.inputs] != expected:
         raise FastPathUnavailable("the graph's inputs differ from the model's input schema")
+    output = OUTPUTS[metadata.get("task", "classification")]
+    if record.output != output:
+        raise FastPathUnavailable(f"the graph's output is {record.output!r}, not {output!r}")
 
     _check_runtime(record)
     graph = _graph_bytes(data_dir, record)
     try:
-        session = _new_session(graph)
+        session = new_session(graph)
     except Exception as error:  # onnxruntime raises its own, undocumented exception types.
         raise FastPathUnavailable(f"onnxruntime cannot load the graph: {error}") from error
     graph_inputs = [(i.name, i.type) for i in session.get_inputs()]
-    wanted = [(i["name"], f"tensor({i['type']})") for i in expected_inputs]
+    wanted = [(i.graph_name, f"tensor({i.type})") for i in record.inputs]
     if graph_inputs != wanted:
         raise FastPathUnavailable(f"the graph takes {graph_inputs}, the record says {wanted}")
     outputs = {o.name: o.type for o in session.get_outputs()}
-    if outputs.get(record.get("output")) != "tensor(double)":
-        raise FastPathUnavailable(f"the graph has no double output {record.get('output')!r}")
+    if outputs.get(output) != "tensor(double)":
+        raise FastPathUnavailable(f"the graph has no double output {output!r}")
 
     predictor = OnnxPredictor(
         graph,
-        numeric=numeric,
-        categorical=categorical,
-        output=record["output"],
-        missing_category=record["missing_category"],
-        n_classes=len(metadata["classes"]),
+        inputs=record.inputs,
+        output=output,
+        missing_category=record.missing_category,
+        n_classes=len(classes),
         session=session,
     )
-    # One all-missing row proves the graph runs here, before the service commits to it.
+    _probe(predictor, features, len(classes))
+    return predictor
+
+
+def _probe(predictor: OnnxPredictor, features: Sequence[Mapping[str, Any]], n_classes: int) -> None:
+    """One all-missing row proves the graph runs here, before the service commits to it."""
+    record = {f["name"]: [None] for f in features}
     try:
-        probe = predictor.predict_proba({f["name"]: [None] for f in features})
+        answer = predictor.predict_proba(record) if n_classes else predictor.predict(record)
     except Exception as error:  # as above
         raise FastPathUnavailable(f"the graph fails on a probe record: {error}") from error
-    if probe.shape != (1, len(metadata["classes"])) or not np.isclose(probe.sum(), 1.0):
-        raise FastPathUnavailable(f"the graph returns {probe!r} for a probe record")
-    return predictor
+    if n_classes:
+        valid = answer.shape == (1, n_classes) and bool(np.isclose(answer.sum(), 1.0))
+    else:
+        valid = answer.shape == (1,) and math.isfinite(float(answer[0]))
+    if not valid:
+        raise FastPathUnavailable(f"the graph returns {answer!r} for a probe record")

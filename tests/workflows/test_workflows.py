@@ -22,6 +22,8 @@ SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
 # What each job may do with GITHUB_TOKEN; anything more is a finding.
 EXPECTED_PERMISSIONS = {
     ("tests.yml", "test"): {"contents": "read"},
+    ("tests.yml", "fork-test"): {"contents": "read"},
+    ("train.yml", "data"): {"contents": "read", "id-token": "write"},
     ("train.yml", "train"): {"contents": "read", "id-token": "write"},
     ("train.yml", "commit-back"): {"contents": "write", "actions": "write"},
     ("train.yml", "comment"): {"pull-requests": "write"},
@@ -72,6 +74,8 @@ def test_train_runs_only_on_pull_requests_touching_the_model_inputs(triggers, wo
         "params.yaml",
         "dvc.yaml",
         "Pipfile.lock",
+        "data/**",
+        "**/*.dvc",
     }
 
 
@@ -166,6 +170,15 @@ def test_the_test_workflow_lints_and_tests_with_python_from_the_pipfile(workflow
     assert order == sorted(order)
 
 
+def test_the_fork_rehearsal_runs_beside_the_tests_and_after_them_in_ci_run(workflows):
+    job = workflows["tests.yml"]["jobs"]["fork-test"]
+    # Its own job, not waiting for `make test` and not inside its time budget.
+    assert "needs" not in job
+    assert step_index(job, runs("setup-development-pipenv")) < step_index(job, runs("fork-test"))
+    ci_run = [ln.strip() for ln in (ROOT / ".ci/run").read_text(encoding="utf-8").splitlines()]
+    assert ci_run.index("make test") < ci_run.index("make fork-test")
+
+
 def test_train_tests_and_gates_the_model_before_anything_leaves_the_runner(workflows):
     job = workflows["train.yml"]["jobs"]["train"]
     train = step_index(job, runs("train"))
@@ -180,6 +193,45 @@ def test_train_tests_and_gates_the_model_before_anything_leaves_the_runner(workf
     assert step_index(job, runs("pr-comment")) < compare
 
 
+def aws_steps(job: dict[str, Any]) -> list[int]:
+    return [
+        index
+        for index, step in enumerate(job["steps"])
+        if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
+    ]
+
+
+def test_the_data_is_pulled_by_base_branch_code_and_no_credential_reaches_the_prs_code(
+    workflows, make_variable
+):
+    data = workflows["train.yml"]["jobs"]["data"]
+    base, head = data["steps"][0], data["steps"][1]
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert "path" not in base["with"], "the base branch's code is what this job runs"
+    assert head["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    assert head["with"]["path"] == make_variable("CI_PR_HEAD")
+    pointers = step_index(data, runs("pr-data-pointers"))
+    pull = step_index(data, runs("pull-pr-data"))
+    upload = next(
+        i for i, s in enumerate(data["steps"]) if s.get("with", {}).get("name") == "pr-data"
+    )
+    assert pointers < min(aws_steps(data)) <= max(aws_steps(data)) < pull < upload
+    # Only the pointers step decides whether credentials are configured at all.
+    for index in aws_steps(data):
+        assert "steps.pointers.outputs.data == 'tracked'" in data["steps"][index]["if"]
+    assert data["steps"][upload]["with"]["path"].rstrip("/") == make_variable("CI_PR_DATA")
+
+    train = workflows["train.yml"]["jobs"]["train"]
+    assert train["needs"] == "data"
+    # Without credentials (a fork's PR) the data job leaves its notice and nothing trains.
+    assert train["if"] == "needs.data.outputs.data != 'unavailable'"
+    download = next(
+        i for i, s in enumerate(train["steps"]) if s.get("with", {}).get("name") == "pr-data"
+    )
+    assert train["steps"][download]["if"] == "needs.data.outputs.data == 'pulled'"
+    assert download < step_index(train, runs("train")) < min(aws_steps(train))
+
+
 def test_train_trains_the_pr_head_and_can_compare_with_the_base_branch(workflows):
     job = workflows["train.yml"]["jobs"]["train"]
     checkout = job["steps"][0]
@@ -190,8 +242,9 @@ def test_train_trains_the_pr_head_and_can_compare_with_the_base_branch(workflows
 
 def test_fork_prs_get_no_secrets_push_commit_or_comment(workflows):
     workflow = workflows["train.yml"]
-    assert workflow["jobs"]["train"]["env"]["SAME_REPO"] == "${{ " + SAME_REPO + " }}"
-    for step in workflow["jobs"]["train"]["steps"]:
+    for job_id in ("data", "train"):
+        assert workflow["jobs"][job_id]["env"]["SAME_REPO"] == "${{ " + SAME_REPO + " }}"
+    for step in workflow["jobs"]["train"]["steps"] + workflow["jobs"]["data"]["steps"]:
         uses_secrets = "secrets." in yaml.safe_dump(step)
         pushes = step.get("run") == "make dvc-push"
         aws = str(step.get("uses", "")).startswith("aws-actions/")
@@ -224,6 +277,7 @@ def test_the_comment_is_posted_even_when_the_comparison_fails(workflows):
     ("workflow", "job_id", "variable"),
     [
         ("train.yml", "train", "AWS_TRAIN_ROLE_ARN"),
+        ("train.yml", "data", "AWS_DATA_ROLE_ARN"),
         ("deploy.yml", "deploy", "AWS_DEPLOY_ROLE_ARN"),
     ],
 )

@@ -1,4 +1,8 @@
-"""Fixtures shared by the training tests: the raw data and the artifacts `make train` wrote."""
+"""Fixtures shared by the training tests: the raw data and the artifacts `make train` wrote.
+
+`raw_data` and `data` are whatever `prepare.source` names, so a fork's data runs the
+template's tests; `raw_penguins` and `penguins` are the bundled example, for the tests
+marked `example_data` that state facts about it."""
 
 from __future__ import annotations
 
@@ -30,13 +34,35 @@ def prepare_params() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def target(prepare_params: dict[str, Any]) -> str:
+    name: str = prepare_params["target"]
+    return name
+
+
+@pytest.fixture(scope="session")
+def raw_data(prepare_params: dict[str, Any]) -> pd.DataFrame:
+    return load_dataset(prepare_params["source"], paths.ROOT)
+
+
+@pytest.fixture(scope="session")
+def data(raw_data: pd.DataFrame, prepare_params: dict[str, Any]) -> pd.DataFrame:
+    """The configured data set as `prepare` cleans it, before the split."""
+    return clean(
+        raw_data,
+        prepare_params["target"],
+        list(prepare_params["drop_columns"]),
+        prepare_params.get("task", "classification"),
+    )
+
+
+@pytest.fixture(scope="session")
 def raw_penguins() -> pd.DataFrame:
     return load_dataset(BUNDLED_SOURCE, paths.ROOT)
 
 
 @pytest.fixture(scope="session")
-def penguins(raw_penguins: pd.DataFrame, prepare_params: dict[str, Any]) -> pd.DataFrame:
-    return clean(raw_penguins, prepare_params["target"], list(prepare_params["drop_columns"]))
+def penguins(raw_penguins: pd.DataFrame) -> pd.DataFrame:
+    return clean(raw_penguins, "species", ["year"])
 
 
 def _artifact(path: Path) -> Path:

@@ -1,39 +1,47 @@
-"""Data tests: the data set has the schema, labels and missing values the pipeline expects."""
+"""Data tests: loading and cleaning any data set, and the facts of the bundled penguins
+(marked `example_data`: a fork states its own data's facts there instead)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from training.data import DataError, clean, feature_spec, fingerprint, load_dataset
+from training.data import DataError, check_features, clean, feature_spec, fingerprint, load_dataset
 
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 CATEGORICAL = ("island", "sex")
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
 
 
+@pytest.mark.example_data
 def test_bundled_dataset_loads_offline_with_all_rows(raw_penguins: pd.DataFrame) -> None:
     assert len(raw_penguins) == 344
     assert {"species", *NUMERIC, *CATEGORICAL, "year"} <= set(raw_penguins.columns)
 
 
+@pytest.mark.example_data
 def test_labels_are_exactly_the_three_species(penguins: pd.DataFrame) -> None:
     assert set(penguins["species"]) == SPECIES
     assert penguins["species"].notna().all()
 
 
+@pytest.mark.example_data
 def test_features_are_typed_numeric_and_categorical(penguins: pd.DataFrame) -> None:
     spec = feature_spec(penguins, "species")
     assert spec.numeric == NUMERIC
     assert spec.categorical == CATEGORICAL
 
 
+@pytest.mark.example_data
 def test_unused_columns_are_dropped(penguins: pd.DataFrame) -> None:
     assert "year" not in penguins.columns
 
 
+@pytest.mark.example_data
 def test_nulls_appear_only_in_imputable_features(penguins: pd.DataFrame) -> None:
     nulls = penguins.isna().sum()
     assert nulls[nulls > 0].index.isin([*NUMERIC, "sex"]).all()
@@ -42,12 +50,14 @@ def test_nulls_appear_only_in_imputable_features(penguins: pd.DataFrame) -> None
     assert nulls["sex"] == 11
 
 
+@pytest.mark.example_data
 def test_measurements_are_positive_and_plausible(penguins: pd.DataFrame) -> None:
     numeric = penguins[list(NUMERIC)]
     assert (numeric.dropna() > 0).all().all()
     assert penguins["body_mass_g"].dropna().between(2000, 7000).all()
 
 
+@pytest.mark.example_data
 def test_categories_are_the_known_islands_and_sexes(penguins: pd.DataFrame) -> None:
     assert set(penguins["island"]) == {"Biscoe", "Dream", "Torgersen"}
     assert set(penguins["sex"].dropna()) == {"female", "male"}
@@ -72,12 +82,12 @@ def test_missing_or_unsupported_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_clean_rejects_a_target_or_drop_column_that_does_not_exist(
-    raw_penguins: pd.DataFrame,
+    raw_data: pd.DataFrame, target: str
 ) -> None:
     with pytest.raises(DataError, match=r"prepare\.target"):
-        clean(raw_penguins, "label", [])
+        clean(raw_data, "\x00 no such column", [])
     with pytest.raises(DataError, match=r"prepare\.drop_columns"):
-        clean(raw_penguins, "species", ["nope"])
+        clean(raw_data, target, ["\x00 no such column"])
 
 
 def test_clean_drops_rows_without_a_label() -> None:
@@ -92,8 +102,39 @@ def test_clean_rejects_a_single_class_target() -> None:
         clean(frame, "y", [])
 
 
-def test_fingerprint_changes_when_one_value_changes(penguins: pd.DataFrame) -> None:
-    altered = penguins.copy()
-    altered.loc[0, "bill_length_mm"] = float(penguins["bill_length_mm"].iloc[0]) + 0.1
-    assert fingerprint(altered) != fingerprint(penguins)
-    assert fingerprint(penguins.copy()) == fingerprint(penguins)
+def test_fingerprint_changes_when_one_value_changes(data: pd.DataFrame, target: str) -> None:
+    altered = data.copy()
+    altered.loc[0, target] = f"{data[target].iloc[0]} changed"
+    assert fingerprint(altered) != fingerprint(data)
+    assert fingerprint(data.copy()) == fingerprint(data)
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ([np.nan] * 4, r"column 'f' is empty in every row: list 'f' in prepare\.drop_columns"),
+        (
+            [f"id-{i}" for i in range(4)],
+            r"column 'f' has 4 distinct values, more than prepare\.max_categories \(3\).*"
+            r"or raise prepare\.max_categories",
+        ),
+        (
+            pd.to_timedelta([1, 2, 3, 4], unit="s"),
+            r"column 'f' has type timedelta64\[\w+\], which the pipeline cannot encode",
+        ),
+        ([[1], [2], "a", "b"], r"column 'f' holds list values besides text"),
+    ],
+    ids=["all empty", "too many categories", "timedelta", "lists"],
+)
+def test_a_feature_the_pipeline_cannot_learn_from_is_refused_naming_it(
+    column: Any, message: str
+) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "f": column, "y": ["a", "b", "a", "b"]})
+    with pytest.raises(DataError, match=message):
+        check_features(frame, "y", max_categories=3)
+
+
+def test_categories_up_to_the_limit_are_accepted(data: pd.DataFrame, target: str) -> None:
+    check_features(data, target, max_categories=50)
+    frame = pd.DataFrame({"f": ["a", "b", "c", None], "y": ["a", "b", "a", "b"]})
+    check_features(frame, "y", max_categories=3)

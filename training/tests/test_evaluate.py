@@ -65,13 +65,15 @@ def test_confusion_table_counts_actual_rows_against_predicted_columns() -> None:
 def test_report_shows_model_against_baseline_and_the_data(
     metrics: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
-    test = pd.DataFrame({"species": ["Adelie", "Gentoo"]})
-    report = render_report(metrics, metadata, test, np.array(["Adelie", "Gentoo"]), 0.2)
+    labels = metadata["classes"][:2]
+    test = pd.DataFrame({metadata["target"]: labels})
+    report = render_report(metrics, metadata, test, np.array(labels), 0.2)
     accuracy = metrics["model"]["test"]["accuracy"]
     baseline = metrics["baseline"]["test"]["accuracy"]
     assert f"| accuracy | {accuracy:.4f} | {baseline:.4f} | {accuracy - baseline:+.4f} |" in report
     assert "## Confusion matrix (test split)" in report
-    assert "| island | category | Biscoe, Dream, Torgersen |" in report
+    for feature in metadata["input_schema"]["features"]:
+        assert f"| {feature['name']} | {feature['type']} | " in report
     assert metadata["model_version"] in report
 
 
@@ -79,5 +81,6 @@ def test_report_shows_model_against_baseline_and_the_data(
 def test_report_has_every_section(
     metrics: dict[str, Any], metadata: dict[str, Any], section: str
 ) -> None:
-    test = pd.DataFrame({"species": ["Adelie"]})
-    assert section in render_report(metrics, metadata, test, np.array(["Adelie"]), 0.2)
+    labels = metadata["classes"][:1]
+    test = pd.DataFrame({metadata["target"]: labels})
+    assert section in render_report(metrics, metadata, test, np.array(labels), 0.2)

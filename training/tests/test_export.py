@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
@@ -72,9 +74,10 @@ def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported)
     assert record["reason"] is None
     parity = record["parity"]
     assert parity["passed"] is True
-    assert parity["prepared_data"]["rows_checked"] == len(trained["prepared"]) == 344
+    rows = len(trained["prepared"])
+    assert parity["prepared_data"]["rows_checked"] == rows
     assert parity["random_records"]["rows_checked"] == params["random_records"]
-    assert parity["rows_checked"] == 344 + params["random_records"]
+    assert parity["rows_checked"] == rows + params["random_records"]
     for part in ("prepared_data", "random_records"):
         # A passing check records no figure: it differs from CPU to CPU (see export.py).
         assert "max_abs_probability_difference" not in parity[part]
@@ -90,14 +93,12 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
     assert record["model_sha256"] == trained["metadata"]["model_sha256"]
     assert record["model_sha256"] == sha256_file(directory / "model.joblib")
     assert record["classes"] == trained["metadata"]["classes"]
-    assert record["inputs"] == [
-        {"name": "bill_length_mm", "type": "double"},
-        {"name": "bill_depth_mm", "type": "double"},
-        {"name": "flipper_length_mm", "type": "double"},
-        {"name": "body_mass_g", "type": "double"},
-        {"name": "island", "type": "string"},
-        {"name": "sex", "type": "string"},
+    types = {"number": "double", "category": "string"}
+    assert [(i["name"], i["type"]) for i in record["inputs"]] == [
+        (f["name"], types[f["type"]]) for f in trained["metadata"]["input_schema"]["features"]
     ]
+    session = export.inference_session(graph.read_bytes())
+    assert [i["graph_name"] for i in record["inputs"]] == [i.name for i in session.get_inputs()]
     assert record["opsets"]["ai.onnx"] >= 19  # string Equal, used by the imputer
     assert set(record["library_versions"]) >= {"skl2onnx", "onnx", "onnxruntime", "scikit-learn"}
     # What the stage writes is what it returns (and what git will track).
@@ -137,7 +138,7 @@ def test_conversion_gives_the_same_bytes_whatever_the_hash_seed(exported):
         subprocess.run(
             [sys.executable, "-c", _CONVERT, str(directory)],
             cwd=paths.ROOT,
-            env={**os.environ, "PYTHONHASHSEED": seed},
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(paths.ROOT / "serving")},
             capture_output=True,
             text=True,
             check=True,
@@ -153,17 +154,17 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     directory, trained, record = exported
     features = export.Features.from_metadata(trained["metadata"])
     session = export.inference_session((directory / record["onnx_file"]).read_bytes())
-    frame = pd.DataFrame(
-        {
-            "bill_length_mm": [np.nan, 39.1, np.nan],
-            "bill_depth_mm": [np.nan, 18.7, 15.0],
-            "flipper_length_mm": [np.nan, np.nan, 220.0],
-            "body_mass_g": [np.nan, 3750.0, np.nan],
-            "island": pd.Series([np.nan, "Torgersen", np.nan], dtype=object),
-            "sex": pd.Series([np.nan, np.nan, "female"], dtype=object),
-        }
+    # Every value missing, then every other one (each way round).
+    frame = (
+        trained["prepared"][list(features.all)]
+        .head(3)
+        .astype(dict.fromkeys(features.categorical, object))
     )
-    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features))
+    frame.iloc[0, :] = np.nan
+    frame.iloc[1, ::2] = np.nan
+    frame.iloc[2, 1::2] = np.nan
+    inputs = export.graph_inputs(session, features)
+    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features, inputs))
     expected = trained["model"].predict_proba(frame)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
 
@@ -221,6 +222,7 @@ def test_unconvertible_pipeline_is_recorded_unavailable_without_failing(tmp_path
     assert json.loads((directory / "onnx_export.json").read_text()) == record
 
 
+@pytest.mark.example_data
 def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path):
     """skl2onnx converts a random forest with float32 thresholds, so rows near a split land
     on the other side: the parity check catches it and the service keeps the Pipeline."""
@@ -248,3 +250,106 @@ def test_model_file_that_is_not_the_one_the_metadata_describes_fails_the_stage(t
             record_path=tmp_path / "onnx_export.json",
         )
     assert not (tmp_path / "onnx_export.json").exists()
+
+
+# --- column names and a task the example does not have --------------------------------------
+
+AWKWARD = ["mean radius", "area (cm²)", "ratio.x", "in/out", "größe"]
+SMALL_EXPORT = {"tolerance": 1e-6, "random_records": 500, "missing_rate": 0.2, "seed": 1}
+
+
+def _awkward_frame(rows: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({name: rng.normal(10, 3, rows) for name in AWKWARD[:4]})
+    frame[AWKWARD[4]] = rng.choice(np.array(["klein", "groß"], dtype=object), rows)
+    frame.iloc[::7, 0] = np.nan
+    frame["target"] = (frame[AWKWARD[0]].fillna(10) + frame[AWKWARD[1]] > 20).map(
+        {True: "high", False: "low"}
+    )
+    return frame
+
+
+def _params_for(target: str, task: str) -> Any:
+    """The repository's params with another target and task, as a fork would set them."""
+    params = read_params(paths.PARAMS)
+    prepare = params.prepare.model_copy(update={"target": target, "task": task})
+    return params.model_copy(update={"prepare": prepare})
+
+
+def _export_small(directory: Path, metadata: dict[str, Any], prepared: pd.DataFrame) -> Any:
+    return export.export(
+        model_path=directory / "model.joblib",
+        metadata=metadata,
+        prepared=prepared,
+        params=SMALL_EXPORT,
+        onnx_dir=directory / "onnx",
+        record_path=directory / "onnx_export.json",
+    )
+
+
+def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tmp_path):
+    from app.onnx_predictor import load_onnx_predictor
+
+    frame = _awkward_frame()
+    model, metadata = fit_and_save(frame, _params_for("target", "classification"), tmp_path)
+    features = frame.drop(columns="target")
+
+    record = _export_small(tmp_path, metadata, features)
+
+    assert record["status"] == "exported", record["reason"]
+    assert [i["name"] for i in record["inputs"]] == [*AWKWARD[:4], AWKWARD[4]]
+    predictor = load_onnx_predictor(tmp_path, metadata)
+    columns = export.columns_of(features, export.Features.from_metadata(metadata))
+    np.testing.assert_allclose(
+        predictor.predict_proba(columns), model.predict_proba(features), rtol=0, atol=1e-6
+    )
+
+
+def _fit_regressor(directory: Path, regressor: Any) -> tuple[Any, dict[str, Any], pd.DataFrame]:
+    frame = _awkward_frame().drop(columns="target")
+    frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
+    model = build_pipeline(feature_spec(frame, "target"), regressor, "regression")
+    params = _params_for("target", "regression")
+    model, metadata = fit_and_save(frame, params, directory, model=model)
+    return model, metadata, frame.drop(columns="target")
+
+
+def test_regression_pipeline_exports_with_value_parity_and_predicts_through_onnx(tmp_path):
+    from app.onnx_predictor import load_onnx_predictor
+
+    model, metadata, features = _fit_regressor(tmp_path, Ridge())
+
+    record = _export_small(tmp_path, metadata, features)
+
+    assert record["status"] == "exported", record["reason"]
+    assert record["output"] == "variable"
+    assert record["classes"] == []
+    assert record["parity"]["passed"] is True
+    assert record["parity"]["prepared_data"]["rows_outside_tolerance"] == 0
+    predictor = load_onnx_predictor(tmp_path, metadata)
+    columns = export.columns_of(features, export.Features.from_metadata(metadata))
+    predicted = predictor.predict(columns)
+    assert predicted.dtype == np.float64
+    assert predicted.shape == (len(features),)
+    np.testing.assert_allclose(predicted, model.predict(features), rtol=1e-6)
+    assert predictor.predict({name: [] for name in columns}).shape == (0,)
+    with pytest.raises(TypeError, match="predict"):
+        predictor.predict_proba(columns)
+
+
+def test_regressor_without_a_faithful_graph_is_recorded_unavailable_with_the_reason(tmp_path):
+    """Gradient-boosted trees: skl2onnx has no double-precision tree ensemble for them (and a
+    float32 one would miss the tolerance). The record says why; the service keeps the
+    Pipeline and passes the reason on."""
+    from app.onnx_predictor import FastPathUnavailable, load_onnx_predictor
+
+    regressor = HistGradientBoostingRegressor(random_state=0)
+    _, metadata, features = _fit_regressor(tmp_path, regressor)
+
+    record = _export_small(tmp_path, metadata, features)
+
+    assert record["status"] == "unavailable"
+    assert "TreeEnsembleRegressor" in record["reason"] or "parity failed" in record["reason"]
+    assert list((tmp_path / "onnx").iterdir()) == []
+    with pytest.raises(FastPathUnavailable, match="'unavailable'"):
+        load_onnx_predictor(tmp_path, metadata)

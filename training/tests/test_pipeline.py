@@ -22,11 +22,13 @@ import yaml
 
 from bench import procs
 from training import paths
+from training.data import BUNDLED_SOURCE
+from training.params import read_params
 
 pytestmark = pytest.mark.slow
 
 # What a fresh clone holds that the pipeline reads; everything else is produced.
-COPIED = ["training", "dvc.yaml", "params.yaml", ".dvcignore"]
+COPIED = ["training", "serving/app", "data", "dvc.yaml", "params.yaml", ".dvcignore"]
 ARTIFACTS = [
     "model.joblib",
     "model_metadata.json",
@@ -66,6 +68,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
             )
         else:
             shutil.copy2(source, root / name)
+    # The configured data, when it is a file of the repository (a fork's own).
+    data = read_params(paths.PARAMS).prepare.source
+    if data != BUNDLED_SOURCE and not Path(data).is_absolute():
+        (root / data).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(paths.ROOT / data, root / data)
     env = procs.tool_env()
     run(["git", "init", "-q"], root, env)
     run([tool("dvc"), "init", "-q"], root, env)
@@ -83,8 +90,14 @@ def test_repro_produces_every_artifact(workspace: Path) -> None:
 
 
 def test_repro_again_is_a_no_op(workspace: Path) -> None:
-    result = run([tool("dvc"), "status"], workspace, procs.tool_env())
-    assert "up to date" in result.stdout.lower() or result.stdout.strip() == ""
+    """Only `versions` is listed, as always run; its output, and so everything after it,
+    is unchanged."""
+    result = run([tool("dvc"), "status", "--json"], workspace, procs.tool_env())
+    assert json.loads(result.stdout) == {"versions": ["always changed"]}
+    before = (workspace / "dvc.lock").read_bytes()
+    result = run([tool("dvc"), "repro"], workspace, procs.tool_env())
+    assert "Running stage 'train'" not in result.stdout
+    assert (workspace / "dvc.lock").read_bytes() == before
 
 
 # Everything `dvc repro` writes that git tracks (beside the model, which dvc.lock records).

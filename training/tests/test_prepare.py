@@ -2,27 +2,85 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
+import pytest
+import yaml
 
-from training.prepare import split
+from training import paths
+from training.data import DataError
+from training.prepare import source_path_in_data_dir, split
 
 
-def test_split_is_stratified_disjoint_and_complete(penguins: pd.DataFrame) -> None:
-    train, test = split(penguins, "species", 0.2, seed=42)
-    assert len(train) + len(test) == len(penguins)
-    assert len(test) == round(0.2 * len(penguins))
+def test_split_is_stratified_disjoint_and_complete(data: pd.DataFrame, target: str) -> None:
+    train, test = split(data, target, 0.2, seed=42)
+    assert len(train) + len(test) == len(data)
+    assert len(test) == math.ceil(0.2 * len(data))
     # Stratified: each class keeps its share in the test split to within one row.
-    expected = penguins["species"].value_counts() * len(test) / len(penguins)
-    assert (test["species"].value_counts() - expected).abs().max() <= 1
-    merged = pd.concat([train, test]).sort_values(list(penguins.columns)).reset_index(drop=True)
+    expected = data[target].value_counts() * len(test) / len(data)
+    assert (test[target].value_counts() - expected).abs().max() <= 1
+    merged = pd.concat([train, test]).sort_values(list(data.columns)).reset_index(drop=True)
     pd.testing.assert_frame_equal(
-        merged, penguins.sort_values(list(penguins.columns)).reset_index(drop=True)
+        merged, data.sort_values(list(data.columns)).reset_index(drop=True)
     )
 
 
-def test_split_is_deterministic_for_a_seed_and_changes_with_it(penguins: pd.DataFrame) -> None:
-    first, _ = split(penguins, "species", 0.2, seed=42)
-    again, _ = split(penguins, "species", 0.2, seed=42)
-    other, _ = split(penguins, "species", 0.2, seed=7)
+def test_split_is_deterministic_for_a_seed_and_changes_with_it(
+    data: pd.DataFrame, target: str
+) -> None:
+    first, _ = split(data, target, 0.2, seed=42)
+    again, _ = split(data, target, 0.2, seed=42)
+    other, _ = split(data, target, 0.2, seed=7)
     pd.testing.assert_frame_equal(first, again)
     assert not first.equals(other)
+
+
+def test_a_class_with_one_row_is_refused_naming_the_target() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": ["a", "a", "b", "b", "c"]})
+    with pytest.raises(DataError, match=r"prepare\.target: class 'c' has 1 row"):
+        split(frame, "y", 0.4, seed=0)
+
+
+def test_a_test_split_smaller_than_the_classes_is_refused_naming_test_size() -> None:
+    frame = pd.DataFrame({"x": range(8), "y": ["a", "a", "b", "b", "c", "c", "d", "d"]})
+    with pytest.raises(DataError, match=r"^prepare\.test_size: "):
+        split(frame, "y", 0.2, seed=0)
+
+
+def test_a_source_file_outside_the_data_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    source_path_in_data_dir("data/mine.csv", tmp_path, tmp_path / "data")
+    source_path_in_data_dir("palmerpenguins", tmp_path, tmp_path / "data")
+    with pytest.raises(DataError, match=r"prepare\.source: elsewhere/mine\.csv is outside data/"):
+        source_path_in_data_dir("elsewhere/mine.csv", tmp_path, tmp_path / "data")
+    with pytest.raises(DataError, match="outside data/"):
+        source_path_in_data_dir("data/../mine.csv", tmp_path, tmp_path / "data")
+
+
+def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """What a user sees from `dvc repro`: the message, not Python's stack."""
+    shutil.copytree(
+        paths.ROOT / "training", tmp_path / "training", ignore=shutil.ignore_patterns("data")
+    )
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a"] * 4}).to_csv(tmp_path / "data" / "d.csv")
+    params = yaml.safe_load(paths.PARAMS.read_text())
+    params["prepare"] |= {"source": "data/d.csv", "target": "y", "drop_columns": []}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, "-m", "training.prepare"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "ERROR prepare: prepare.target: 'y' needs at least two classes"
+    ]

@@ -26,35 +26,52 @@ from training.train import (
 
 
 @pytest.fixture(scope="module")
-def fitted(penguins: pd.DataFrame) -> tuple[Pipeline, pd.DataFrame]:
-    spec = feature_spec(penguins, "species")
+def fitted(data: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
+    spec = feature_spec(data, target)
     estimator = make_estimator("logistic_regression", {"max_iter": 1000}, 42, "classification")
     pipeline = build_pipeline(spec, estimator, "classification")
-    pipeline.fit(penguins[list(spec.all)], penguins["species"])
-    return pipeline, penguins
+    pipeline.fit(data[list(spec.all)], data[target])
+    return pipeline, data
 
 
 def test_pipeline_bundles_preprocessing_and_classifier(
-    fitted: tuple[Pipeline, pd.DataFrame],
+    fitted: tuple[Pipeline, pd.DataFrame], target: str
 ) -> None:
-    pipeline, _ = fitted
+    pipeline, frame = fitted
     assert [name for name, _ in pipeline.steps] == ["preprocess", "classifier"]
-    assert list(pipeline.classes_) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert list(pipeline.classes_) == sorted(frame[target].unique())
 
 
 def test_pipeline_predicts_rows_with_missing_values_and_unknown_categories(
-    fitted: tuple[Pipeline, pd.DataFrame],
+    fitted: tuple[Pipeline, pd.DataFrame], target: str
 ) -> None:
     pipeline, frame = fitted
-    rows = frame.drop(columns="species").head(2).copy()
-    rows.loc[rows.index[0], ["bill_length_mm", "sex"]] = [np.nan, None]
-    rows.loc[rows.index[1], "island"] = "Atlantis"
+    spec = feature_spec(frame, target)
+    rows = frame.drop(columns=target).head(2).copy()
+    rows.loc[rows.index[0], :] = np.nan
+    rows.loc[rows.index[1], list(spec.categorical)] = "\x00 never seen"
     probabilities = pipeline.predict_proba(rows)
-    assert probabilities.shape == (2, 3)
+    assert probabilities.shape == (2, len(pipeline.classes_))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
 
 def test_input_schema_bounds_contain_the_observed_range_and_stay_non_negative(
+    data: pd.DataFrame, target: str
+) -> None:
+    spec = feature_spec(data, target)
+    schema = {f["name"]: f for f in input_schema(data, spec, 0.5)}
+    for name in spec.numeric:
+        low, high = float(data[name].min()), float(data[name].max())
+        assert schema[name]["observed"] == {"minimum": low, "maximum": high}
+        assert schema[name]["minimum"] <= low <= high <= schema[name]["maximum"]
+        assert schema[name]["minimum"] >= 0 or low < 0
+    for name in spec.categorical:
+        assert schema[name]["categories"] == sorted(data[name].dropna().astype(str).unique())
+        assert schema[name]["missing_in_training"] == data[name].isna().sum()
+
+
+@pytest.mark.example_data
+def test_input_schema_of_the_penguins_bounds_their_bills_and_lists_their_categories(
     penguins: pd.DataFrame,
 ) -> None:
     schema = {f["name"]: f for f in input_schema(penguins, feature_spec(penguins, "species"), 0.5)}
@@ -75,8 +92,8 @@ def test_input_schema_bounds_contain_the_observed_range_and_stay_non_negative(
     }
 
 
-def test_input_schema_examples_are_valid_values(penguins: pd.DataFrame) -> None:
-    for feature in input_schema(penguins, feature_spec(penguins, "species"), 0.5):
+def test_input_schema_examples_are_valid_values(data: pd.DataFrame, target: str) -> None:
+    for feature in input_schema(data, feature_spec(data, target), 0.5):
         if feature["type"] == "number":
             assert feature["minimum"] <= feature["example"] <= feature["maximum"]
         else:
@@ -84,13 +101,13 @@ def test_input_schema_examples_are_valid_values(penguins: pd.DataFrame) -> None:
 
 
 def test_metadata_describes_model_data_and_provenance(
-    fitted: tuple[Pipeline, pd.DataFrame],
+    fitted: tuple[Pipeline, pd.DataFrame], target: str
 ) -> None:
     pipeline, frame = fitted
     metadata = build_metadata(
         model=pipeline,
         train=frame,
-        spec=feature_spec(frame, "species"),
+        spec=feature_spec(frame, target),
         params=read_params(paths.PARAMS),
         model_sha256="ab" * 32,
     )
@@ -98,13 +115,13 @@ def test_metadata_describes_model_data_and_provenance(
     assert metadata["model_sha256"] == "ab" * 32
     # Nothing that changes from run to run: retraining the same inputs rewrites no file.
     assert not {"trained_at", "git_revision"} & set(metadata)
-    assert metadata["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert metadata["classes"] == sorted(frame[target].unique())
     assert [f["name"] for f in metadata["input_schema"]["features"]] == list(
-        feature_spec(frame, "species").all
+        feature_spec(frame, target).all
     )
     assert metadata["training_data"]["rows"] == len(frame)
     assert len(metadata["training_data"]["fingerprint_sha256"]) == 64
-    assert {"python", "scikit-learn", "joblib", "numpy", "pandas"} <= set(
+    assert {"python", "scikit-learn", "joblib", "numpy", "scipy"} <= set(
         metadata["library_versions"]
     )
 

@@ -75,6 +75,28 @@ def test_other_scikit_learn_version_is_refused(model_copy: Path) -> None:
         verify_model_file(model_copy, load_metadata(model_copy))
 
 
+@pytest.mark.parametrize("library", ["numpy", "joblib", "scipy"])
+def test_other_version_of_any_library_the_pickle_needs_is_refused(
+    model_copy: Path, library: str
+) -> None:
+    path = model_copy / METADATA_FILE
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert library in raw["library_versions"]
+    raw["library_versions"][library] = "0.0.1"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ModelIntegrityError, match=rf"trained with {library} 0\.0\.1 but "):
+        verify_model_file(model_copy, load_metadata(model_copy))
+
+
+def test_library_the_pickle_needs_that_is_not_installed_is_refused(model_copy: Path) -> None:
+    path = model_copy / METADATA_FILE
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["library_versions"]["xgboost-not-installed"] = "2.0.0"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ModelIntegrityError, match=r"xgboost-not-installed 2\.0\.0 but none"):
+        verify_model_file(model_copy, load_metadata(model_copy))
+
+
 def test_missing_or_unreadable_metadata_is_refused(model_copy: Path) -> None:
     (model_copy / METADATA_FILE).write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelIntegrityError, match="unreadable"):
@@ -194,10 +216,7 @@ def test_malformed_feature_is_refused_naming_its_path(
 
 
 def test_category_without_categories_is_refused(model_copy: Path, metadata: dict[str, Any]) -> None:
-    index = next(
-        i for i, f in enumerate(metadata["input_schema"]["features"]) if f["type"] == "category"
-    )
-    edit_feature(model_copy, index, categories=[])
+    edit_feature(model_copy, 0, type="category", categories=[])
     with pytest.raises(ModelIntegrityError, match="a category needs a non-empty list"):
         load_metadata(model_copy)
 

@@ -1,6 +1,6 @@
 """The ONNX fast path predicts what the joblib Pipeline predicts, and steps aside otherwise.
 
-Parity: through `load_onnx_predictor`, on the whole penguins data set and on random valid
+Parity: through `load_onnx_predictor`, on random valid
 records (missing values, unseen categories), probabilities within 1e-6 of the Pipeline's
 and identical labels. Fallback: every reason the fast path must not answer raises
 FastPathUnavailable, which makes the service answer with the Pipeline.
@@ -25,7 +25,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from palmerpenguins import load_penguins
 
 from app.artifacts import ModelIntegrityError, parse_metadata
 from app.onnx_predictor import EXPORT_RECORD, FastPathUnavailable, load_onnx_predictor
@@ -108,7 +107,10 @@ def _assert_parity(predictor: Any, pipeline: Any, frame: pd.DataFrame) -> None:
 # --- parity -----------------------------------------------------------------------------------
 
 
+@pytest.mark.example_data
 def test_onnx_matches_pipeline_on_every_row_of_the_penguins_data_set(predictor, pipeline, metadata):
+    from palmerpenguins import load_penguins
+
     frame = load_penguins()[_names(metadata)]
     assert len(frame) == 344
     assert frame.isna().any().any()  # the data set's own missing values are part of the check
@@ -311,7 +313,7 @@ def test_fast_path_is_used_exactly_when_exported(model_dir, metadata, record):
     assert load_predictor(model_dir, metadata).backend == expected
 
 
-def test_penguins_model_has_a_fast_path(metadata, record):
+def test_default_estimator_has_a_fast_path(metadata, record):
     """The template's own model must not silently lose its fast path."""
     if metadata["estimator"] != "logistic_regression":
         pytest.skip("another estimator was chosen in params.yaml")
@@ -325,7 +327,7 @@ def test_service_falls_back_to_the_pipeline_and_logs_why(artifacts_copy, metadat
         chosen = load_predictor(artifacts_copy, metadata)
     assert chosen.backend == "sklearn"
     assert "has sha256" in caplog.text
-    columns = _columns(load_penguins()[_names(metadata)].head(5))
+    columns = _columns(_random_frame(metadata, 5, seed=5))
     assert chosen.predict_proba(columns).shape == (5, len(metadata["classes"]))
 
 
