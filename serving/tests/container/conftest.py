@@ -28,18 +28,6 @@ import pytest
 from bench import imagecmd, procs
 from container import engine as container_engine
 
-# The data fixtures of the in-process tests, so the tests imported from there (test_http.py)
-# get the same values here.
-from tests.app.conftest import (  # noqa: F401 - fixtures, used by name
-    anyio_backend,
-    category_feature,
-    example,
-    metadata,
-    model_dir,
-    number_feature,
-    settings,
-)
-
 START_TIMEOUT = 90.0
 COMMAND_TIMEOUT = 600.0
 # Every container and image these tests create carries this prefix and a random suffix.
