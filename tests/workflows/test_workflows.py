@@ -1,6 +1,7 @@
 """The workflows, parsed: triggers, permissions, pinning, fork safety, and that every step that
 does work calls a make target that exists or a command of .github/scripts/train_pr.py (so CI and
-a developer run the same thing)."""
+a developer run the same thing). A privileged trigger (pull_request_target, workflow_run) is
+zizmor's `dangerous-triggers` error in `make scan-workflows`, so no test here restates it."""
 
 from __future__ import annotations
 
@@ -96,11 +97,6 @@ def test_deploy_runs_on_main_when_service_model_or_deployment_change_and_by_hand
     assert {"serving/app/**", "serving/deployment/**", "dvc.lock", "Pipfile.lock"} <= paths
     # A manual run from another branch must not reach production.
     assert workflows["deploy.yml"]["jobs"]["deploy"]["if"] == "github.ref == 'refs/heads/main'"
-
-
-def test_no_workflow_uses_privileged_triggers(triggers, workflows):
-    for name, workflow in workflows.items():
-        assert not {"pull_request_target", "workflow_run"} & set(triggers(workflow)), name
 
 
 def test_every_workflow_defaults_to_read_only_contents(workflows):
