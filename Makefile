@@ -270,7 +270,7 @@ USERS ?= 20
 SPAWN_RATE ?= 5
 DURATION ?= 1m
 .PHONY: load-test
-load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [USERS= DURATION=]
+load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [API_KEY= USERS= DURATION=]
 	@test -n "$(URL)" || { echo "usage: make load-test URL=http://host:port [USERS=20 SPAWN_RATE=5 DURATION=1m]"; exit 2; }
 	locust -f $(SERVING_DIR)/bench/locustfile.py --headless --only-summary \
 		--host "$(URL)" --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) \
@@ -412,7 +412,9 @@ CDK_HTTPS_EXAMPLE := -c domainName=service.example.com -c hostedZoneName=example
 CDK_TEMPLATES = $(CDK_DIR)/cdk.out/*.template.json $(CDK_DIR)/cdk.out/https/*.template.json
 
 .PHONY: scan-deployment
-scan-deployment: $(TOOLS_STAMP) synth ## cfn-lint (errors fail) and checkov over the HTTP and HTTPS templates
+scan-deployment: $(TOOLS_STAMP) $(ENV_STAMP) $(CDK_STAMP) ## cfn-lint (errors fail) and checkov over the HTTP and HTTPS templates
+	rm -rf $(CDK_DIR)/cdk.out
+	$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c allowPlainHttp=true
 	$(CDK) synth --quiet --no-notices --output cdk.out/https $(CDK_CONTEXT) $(CDK_HTTPS_EXAMPLE)
 	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_TEMPLATES)
 	set -- ; for template in $(CDK_TEMPLATES); do set -- "$$@" -f "$$template"; done; \

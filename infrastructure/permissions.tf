@@ -8,6 +8,9 @@ locals {
   # condition keeps these grants usable only through S3 in this region, not directly.
   kms_key_arns = var.kms_key_arn == null ? [] : [var.kms_key_arn]
   s3_service   = "s3.${local.region}.${local.dns_suffix}"
+
+  # Secrets Manager appends six random characters to a secret's name in its ARN.
+  api_keys_secret_arn = "arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${var.api_keys_secret_name}-??????"
 }
 
 # Read the DVC remote: `dvc pull`, `dvc fetch`, `dvc status --cloud`, `dvc metrics diff`
@@ -92,14 +95,22 @@ data "aws_iam_policy_document" "dvc_read_write" {
   }
 }
 
-# Deploy with `cdk deploy`: assume the CDK bootstrap roles, nothing else. The roles carry the
-# CloudFormation, ECR and S3 permissions a deployment needs; they trust this account, so an
-# identity here may assume them once its own policy allows it.
+# Deploy with `cdk deploy`: assume the CDK bootstrap roles, and read the service's API keys.
+# The roles carry the CloudFormation, ECR and S3 permissions a deployment needs; they trust
+# this account, so an identity here may assume them once its own policy allows it.
 data "aws_iam_policy_document" "cdk_deploy" {
   statement {
     sid       = "AssumeCdkBootstrapRoles"
     actions   = ["sts:AssumeRole"]
     resources = local.cdk_bootstrap_role_arns
+  }
+
+  # The smoke test after a deploy authenticates with a key from the service's API-key
+  # secret: reading that one secret, nothing else in Secrets Manager, and never writing it.
+  statement {
+    sid       = "ReadTheServiceApiKeys"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.api_keys_secret_arn]
   }
 }
 

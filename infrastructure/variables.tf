@@ -77,6 +77,17 @@ variable "cdk_qualifier" {
   }
 }
 
+variable "api_keys_secret_name" {
+  description = "The Secrets Manager secret the deployed service reads its API keys from: the stack creates <stackName>/api-keys (serving/deployment/cdk.json) unless its apiKeysSecretName context value names another. The deploy identity may read this one secret (the smoke test authenticates with a key from it), and no other."
+  type        = string
+  default     = "PenguinsService/api-keys"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_+=.@-]{1,512}$", var.api_keys_secret_name))
+    error_message = "api_keys_secret_name must be a Secrets Manager secret name (letters, digits, /_+=.@-), not an ARN or a wildcard."
+  }
+}
+
 # --- DVC bucket -----------------------------------------------------------------------
 
 variable "bucket_name_prefix" {

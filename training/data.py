@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 from pandas.api import types as ptypes
+from sklearn.utils.multiclass import type_of_target
+
+from training.tasks import Task
 
 BUNDLED_SOURCE = "palmerpenguins"
 
@@ -53,8 +56,11 @@ def load_dataset(source: str, root: Path) -> pd.DataFrame:
     raise DataError(f"prepare.source: expected a .csv or .parquet file, got {path.name}")
 
 
-def clean(frame: pd.DataFrame, target: str, drop_columns: list[str]) -> pd.DataFrame:
-    """Drop unused columns and rows without a label; fail clearly when the target is absent."""
+def clean(
+    frame: pd.DataFrame, target: str, drop_columns: list[str], task: Task = "classification"
+) -> pd.DataFrame:
+    """Drop unused columns and rows without a label; fail clearly when the target is absent
+    or does not fit the task."""
     if target not in frame.columns:
         raise DataError(
             f"prepare.target: column {target!r} not in the data (columns: {list(frame.columns)})"
@@ -64,12 +70,31 @@ def clean(frame: pd.DataFrame, target: str, drop_columns: list[str]) -> pd.DataF
         raise DataError(f"prepare.drop_columns: columns not in the data: {missing}")
     frame = frame.drop(columns=drop_columns)
     frame = frame.dropna(subset=[target]).reset_index(drop=True)
-    frame[target] = frame[target].astype(str)
-    if frame[target].nunique() < 2:
+    frame[target] = target_for_task(frame[target], task)
+    if task == "classification" and frame[target].nunique() < 2:
         raise DataError(f"prepare.target: {target!r} needs at least two classes")
     if len(frame.columns) < 2:
         raise DataError("the data has no feature columns besides the target")
     return frame
+
+
+def target_for_task(values: pd.Series, task: Task) -> pd.Series:
+    """The target as the task needs it: class labels as text, or float64 numbers."""
+    name = values.name
+    if task == "regression":
+        if ptypes.is_bool_dtype(values) or not ptypes.is_numeric_dtype(values):
+            example = values.iloc[0] if len(values) else None
+            raise DataError(
+                f"prepare.target: {name!r} holds text (e.g. {str(example)[:40]!r}), which "
+                "regression cannot predict: set prepare.task: classification"
+            )
+        return values.astype("float64")
+    if type_of_target(values.to_numpy()) == "continuous":
+        raise DataError(
+            f"prepare.target: {name!r} holds continuous numbers ({values.nunique()} distinct "
+            "values), not classes: set prepare.task: regression"
+        )
+    return values.astype(str)
 
 
 def feature_spec(frame: pd.DataFrame, target: str) -> FeatureSpec:

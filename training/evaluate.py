@@ -1,9 +1,11 @@
-"""Stage `evaluate`: score the model and a DummyClassifier baseline the same way, and gate.
+"""Stage `evaluate`: score the model and a dummy baseline the same way, and gate.
 
-Both are cross-validated on the training split and scored on the held-out test split.
-The stage writes metrics.json (DVC metrics), the test predictions (DVC's confusion-matrix
-plot) and a Markdown report, then exits non-zero when the model does not beat the baseline
-by `evaluate.min_improvement_over_baseline`.
+Both are cross-validated on the training split and scored on the held-out test split:
+classifiers against a DummyClassifier (the class priors), regressors against a
+DummyRegressor (the mean). The stage writes metrics.json (DVC metrics), the test
+predictions (DVC's plot: a confusion matrix, or predicted against actual values) and a
+Markdown report, then exits non-zero when the model does not beat the baseline by
+`evaluate.min_improvement_over_baseline`.
 """
 
 from __future__ import annotations
@@ -17,22 +19,38 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
-from sklearn.dummy import DummyClassifier
+from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     confusion_matrix,
     f1_score,
     log_loss,
+    mean_absolute_error,
     precision_recall_fscore_support,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
 )
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
 from training import paths
-from training.io import load_params, write_json
+from training.data import DataError
+from training.io import run_stage, write_json
+from training.params import Params, read_params
+from training.tasks import CROSS_VALIDATED, GATED, HIGHER_IS_BETTER, Task
 
 log = logging.getLogger(__name__)
 
-GATED_METRICS = ("accuracy", "macro_f1")
+# cross_validate's scorer for each metric, and the sign that turns its score into the metric
+# (scikit-learn maximises, so error scorers are negated).
+SCORERS: dict[str, tuple[str, int]] = {
+    "accuracy": ("accuracy", 1),
+    "macro_f1": ("f1_macro", 1),
+    "rmse": ("neg_root_mean_squared_error", -1),
+    "mae": ("neg_mean_absolute_error", -1),
+    "r2": ("r2", 1),
+}
 
 
 def _round(value: float) -> float:
@@ -40,46 +58,107 @@ def _round(value: float) -> float:
     return round(float(value), 6)
 
 
+def positive_class(labels: pd.Series, classes: list[str], configured: str | None) -> str | None:
+    """The class binary metrics are computed for: `prepare.positive_class`, or the class
+    with the fewest training rows (the first in label order on a tie). None unless binary."""
+    if len(classes) != 2:
+        if configured is not None:
+            raise DataError(
+                f"prepare.positive_class: set, but the target has {len(classes)} classes; "
+                "it applies to binary classification only"
+            )
+        return None
+    if configured is None:
+        counts = labels.value_counts()
+        return min(classes, key=lambda cls: int(counts.get(cls, 0)))
+    if configured not in classes:
+        raise DataError(f"prepare.positive_class: {configured!r} is not one of {classes}")
+    return configured
+
+
 def holdout_metrics(
-    estimator: Any, features: pd.DataFrame, labels: pd.Series, classes: list[str]
+    estimator: Any,
+    features: pd.DataFrame,
+    labels: pd.Series,
+    classes: list[str],
+    positive: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a fitted estimator on held-out data."""
+    """Metrics of a fitted classifier on held-out data (binary ones when `positive` is set)."""
     predicted = estimator.predict(features)
     probabilities = estimator.predict_proba(features)
     precision, recall, _, _ = precision_recall_fscore_support(
         labels, predicted, labels=classes, zero_division=0
     )
-    return {
+    metrics: dict[str, Any] = {
         "accuracy": _round(accuracy_score(labels, predicted)),
         "macro_f1": _round(f1_score(labels, predicted, average="macro", zero_division=0)),
         "log_loss": _round(log_loss(labels, probabilities, labels=classes)),
-        "per_class": {
-            cls: {"precision": _round(p), "recall": _round(r)}
-            for cls, p, r in zip(classes, precision, recall, strict=True)
-        },
+    }
+    if positive is not None:
+        is_positive = labels == positive
+        score = probabilities[:, classes.index(positive)]
+        metrics["roc_auc"] = _round(roc_auc_score(is_positive, score))
+        metrics["average_precision"] = _round(average_precision_score(is_positive, score))
+    metrics["per_class"] = {
+        cls: {"precision": _round(p), "recall": _round(r)}
+        for cls, p, r in zip(classes, precision, recall, strict=True)
+    }
+    return metrics
+
+
+def regression_metrics(
+    estimator: Any, features: pd.DataFrame, values: pd.Series
+) -> dict[str, float]:
+    """Metrics of a fitted regressor on held-out data."""
+    predicted = estimator.predict(features)
+    return {
+        "rmse": _round(root_mean_squared_error(values, predicted)),
+        "mae": _round(mean_absolute_error(values, predicted)),
+        "r2": _round(r2_score(values, predicted)),
     }
 
 
 def cv_metrics(
-    estimator: BaseEstimator, features: pd.DataFrame, labels: pd.Series, folds: int, seed: int
+    estimator: BaseEstimator,
+    features: pd.DataFrame,
+    labels: pd.Series,
+    folds: int,
+    seed: int,
+    task: Task = "classification",
 ) -> dict[str, float]:
-    """Stratified k-fold on the training split, with an unfitted copy of the estimator."""
+    """k-fold on the training split (stratified for classes), with an unfitted copy."""
+    splitter = (StratifiedKFold if task == "classification" else KFold)(
+        n_splits=folds, shuffle=True, random_state=seed
+    )
+    names = CROSS_VALIDATED[task]
     scores = cross_validate(
         clone(estimator),
         features,
         labels,
-        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
-        scoring={"accuracy": "accuracy", "macro_f1": "f1_macro"},
+        cv=splitter,
+        scoring={name: SCORERS[name][0] for name in names},
     )
     return {
-        f"{name}_{stat}": _round(getattr(np, stat)(scores[f"test_{name}"]))
-        for name in GATED_METRICS
+        f"{name}_{stat}": _round(getattr(np, stat)(SCORERS[name][1] * scores[f"test_{name}"]))
+        for name in names
         for stat in ("mean", "std")
     }
 
 
-def improvement(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
-    return {name: _round(model[name] - baseline[name]) for name in GATED_METRICS}
+def improvement(
+    model: dict[str, Any], baseline: dict[str, Any], task: Task = "classification"
+) -> dict[str, float]:
+    """How much the model beats the baseline on each gated metric, positive when better:
+    the difference for classification, the relative reduction of the error for regression."""
+    gains = {}
+    for name in GATED[task]:
+        if task == "classification":
+            gains[name] = _round(model[name] - baseline[name])
+        else:
+            # A constant test target leaves nothing to reduce: no improvement is possible.
+            base = baseline[name]
+            gains[name] = _round((base - model[name]) / base) if base else 0.0
+    return gains
 
 
 def gate_failures(improvements: dict[str, float], minimum: float) -> list[str]:
@@ -102,12 +181,54 @@ def confusion_table(labels: pd.Series, predicted: np.ndarray, classes: list[str]
     return "\n".join([header, rule, *rows])
 
 
+def _comparison(model: dict[str, Any], baseline: dict[str, Any], task: Task) -> list[str]:
+    lines = ["| metric | model | baseline | improvement |", "|---|---:|---:|---:|"]
+    for name, higher_is_better in HIGHER_IS_BETTER[task].items():
+        if name in model:
+            delta = model[name] - baseline[name]
+            lines.append(
+                f"| {name} | {model[name]:.4f} | {baseline[name]:.4f} | "
+                f"{delta if higher_is_better else -delta:+.4f} |"
+            )
+    return lines
+
+
+def _cross_validation(metrics: dict[str, Any], task: Task) -> list[str]:
+    m, b = metrics["model"]["cv"], metrics["baseline"]["cv"]
+    lines = ["", "## Cross-validation on the training split", ""]
+    lines += ["| metric | model | baseline |", "|---|---:|---:|"]
+    for name in CROSS_VALIDATED[task]:
+        lines.append(
+            f"| {name} | {m[name + '_mean']:.4f} ± {m[name + '_std']:.4f} "
+            f"| {b[name + '_mean']:.4f} ± {b[name + '_std']:.4f} |"
+        )
+    return lines
+
+
+def _features(metadata: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "| feature | type | values seen in training | missing in training |",
+        "|---|---|---|---:|",
+    ]
+    for feature in metadata["input_schema"]["features"]:
+        if feature["type"] == "number":
+            seen = f"{feature['observed']['minimum']:g} to {feature['observed']['maximum']:g}"
+        else:
+            seen = ", ".join(feature["categories"])
+        lines.append(
+            f"| {feature['name']} | {feature['type']} | {seen} | {feature['missing_in_training']} |"
+        )
+    return lines
+
+
 def render_report(
     metrics: dict[str, Any],
     metadata: dict[str, Any],
     test: pd.DataFrame,
     predicted: np.ndarray,
     minimum: float,
+    positive: str | None = None,
 ) -> str:
     model, baseline = metrics["model"], metrics["baseline"]
     classes: list[str] = metadata["classes"]
@@ -121,28 +242,11 @@ def render_report(
         "",
         f"The baseline is a `DummyClassifier` that predicts the class priors. Training fails "
         f"unless the model beats it by at least {minimum} on accuracy and macro F1.",
-        "",
-        "| metric | model | baseline | improvement |",
-        "|---|---:|---:|---:|",
     ]
-    for name in (*GATED_METRICS, "log_loss"):
-        delta = model["test"][name] - baseline["test"][name]
-        lines.append(
-            f"| {name} | {model['test'][name]:.4f} | {baseline['test'][name]:.4f} | {delta:+.4f} |"
-        )
-    lines += [
-        "",
-        "## Cross-validation on the training split",
-        "",
-        "| metric | model | baseline |",
-        "|---|---:|---:|",
-    ]
-    for name in GATED_METRICS:
-        m, b = model["cv"], baseline["cv"]
-        lines.append(
-            f"| {name} | {m[name + '_mean']:.4f} ± {m[name + '_std']:.4f} "
-            f"| {b[name + '_mean']:.4f} ± {b[name + '_std']:.4f} |"
-        )
+    if positive is not None:
+        lines.append(f"ROC AUC and average precision are those of the class `{positive}`.")
+    lines += ["", *_comparison(model["test"], baseline["test"], "classification")]
+    lines += _cross_validation(metrics, "classification")
     lines += [
         "",
         "## Per class (test split)",
@@ -175,69 +279,135 @@ def render_report(
         lines.append(
             f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |"
         )
-    lines += [
-        "",
-        "| feature | type | values seen in training | missing in training |",
-        "|---|---|---|---:|",
-    ]
-    for feature in metadata["input_schema"]["features"]:
-        if feature["type"] == "number":
-            seen = f"{feature['observed']['minimum']:g} to {feature['observed']['maximum']:g}"
-        else:
-            seen = ", ".join(feature["categories"])
-        lines.append(
-            f"| {feature['name']} | {feature['type']} | {seen} | {feature['missing_in_training']} |"
-        )
+    lines += _features(metadata)
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    params = load_params("evaluate", paths.PARAMS)
-    metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
+def render_regression_report(
+    metrics: dict[str, Any],
+    metadata: dict[str, Any],
+    test: pd.DataFrame,
+    predicted: np.ndarray,
+    minimum: float,
+) -> str:
+    model, baseline = metrics["model"], metrics["baseline"]
+    target = metadata["target"]
+    lines = [
+        "# Training report",
+        "",
+        f"Model version `{metadata['model_version']}` ({metadata['estimator']}), "
+        f"predicting `{target}`.",
+        "",
+        "## Test split: model against the baseline",
+        "",
+        "The baseline is a `DummyRegressor` that predicts the training mean. Training fails "
+        f"unless the model's RMSE is at least {minimum:.0%} below the baseline's (now "
+        f"{metrics['improvement']['rmse']:.1%}). Improvement is positive when the model is "
+        "better: a lower error, a higher R².",
+        "",
+        *_comparison(model["test"], baseline["test"], "regression"),
+        *_cross_validation(metrics, "regression"),
+    ]
+    residuals = test[target].to_numpy(dtype=float) - predicted
+    quantiles = np.quantile(np.abs(residuals), [0.5, 0.9, 1.0])
+    lines += [
+        "",
+        "## Residuals (test split, actual - predicted)",
+        "",
+        "| mean | median absolute | 90th percentile absolute | largest absolute |",
+        "|---:|---:|---:|---:|",
+        f"| {residuals.mean():.4g} | {quantiles[0]:.4g} | {quantiles[1]:.4g} | "
+        f"{quantiles[2]:.4g} |",
+    ]
+    data = metadata["training_data"]
+    summary = data["target_summary"]
+    actual = test[target].astype(float)
+    lines += [
+        "",
+        "## Data",
+        "",
+        f"{data['rows']} training rows and {len(test)} test rows; "
+        f"training data fingerprint `{data['fingerprint_sha256'][:16]}`.",
+        "",
+        f"| `{target}` | minimum | maximum | mean | standard deviation |",
+        "|---|---:|---:|---:|---:|",
+        f"| training | {summary['min']:.4g} | {summary['max']:.4g} | {summary['mean']:.4g} | "
+        f"{summary['std']:.4g} |",
+        f"| test | {actual.min():.4g} | {actual.max():.4g} | {actual.mean():.4g} | "
+        f"{actual.std():.4g} |",
+        *_features(metadata),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    model: Any,
+    metadata: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: Params,
+) -> tuple[dict[str, Any], np.ndarray, str]:
+    """metrics.json's content, the test predictions and the report, for either task."""
+    task: Task = metadata.get("task", "classification")
     target, classes = metadata["target"], metadata["classes"]
     feature_names = [f["name"] for f in metadata["input_schema"]["features"]]
-    train = pd.read_parquet(paths.TRAIN_SPLIT)
-    test = pd.read_parquet(paths.TEST_SPLIT)
     x_train, y_train = train[feature_names], train[target]
     x_test, y_test = test[feature_names], test[target]
-
-    model = joblib.load(paths.MODEL)
-    baseline = DummyClassifier(strategy="prior").fit(x_train, y_train)
-    folds, seed = params["cv_folds"], params["seed"]
+    folds, seed = params.evaluate.cv_folds, params.evaluate.seed
+    baseline: Any
+    if task == "classification":
+        positive = positive_class(y_train, classes, params.prepare.positive_class)
+        baseline = DummyClassifier(strategy="prior").fit(x_train, y_train)
+        model_test = holdout_metrics(model, x_test, y_test, classes, positive)
+        baseline_test = holdout_metrics(baseline, x_test, y_test, classes, positive)
+    else:
+        baseline = DummyRegressor(strategy="mean").fit(x_train, y_train)
+        model_test = regression_metrics(model, x_test, y_test)
+        baseline_test = regression_metrics(baseline, x_test, y_test)
     metrics: dict[str, Any] = {
-        "model": {
-            "test": holdout_metrics(model, x_test, y_test, classes),
-            "cv": cv_metrics(model, x_train, y_train, folds, seed),
-        },
+        "model": {"test": model_test, "cv": cv_metrics(model, x_train, y_train, folds, seed, task)},
         "baseline": {
-            "test": holdout_metrics(baseline, x_test, y_test, classes),
-            "cv": cv_metrics(baseline, x_train, y_train, folds, seed),
+            "test": baseline_test,
+            "cv": cv_metrics(baseline, x_train, y_train, folds, seed, task),
         },
     }
-    metrics["improvement"] = improvement(metrics["model"]["test"], metrics["baseline"]["test"])
-
+    metrics["improvement"] = improvement(model_test, baseline_test, task)
     predicted = model.predict(x_test)
+    minimum = params.evaluate.min_improvement_over_baseline
+    report = (
+        render_report(metrics, metadata, test, predicted, minimum, positive)
+        if task == "classification"
+        else render_regression_report(metrics, metadata, test, predicted, minimum)
+    )
+    return metrics, predicted, report
+
+
+def main() -> None:
+    params = read_params(paths.PARAMS)
+    metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
+    metrics, predicted, report = evaluate(
+        joblib.load(paths.MODEL),
+        metadata,
+        pd.read_parquet(paths.TRAIN_SPLIT),
+        test := pd.read_parquet(paths.TEST_SPLIT),
+        params,
+    )
     write_json(paths.METRICS, metrics)
-    pd.DataFrame({"actual": y_test, "predicted": predicted}).to_csv(
+    if metadata.get("task") == "regression":
+        # Rounded like metrics.json: no last-bit noise of the CPU in a git-tracked file.
+        predicted = np.round(predicted.astype(float), 6)
+    pd.DataFrame({"actual": test[metadata["target"]], "predicted": predicted}).to_csv(
         paths.TEST_PREDICTIONS, index=False
     )
-    minimum = params["min_improvement_over_baseline"]
-    paths.REPORT.write_text(
-        render_report(metrics, metadata, test, predicted, minimum), encoding="utf-8"
-    )
+    paths.REPORT.write_text(report, encoding="utf-8")
 
-    failures = gate_failures(metrics["improvement"], minimum)
+    failures = gate_failures(metrics["improvement"], params.evaluate.min_improvement_over_baseline)
     if failures:
         for failure in failures:
             log.error("model rejected: %s", failure)
         sys.exit(1)
-    log.info(
-        "test accuracy %.4f (baseline %.4f)",
-        metrics["model"]["test"]["accuracy"],
-        metrics["baseline"]["test"]["accuracy"],
-    )
+    log.info("model accepted: improvement over the baseline %s", metrics["improvement"])
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from training.data import DataError
+from training.params import ParamsError, read_params
 
 
 def load_params(stage: str, path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        params = yaml.safe_load(handle)
-    block = params.get(stage)
-    if not isinstance(block, dict):
-        raise KeyError(f"{path.name} has no block for stage {stage!r}")
+    """One stage's block as a dict, validated by `training.params` (defaults filled in).
+
+    For code not yet moved to the typed `training.params.read_params(path).<stage>`.
+    """
+    block: dict[str, Any] = getattr(read_params(path), stage).model_dump()
     return block
 
 
@@ -29,3 +33,14 @@ def sha256_file(path: Path) -> str:
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Indented with a trailing newline, so diffs of committed artifacts stay readable."""
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """A stage's entry point. A problem with params.yaml or the data is the user's to fix,
+    not a bug: it ends the stage as one log line naming the key or column, no traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except (ParamsError, DataError) as error:
+        logging.getLogger(main.__module__).error("%s", error)
+        sys.exit(2)

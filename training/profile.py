@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from training import paths
-from training.io import load_params, write_json
+from training.io import run_stage, write_json
+from training.params import read_params
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def build_profile(
     Features are taken from the metadata's input schema, in its order and with its types,
     so the profile describes exactly what the service validates and the model reads.
     """
-    if not all(0 <= q <= 1 for q in quantiles) or sorted(quantiles) != list(quantiles):
-        raise ValueError(f"profile.quantiles: {quantiles} must be ascending values in [0, 1]")
     target = metadata["target"]
     features = []
     for entry in metadata["input_schema"]["features"]:
@@ -94,11 +93,9 @@ def build_profile(
 
 
 def main() -> None:
-    params = load_params("profile", paths.PARAMS)
+    params = read_params(paths.PARAMS).profile
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
-    profile = build_profile(
-        pd.read_parquet(paths.TRAIN_SPLIT), metadata, [float(q) for q in params["quantiles"]]
-    )
+    profile = build_profile(pd.read_parquet(paths.TRAIN_SPLIT), metadata, params.quantiles)
     write_json(paths.PROFILE, profile)
     log.info(
         "profiled %d training rows and %d features for model %s",
@@ -109,5 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

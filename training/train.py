@@ -1,8 +1,8 @@
-"""Stage `train`: fit the preprocessing + classifier Pipeline and describe it for the service.
+"""Stage `train`: fit the preprocessing + estimator Pipeline and describe it for the service.
 
 Writes the fitted Pipeline (joblib) and `model_metadata.json`, which tells the service
 everything it needs without importing this package: the input schema it validates requests
-against, the class labels, the library versions the model was pickled with, and the sha256
+against, the task and class labels, the library versions the model was pickled with, and the sha256
 the service checks the model file against before it serves.
 
 Nothing here depends on when or from which commit the stage ran: the same inputs write the
@@ -13,6 +13,7 @@ the service reports as `deployed_revision`).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import platform
 from pathlib import Path
@@ -22,34 +23,69 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import paths
 from training.data import FeatureSpec, feature_spec, fingerprint
-from training.io import load_params, sha256_file, write_json
+from training.io import run_stage, sha256_file, write_json
+from training.params import Params, ParamsError, read_params
+from training.tasks import ALIASES, Task
 
 log = logging.getLogger(__name__)
 
 METADATA_SCHEMA_VERSION = 1
 
-CLASSIFIERS: dict[str, type[Any]] = {
-    "logistic_regression": LogisticRegression,
-    "random_forest": RandomForestClassifier,
-    "hist_gradient_boosting": HistGradientBoostingClassifier,
-}
+# The Pipeline's last step, named as scikit-learn names the two kinds of estimator.
+FINAL_STEP: dict[Task, str] = {"classification": "classifier", "regression": "regressor"}
 
 
-def build_pipeline(
-    spec: FeatureSpec, classifier: str, hyperparameters: dict[str, Any], seed: int
-) -> Pipeline:
+def _estimator_error(message: str) -> ParamsError:
+    return ParamsError(f"params.yaml: train.estimator: {message}")
+
+
+def estimator_class(name: str, task: Task) -> type[Any]:
+    """The class `train.estimator` names: an alias of the task, or an import path."""
+    path = ALIASES[name][task] if name in ALIASES else name
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise _estimator_error(f"cannot import {path} ({error})") from None
+    if not (isinstance(found, type) and hasattr(found, "fit") and hasattr(found, "get_params")):
+        raise _estimator_error(f"{path} is not a scikit-learn estimator class")
+    return found
+
+
+def make_estimator(name: str, hyperparameters: dict[str, Any], seed: int, task: Task) -> Any:
+    """The configured estimator, checked to fit the task and the service's needs."""
+    cls = estimator_class(name, task)
+    try:
+        estimator = cls(**hyperparameters)
+    except TypeError as error:
+        raise ParamsError(f"params.yaml: train.hyperparameters.{name}: {error}") from None
+    # Only estimators that draw random numbers take a seed (KNeighborsClassifier does not).
+    if "random_state" in estimator.get_params(deep=False) and "random_state" not in hyperparameters:
+        estimator.set_params(random_state=seed)
+    if task == "classification" and not is_classifier(estimator):
+        kind = "a regressor" if is_regressor(estimator) else "not a classifier"
+        raise _estimator_error(f"{name} is {kind}, but prepare.task is classification")
+    if task == "regression" and not is_regressor(estimator):
+        kind = "a classifier" if is_classifier(estimator) else "not a regressor"
+        raise _estimator_error(f"{name} is {kind}, but prepare.task is regression")
+    if task == "classification" and not hasattr(estimator, "predict_proba"):
+        raise _estimator_error(
+            f"{name} has no predict_proba with these hyperparameters; the service answers "
+            "with class probabilities, so choose a probabilistic classifier"
+        )
+    return estimator
+
+
+def build_pipeline(spec: FeatureSpec, estimator: BaseEstimator, task: Task) -> Pipeline:
     """Preprocessing and model in one object, so serving cannot apply them differently."""
-    if classifier not in CLASSIFIERS:
-        raise ValueError(f"train.classifier: {classifier!r} is not one of {sorted(CLASSIFIERS)}")
     preprocess = ColumnTransformer(
         [
             (
@@ -71,8 +107,15 @@ def build_pipeline(
         remainder="drop",
         verbose_feature_names_out=False,
     )
-    model = CLASSIFIERS[classifier](random_state=seed, **hyperparameters)
-    return Pipeline([("preprocess", preprocess), ("classifier", model)])
+    return Pipeline([("preprocess", preprocess), (FINAL_STEP[task], estimator)])
+
+
+def configured_pipeline(spec: FeatureSpec, params: Params) -> Pipeline:
+    """The Pipeline params.yaml describes, unfitted."""
+    train, task = params.train, params.prepare.task
+    assert train.estimator is not None  # Params resolves the task's default
+    estimator = make_estimator(train.estimator, train.chosen_hyperparameters, train.seed, task)
+    return build_pipeline(spec, estimator, task)
 
 
 def _bounds(series: pd.Series, margin: float) -> dict[str, float]:
@@ -129,40 +172,48 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def _training_data(train: pd.DataFrame, target: str, task: Task) -> dict[str, Any]:
+    described: dict[str, Any] = {"rows": len(train), "fingerprint_sha256": fingerprint(train)}
+    if task == "classification":
+        counts = train[target].value_counts().sort_index()
+        described["class_counts"] = {str(k): int(v) for k, v in counts.items()}
+    else:
+        values = train[target].astype(float)
+        described["target_summary"] = {
+            stat: round(float(getattr(values, stat)()), 6) for stat in ("min", "max", "mean", "std")
+        }
+    return described
+
+
 def build_metadata(
     *,
     model: Pipeline,
     train: pd.DataFrame,
-    target: str,
     spec: FeatureSpec,
-    params: dict[str, Any],
+    params: Params,
     model_sha256: str,
 ) -> dict[str, Any]:
+    target, task = params.prepare.target, params.prepare.task
+    classes = [str(c) for c in model.classes_] if task == "classification" else []
     return {
         "schema_version": METADATA_SCHEMA_VERSION,
         "model_version": model_sha256[:12],
         "model_file": paths.MODEL.name,
         "model_sha256": model_sha256,
-        "estimator": params["classifier"],
-        "hyperparameters": params["hyperparameters"],
+        "task": task,
+        "estimator": params.train.estimator,
+        "hyperparameters": params.train.chosen_hyperparameters,
         "target": target,
-        "classes": [str(c) for c in model.classes_],
-        "input_schema": {"features": input_schema(train, spec, params["schema_margin"])},
-        "training_data": {
-            "rows": len(train),
-            "fingerprint_sha256": fingerprint(train),
-            "class_counts": {
-                str(k): int(v) for k, v in train[target].value_counts().sort_index().items()
-            },
-        },
+        "classes": classes,
+        "input_schema": {"features": input_schema(train, spec, params.train.schema_margin)},
+        "training_data": _training_data(train, target, task),
         "library_versions": library_versions(),
     }
 
 
 def fit_and_save(
     train: pd.DataFrame,
-    target: str,
-    params: dict[str, Any],
+    params: Params,
     directory: Path,
     *,
     model: Pipeline | None = None,
@@ -171,11 +222,10 @@ def fit_and_save(
 
     The files land in `directory` under the names the service expects.
     """
+    target = params.prepare.target
     spec = feature_spec(train, target)
     if model is None:
-        model = build_pipeline(
-            spec, params["classifier"], params["hyperparameters"], params["seed"]
-        )
+        model = configured_pipeline(spec, params)
     model.fit(train[list(spec.all)], train[target])
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -184,7 +234,6 @@ def fit_and_save(
     metadata = build_metadata(
         model=model,
         train=train,
-        target=target,
         spec=spec,
         params=params,
         model_sha256=sha256_file(model_path),
@@ -194,17 +243,10 @@ def fit_and_save(
 
 
 def main() -> None:
-    params = load_params("train", paths.PARAMS)
-    target = load_params("prepare", paths.PARAMS)["target"]
-    _, metadata = fit_and_save(
-        pd.read_parquet(paths.TRAIN_SPLIT),
-        target,
-        params,
-        paths.ARTIFACTS_DIR,
-    )
-    log.info("trained %s, model version %s", params["classifier"], metadata["model_version"])
+    params = read_params(paths.PARAMS)
+    _, metadata = fit_and_save(pd.read_parquet(paths.TRAIN_SPLIT), params, paths.ARTIFACTS_DIR)
+    log.info("trained %s, model version %s", metadata["estimator"], metadata["model_version"])
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -1,11 +1,15 @@
 """Check that a deployed service answers with the model this commit ships.
 
 1. ``GET /health`` answers 200.
-2. ``GET /model`` reports the expected model version (from ``model_metadata.json``, when the
-   file is there) and gives the input schema with an example value per feature.
-3. ``POST /predict`` with that example record answers 200 with the same model version in the
-   body and in the ``X-Model-Version`` header, a probability for each of the model's classes
-   (summing to 1) and a ``prediction`` that is one of them.
+2. ``POST /predict``, with the example record built from this commit's
+   ``model_metadata.json`` (its input schema's example per feature) and an API key, answers
+   200 with this commit's model version in the ``X-Model-Version`` header and in the body, a
+   probability for each of the model's classes (summing to 1) and a ``prediction`` that is
+   one of them. (``GET /model`` is not public through the load balancer, so it is not read.)
+
+The API key is ``SMOKE_TEST_API_KEY`` when set, else the first key in the Secrets Manager
+secret the stack names in its ``ApiKeysSecretArn`` output, read with the AWS CLI (the deploy
+identity may read that one secret); without either, no key is sent.
 
 Right after ``cdk deploy`` the old tasks may still be draining behind the load balancer, and a
 rollback may be in progress, so every step is retried until ``--timeout`` seconds have passed;
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -29,6 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 OUTPUT_KEY = "ServiceUrl"
+SECRET_OUTPUT_KEY = "ApiKeysSecretArn"  # noqa: S105 - an output name
+KEY_VARIABLE = "SMOKE_TEST_API_KEY"
 REQUEST_TIMEOUT_SECONDS = 10.0
 
 
@@ -49,13 +57,25 @@ class Response:
             raise SmokeTestError(f"response is not JSON: {self.body[:200]!r}") from error
 
 
-def request(url: str, payload: Any = None) -> Response:
+@dataclass(frozen=True)
+class Expected:
+    """What this commit ships, from its model_metadata.json."""
+
+    version: str
+    record: dict[str, Any]
+    classes: list[str]
+
+
+def request(url: str, payload: Any = None, api_key: str | None = None) -> Response:
     data = None if payload is None else json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     req = urllib.request.Request(  # noqa: S310 - the scheme is checked in service_url()
         url,
         data=data,
         method="GET" if data is None else "POST",
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_SECONDS) as resp:  # noqa: S310
@@ -66,35 +86,80 @@ def request(url: str, payload: Any = None) -> Response:
         return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
 
 
+def stack_outputs(outputs_file: Path) -> dict[str, Any]:
+    try:
+        stacks = json.loads(outputs_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise SmokeTestError(f"cannot read {outputs_file}: {error}") from error
+    found = [o for o in stacks.values() if isinstance(o, dict) and OUTPUT_KEY in o]
+    if len(found) != 1:
+        raise SmokeTestError(
+            f"{outputs_file}: expected one stack output {OUTPUT_KEY}, found {len(found)}"
+        )
+    outputs: dict[str, Any] = found[0]
+    return outputs
+
+
 def service_url(url: str | None, outputs_file: Path | None) -> str:
     if not url:
         if outputs_file is None:
             raise SmokeTestError("give --url or --cdk-outputs")
-        try:
-            stacks = json.loads(outputs_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise SmokeTestError(f"cannot read {outputs_file}: {error}") from error
-        found = [
-            outputs[OUTPUT_KEY]
-            for outputs in stacks.values()
-            if isinstance(outputs, dict) and OUTPUT_KEY in outputs
-        ]
-        if len(found) != 1:
-            raise SmokeTestError(
-                f"{outputs_file}: expected one stack output {OUTPUT_KEY}, found {len(found)}"
-            )
-        url = str(found[0])
+        url = str(stack_outputs(outputs_file)[OUTPUT_KEY])
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SmokeTestError(f"not an http(s) URL: {url!r}")
     return url.rstrip("/")
 
 
-def expected_version(metadata_file: Path | None) -> str | None:
-    if metadata_file is None or not metadata_file.is_file():
+def expected_model(metadata_file: Path) -> Expected:
+    """The version, an example record and the classes of the model this commit ships."""
+    try:
+        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise SmokeTestError(f"cannot read the model metadata {metadata_file}: {error}") from error
+    version = metadata.get("model_version")
+    features = (metadata.get("input_schema") or {}).get("features")
+    classes = metadata.get("classes")
+    if not version or not isinstance(features, list) or not features:
+        raise SmokeTestError(f"{metadata_file} has no model_version or input_schema.features")
+    record = {}
+    for feature in features:
+        if not isinstance(feature, dict) or "name" not in feature or "example" not in feature:
+            raise SmokeTestError(f"input_schema feature without name or example: {feature}")
+        record[feature["name"]] = feature["example"]
+    if not isinstance(classes, list) or not classes:
+        raise SmokeTestError(f"{metadata_file} has no classes")
+    return Expected(str(version), record, [str(c) for c in classes])
+
+
+def api_key(outputs_file: Path | None) -> str | None:
+    """SMOKE_TEST_API_KEY, else the first key of the stack's API-key secret, else None."""
+    if os.environ.get(KEY_VARIABLE):
+        return os.environ[KEY_VARIABLE]
+    if outputs_file is None:
         return None
-    version = json.loads(metadata_file.read_text(encoding="utf-8")).get("model_version")
-    return str(version) if version else None
+    secret = stack_outputs(outputs_file).get(SECRET_OUTPUT_KEY)
+    if not secret:
+        return None
+    command = ["aws", "secretsmanager", "get-secret-value", "--secret-id", str(secret)]
+    command += ["--query", "SecretString", "--output", "text"]
+    try:
+        read = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        # The message names the command's failure, never the secret's value.
+        raise SmokeTestError(f"cannot read the API keys from {secret}: {error}") from None
+    return first_key(read.stdout.strip())
+
+
+def first_key(value: str) -> str:
+    """The first key of `{"name": "key"}` or `name:key,name:key`."""
+    if value.startswith("{"):
+        keys = list(json.loads(value).values())
+    else:
+        keys = [entry.split(":", 1)[1] for entry in value.split(",") if ":" in entry]
+    if not keys:
+        raise SmokeTestError("the API-key secret holds no key")
+    return str(keys[0])
 
 
 def check_health(base: str) -> None:
@@ -103,45 +168,23 @@ def check_health(base: str) -> None:
         raise SmokeTestError(f"GET /health answered {response.status}")
 
 
-def check_model(base: str, expected: str | None) -> tuple[str, dict[str, Any], list[str]]:
-    response = request(f"{base}/model")
-    if response.status != 200:
-        raise SmokeTestError(f"GET /model answered {response.status}")
-    info = response.json()
-    version = info.get("model_version") if isinstance(info, dict) else None
-    if not version:
-        raise SmokeTestError("GET /model gave no model_version")
-    if expected is not None and version != expected:
-        raise SmokeTestError(f"the service runs model {version}, this commit ships {expected}")
-    features = (info.get("input_schema") or {}).get("features")
-    if not isinstance(features, list) or not features:
-        raise SmokeTestError("GET /model gave no input_schema.features")
-    record = {}
-    for feature in features:
-        if not isinstance(feature, dict) or "name" not in feature or "example" not in feature:
-            raise SmokeTestError(f"input_schema feature without name or example: {feature}")
-        record[feature["name"]] = feature["example"]
-    classes = info.get("classes")
-    if not isinstance(classes, list) or not classes:
-        raise SmokeTestError("GET /model gave no classes")
-    return str(version), record, [str(c) for c in classes]
-
-
-def check_predict(base: str, version: str, record: dict[str, Any], classes: list[str]) -> str:
-    response = request(f"{base}/predict", record)
+def check_predict(base: str, expected: Expected, key: str | None) -> str:
+    response = request(f"{base}/predict", expected.record, key)
     if response.status != 200:
         raise SmokeTestError(f"POST /predict answered {response.status}: {response.body[:300]!r}")
+    version, classes = expected.version, expected.classes
+    header = response.headers.get("x-model-version")
+    if header != version:
+        raise SmokeTestError(
+            f"the service runs model {header} (X-Model-Version), this commit ships {version}"
+        )
     body = response.json()
     if not isinstance(body, dict):
         raise SmokeTestError(f"POST /predict answered {body!r}, not an object")
     if body.get("model_version") != version:
         raise SmokeTestError(
-            f"POST /predict was answered by model {body.get('model_version')}, "
-            f"GET /model reported {version}"
+            f"POST /predict body names model {body.get('model_version')}, X-Model-Version {version}"
         )
-    header = response.headers.get("x-model-version")
-    if header != version:
-        raise SmokeTestError(f"X-Model-Version header is {header!r}, expected {version}")
     probabilities = body.get("probabilities")
     if not isinstance(probabilities, dict) or sorted(probabilities) != sorted(classes):
         raise SmokeTestError(f"probabilities {probabilities!r} do not cover the classes {classes}")
@@ -156,10 +199,11 @@ def check_predict(base: str, version: str, record: dict[str, Any], classes: list
 
 def run(
     base: str,
-    expected: str | None,
+    expected: Expected,
     timeout: float,
     interval: float,
     log: Callable[[str], None] = print,
+    key: str | None = None,
 ) -> str:
     deadline = time.monotonic() + timeout
     attempt = 0
@@ -167,8 +211,7 @@ def run(
         attempt += 1
         try:
             check_health(base)
-            version, record, classes = check_model(base, expected)
-            label = check_predict(base, version, record, classes)
+            label = check_predict(base, expected, key)
         except (SmokeTestError, OSError) as error:
             # OSError covers refused connections, DNS not yet propagated and timeouts.
             if time.monotonic() + interval > deadline:
@@ -176,8 +219,11 @@ def run(
             log(f"attempt {attempt}: {error}; retrying in {interval:g}s")
             time.sleep(interval)
             continue
-        log(f"ok: {base} serves model {version}; predicted {label!r} for the example record")
-        return version
+        log(
+            f"ok: {base} serves model {expected.version}; predicted {label!r} for the "
+            "example record"
+        )
+        return expected.version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,16 +236,20 @@ def main(argv: list[str] | None = None) -> int:
         "--metadata",
         type=Path,
         default=Path("serving/app/data/model_metadata.json"),
-        help="model_metadata.json giving the expected version, when present",
+        help="this commit's model_metadata.json: the expected version and the example record",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between tries")
     args = parser.parse_args(argv)
     try:
         base = service_url(args.url, args.cdk_outputs)
-        expected = expected_version(args.metadata)
-        print(f"smoke test of {base}; expecting model {expected or '(any: no metadata file)'}")
-        run(base, expected, args.timeout, args.interval)
+        expected = expected_model(args.metadata)
+        key = api_key(args.cdk_outputs)
+        print(
+            f"smoke test of {base}; expecting model {expected.version}; "
+            + ("with an API key" if key else "without an API key")
+        )
+        run(base, expected, args.timeout, args.interval, key=key)
     except SmokeTestError as error:
         print(f"smoke test failed: {error}", file=sys.stderr)
         return 1

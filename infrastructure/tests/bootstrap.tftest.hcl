@@ -144,6 +144,7 @@ variables {
   existing_github_oidc_provider_arn      = null
   name_prefix                            = "mlops-template"
   cdk_qualifier                          = "hnb659fds"
+  api_keys_secret_name                   = "PenguinsService/api-keys"
   bucket_name_prefix                     = "mlops-dvc-"
   noncurrent_version_expiration_days     = 90
   abort_incomplete_multipart_upload_days = 7
@@ -368,7 +369,8 @@ run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
     error_message = "The training role must get exactly DVC read and write under dvc/, and no way to deploy."
   }
 
-  # The deploy role: DVC read, and assuming the four CDK bootstrap roles; no DVC write.
+  # The deploy role: DVC read, assuming the four CDK bootstrap roles, and reading the API-key
+  # secret; no DVC write.
   assert {
     condition = toset(flatten([
       for s in jsondecode(aws_iam_role_policy.github_deploy[0].policy).Statement : [
@@ -382,8 +384,9 @@ run "oidc_mode_creates_githubs_provider_two_roles_and_no_user_or_key" {
       "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-file-publishing-role-123456789012-eu-west-1",
       "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-image-publishing-role-123456789012-eu-west-1",
       "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-lookup-role-123456789012-eu-west-1",
+      "Allow secretsmanager:GetSecretValue arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????",
     ])
-    error_message = "The deploy role must get exactly DVC read and the four CDK bootstrap roles."
+    error_message = "The deploy role must get exactly DVC read, the four CDK bootstrap roles and the API-key secret."
   }
 
   # moto ignores StringLike, so the listing condition is checked here only.
@@ -476,7 +479,7 @@ run "access_key_mode_creates_one_user_in_a_group_and_no_oidc_resource" {
     error_message = "The user must get its permissions through its group, and the key must be the user's."
   }
 
-  # The one user runs both workflows: DVC read and write plus the CDK roles.
+  # The one user runs both workflows: DVC read and write plus the CDK roles and the API keys.
   assert {
     condition = toset(flatten([
       for s in jsondecode(aws_iam_group_policy.github_actions[0].policy).Statement : [
@@ -494,8 +497,9 @@ run "access_key_mode_creates_one_user_in_a_group_and_no_oidc_resource" {
       "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-file-publishing-role-123456789012-eu-west-1",
       "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-image-publishing-role-123456789012-eu-west-1",
       "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-lookup-role-123456789012-eu-west-1",
+      "Allow secretsmanager:GetSecretValue arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????",
     ])
-    error_message = "The access-key user must get exactly DVC read and write and the four CDK bootstrap roles."
+    error_message = "The access-key user must get exactly DVC read and write, the four CDK bootstrap roles and the API-key secret."
   }
 
   assert {
@@ -605,6 +609,37 @@ run "readers_get_only_decrypt_on_the_kms_key" {
 
 # --- Names follow the variables, the partition, the account and the region -----------------
 
+run "the_deploy_identity_may_read_only_the_services_api_key_secret" {
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.github_deploy[0].policy).Statement : s
+      if strcontains(jsonencode(s), "secretsmanager")
+      ] == [{
+        Sid      = "ReadTheServiceApiKeys"
+        Effect   = "Allow"
+        Action   = "secretsmanager:GetSecretValue"
+        Resource = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????"
+    }]
+    error_message = "The deploy role may only read (GetSecretValue) the one API-key secret, by its name and Secrets Manager's six-character suffix."
+  }
+
+  assert {
+    condition     = !strcontains(aws_iam_role_policy.github_train_dvc[0].policy, "secretsmanager")
+    error_message = "The training role must not read any secret."
+  }
+}
+
+run "the_api_key_secret_follows_its_variable" {
+  variables {
+    api_keys_secret_name = "prod/prediction-api-keys"
+  }
+
+  assert {
+    condition     = strcontains(aws_iam_role_policy.github_deploy[0].policy, ":secret:prod/prediction-api-keys-??????")
+    error_message = "The readable secret must be the one api_keys_secret_name names."
+  }
+}
+
 run "arns_and_subjects_follow_repository_qualifier_partition_account_and_region" {
   providers = {
     aws = aws.china
@@ -695,6 +730,7 @@ run "invalid_values_are_rejected_1" {
     noncurrent_version_expiration_days     = 0
     abort_incomplete_multipart_upload_days = 1.5
     kms_key_arn                            = "alias/my-key"
+    api_keys_secret_name                   = "*"
   }
 
   expect_failures = [
@@ -708,6 +744,7 @@ run "invalid_values_are_rejected_1" {
     var.noncurrent_version_expiration_days,
     var.abort_incomplete_multipart_upload_days,
     var.kms_key_arn,
+    var.api_keys_secret_name,
   ]
 }
 

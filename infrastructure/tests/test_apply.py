@@ -14,6 +14,10 @@ What moto cannot judge is pinned at plan level in bootstrap.tftest.hcl instead:
 - it matches trust principals literally, so a trust in the account's `:root` (how the CDK
   bootstrap roles trust) admits nobody: the stand-in CDK roles trust "*", and who may
   assume them is decided here by the callers' own policies, as in AWS;
+- it evaluates every Secrets Manager call against the resource "*", so a grant on one
+  secret's ARN (the deploy identity's read of the API keys) admits nothing here: the calls
+  below show that no Secrets Manager right is granted beyond that ARN, and the read itself is
+  pinned in bootstrap.tftest.hcl;
 - it ignores bucket-policy conditions, so the TLS-only denies would deny every object call,
   over HTTPS or not. The fixture asserts the policy is in place, then deletes it for the
   permission checks; the destroy-guard test re-applies it before destroying.
@@ -596,6 +600,33 @@ def test_only_the_deploy_identity_assumes_the_cdk_bootstrap_roles(deployment):
             RoleArn=deployment.outputs["aws_deploy_role_arn"],
             RoleSessionName="ci",
         )
+
+
+# The secret the stack creates for the service's API keys (the variable's default).
+API_KEYS_SECRET = "PenguinsService/api-keys"
+
+
+def test_no_ci_identity_may_do_anything_else_with_secrets(deployment):
+    admin = deployment.admin("secretsmanager")
+    names = {}
+    for name in (API_KEYS_SECRET, "another-service/database"):
+        try:
+            names[name] = admin.create_secret(Name=name, SecretString='{"x": "y"}')["ARN"]
+        except admin.exceptions.ResourceExistsException:  # the other mode's deployment
+            names[name] = admin.describe_secret(SecretId=name)["ARN"]
+    for credentials in {deployment.writer(), deployment.reader()}:
+        secrets = deployment.moto.client("secretsmanager", credentials)
+        denied(secrets.get_secret_value, SecretId=names["another-service/database"])
+        denied(secrets.list_secrets)
+        denied(secrets.put_secret_value, SecretId=names[API_KEYS_SECRET], SecretString="{}")
+        denied(secrets.update_secret, SecretId=names[API_KEYS_SECRET], SecretString="{}")
+        denied(secrets.delete_secret, SecretId=names[API_KEYS_SECRET])
+        denied(secrets.create_secret, Name="ci-made-secret", SecretString="{}")
+        denied(secrets.put_resource_policy, SecretId=names[API_KEYS_SECRET], ResourcePolicy="{}")
+    if deployment.mode == "oidc":
+        trainer = deployment.moto.client("secretsmanager", deployment.writer())
+        denied(trainer.get_secret_value, SecretId=names[API_KEYS_SECRET])
+    assert admin.get_secret_value(SecretId=API_KEYS_SECRET)["SecretString"] == '{"x": "y"}'
 
 
 # --- Destroy ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Everything about what the configuration creates and grants is checked by Terrafo
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -86,6 +87,15 @@ def test_only_region_and_repository_must_be_set():
 )
 def test_defaults_are_the_safe_documented_ones(variable, default):
     assert blocks("variable")[variable]["default"] == default
+
+
+def test_the_readable_secret_is_the_one_the_stack_creates_from_cdk_json():
+    """One name on both sides: the deploy identity may read the secret the stack creates."""
+    context = json.loads((REPO_ROOT / "serving" / "deployment" / "cdk.json").read_text("utf-8"))
+    created = context["context"]["apiKeysSecretName"] or (
+        f"{context['context']['stackName']}/api-keys"
+    )
+    assert blocks("variable")["api_keys_secret_name"]["default"] == created
 
 
 def test_tfvars_example_sets_the_required_variables_and_mentions_every_other():

@@ -90,8 +90,11 @@ class ModelMetadata(_Artifact):
     model_version: str = Field(min_length=1)
     model_file: str = Field(min_length=1)
     model_sha256: Sha256
+    # Absent in metadata written before regression existed: those models classify.
+    task: Literal["classification", "regression"] = "classification"
     target: str = "target"
-    classes: tuple[str, ...] = Field(min_length=2)
+    # The labels in the order of predict_proba's columns; empty for regression.
+    classes: tuple[str, ...]
     input_schema: InputSchema
     library_versions: LibraryVersions
 
@@ -109,6 +112,14 @@ class ModelMetadata(_Artifact):
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.lower()
+
+    @model_validator(mode="after")
+    def _classes_fit_the_task(self) -> ModelMetadata:
+        if self.task == "classification" and len(self.classes) < 2:
+            raise ValueError("a classification model needs at least two classes")
+        if self.task == "regression" and self.classes:
+            raise ValueError("a regression model has no classes")
+        return self
 
     @property
     def features(self) -> tuple[Feature, ...]:

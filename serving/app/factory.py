@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import errors, metrics
+from app import auth, errors, metrics
 from app.artifacts import load_metadata, load_metrics, load_profile
 from app.drift import InputMonitor
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -73,6 +73,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             "deployed_revision": settings.deployed_revision,
         },
     )
+    # Which clients may call, by name: a deployment that meant to require keys and does not
+    # says so in its first lines.
+    if settings.api_keys:
+        log.info("API keys required; valid names: %s", ", ".join(sorted(settings.api_keys)))
+    else:
+        log.warning("no API keys configured (SERVICE_API_KEYS): every caller is answered")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -115,15 +121,19 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         request_metrics=metrics.RequestMetrics(
             settings.metrics_namespace, settings.name, metadata.model_version
         ),
+        api_keys=auth.ApiKeys(settings.api_keys),
     )
-    app.openapi = _openapi_with_components(app, schemas.components)  # type: ignore[method-assign]
+    app.openapi = _openapi_with_components(  # type: ignore[method-assign]
+        app, schemas.components, secured=bool(settings.api_keys)
+    )
     return app
 
 
 def _openapi_with_components(
-    app: FastAPI, components: dict[str, Any]
+    app: FastAPI, components: dict[str, Any], *, secured: bool
 ) -> Callable[[], dict[str, Any]]:
-    """The generated document plus the request-body schemas the predict routes reference."""
+    """The generated document plus the request-body schemas the predict routes reference,
+    and, when API keys are required, how to send one and the 401 without it."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -134,7 +144,28 @@ def _openapi_with_components(
                 routes=app.routes,
             )
             document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            if secured:
+                _declare_api_keys(document)
             app.openapi_schema = document
         return app.openapi_schema
 
     return openapi
+
+
+def _declare_api_keys(document: dict[str, Any]) -> None:
+    """The middleware's key check (app.auth), as OpenAPI states it for clients and
+    generators: either header on every operation but the open checks."""
+    document["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    refused = {
+        "description": "No API key, or a wrong one.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for path, operations in document.get("paths", {}).items():
+        if path in auth.OPEN_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            operation.setdefault("responses", {})["401"] = refused

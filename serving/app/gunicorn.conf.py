@@ -7,6 +7,8 @@ and the tests configure the server and the app in one place.
 from __future__ import annotations
 
 import atexit
+import logging
+import logging.config
 import os
 import shutil
 import sys
@@ -18,10 +20,19 @@ from typing import Any
 # root is this file's parent's parent wherever the service runs from.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.logs import logging_config, skip_unused_record_attributes
-from app.settings import get_settings
+from pydantic import ValidationError
 
-settings = get_settings()
+from app.logs import logging_config, skip_unused_record_attributes
+from app.settings import EXIT_REFUSED, describe_invalid, get_settings
+
+try:
+    settings = get_settings()
+except ValidationError as error:
+    # One JSON line and the service's refusal code, as for a model that must not be served;
+    # gunicorn would print a traceback (quoting the values) and exit 1.
+    logging.config.dictConfig(logging_config("info"))
+    logging.getLogger("app").critical("refusing to start: %s", describe_invalid(error))
+    sys.exit(EXIT_REFUSED)
 
 bind = settings.bind
 workers = settings.workers

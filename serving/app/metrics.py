@@ -73,6 +73,17 @@ CONNECTIONS_REFUSED = Counter(
     "Client misbehaviour, never a server error.",
     ["reason"],
 )
+AUTH_REFUSALS = Counter(
+    "http_authentication_refusals_total",
+    "Requests answered 401 for a missing or wrong API key (app.auth): reason is missing or "
+    "invalid. Client behaviour, never a server error.",
+    ["reason", "model_version"],
+)
+API_KEY_REQUESTS = Counter(
+    "http_api_key_requests_total",
+    "Requests that presented a valid API key, by the key's name (never the key).",
+    ["api_key", "model_version"],
+)
 PREDICTIONS = Counter(
     "model_predictions_total",
     "Records predicted, by predicted class.",
@@ -125,6 +136,8 @@ EMF_VALIDATION = "ValidationErrors_"
 EMF_OUT_OF_RANGE = "OutOfRange_"
 EMF_UNSEEN = "UnseenCategory_"
 EMF_MISSING = "Missing_"
+EMF_API_KEY = "ApiKeyRequests_"
+EMF_AUTH_REFUSALS = "AuthRefusals"
 EMF_DIMENSIONS = [["Service"], ["Service", "ModelVersion"]]
 # The specification's limit of metric definitions per directive.
 EMF_MAX_METRICS = 100
@@ -172,6 +185,15 @@ def observe_request(
         else:
             kind = "client"
         _child(ERRORS, route, kind, model_version).inc()
+
+
+def count_api_key(model_version: str, name: str) -> None:
+    _count(API_KEY_REQUESTS, EMF_API_KEY, model_version, [(name, 1)])
+
+
+def count_authentication_refusal(model_version: str, reason: str) -> None:
+    _child(AUTH_REFUSALS, reason, model_version).inc()
+    _emf(EMF_AUTH_REFUSALS, 1)
 
 
 def count_refused_connection(reason: str) -> None:

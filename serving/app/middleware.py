@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: the request context (id, log line, metrics, headers) and the
-body-size limit.
+"""Pure ASGI middleware: the request context (id, API key, log line, metrics, headers) and
+the body-size limit.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: no extra task or memory stream per request, and
 the body is never buffered here, only counted as it streams.
@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
+from app import auth, metrics
 
 log = logging.getLogger("app.requests")
 
@@ -50,8 +50,7 @@ class RequestIds:
 _ids = RequestIds()
 
 
-def request_id(scope: Scope) -> str:
-    headers: dict[bytes, bytes] = dict(scope["headers"])
+def request_id(headers: dict[bytes, bytes]) -> str:
     for name in REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value is not None and _SAFE_ID.fullmatch(value):
@@ -67,12 +66,21 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
+    """Each request's id, log line, metrics and headers, and its API key (`app.auth`):
+    without a valid one, when keys are configured, the request is answered 401 here,
+    before it is routed, logged and counted like any other."""
+
     def __init__(
-        self, app: ASGIApp, model_version: str, request_metrics: metrics.RequestMetrics
+        self,
+        app: ASGIApp,
+        model_version: str,
+        request_metrics: metrics.RequestMetrics,
+        api_keys: auth.ApiKeys | None = None,
     ) -> None:
         self.app = app
         self.model_version = model_version
         self.metrics = request_metrics
+        self.api_keys = api_keys if api_keys else None
         self._version_header = (b"x-model-version", model_version.encode("ascii"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,7 +89,18 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         tally = self.metrics.begin()
-        rid = request_id(scope)
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        rid = request_id(headers)
+        key_name: str | None = None
+        refusal: str | None = None
+        if self.api_keys is not None and scope["path"] not in auth.OPEN_PATHS:
+            presented = auth.presented_key(headers)
+            key_name = self.api_keys.name_of(presented)
+            if key_name is None:
+                refusal = "missing" if presented is None else "invalid"
+                metrics.count_authentication_refusal(self.model_version, refusal)
+            else:
+                metrics.count_api_key(self.model_version, key_name)
         # Handlers (the 500 handler) read it back from request.state.
         scope.setdefault("state", {})["request_id"] = rid
         extra_headers = [self._version_header, (b"x-request-id", rid.encode("ascii"))]
@@ -96,7 +115,10 @@ class RequestContextMiddleware:
 
         failure: BaseException | None = None
         try:
-            await self.app(scope, receive, send_with_headers)
+            if refusal is None:
+                await self.app(scope, receive, send_with_headers)
+            else:
+                await _unauthenticated(refusal)(scope, receive, send_with_headers)
         except BaseException as error:
             # Starlette's outermost error middleware answers 500 (app.errors shapes it);
             # the traceback goes into this request's log line.
@@ -119,6 +141,11 @@ class RequestContextMiddleware:
                 # Prometheus is updated, and the line carries its CloudWatch metrics (EMF).
                 **self.metrics.finish(tally, scope["method"], route, status, seconds),
             }
+            # The key's name, never the key: which client sent it, or why it was refused.
+            if key_name is not None:
+                fields["api_key"] = key_name
+            elif refusal is not None:
+                fields["auth_refused"] = refusal
             level = logging.ERROR if status >= 500 else logging.INFO
             log.log(
                 level,
@@ -129,6 +156,19 @@ class RequestContextMiddleware:
                 extra=fields,
                 exc_info=failure if isinstance(failure, Exception) else None,
             )
+
+
+def _unauthenticated(reason: str) -> JSONResponse:
+    detail = (
+        "an API key is required: send it as Authorization: Bearer <key> or X-API-Key"
+        if reason == "missing"
+        else "the API key is not valid"
+    )
+    return JSONResponse(
+        {"detail": detail},
+        status_code=401,
+        headers=dict([auth.CHALLENGE]),
+    )
 
 
 class BodyTooLarge(HTTPException):

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app import auth
 
 # The artifacts training writes: `serving/app/data/` in a checkout, `app/data/` in the image.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "data"
+# The exit code of a refusal to start (sysexits.h EX_CONFIG: a model that must not be served,
+# invalid settings), distinct from gunicorn's own (1, 3, 4) in an ECS task's stopped reason.
+EXIT_REFUSED = 78
 
 
 class Settings(BaseSettings):
@@ -95,12 +100,34 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SERVICE_DEPLOYED_REVISION", "GIT_REVISION"),
     )
 
+    # API keys (app.auth): `name:key,name:key` or a JSON object {"name": "key"}; unset or
+    # empty, no key is asked for. Held from here on as SHA-256 digests by name: the keys
+    # themselves are not kept.
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _digests(cls, value: Any) -> dict[str, str]:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return {}
+        return {name: auth.digest(key) for name, key in auth.parse(value).items()}
+
     @field_validator("metrics_namespace")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
         if value.startswith("AWS/"):
             raise ValueError("namespaces starting with AWS/ are reserved for AWS services")
         return value
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line naming each invalid variable, never quoting a value (a key must not reach
+    a log)."""
+    return "; ".join(
+        f"SERVICE_{'_'.join(str(part) for part in detail['loc']).upper()}: "
+        + detail["msg"].removeprefix("Value error, ")
+        for detail in error.errors(include_url=False, include_input=False, include_context=False)
+    )
 
 
 @lru_cache(maxsize=1)

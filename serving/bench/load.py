@@ -54,9 +54,12 @@ def wrk_path() -> str:
     return path
 
 
-def command(url: str, body: Path, connections: int, seconds: float) -> list[str]:
+def command(
+    url: str, body: Path, connections: int, seconds: float, headers: tuple[str, ...] = ()
+) -> list[str]:
     return [
         wrk_path(),
+        *(option for header in headers for option in ("--header", header)),
         "--threads",
         "1",
         "--connections",
@@ -111,11 +114,17 @@ def combine(runs: list[Run]) -> Run:
     )
 
 
-def drive(url: str, body: Path, connections: int, seconds: float) -> Run:
-    """One wrk run; its CPU time is read from the kernel's accounting of the child."""
+def drive(
+    url: str, body: Path, connections: int, seconds: float, headers: tuple[str, ...] = ()
+) -> Run:
+    """One wrk run, sending `headers` ("Name: value") with every request; its CPU time is
+    read from the kernel's accounting of the child."""
     before = os.times()
     completed = subprocess.run(
-        command(url, body, connections, seconds), capture_output=True, text=True, check=True
+        command(url, body, connections, seconds, headers),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     after = os.times()
     cpu = (after.children_user - before.children_user) + (

@@ -1,17 +1,24 @@
 """Load test for any deployment of the service: `make load-test URL=http://host:port`.
 
-Each simulated user reads the input schema from `GET /model` and sends valid random
-records: mostly single predictions, some small batches, and the load balancer's health
-check. A response other than 200 counts as a failure, so the summary's failure column is
-the error rate under load.
+Each simulated user sends valid random records, built from the input schema of the model
+this checkout ships (`serving/app/data/model_metadata.json`: `GET /model` is not public
+through the load balancer): mostly single predictions, some small batches, and `/health`.
+With `API_KEY` set in the environment (`make load-test URL=... API_KEY=...`), every request
+carries it, as deployed clients do. A response other than 200 counts as a failure, so the
+summary's failure column is the error rate under load.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, between, events, task
+
+METADATA = Path(__file__).resolve().parents[1] / "app" / "data" / "model_metadata.json"
 
 
 def random_record(features: list[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
@@ -33,23 +40,30 @@ class ServiceUser(FastHttpUser):
     wait_time = between(0.05, 0.2)
 
     def on_start(self) -> None:
-        with self.client.get("/model", name="GET /model", catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"GET /model answered {response.status_code}")
-                raise RuntimeError("cannot read the input schema from GET /model")
-            self.features: list[dict[str, Any]] = response.json()["input_schema"]["features"]
+        metadata = json.loads(METADATA.read_text(encoding="utf-8"))
+        self.features: list[dict[str, Any]] = metadata["input_schema"]["features"]
+        key = os.environ.get("API_KEY")
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.rng = random.Random()  # noqa: S311 - test data, not secrets
 
     @task(10)
     def predict(self) -> None:
         self.client.post(
-            "/predict", json=random_record(self.features, self.rng), name="POST /predict"
+            "/predict",
+            json=random_record(self.features, self.rng),
+            headers=self.headers,
+            name="POST /predict",
         )
 
     @task(2)
     def predict_batch(self) -> None:
         records = [random_record(self.features, self.rng) for _ in range(self.rng.randint(10, 100))]
-        self.client.post("/predict/batch", json={"records": records}, name="POST /predict/batch")
+        self.client.post(
+            "/predict/batch",
+            json={"records": records},
+            headers=self.headers,
+            name="POST /predict/batch",
+        )
 
     @task(1)
     def health(self) -> None:

@@ -100,6 +100,7 @@ def wait_for_prediction(
     body: bytes,
     since: float,
     timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None,
 ) -> float:
     """Seconds from `since` (a perf_counter() taken at launch) to the first POST /predict
     answered with 200."""
@@ -107,7 +108,7 @@ def wait_for_prediction(
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode} before answering")
         with contextlib.suppress(OSError, http.client.HTTPException):
-            status, _ = request(port, "POST", "/predict", body, timeout=2.0)
+            status, _ = request(port, "POST", "/predict", body, timeout=2.0, headers=headers)
             if status == 200:
                 return time.perf_counter() - since
         time.sleep(0.01)

@@ -9,10 +9,19 @@ not minutes. Like the ALB, a new instance takes no traffic until it has passed t
 threshold (it is registered in HAProxy's DRAIN state, health forced down, and enabled only
 once HAProxy's own checks report it up).
 
-Two rollouts, with `CLIENTS` clients posting predictions through HAProxy the whole time:
+HAProxy also forwards only what the stack's listener forwards (`PUBLIC_PATHS`, exact paths
+as the ALB's path-pattern rule matches them) and answers everything else 404 itself, and the
+instances require API keys as deployed: the rehearsal checks that the operational endpoints
+and their encoded, doubled-slash and differently-cased spellings are refused through it.
 
-1. Rolling replacement: the new instance starts, passes health, takes traffic; the old one is
-   drained (no new requests; open ones finish), then gets SIGTERM, as ECS does.
+Three rollouts, with `CLIENTS` clients posting authenticated predictions through HAProxy the
+whole time:
+
+1. Rolling replacements that rotate the API key, in the documented order: the new instance
+   starts, passes health, takes traffic; the old one is drained (no new requests; open ones
+   finish), then gets SIGTERM, as ECS does. The first adds the new key next to the old one,
+   the clients then move to the new key, and the second removes the old key; no request
+   fails, and the old key is refused at the end.
 2. A tampered model (one byte changed in a copy of the model directory): the new instance
    refuses to start, never passes health, takes no traffic; the old one keeps serving, as
    ECS's circuit breaker leaves it.
@@ -50,10 +59,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.auth import new_key
 from bench import procs
 from bench.imagecmd import SERVING_DIR
 from container import engine as container_engine
-from deployment.stack.settings import READINESS_PATH, STOP_TIMEOUT_SECONDS, DeploymentSettings
+from deployment.stack.settings import (
+    PUBLIC_PATHS,
+    READINESS_PATH,
+    STOP_TIMEOUT_SECONDS,
+    DeploymentSettings,
+)
 
 # The rehearsal runs the stack's timings this many times faster: 10 s between checks become
 # 1 s, a 30 s deregistration delay 3 s. Thresholds (how many checks) are not scaled.
@@ -75,6 +90,12 @@ MODEL_DIR = SERVING_DIR / "app" / "data"
 PODMAN_CONF = SERVING_DIR / "container" / "containers.conf"
 CDK_JSON = SERVING_DIR / "deployment" / "cdk.json"
 BACKEND = "service"
+# Requests the load balancer must answer 404 without forwarding: the operational endpoints, and
+# spellings the service would decode or a proxy might normalise into them.
+PRIVATE_REQUESTS = (
+    *("/metrics", "/model", "/openapi.json", "/docs", "/redoc", "/ready"),
+    *("/%6Dodel", "//model", "/Model", "/metrics?x", "/predict/../model", "/health/"),
+)
 
 
 @dataclass(frozen=True)
@@ -108,9 +129,10 @@ class Timing:
 
 
 def stack_settings() -> DeploymentSettings:
-    """The settings `cdk synth` builds from cdk.json's defaults."""
+    """The settings `cdk synth` builds from cdk.json's defaults (plain HTTP accepted: the
+    rehearsal runs on loopback)."""
     context = json.loads(CDK_JSON.read_text(encoding="utf-8"))["context"]
-    return DeploymentSettings.from_context(context.get)
+    return DeploymentSettings.from_context({**context, "allowPlainHttp": True}.get)
 
 
 # --- HAProxy ----------------------------------------------------------------------------------
@@ -119,7 +141,7 @@ def stack_settings() -> DeploymentSettings:
 class HAProxy:
     """HAProxy on a free loopback port, driven through its admin socket (the runtime API)."""
 
-    def __init__(self, workdir: Path, timing: Timing) -> None:
+    def __init__(self, workdir: Path, timing: Timing, public_paths: tuple[str, ...]) -> None:
         binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
         if binary is None:
             sys.exit("haproxy is not installed: run `make system-packages` (Debian: haproxy)")
@@ -129,6 +151,17 @@ class HAProxy:
         self.config = workdir / "haproxy.cfg"
         self.log = workdir / "haproxy.log"
         self.timing = timing
+        self.public_paths = public_paths
+        # The listener's rule: the exact paths (no query string, not decoded, case-sensitive)
+        # go to the service, the rest is answered 404 here; none with the paths opened.
+        routing = f"    default_backend {BACKEND}\n"
+        if public_paths:
+            routing = (
+                f"    acl public path {' '.join(public_paths)}\n"
+                f"    use_backend {BACKEND} if public\n"
+                "    http-request return status 404 content-type application/json "
+                'string \'{"detail":"Not Found"}\' if !public\n'
+            )
         # An ALB closes idle client connections after 60 s; HTTP keep-alive on both sides, each
         # request balanced on its own. No redispatch: a request sent to a dead instance fails,
         # as it would behind the ALB.
@@ -146,8 +179,7 @@ defaults
 
 frontend public
     bind 127.0.0.1:{self.port}
-    default_backend {BACKEND}
-
+{routing}
 backend {BACKEND}
     balance roundrobin
     option httpchk GET {timing.path}
@@ -230,9 +262,10 @@ backend {BACKEND}
 class Load:
     """`CLIENTS` keep-alive clients posting one prediction after another through HAProxy."""
 
-    def __init__(self, port: int, body: bytes) -> None:
+    def __init__(self, port: int, body: bytes, key: str) -> None:
         self.port = port
         self.body = body
+        self.key = key
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -240,8 +273,9 @@ class Load:
 
     def _client(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        headers = {"Content-Type": "application/json"}
         while not self._stop.is_set():
+            # The key each request sends is read afresh: `move_to` switches every client.
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
             try:
                 connection.request("POST", "/predict", body=self.body, headers=headers)
                 response = connection.getresponse()
@@ -255,6 +289,9 @@ class Load:
                 self.outcomes[outcome] += 1
             time.sleep(CLIENT_PAUSE_SECONDS)
         connection.close()
+
+    def move_to(self, key: str) -> None:
+        self.key = key
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -535,7 +572,7 @@ def delta(after: Counter[str], before: Counter[str]) -> Counter[str]:
 
 
 def rolling_replacement(
-    balancer: HAProxy, load: Load, old: Instance, new: Instance
+    balancer: HAProxy, load: Load, old: Instance, new: Instance, name: str
 ) -> tuple[Phase, Instance]:
     before = load.snapshot()
     notes = []
@@ -543,9 +580,7 @@ def rolling_replacement(
     healthy_after = wait_healthy(balancer, new)
     if healthy_after is None:
         balancer.deregister(new.name)
-        return Phase(
-            "rolling replacement", delta(load.snapshot(), before), ["new never healthy"], False
-        ), old
+        return Phase(name, delta(load.snapshot(), before), ["new never healthy"], False), old
     served_before_ready = served(balancer, new.name)
     balancer.take_traffic(new.name)
     notes.append(f"{new.name} passed health after {healthy_after:.1f} s")
@@ -574,7 +609,7 @@ def rolling_replacement(
         f"{old.name} drained in {drained_in:.1f} s, exited {exit_code} after SIGTERM",
     ]
     passed = served_before_ready == 0 and took_traffic and exit_code == 0 and outcomes["ok"] > 0
-    return Phase("rolling replacement", outcomes, notes, passed), new
+    return Phase(name, outcomes, notes, passed), new
 
 
 def bad_model_rollout(balancer: HAProxy, load: Load, current: Instance, bad: Instance) -> Phase:
@@ -615,24 +650,73 @@ def report(phase: Phase) -> None:
         print(f"  - {note}")
 
 
+def status_through(balancer: HAProxy, path: str, key: str | None, method: str = "GET") -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = example_body() if method == "POST" else None
+    return procs.request(balancer.port, method, path, body, headers=headers)[0]
+
+
+def access_phase(balancer: HAProxy, key: str) -> Phase:
+    """What the load balancer lets through, with and without a key."""
+    outcomes: Counter[str] = Counter()
+    wrong: list[str] = []
+    expected = dict.fromkeys(PRIVATE_REQUESTS if balancer.public_paths else (), 404)
+    expected |= {"POST /predict (no key)": 401, "POST /predict": 200, "/health": 200}
+    for request, status in expected.items():
+        if request.startswith("POST "):
+            got = status_through(balancer, "/predict", None if "no key" in request else key, "POST")
+        else:
+            got = status_through(balancer, request, key)
+        outcomes["ok" if got == status else f"{request} answered {got}"] += 1
+        if got != status:
+            wrong.append(f"{request}: {got}, expected {status}")
+    private = sum(1 for status in expected.values() if status == 404)
+    notes = [f"{private} private paths and spellings answered 404 by HAProxy, with a key"]
+    notes += ["POST /predict: 401 without a key, 200 with one; /health open", *wrong]
+    return Phase("private paths and keys", outcomes, notes, not wrong)
+
+
 def rehearse(launcher: Launcher, balancer: HAProxy, env: dict[str, str]) -> list[Phase]:
     phases: list[Phase] = []
-    blue = launcher.start("blue", env)
+    old_key, new_key_ = new_key(), new_key()
+    before, both, after = (
+        {**env, "SERVICE_API_KEYS": keys}
+        for keys in (
+            f"client:{old_key}",
+            f"client:{old_key},client-next:{new_key_}",
+            f"client-next:{new_key_}",
+        )
+    )
+    blue = launcher.start("blue", before)
     balancer.register(blue.name, blue.port)
     if wait_healthy(balancer, blue) is None:
         print(blue.output()[-3000:])
         print("the first instance never passed health")
         return phases
     balancer.take_traffic(blue.name)
-    with Load(balancer.port, example_body()).running() as load:
+    phases.append(access_phase(balancer, old_key))
+    with Load(balancer.port, example_body(), old_key).running() as load:
         time.sleep(WARMUP_SECONDS)
-        green = launcher.start("green", env)
-        phase, current = rolling_replacement(balancer, load, blue, green)
-        phases.append(phase)
-        if not phase.passed:
-            for instance in (blue, green):
-                print(f"--- {instance.name}, last lines\n{instance.output()[-2000:]}")
-        tampered = launcher.start("tampered", env, tampered=True)
+        current = blue
+        for name, keys, move in (
+            ("new key added", both, new_key_),
+            ("old key removed", after, None),
+        ):
+            replacement = launcher.start("green" if current is blue else "teal", keys)
+            phase, new = rolling_replacement(balancer, load, current, replacement, name)
+            phases.append(phase)
+            if not phase.passed:
+                for instance in (current, replacement):
+                    print(f"--- {instance.name}, last lines\n{instance.output()[-2000:]}")
+                return phases
+            current = new
+            if move is not None:
+                load.move_to(move)
+                phase.notes.append("clients moved to the new key")
+        refused = status_through(balancer, "/predict", old_key, "POST")
+        phases[-1].notes.append(f"the old key is now refused: {refused}")
+        phases[-1].passed &= refused == 401
+        tampered = launcher.start("tampered", after, tampered=True)
         phases.append(bad_model_rollout(balancer, load, current, tampered))
     return phases
 
@@ -660,7 +744,8 @@ def main() -> int:
     )
     phases: list[Phase] = []
     try:
-        balancer = HAProxy(workdir, timing)
+        public = () if settings.public_operational_endpoints else PUBLIC_PATHS
+        balancer = HAProxy(workdir, timing, public)
         with balancer.running():
             phases = rehearse(launcher, balancer, env)
     except RuntimeError as error:  # an engine or HAProxy that would not start
@@ -670,7 +755,7 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for phase in phases:
         report(phase)
-    ok = len(phases) == 2 and all(phase.passed and phase.failed == 0 for phase in phases)
+    ok = len(phases) == 4 and all(phase.passed and phase.failed == 0 for phase in phases)
     print("rollout-test: " + ("passed, 0 failed requests" if ok else "FAILED"))
     return 0 if ok else 1
 

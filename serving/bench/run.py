@@ -9,7 +9,13 @@ launch to first successful prediction, is measured alone):
   routing and validation, what no model work can make cheaper;
 - service (onnx) and service (sklearn): the image's command, as deployed (request logs at
   info, Prometheus and EMF metrics on), with `SERVICE_BACKEND` forcing each backend;
-- naive: the tutorial pattern (bench/naive_app.py).
+- naive: the tutorial pattern (bench/naive_app.py);
+- baseline, with `--baseline DIR`: the image's command run from another checkout's serving/
+  directory (the commit before a change, with a model in its app/data), on ONNX, so a change
+  is compared with what it replaces in the same run.
+
+The services require an API key, as deployed (`SERVICE_API_KEYS`), and every request of every
+target carries one (`Authorization: Bearer`), so the request bytes are the same for all.
 
 Then, scenario by scenario, wrk drives each server in turn (bench/load.py: a warm-up, then
 three runs on fresh connections), so the ratios compare servers measured seconds apart
@@ -18,7 +24,7 @@ server's CPU time per request (its processes' user + system time over the run, f
 /proc): a figure that stays put when other work on the machine takes CPU away. Prints
 figures and the issue's targets; nothing here is asserted.
 
-    python -m bench.run [--seconds 6] [--warmup 1] [--rounds 3] [--markdown]   # from serving/
+    python -m bench.run [--seconds 6] [--warmup 1] [--rounds 3] [--markdown] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.auth import new_key
 from bench import load, procs
 from bench.imagecmd import SERVING_DIR
 
@@ -53,11 +60,15 @@ SCENARIOS = (
 APP_MODULE = "app.main:app"
 CEILING_MODULE = "bench.ceiling_app:app"
 SERVICES = ("onnx", "sklearn")
+BASELINE = "baseline"
 
 # Issue 15's targets, for the service on its fast path.
 TARGET_THROUGHPUT_VS_CEILING = 0.5
 TARGET_P99_MS = 10.0
 TARGET_P50_1CONN_MS = 1.0
+# Issue 21's: with authentication on, at least this share of the pre-change commit's
+# single-row throughput at 16 connections (or the ceiling share above, whichever is lower).
+TARGET_VS_BASELINE = 0.95
 TARGET_BATCH_ROWS_PER_S = 1_000_000
 
 
@@ -91,6 +102,7 @@ class Target:
     cwd: Path
     env: dict[str, str]
     port: int
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,8 +125,11 @@ class Result:
         return self.server_cpu_seconds / self.run.requests * 1000 if self.run.requests else 0.0
 
 
-def targets() -> list[Target]:
-    """The four servers, each on its own free port."""
+def targets(baseline: Path | None = None) -> list[Target]:
+    """The four servers (five with a baseline), each on its own free port, the services
+    requiring the one API key every request carries."""
+    key = new_key()
+    headers = {"Authorization": f"Bearer {key}"}
     service, cwd = procs.service_command()
     if APP_MODULE not in service:
         raise RuntimeError(f"the image's command {service} does not serve {APP_MODULE}")
@@ -126,13 +141,22 @@ def targets() -> list[Target]:
         ("sklearn", service, "sklearn"),
     ):
         port = procs.free_port()
-        extra = {"SERVICE_BIND": f"127.0.0.1:{port}"}
+        extra = {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
         if backend:
             extra["SERVICE_BACKEND"] = backend
-        found.append(Target(name, argv, cwd, procs.tool_env(extra), port))
+        found.append(Target(name, argv, cwd, procs.tool_env(extra), port, headers))
     port = procs.free_port()
     naive, naive_cwd = procs.naive_command(port)
-    found.append(Target("naive", naive, naive_cwd, procs.tool_env(), port))
+    found.append(Target("naive", naive, naive_cwd, procs.tool_env(), port, headers))
+    if baseline is not None:
+        port = procs.free_port()
+        extra = {
+            "SERVICE_BIND": f"127.0.0.1:{port}",
+            "SERVICE_BACKEND": "onnx",
+            "SERVICE_API_KEYS": f"bench:{key}",
+            "SERVICE_MODEL_DIR": str(baseline / "app" / "data"),
+        }
+        found.append(Target(BASELINE, service, baseline, procs.tool_env(extra), port, headers))
     return found
 
 
@@ -142,9 +166,9 @@ def started(target: Target, single: bytes, log: Path) -> Iterator[Measured]:
     with procs.running(target.argv, target.cwd, target.env, log=log) as process:
         measured = Measured(target, pid=process.pid)
         measured.cold_start_s = procs.wait_for_prediction(
-            process, target.port, single, since=launched
+            process, target.port, single, since=launched, headers=target.headers
         )
-        status, payload = procs.request(target.port, "GET", "/model")
+        status, payload = procs.request(target.port, "GET", "/model", headers=target.headers)
         if status == 200:
             measured.backend = json.loads(payload).get("backend", "")
         yield measured
@@ -158,11 +182,12 @@ def drive(measured: Measured, rows: int, body: Path, connections: int, args: Any
     next run's split evenly. Several rounds measure the usual placement, not one draw."""
     path = "/predict" if rows == 1 else "/predict/batch"
     url = f"http://127.0.0.1:{measured.target.port}{path}"
-    load.drive(url, body, connections, args.warmup)
+    headers = tuple(f"{name}: {value}" for name, value in measured.target.headers.items())
+    load.drive(url, body, connections, args.warmup, headers)
     runs, cpu = [], 0.0
     for _ in range(args.rounds):
         before = procs.cpu_seconds(measured.pid)
-        runs.append(load.drive(url, body, connections, args.seconds / args.rounds))
+        runs.append(load.drive(url, body, connections, args.seconds / args.rounds, headers))
         cpu += procs.cpu_seconds(measured.pid) - before
     return Result(load.combine(runs), cpu)
 
@@ -213,7 +238,7 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
         for m in measured:
             result = m.runs[key]
             run = result.run
-            is_service = m.target.name in SERVICES
+            is_service = m.target.name in (*SERVICES, BASELINE)
             top, base = ceiling.runs[key].run, naive.runs[key].run
             rows.append(
                 [
@@ -309,7 +334,25 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
             service.cold_start_s < naive.cold_start_s,
         ),
     ]
-    lines += ["", "issue 15's targets:", "", *render(header, rows, markdown)]
+    if BASELINE in by_name:
+        # Issue 21: the lower of half the ceiling and 95 % of the pre-change commit.
+        before = by_name[BASELINE].runs[(1, 16)].run
+        kept = single16.requests_per_second / before.requests_per_second
+        ceiling16 = ceiling.runs[(1, 16)].run.requests_per_second
+        floor = min(
+            TARGET_THROUGHPUT_VS_CEILING * ceiling16,
+            TARGET_VS_BASELINE * before.requests_per_second,
+        )
+        rows.append(
+            _target(
+                "single row, 16 conn, with keys vs baseline",
+                f"{kept:.2f}x (baseline {before.requests_per_second / ceiling16:.2f}x ceiling, "
+                f"p99 {before.p99_ms:.2f} ms)",
+                f">= {floor:,.0f} req/s",
+                single16.requests_per_second >= floor,
+            )
+        )
+    lines += ["", "issue 15's and 21's targets:", "", *render(header, rows, markdown)]
     return "\n".join(lines)
 
 
@@ -327,6 +370,11 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=3, help="runs on fresh connections making up each figure"
     )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout's serving/ directory (with its model) to measure alongside",
+    )
     args = parser.parse_args(argv)
     load.wrk_path()  # fail before starting anything when wrk is missing
     args.load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -339,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         bodies[BATCH_ROWS].write_text(json.dumps({"records": records}))
 
         measured = []
-        for target in targets():
+        for target in targets(args.baseline):
             print(f"starting {target.name}: {' '.join(target.argv)}", file=sys.stderr, flush=True)
             log = work / f"{target.name}.log"
             measured.append(servers.enter_context(started(target, bodies[1].read_bytes(), log)))

@@ -1,6 +1,7 @@
 """The deploy smoke test against a stand-in service on a free loopback port: it passes only
-when health, the model version and a real prediction are all right, and it waits (boundedly)
-while an old version drains."""
+when health, the model version and a real, authenticated prediction are all right, and it
+waits (boundedly) while an old version drains. It reads the model from the committed
+metadata, never from GET /model, which the load balancer does not forward."""
 
 from __future__ import annotations
 
@@ -25,11 +26,17 @@ from bench import procs
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / ".github" / "scripts" / "smoke_test.py"
 
-FEATURES = [
+FEATURES: list[dict[str, Any]] = [
     {"name": "bill_length_mm", "type": "number", "example": 44.5},
     {"name": "island", "type": "category", "example": "Biscoe"},
     {"name": "sex", "type": "category", "example": "male"},
 ]
+CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+KEY = "k" * 43
+
+
+def metadata(version: str) -> dict[str, Any]:
+    return {"model_version": version, "classes": CLASSES, "input_schema": {"features": FEATURES}}
 
 
 @dataclass
@@ -37,8 +44,10 @@ class Behaviour:
     """How the stand-in answers; tests change it to simulate each failure."""
 
     version: str = "abc123def456"
-    # Versions answered by the first GET /model calls (an old task still in the pool).
+    # Versions answering the first predictions (an old task still in the pool).
     earlier_versions: list[str] = field(default_factory=list)
+    # The API key the stand-in requires (None: it requires none).
+    key: str | None = KEY
     health_failures: int = 0
     predict_status: int = 200
     header_version: str | None = None
@@ -72,17 +81,6 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(503, {"status": "starting"}, b.version)
             else:
                 self.reply(200, {"status": "ok"}, b.version)
-        elif self.path == "/model":
-            version = b.earlier_versions.pop(0) if b.earlier_versions else b.version
-            self.reply(
-                200,
-                {
-                    "model_version": version,
-                    "classes": ["Adelie", "Chinstrap", "Gentoo"],
-                    "input_schema": {"features": FEATURES},
-                },
-                version,
-            )
         else:
             self.reply(404, {"detail": "not found"}, b.version)
 
@@ -90,7 +88,11 @@ class Handler(BaseHTTPRequestHandler):
         b = self.behaviour
         length = int(self.headers.get("Content-Length", "0"))
         record = json.loads(self.rfile.read(length))
+        if b.key is not None and self.headers.get("Authorization") != f"Bearer {b.key}":
+            self.reply(401, {"detail": "an API key is required"}, b.version)
+            return
         b.predictions.append(record)
+        version = b.earlier_versions.pop(0) if b.earlier_versions else b.version
         if b.predict_status != 200:
             self.reply(b.predict_status, {"detail": "model failed"}, b.version)
             return
@@ -100,9 +102,9 @@ class Handler(BaseHTTPRequestHandler):
                 "prediction": b.label,
                 "probability": max(b.probabilities.values()),
                 "probabilities": b.probabilities,
-                "model_version": b.version,
+                "model_version": version,
             },
-            b.header_version or b.version,
+            b.header_version or version,
         )
 
 
@@ -121,10 +123,11 @@ def service() -> Iterator[tuple[str, Behaviour]]:
         thread.join(timeout=5)
 
 
-def run_smoke(script, base: str, expected: str | None, timeout: float = 2.0) -> str:
+def run_smoke(script, base: str, expected: str, timeout: float = 2.0, key: str | None = KEY) -> str:
     smoke = script("smoke_test")
+    model = smoke.Expected(expected, {f["name"]: f["example"] for f in FEATURES}, CLASSES)
     version: str = smoke.run(
-        base, expected, timeout=timeout, interval=0.05, log=lambda _message: None
+        base, model, timeout=timeout, interval=0.05, log=lambda _message: None, key=key
     )
     return version
 
@@ -132,7 +135,7 @@ def run_smoke(script, base: str, expected: str | None, timeout: float = 2.0) -> 
 def test_passes_when_the_expected_version_answers_a_real_prediction(script, service):
     base, behaviour = service
     assert run_smoke(script, base, "abc123def456") == "abc123def456"
-    # The prediction used the example record from the service's own input schema.
+    # The prediction used the example record from the committed metadata's input schema.
     assert behaviour.predictions == [{"bill_length_mm": 44.5, "island": "Biscoe", "sex": "male"}]
 
 
@@ -154,7 +157,7 @@ def test_fails_when_the_old_version_keeps_answering(script, service):
     ("change", "message"),
     [
         ({"predict_status": 500}, "POST /predict answered 500"),
-        ({"header_version": "999999999999"}, "X-Model-Version header"),
+        ({"header_version": "999999999999"}, "runs model 999999999999 .X-Model-Version."),
         ({"probabilities": {"Adelie": 0.5, "Chinstrap": 0.2, "Gentoo": 0.1}}, "sum to"),
         ({"probabilities": {"Adelie": 0.9, "Gentoo": 0.1}}, "do not cover the classes"),
         ({"label": "Penguin"}, "not one of the classes"),
@@ -169,10 +172,30 @@ def test_fails_on_a_wrong_prediction_answer(script, service, change, message):
         run_smoke(script, base, "abc123def456", timeout=0.3)
 
 
+def test_fails_without_the_api_key_and_never_prints_it(script, service):
+    base, _ = service
+    smoke = script("smoke_test")
+    with pytest.raises(smoke.SmokeTestError, match="POST /predict answered 401") as raised:
+        run_smoke(script, base, "abc123def456", timeout=0.3, key=None)
+    with pytest.raises(smoke.SmokeTestError, match="answered 401") as wrong:
+        run_smoke(script, base, "abc123def456", timeout=0.3, key="w" * 43)
+    assert "w" * 43 not in str(wrong.value)
+    assert KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("secret", "key"),
+    [(json.dumps({"initial": KEY, "later": "x"}), KEY), (f"ci:{KEY},other:y", KEY)],
+    ids=["json", "name-colon-key"],
+)
+def test_the_first_key_of_the_secret_is_used_in_either_form(script, secret, key):
+    assert script("smoke_test").first_key(secret) == key
+
+
 def test_fails_in_bounded_time_when_nothing_listens(script, unused_port):
     smoke = script("smoke_test")
     with pytest.raises(smoke.SmokeTestError, match="gave up after"):
-        run_smoke(script, f"http://127.0.0.1:{unused_port}", None, timeout=0.3)
+        run_smoke(script, f"http://127.0.0.1:{unused_port}", "abc123def456", timeout=0.3)
 
 
 @pytest.fixture
@@ -183,13 +206,17 @@ def unused_port() -> int:
     return port
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SMOKE_TEST_API_KEY"}
+    if key is not None:
+        env["SMOKE_TEST_API_KEY"] = key
     return subprocess.run(
         [sys.executable, str(SMOKE), "--interval", "0.05", *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
+        env=env,
     )
 
 
@@ -197,18 +224,18 @@ def test_cli_reads_the_url_from_cdk_outputs_and_the_version_from_metadata(servic
     base, _ = service
     outputs = tmp_path / "cdk-outputs.json"
     outputs.write_text(json.dumps({"PenguinsService": {"ServiceUrl": base + "/", "LogGroup": "x"}}))
-    metadata = tmp_path / "model_metadata.json"
-    metadata.write_text(json.dumps({"model_version": "abc123def456"}))
-    result = cli("--cdk-outputs", str(outputs), "--metadata", str(metadata), "--timeout", "5")
+    committed = tmp_path / "model_metadata.json"
+    committed.write_text(json.dumps(metadata("abc123def456")))
+    result = cli("--cdk-outputs", str(outputs), "--metadata", str(committed), "--timeout", "5")
     assert result.returncode == 0, result.stderr
     assert "serves model abc123def456" in result.stdout
 
 
 def test_cli_exits_1_when_the_deployed_version_is_not_this_commits(service, tmp_path):
     base, _ = service
-    metadata = tmp_path / "model_metadata.json"
-    metadata.write_text(json.dumps({"model_version": "0123456789ab"}))
-    result = cli("--url", base, "--metadata", str(metadata), "--timeout", "0.3")
+    committed = tmp_path / "model_metadata.json"
+    committed.write_text(json.dumps(metadata("0123456789ab")))
+    result = cli("--url", base, "--metadata", str(committed), "--timeout", "0.3")
     assert result.returncode == 1
     assert "this commit ships 0123456789ab" in result.stderr
 
@@ -233,6 +260,9 @@ def test_cli_rejects_missing_ambiguous_or_non_http_urls(tmp_path, outputs, messa
 # to agree with the API it checks in production.
 
 
+REAL_KEY = "r" * 21 + "S" * 22
+
+
 @pytest.fixture(scope="module")
 def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The service started as the image starts it (the Dockerfile's CMD, read by the bench's
@@ -249,6 +279,8 @@ def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "SERVICE_MODEL_DIR": str(data),
             "SERVICE_WORKERS": "1",
             "HOME": str(home),
+            # API keys on, as deployed.
+            "SERVICE_API_KEYS": f"smoke:{REAL_KEY}",
         }
     )
     log = home / "server.log"
@@ -275,6 +307,7 @@ def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.mark.slow
 def test_make_smoke_test_passes_against_the_real_service(real_service):
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["SMOKE_TEST_API_KEY"] = REAL_KEY
     result = subprocess.run(
         ["make", "--no-print-directory", "smoke-test", f"URL={real_service}"],
         cwd=ROOT,
@@ -285,5 +318,6 @@ def test_make_smoke_test_passes_against_the_real_service(real_service):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    metadata = json.loads((ROOT / "serving/app/data/model_metadata.json").read_text())
-    assert f"serves model {metadata['model_version']}" in result.stdout
+    committed = json.loads((ROOT / "serving/app/data/model_metadata.json").read_text())
+    assert f"serves model {committed['model_version']}" in result.stdout
+    assert REAL_KEY not in result.stdout + result.stderr

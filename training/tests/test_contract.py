@@ -24,7 +24,8 @@ from app.artifacts import (
 )
 from training import paths
 from training.data import BUNDLED_SOURCE, clean, load_dataset
-from training.io import load_params, write_json
+from training.io import write_json
+from training.params import read_params
 from training.profile import build_profile
 from training.train import fit_and_save
 
@@ -32,19 +33,14 @@ from training.train import fit_and_save
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory as the train and profile stages write it, from the bundled data."""
-    prepare = load_params("prepare", paths.PARAMS)
+    params = read_params(paths.PARAMS)
+    prepare = params.prepare
     frame = clean(
-        load_dataset(BUNDLED_SOURCE, paths.ROOT), prepare["target"], prepare["drop_columns"]
+        load_dataset(BUNDLED_SOURCE, paths.ROOT), prepare.target, prepare.drop_columns, prepare.task
     )
     directory = tmp_path_factory.mktemp("data")
-    _, metadata = fit_and_save(
-        frame,
-        prepare["target"],
-        load_params("train", paths.PARAMS),
-        directory,
-    )
-    quantiles = load_params("profile", paths.PARAMS)["quantiles"]
-    write_json(directory / PROFILE_FILE, build_profile(frame, metadata, quantiles))
+    _, metadata = fit_and_save(frame, params, directory)
+    write_json(directory / PROFILE_FILE, build_profile(frame, metadata, params.profile.quantiles))
     return directory
 
 

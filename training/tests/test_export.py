@@ -23,30 +23,24 @@ from sklearn.semi_supervised import LabelSpreading
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset
 from training.io import load_params, sha256_file
+from training.params import read_params
 from training.prepare import split
-from training.train import build_pipeline, fit_and_save
+from training.train import build_pipeline, fit_and_save, make_estimator
 
 
 def _train_into(
     directory: Path, classifier: str | None = None, model: Any = None
 ) -> dict[str, Any]:
     """What `dvc repro` does up to `train`, into `directory`, with the repository's params."""
-    prepare = load_params("prepare", paths.PARAMS)
-    train_params = load_params("train", paths.PARAMS)
-    target = prepare["target"]
-    frame = clean(
-        load_dataset(prepare["source"], paths.ROOT), target, list(prepare["drop_columns"])
-    )
-    train, test = split(frame, target, prepare["test_size"], prepare["seed"])
+    params = read_params(paths.PARAMS)
+    prepare, task = params.prepare, params.prepare.task
+    target = prepare.target
+    frame = clean(load_dataset(prepare.source, paths.ROOT), target, prepare.drop_columns, task)
+    train, test = split(frame, target, prepare.test_size, prepare.seed, task)
     if model is None and classifier is not None:
-        model = build_pipeline(feature_spec(train, target), classifier, {}, train_params["seed"])
-    model, metadata = fit_and_save(
-        train,
-        target,
-        train_params,
-        directory,
-        model=model,
-    )
+        estimator = make_estimator(classifier, {}, params.train.seed, task)
+        model = build_pipeline(feature_spec(train, target), estimator, task)
+    model, metadata = fit_and_save(train, params, directory, model=model)
     prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
     return {"metadata": metadata, "prepared": prepared, "model": model}
 

@@ -10,10 +10,12 @@ FastAPI does not parse these bodies, their schemas and examples are declared in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from fastapi import APIRouter, Request
+import fastapi.routing
+from fastapi import APIRouter, Request, params
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -82,28 +84,71 @@ def _request_body(schema: str, examples: dict[str, Any]) -> dict[str, Any]:
 
 
 class DirectRoute(APIRoute):
-    """A route whose endpoint is called with the request as it is: no per-request
-    dependency resolution.
+    """A route whose endpoint is called with the request as it is, when nothing is declared
+    to resolve for it; otherwise exactly FastAPI's route.
 
     FastAPI resolves an endpoint's parameters on every request, parsing the query string
     and headers even for an endpoint that takes only the `Request`; with the `Depends` it
     replaced, that was about a fifth of the app's time on a `/predict` request (cProfile,
-    issue 15). These
-    endpoints take the request and return a finished `Response`, so they skip it. The route
-    is otherwise FastAPI's: documented in the OpenAPI from its declaration, its exceptions
-    answered by the app's handlers. `get_route_handler` is FastAPI's documented hook for
-    custom route classes.
+    issue 15). These endpoints take the request and return a finished `Response`, so when
+    the route has nothing to resolve they skip it. The moment a dependency is declared on
+    the app (`FastAPI(dependencies=...)`), on a router or on the route (an API-key check, a
+    rate limit), or a parameter is added to the endpoint, the route uses FastAPI's own
+    handler, so the fork's addition runs: a shortcut never makes a security check silently
+    do nothing. `get_route_handler` is FastAPI's documented hook for custom route classes.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not _resolves_only_the_request(_effective_dependant(self)):
+            return handler
         endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
         return endpoint
 
 
-def build_router(service: ModelService) -> APIRouter:
+def _effective_dependant(route: APIRoute) -> Dependant | None:
+    """What FastAPI's handler would resolve for `route` as it is being built.
+
+    A route included into the app is built once per inclusion with the dependencies of
+    every enclosing router and of the app, and `APIRoute.get_route_handler` finds them in
+    a context variable FastAPI sets meanwhile; this reads it the same way. Should a
+    FastAPI release move it, the answer is None: the route then always takes FastAPI's
+    handler (slower, never wrong), and the test of the fast path fails to say so.
+    """
+    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+    if context_var is None:
+        return None
+    context = context_var.get()
+    if context is not None and getattr(context, "original_route", None) is route:
+        dependant: Dependant | None = getattr(context, "dependant", None)
+        return dependant
+    return route.dependant
+
+
+def _resolves_only_the_request(dependant: Dependant | None) -> bool:
+    if dependant is None:
+        return False
+    declared = (
+        dependant.dependencies,
+        dependant.path_params,
+        dependant.query_params,
+        dependant.header_params,
+        dependant.cookie_params,
+        dependant.body_params,
+        dependant.response_param_name,
+        dependant.background_tasks_param_name,
+        dependant.security_scopes_param_name,
+    )
+    return dependant.request_param_name is not None and not any(declared)
+
+
+def build_router(
+    service: ModelService, dependencies: Sequence[params.Depends] | None = None
+) -> APIRouter:
     """The prediction routes of `service`, which is handed over here once rather than
-    resolved by `Depends` on every request (see `DirectRoute`)."""
-    router = APIRouter(tags=["predictions"], route_class=DirectRoute)
+    resolved by `Depends` on every request (see `DirectRoute`). `dependencies` apply to both
+    routes, as on any APIRouter."""
+    router = APIRouter(tags=["predictions"], route_class=DirectRoute, dependencies=dependencies)
     schemas = service.schemas
     complete, sparse = schemas.record_example, schemas.sparse_example
 

@@ -16,12 +16,18 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from container import dockerfile
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.monitoring import NamedAlarm
-from deployment.stack.settings import READINESS_PATH, STOP_TIMEOUT_SECONDS, DeploymentSettings
+from deployment.stack.settings import (
+    PUBLIC_PATHS,
+    READINESS_PATH,
+    STOP_TIMEOUT_SECONDS,
+    DeploymentSettings,
+)
 
 CONTAINER_NAME = "web"
 # The container's port and health command are the image's, read from its Dockerfile: one
@@ -39,6 +45,11 @@ STOP_TIMEOUT = cdk.Duration.seconds(STOP_TIMEOUT_SECONDS)
 STARTUP_ALLOWANCE = cdk.Duration.seconds(60)
 # The target-group health check's interval, timeout and thresholds and the deregistration delay
 # are context values (DeploymentSettings): `make rollout-test` rehearses them.
+
+# The name of the key the stack's own secret is created with ({"initial": "<64 characters>"}).
+INITIAL_KEY_NAME = "initial"
+# Listener rule priority of the forwarded public paths (any free number; there is one rule).
+PUBLIC_PATHS_PRIORITY = 10
 
 # Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
@@ -70,6 +81,7 @@ class Service(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
+        self.api_keys = self._api_keys_secret() if settings.api_keys else None
 
         cluster = ecs.Cluster(
             self,
@@ -171,6 +183,9 @@ class Service(Construct):
             scale_in_cooldown=cdk.Duration.seconds(300),
         )
 
+        if not settings.public_operational_endpoints:
+            self._forward_only_public_paths()
+
         # The pattern adds its own URL output, which would name the load balancer's address even
         # when the certificate is for your domain; the stack's ServiceUrl output replaces it.
         self.fargate.node.try_remove_child("ServiceURL")
@@ -216,8 +231,8 @@ class Service(Construct):
                 exclude=IMAGE_EXCLUDES,
             ),
             port_mappings=[ecs.PortMapping(container_port=dockerfile.service_port(image))],
-            # Plain settings only. A secret belongs in `secrets=` (Secrets Manager or SSM),
-            # which ECS injects at start without writing it into the task definition.
+            # Plain settings only. A secret belongs in `secrets=` (below), which ECS injects
+            # at start without writing it into the task definition.
             environment={
                 "GIT_REVISION": settings.git_revision,
                 "SERVICE_GRACEFUL_TIMEOUT_SECONDS": str(int(GRACEFUL_TIMEOUT.to_seconds())),
@@ -232,6 +247,13 @@ class Service(Construct):
                 # believed from those addresses only, so the logs show the real client.
                 "SERVICE_FORWARDED_ALLOW_IPS": trusted_proxies,
             },
+            # The API keys, read by ECS from Secrets Manager when a task starts (so a changed
+            # secret reaches the tasks with the next deployment: docs/security.md).
+            secrets=(
+                {"SERVICE_API_KEYS": ecs.Secret.from_secrets_manager(self.api_keys)}
+                if self.api_keys is not None
+                else None
+            ),
             # ECS ignores the Dockerfile's HEALTHCHECK, so the task repeats its command (it
             # exits non-zero on a refused connection, a timeout or a status other than 200);
             # it replaces a hung container.
@@ -258,6 +280,71 @@ class Service(Construct):
             ecs.MountPoint(container_path=TMP_PATH, source_volume="tmp", read_only=False)
         )
         return task_definition
+
+    def _api_keys_secret(self) -> secretsmanager.ISecret:
+        """The secret holding the API keys: an existing one by name, or the stack's own, a
+        JSON object with one generated key (64 letters and digits, 380 bits)."""
+        settings = self._settings
+        if settings.api_keys_secret_name is not None:
+            return secretsmanager.Secret.from_secret_name_v2(
+                self, "ApiKeys", settings.api_keys_secret_name
+            )
+        secret = secretsmanager.Secret(
+            self,
+            "ApiKeys",
+            secret_name=f"{settings.stack_name}/api-keys",
+            description='API keys of the prediction service, {"client name": "key", ...} '
+            "(docs/security.md says how to add and remove one)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template="{}",  # noqa: S106 - an empty JSON object
+                generate_string_key=INITIAL_KEY_NAME,
+                password_length=64,
+                exclude_punctuation=True,
+            ),
+        )
+        acknowledge_nag(
+            secret,
+            "AwsSolutions-SMG4",
+            "The keys are client credentials handed out of band: a scheduled rotation would cut "
+            "every client off. They rotate by adding a key, moving clients and removing the old "
+            "one, each step a forced deployment (docs/security.md).",
+        )
+        skip_checkov(
+            cfn_resource(secret),
+            "CKV_AWS_149",
+            "Encrypted with the account's AWS-managed Secrets Manager key; only the task's "
+            "execution role and the deploy identity may read it, which IAM enforces, not a "
+            "key policy.",
+        )
+        return secret
+
+    def _forward_only_public_paths(self) -> None:
+        """The listener forwards the exact public paths to the tasks and answers anything
+        else 404 itself, so the operational endpoints stay inside the VPC. Health checks go
+        from the load balancer to the targets directly, not through listener rules."""
+        listener = self.fargate.listener
+        listener.add_action(
+            "PublicPaths",
+            priority=PUBLIC_PATHS_PRIORITY,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(PUBLIC_PATHS))],
+            action=elbv2.ListenerAction.forward([self.fargate.target_group]),
+        )
+        # ECS registers tasks only in a target group a listener uses: that is now the rule.
+        self.fargate.service.node.add_dependency(listener.node.find_child("PublicPathsRule"))
+        # The pattern made forwarding the default action; replaced on the CloudFormation
+        # resource, as a listener has exactly one. The body is the service's own 404.
+        listener_resource = listener.node.default_child
+        assert isinstance(listener_resource, elbv2.CfnListener)
+        listener_resource.default_actions = [
+            elbv2.CfnListener.ActionProperty(
+                type="fixed-response",
+                fixed_response_config=elbv2.CfnListener.FixedResponseConfigProperty(
+                    status_code="404",
+                    content_type="application/json",
+                    message_body='{"detail":"Not Found"}',
+                ),
+            )
+        ]
 
     def roll_back_on(self, alarms: list[NamedAlarm]) -> None:
         """Deployment alarms: while a deployment runs, and for a bake time after it that ECS
@@ -333,8 +420,7 @@ class Service(Construct):
             "AwsSolutions-ECS2",
             "The environment holds only plain settings (the deployed git revision, a timeout, "
             "the worker count, the metric namespace and service name, the VPC's CIDR), no "
-            "secrets; "
-            "secrets would go through the container's `secrets` (Secrets Manager or SSM).",
+            "secrets; the API keys go through the container's `secrets` (Secrets Manager).",
         )
         execution_role = task_definition.obtain_execution_role()
         acknowledge_nag(

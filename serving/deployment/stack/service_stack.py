@@ -50,6 +50,11 @@ SERVICE_URL_OUTPUT = "ServiceUrl"
 LOAD_BALANCER_OUTPUT = "LoadBalancerDnsName"
 DASHBOARD_OUTPUT = "DashboardUrl"
 ALARM_TOPIC_OUTPUT = "AlarmTopicArn"
+# The secret holding the API keys (the smoke test reads a key from it), and what the
+# one-command forced deployment names (docs/security.md, "Rotating a key").
+API_KEYS_SECRET_OUTPUT = "ApiKeysSecretArn"  # noqa: S105 - an output name
+CLUSTER_OUTPUT = "ClusterName"
+ECS_SERVICE_OUTPUT = "EcsServiceName"
 
 
 class ServiceStack(cdk.Stack):
@@ -133,6 +138,25 @@ class ServiceStack(cdk.Stack):
             ALARM_TOPIC_OUTPUT,
             value=monitoring.topic.topic_arn,
             description="SNS topic the alarms notify (subscribe with alarmEmail or any endpoint)",
+        )
+        if service.api_keys is not None:
+            cdk.CfnOutput(
+                self,
+                API_KEYS_SECRET_OUTPUT,
+                value=service.api_keys.secret_arn,
+                description="Secrets Manager secret holding the API keys {name: key}",
+            )
+        cdk.CfnOutput(
+            self,
+            CLUSTER_OUTPUT,
+            value=service.fargate.cluster.cluster_name,
+            description="ECS cluster of the service",
+        )
+        cdk.CfnOutput(
+            self,
+            ECS_SERVICE_OUTPUT,
+            value=service.fargate.service.service_name,
+            description="ECS service (a forced deployment makes new tasks read the API keys)",
         )
         self._accept_cdk_internal_findings()
 

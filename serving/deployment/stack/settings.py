@@ -57,11 +57,27 @@ STOP_TIMEOUT_SECONDS: Final = 30
 # warm-up prediction), not liveness: the container health check keeps `/health`.
 READINESS_PATH: Final = "/ready"
 
+# The paths the load balancer forwards; every other path (the operational endpoints /metrics,
+# /model, /openapi.json, /docs, /redoc, /ready) it answers 404 itself, unless
+# publicOperationalEndpoints opens them. An allowlist of exact paths rather than a list of
+# refused ones: ALB path patterns are compared case-sensitively on the path as sent, while
+# the service decodes percent-escapes, so only an exact match of what the service routes is
+# safe (`/%6Dodel` or `/Model` match no allowed path). A test keeps it equal to the service's
+# prediction routes plus liveness; `make rollout-test`'s HAProxy applies the same list.
+PUBLIC_PATHS: Final = ("/predict", "/predict/batch", "/health")
+
 ContextLookup = Callable[[str], object]
 
 
 class ContextError(ValueError):
     """One or more CDK context values are missing or invalid."""
+
+
+CLEAR_TEXT_KEYS: Final = (
+    "apiKeys is on but there is no domainName/certificate: API keys would travel in clear "
+    "text over plain HTTP; configure HTTPS (docs/deployment.md) or pass -c allowPlainHttp=true "
+    "to accept that for a trial"
+)
 
 
 # --- Types of context values ----------------------------------------------------------------
@@ -214,6 +230,25 @@ class DeploymentSettings(BaseModel):
         AfterValidator(_one_of(RATE_LIMIT_WINDOWS, "a WAF rate-limit window")),
     ] = _field("rateLimitWindowSeconds", "seconds", ge=1)
 
+    # Authentication (docs/security.md). On by default: the load balancer is on the internet.
+    # The keys live in a Secrets Manager secret, the stack's own (a JSON object holding one
+    # generated key) unless apiKeysSecretName names an existing one; ECS injects it into the
+    # container as SERVICE_API_KEYS.
+    api_keys: bool = _field("apiKeys", "true or false")
+    api_keys_secret_name: str | None = _field(
+        "apiKeysSecretName",
+        "a Secrets Manager secret name (letters, digits, /_+=.@-)",
+        default=None,
+        pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$",
+    )
+    # With keys on, plain HTTP (no domainName) would send every key in clear text: synthesis
+    # refuses it unless this says it is accepted (a trial without a domain).
+    allow_plain_http: bool = _field("allowPlainHttp", "true or false", default=False)
+    # Forward /metrics, /model, /openapi.json, /docs and /redoc through the load balancer too.
+    public_operational_endpoints: bool = _field(
+        "publicOperationalEndpoints", "true or false", default=False
+    )
+
     @classmethod
     def from_context(cls, lookup: ContextLookup) -> DeploymentSettings:
         """Read and validate every setting; `lookup` is `app.node.try_get_context`."""
@@ -228,12 +263,15 @@ class DeploymentSettings(BaseModel):
             if raw is not None and raw != "":
                 context[field.alias] = raw
         try:
-            return cls.model_validate(context)
+            settings = cls.model_validate(context)
         except ValidationError as error:
             raise ContextError(
                 "invalid CDK context (cdk.json or -c key=value):\n  - "
                 + "\n  - ".join(_describe(cls, detail) for detail in error.errors())
             ) from None
+        if settings.api_keys and not settings.serves_https and not settings.allow_plain_http:
+            raise ContextError(CLEAR_TEXT_KEYS)
+        return settings
 
     @model_validator(mode="after")
     def _combinations(self) -> DeploymentSettings:

@@ -3,6 +3,7 @@ its data are in ../conftest.py, shared with the bench and container tests)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +28,17 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
             yield http
+
+
+# Every body encoding POST /predict/batch accepts, as (Content-Type, encode records). The
+# authentication tests run over each: a new format is one line here.
+BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] = {
+    "json": ("application/json", lambda records: json.dumps({"records": records}).encode()),
+    "json-suffix": (
+        "application/vnd.batch+json",
+        lambda records: json.dumps({"records": records}).encode(),
+    ),
+}
 
 
 # --- CloudWatch Embedded Metric Format ------------------------------------------------

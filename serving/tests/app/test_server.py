@@ -20,9 +20,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import auth
 from bench import imagecmd, procs
 from bench.procs import parse_head
 from container import dockerfile
+
+from .conftest import BATCH_ENCODINGS
 
 pytestmark = pytest.mark.slow
 
@@ -509,3 +512,74 @@ def test_without_a_profile_the_service_starts_warns_once_and_counts_no_drift(
         assert [line["level"] for line in warnings] == ["warning"]
     finally:
         procs.stop(server.process)
+
+
+# --- API keys, as the deployment sets them ---------------------------------------------
+
+
+def test_api_keys_over_http_refuse_without_and_accept_each_key_never_logging_one(
+    model_dir: Path, tmp_path: Path, example: dict[str, Any]
+) -> None:
+    keys = {"alpha": auth.new_key(), "beta": auth.new_key()}
+    wrong = auth.new_key()
+    server = start(
+        tmp_path, model_dir, SERVICE_API_KEYS=",".join(f"{n}:{k}" for n, k in keys.items())
+    )
+    try:
+        single = json.dumps(example).encode()
+        batches = [
+            (content_type, encode([example, example]))
+            for content_type, encode in BATCH_ENCODINGS.values()
+        ]
+
+        def answers(headers: dict[str, str]) -> list[int]:
+            statuses = [procs.request(server.port, "POST", "/predict", single, headers=headers)[0]]
+            for content_type, body in batches:
+                sent = {**headers, "Content-Type": content_type}
+                statuses.append(
+                    procs.request(server.port, "POST", "/predict/batch", body, headers=sent)[0]
+                )
+            return statuses
+
+        everything = 1 + len(batches)
+        assert answers({}) == [401] * everything
+        assert answers({"Authorization": f"Bearer {wrong}"}) == [401] * everything
+        assert answers({"Authorization": f"Bearer {keys['alpha']}"}) == [200] * everything
+        assert answers({"X-API-Key": keys["beta"]}) == [200] * everything
+        assert server.get("/metrics")[0] == 401
+        assert server.get("/ready")[0] == 200
+        time.sleep(0.2)
+        output = server.output()
+        lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+        named = [line.get("api_key") for line in lines if line.get("logger") == "app.requests"]
+        assert {"alpha", "beta"} <= set(named)
+        for key in (*keys.values(), wrong):
+            assert key not in output
+    finally:
+        procs.stop(server.process)
+
+
+def test_a_short_api_key_stops_the_service_with_one_line_that_does_not_quote_it(
+    model_dir: Path,
+) -> None:
+    short = "s3cr3t-but-far-too-short"
+    argv, cwd = procs.service_command()
+    env = procs.tool_env(
+        {
+            "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
+            "SERVICE_MODEL_DIR": str(model_dir),
+            "SERVICE_API_KEYS": f"ci:{short}",
+        }
+    )
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        output = process.communicate(timeout=60)[0].decode()
+    finally:
+        procs.stop(process)
+    assert process.returncode == 78, output
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    (critical,) = [line for line in lines if line["level"] == "critical"]
+    assert critical["message"].startswith("refusing to start: SERVICE_API_KEYS: key 'ci' is 24")
+    assert short not in output

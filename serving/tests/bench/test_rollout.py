@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from app.auth import new_key
 from bench import procs, rollout
+from deployment.stack.settings import PUBLIC_PATHS
 
 CDK_CONTEXT = json.loads(rollout.CDK_JSON.read_text(encoding="utf-8"))["context"]
+KEY = new_key()
 
 
 def test_rehearsal_uses_the_stacks_health_check_scaled_down() -> None:
@@ -45,19 +48,24 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def balanced_instance(tmp_path: Path) -> Iterator[tuple[rollout.HAProxy, rollout.Load]]:
-    """HAProxy in front of one ready instance, under the rehearsal's load."""
+@pytest.fixture(params=[PUBLIC_PATHS], ids=["private"])
+def balanced_instance(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[rollout.HAProxy, rollout.Load]]:
+    """HAProxy, forwarding the paths the fixture's parameter names (none: every path), in
+    front of one ready instance that requires an API key, under the rehearsal's load."""
     timing = rollout.Timing.scaled(rollout.stack_settings())
-    balancer = rollout.HAProxy(tmp_path, timing)
+    balancer = rollout.HAProxy(tmp_path, timing, request.param)
     launcher = rollout.choose_launcher(tmp_path)
     try:
-        instance = launcher.start("blue", {"SERVICE_WORKERS": "1"})
+        instance = launcher.start(
+            "blue", {"SERVICE_WORKERS": "1", "SERVICE_API_KEYS": f"test:{KEY}"}
+        )
         with balancer.running():
             balancer.register(instance.name, instance.port)
             assert rollout.wait_healthy(balancer, instance) is not None, instance.output()
             balancer.take_traffic(instance.name)
-            with rollout.Load(balancer.port, rollout.example_body()).running() as load:
+            with rollout.Load(balancer.port, rollout.example_body(), KEY).running() as load:
                 yield balancer, load
     finally:
         launcher.close()
@@ -99,3 +107,26 @@ def test_a_registered_instance_that_never_listens_gets_no_request(
     outcomes = rollout.delta(load.snapshot(), before)
     assert outcomes["ok"] > 0
     assert set(outcomes) == {"ok"}
+
+
+@pytest.mark.slow
+def test_the_proxy_refuses_private_paths_and_their_spellings_as_the_listener_does(
+    balanced_instance: tuple[rollout.HAProxy, rollout.Load],
+) -> None:
+    balancer, _ = balanced_instance
+    phase = rollout.access_phase(balancer, KEY)
+    assert phase.passed, phase.notes
+    assert phase.failed == 0
+    assert phase.requests == len(rollout.PRIVATE_REQUESTS) + 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("balanced_instance", [()], ids=["open"], indirect=True)
+def test_with_the_paths_opened_the_operational_endpoints_answer_with_a_key(
+    balanced_instance: tuple[rollout.HAProxy, rollout.Load],
+) -> None:
+    """The control: the 404s above are the proxy's rule, not the service's."""
+    balancer, _ = balanced_instance
+    assert rollout.status_through(balancer, "/model", KEY) == 200
+    assert rollout.status_through(balancer, "/%6Dodel", KEY) == 200
+    assert rollout.status_through(balancer, "/model", None) == 401

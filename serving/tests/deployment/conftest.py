@@ -30,6 +30,9 @@ from deployment.stack.service_stack import ServiceStack
 DEPLOYMENT_DIR = Path(__file__).resolve().parents[2] / "deployment"
 MODEL_METADATA = DEPLOYMENT_DIR.parent / "app" / "data" / "model_metadata.json"
 CDK_JSON: dict[str, Any] = json.loads((DEPLOYMENT_DIR / "cdk.json").read_text(encoding="utf-8"))
+# cdk.json's context as a trial without a domain passes it: plain HTTP accepted. (With API keys
+# on, cdk.json's values alone refuse plain HTTP: test_access, test_entry_point.)
+TRIAL_CONTEXT: dict[str, Any] = {**CDK_JSON["context"], "allowPlainHttp": True}
 # Any concrete region works: the access-log bucket policy needs one, and nothing is looked up.
 REGION = "eu-west-1"
 GIT_REVISION = "0123456789ab"
@@ -39,9 +42,17 @@ CERTIFICATE_ARN = (
     "arn:aws:acm:eu-west-1:111122223333:certificate/12345678-1234-1234-1234-123456789012"
 )
 
+EXISTING_SECRET = "prod/prediction-api-keys"
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    # cdk.json's defaults: HTTP only.
-    "http": {"gitRevision": GIT_REVISION},
+    # cdk.json's defaults, HTTP only: API keys on, plain HTTP explicitly accepted.
+    "http": {"gitRevision": GIT_REVISION, "allowPlainHttp": "true"},
+    # Authentication off (then plain HTTP needs no acknowledgement), operational paths open.
+    "open": {
+        "gitRevision": GIT_REVISION,
+        "apiKeys": "false",
+        "publicOperationalEndpoints": "true",
+    },
     # A hosted zone: the stack requests the certificate and creates the DNS record. Also every
     # sizing value changed (as strings, the way `-c key=value` passes them).
     "hosted-zone": {
@@ -75,6 +86,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "alarmEmail": "oncall@example.com",
         "rateLimitPerClient": "1200",
         "rateLimitWindowSeconds": "60",
+        # The API keys in a secret that already exists.
+        "apiKeysSecretName": EXISTING_SECRET,
     },
     # An existing certificate, DNS managed elsewhere.
     "certificate": {
@@ -187,6 +200,11 @@ def http(synthesized: Callable[[str], Synthesized]) -> Synthesized:
 @pytest.fixture(scope="session")
 def hosted_zone(synthesized: Callable[[str], Synthesized]) -> Synthesized:
     return synthesized("hosted-zone")
+
+
+@pytest.fixture(scope="session")
+def open_stack(synthesized: Callable[[str], Synthesized]) -> Synthesized:
+    return synthesized("open")
 
 
 @pytest.fixture(scope="session")

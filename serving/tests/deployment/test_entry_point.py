@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deployment.stack.settings import CLEAR_TEXT_KEYS
+
 from .conftest import CDK_JSON, DEPLOYMENT_DIR
 
 pytestmark = pytest.mark.slow
@@ -54,3 +56,11 @@ def test_running_outside_the_cdk_cli_without_a_region_says_how_to_run_it(tmp_pat
     result = run_app(tmp_path, CDK_JSON["context"], region=None)
     assert result.returncode == 1
     assert "make synth" in result.stderr
+
+
+def test_api_keys_over_plain_http_end_synthesis_with_one_line(tmp_path: Path) -> None:
+    """cdk.json as it is: keys on, no domain. Keys would cross the internet in clear text."""
+    result = run_app(tmp_path, CDK_JSON["context"], region="eu-west-1")
+    assert result.returncode == 1
+    assert result.stderr.strip() == CLEAR_TEXT_KEYS
+    assert not list(tmp_path.glob("*.template.json"))

@@ -17,11 +17,11 @@ from aws_cdk.assertions import Template
 from deployment.stack.firewall import LOG_GROUP_PREFIX, MAX_NAME_LENGTH, Firewall
 from deployment.stack.settings import DeploymentSettings
 
-from .conftest import CDK_JSON, Synthesized
+from .conftest import TRIAL_CONTEXT, Synthesized
 
 pytestmark = pytest.mark.slow
 
-DEFAULTS: dict[str, Any] = CDK_JSON["context"]
+DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
 MANAGED_GROUPS = {"AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesKnownBadInputsRuleSet"}
 
 

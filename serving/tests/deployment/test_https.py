@@ -31,7 +31,8 @@ def test_https_listener_uses_a_modern_tls_policy(https: Synthesized) -> None:
     listener = listeners(https)[443]
     assert listener["Protocol"] == "HTTPS"
     assert listener["SslPolicy"] == MODERN_TLS_POLICY
-    assert listener["DefaultActions"][0]["Type"] == "forward"
+    # Forwarding the public paths only, the rest a 404 (test_access).
+    assert listener["DefaultActions"][0]["Type"] == "fixed-response"
     assert len(listener["Certificates"]) == 1
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from deployment.stack.service_stack import DASHBOARD_OUTPUT
 
-from .conftest import CDK_JSON, MODEL_METADATA, REGION, Synthesized
+from .conftest import MODEL_METADATA, REGION, TRIAL_CONTEXT, Synthesized
 
 pytestmark = pytest.mark.slow
 
-DEFAULTS: dict[str, Any] = CDK_JSON["context"]
+DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
 METADATA: dict[str, Any] = json.loads(MODEL_METADATA.read_text(encoding="utf-8"))
 
 

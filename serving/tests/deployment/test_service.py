@@ -14,17 +14,27 @@ from aws_cdk.assertions import Match
 from app.settings import Settings
 from deployment.stack.service_stack import (
     ALARM_TOPIC_OUTPUT,
+    API_KEYS_SECRET_OUTPUT,
+    CLUSTER_OUTPUT,
     DASHBOARD_OUTPUT,
+    ECS_SERVICE_OUTPUT,
     LOAD_BALANCER_OUTPUT,
     SERVICE_URL_OUTPUT,
 )
 from deployment.stack.settings import workers_for
 
-from .conftest import CDK_JSON, GIT_REVISION, SERVICE_PORT, Synthesized, image_context, synthesize
+from .conftest import (
+    GIT_REVISION,
+    SERVICE_PORT,
+    TRIAL_CONTEXT,
+    Synthesized,
+    image_context,
+    synthesize,
+)
 
 pytestmark = pytest.mark.slow
 
-DEFAULTS: dict[str, Any] = CDK_JSON["context"]
+DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
 
 
 def container(synth: Synthesized) -> dict[str, Any]:
@@ -112,7 +122,8 @@ def test_environment_holds_no_secrets(http: Synthesized) -> None:
         "SERVICE_NAME",
         "SERVICE_FORWARDED_ALLOW_IPS",
     }
-    assert "Secrets" not in container(http)
+    # The one secret, the API keys, reaches the container through ECS `secrets`.
+    assert [secret["Name"] for secret in container(http)["Secrets"]] == ["SERVICE_API_KEYS"]
     suspicious = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
     assert not [name for name in environment(http) if suspicious.search(name)]
 
@@ -343,7 +354,8 @@ def test_autoscaling_between_min_and_max_on_cpu_and_requests(
 def test_without_a_domain_the_service_is_http_only_on_port_80(http: Synthesized) -> None:
     listener = http.only("AWS::ElasticLoadBalancingV2::Listener")
     assert (listener["Protocol"], listener["Port"]) == ("HTTP", 80)
-    assert listener["DefaultActions"][0]["Type"] == "forward"
+    # What it forwards, and the 404 for the rest: test_access.
+    assert listener["DefaultActions"][0]["Type"] == "fixed-response"
     assert not http.resources("AWS::CertificateManager::Certificate")
 
 
@@ -369,7 +381,7 @@ def test_stack_pins_no_account_so_synthesis_needs_no_aws_lookup(http: Synthesize
     )
 
 
-def test_outputs_are_the_service_url_the_load_balancer_the_dashboard_and_the_alarm_topic(
+def test_outputs_are_the_url_balancer_dashboard_alarm_topic_key_secret_and_ecs_names(
     http: Synthesized,
 ) -> None:
     (balancer_id,) = http.resources("AWS::ElasticLoadBalancingV2::LoadBalancer")
@@ -379,6 +391,9 @@ def test_outputs_are_the_service_url_the_load_balancer_the_dashboard_and_the_ala
         LOAD_BALANCER_OUTPUT,
         DASHBOARD_OUTPUT,
         ALARM_TOPIC_OUTPUT,
+        API_KEYS_SECRET_OUTPUT,
+        CLUSTER_OUTPUT,
+        ECS_SERVICE_OUTPUT,
     }
     assert outputs[LOAD_BALANCER_OUTPUT]["Value"] == {"Fn::GetAtt": [balancer_id, "DNSName"]}
 
@@ -391,7 +406,7 @@ def test_another_port_in_the_dockerfile_moves_the_task_group_and_checks_with_it(
     names no port, stays the image's."""
     port = 9123
     synth = synthesize(
-        {"gitRevision": GIT_REVISION},
+        {"gitRevision": GIT_REVISION, "allowPlainHttp": "true"},
         tmp_path / "cdk.out",
         image_context(tmp_path / "context", port=port),
     )

@@ -16,9 +16,9 @@ from deployment.stack.settings import (
     workers_for,
 )
 
-from .conftest import CDK_JSON
+from .conftest import TRIAL_CONTEXT
 
-DEFAULTS: dict[str, Any] = CDK_JSON["context"]
+DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
 ZONE = {"domainName": "api.example.com", "hostedZoneId": "Z0ABC", "hostedZoneName": "example.com"}
 CERTIFICATE_ARN = (
     "arn:aws:acm:us-east-1:111122223333:certificate/12345678-1234-1234-1234-123456789012"
