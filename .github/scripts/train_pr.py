@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import os
 import shutil
@@ -43,17 +44,10 @@ BOT = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 # GitHub refuses comments over 65,536 characters: the report is cut first.
 MAX_REPORT_CHARS = 40_000
-# Test-split metrics and whether higher is better (contract 3 and the binary additions).
-HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "macro_f1": True,
-    "log_loss": False,
-    "roc_auc": True,
-    "average_precision": True,
-    "rmse": False,
-    "mae": False,
-    "r2": True,
-}
+# The repository this file belongs to: `report` and `gate` read params.yaml with training's
+# own model and metric directions (training/params.py, training/tasks.py), in the train job,
+# which has the project's environment; `stage`, `commit-back` and `post` import nothing more.
+ROOT = Path(__file__).resolve().parents[2]
 RESIDUAL_BINS = 10
 
 
@@ -103,52 +97,49 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def gate_config(params: Path) -> tuple[list[str], float]:
-    block = (load_yaml(params) or {}).get("compare")
-    metrics = block.get("metrics") if isinstance(block, dict) else None
-    limit = block.get("max_regression") if isinstance(block, dict) else None
-    if not isinstance(metrics, list) or not metrics:
-        raise ReportError(f"{params}: compare.metrics must be a non-empty list")
-    if unknown := sorted(set(map(str, metrics)) - set(HIGHER_IS_BETTER)):
-        raise ReportError(
-            f"{params}: compare.metrics has {unknown}; choose from {sorted(HIGHER_IS_BETTER)}"
-        )
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
-        raise ReportError(f"{params}: compare.max_regression must be a number >= 0")
-    return [str(m) for m in metrics], float(limit)
+def training(module: str) -> Any:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"training.{module}")
 
 
-def scores(metrics: dict[str, Any] | None, block: str = "model") -> dict[str, float]:
+def gate_config(params: Path) -> tuple[dict[str, bool], list[str], float]:
+    """The task's test metrics with their direction (True: higher is better), the gated ones
+    and the limit, as training validates params.yaml."""
+    try:
+        valid = training("params").read_params(params)
+    except ValueError as error:  # training.params.ParamsError, naming the key
+        raise ReportError(str(error)) from error
+    directions = training("tasks").HIGHER_IS_BETTER[valid.prepare.task]
+    return directions, list(valid.compare.metrics), float(valid.compare.max_regression)
+
+
+def scores(metrics: dict[str, Any] | None, block: str, known: dict[str, bool]) -> dict[str, float]:
     test = ((metrics or {}).get(block) or {}).get("test") or {}
-    return {k: float(v) for k, v in test.items() if k in HIGHER_IS_BETTER}
-
-
-def worse_by(metric: str, new: float, base: float) -> float:
-    """How much worse `new` is than `base` (negative: better)."""
-    return base - new if HIGHER_IS_BETTER[metric] else new - base
+    return {k: float(v) for k, v in test.items() if k in known}
 
 
 def verdict(
     new: dict[str, Any], base: dict[str, Any] | None, params: Path, name: str
 ) -> tuple[bool, str]:
     """(passed, Markdown): one row per test metric, the gated ones in bold with the limit."""
-    gated, limit = gate_config(params)
-    pr, main = scores(new), scores(base)
+    higher, gated, limit = gate_config(params)
+    pr, main = scores(new, "model", higher), scores(base, "model", higher)
     if missing := [m for m in gated if m not in pr]:
         raise ReportError(f"the new metrics.json has no model.test.{missing[0]}")
+    # How much worse than the base's, each in its direction (negative: better).
+    worse = {m: (main[m] - pr[m]) * (1 if higher[m] else -1) for m in pr if m in main}
     # Metrics are rounded when written: a change of exactly the limit is not a failure.
-    failed = [m for m in gated if m in main and worse_by(m, pr[m], main[m]) > limit + 1e-9]
+    failed = [m for m in gated if worse.get(m, 0.0) > limit + 1e-9]
     ref = f"`{name}`"
     rows = ["| Test metric | " + ref + " | This PR | Change |", "|---|---:|---:|---:|"]
     for m in sorted(pr, key=lambda m: (m not in gated, m)):
         label = f"**{m}** (gated)" if m in gated else m
-        direction = "higher is better" if HIGHER_IS_BETTER[m] else "lower is better"
+        direction = "higher is better" if higher[m] else "lower is better"
         change = "—"
-        if m in main:
-            delta = worse_by(m, pr[m], main[m])
-            change = f"{pr[m] - main[m]:+.4f} " + (
-                "(same)" if abs(delta) < 5e-5 else "(worse)" if delta > 0 else "(better)"
-            )
+        if m in worse:
+            word = "same" if abs(worse[m]) < 5e-5 else "worse" if worse[m] > 0 else "better"
+            change = f"{pr[m] - main[m]:+.4f} ({word})"
         old = f"{main[m]:.4f}" if m in main else "—"
         rows.append(f"| {label}, {direction} | {old} | {pr[m]:.4f} | {change} |")
     if not main:
@@ -247,8 +238,8 @@ def residuals(new: Rows, base: Rows | None, ref: str) -> str:
     return f"### Residuals (test split)\n\n{chart}"
 
 
-def baseline(new: dict[str, Any]) -> str:
-    pr, dummy = scores(new), scores(new, "baseline")
+def baseline(new: dict[str, Any], higher: dict[str, bool]) -> str:
+    pr, dummy = scores(new, "model", higher), scores(new, "baseline", higher)
     rows = "".join(f"\n| {m} | {dummy[m]:.4f} | {pr[m]:.4f} |" for m in sorted(pr) if m in dummy)
     return (
         "### Against the baseline (same split; the report says which)\n\n"
@@ -298,7 +289,7 @@ def build_comment(params: Path, ref: str, metric_diff: str, param_diff: str) -> 
         ),
         per_class(new, base, name),
         plot(rows, base_rows, name) if rows else "",
-        baseline(new),
+        baseline(new, gate_config(params)[0]),
         f"The DVC plots against `{name}` (`dvc plots diff`, HTML): `plots` in {where}.",
         details("Training report (<code>report.md</code>)", text),
     ]

@@ -118,20 +118,27 @@ def commit_model(
     metadata = {"model_version": f"v{C}", "estimator": "ridge", "hyperparameters": {"C": C}}
     (data / "model_metadata.json").write_text(json.dumps({**metadata, "task": task}), "utf-8")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params["train"]["C"] = C
+    params["train"]["hyperparameters"]["logistic_regression"]["C"] = C
     (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     run(repo, "git", "add", ".")
     run(repo, "git", "commit", "--quiet", "-m", f"model C={C}")
 
 
-def dvc_project(path: Path, gated: list[str]) -> Path:
+def project_params(gated: list[str] | None, task: str = "classification") -> dict[str, Any]:
+    """The project's params.yaml, for `task`, gating `gated` at LIMIT."""
+    params: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["prepare"]["task"] = task
+    params["compare"] = {"metrics": gated, "max_regression": LIMIT}
+    return params
+
+
+def dvc_project(path: Path, gated: list[str], task: str = "classification") -> Path:
     """A DVC project with `main` checked out and no model yet."""
     run(path.parent, "git", "init", "--quiet", "--initial-branch=main", str(path))
     run(path, sys.executable, "-m", "dvc", "init", "--quiet")
     (path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False), encoding="utf-8")
     (path / ".gitignore").write_text("build/\n", encoding="utf-8")
-    params = {"train": {"C": 1.0}, "compare": {"metrics": gated, "max_regression": LIMIT}}
-    (path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    (path / "params.yaml").write_text(yaml.safe_dump(project_params(gated, task)), "utf-8")
     run(path, "git", "add", ".")
     run(path, "git", "commit", "--quiet", "-m", "project without a model")
     return path
@@ -176,7 +183,11 @@ def mermaid(text: str) -> dict[str, str]:
 def test_comment_starts_with_its_marker_and_carries_dvcs_param_and_metric_diffs(comment):
     assert comment.splitlines()[0] == MARKER
     params = section(comment, "Params changed (`dvc params diff`)")
-    assert row(params, "params.yaml")[1:] == ["train.C", "1.0", "0.5"]
+    assert row(params, "params.yaml")[1:] == [
+        "train.hyperparameters.logistic_regression.C",
+        str(project_params(None)["train"]["hyperparameters"]["logistic_regression"]["C"]),
+        "0.5",
+    ]
     assert row(comment, "serving/app/data/metrics.json")[1] == "model.cv.accuracy_mean"
     assert "Model `v0.5`: `ridge` with `C=0.5`." in comment
 
@@ -284,7 +295,7 @@ def test_the_first_model_compares_with_nothing_and_passes(script, pr_repo):
 
 
 def test_a_regression_model_gets_residuals_and_lower_is_better_rmse_and_mae(tmp_path):
-    repo = dvc_project(tmp_path / "repo", ["rmse", "r2"])
+    repo = dvc_project(tmp_path / "repo", ["rmse", "r2"], "regression")
     commit_model(
         repo, regression(60.0, 50.0, 0.40), [(100, 160), (200, 140), (150, 150)], 1.0, "regression"
     )
@@ -308,25 +319,25 @@ def test_a_regression_model_gets_residuals_and_lower_is_better_rmse_and_mae(tmp_
 
 
 @pytest.mark.parametrize(
-    ("block", "message"),
+    ("change", "message"),
     [
-        ({}, "compare.metrics must be a non-empty list"),
-        ({"compare": {"metrics": ["recall"], "max_regression": 0.01}}, "choose from"),
-        ({"compare": {"metrics": ["accuracy"], "max_regression": -1}}, "must be a number >= 0"),
+        ({"metrics": ["recall"]}, r"compare\.metrics: \['recall'\] are not metrics of task"),
+        ({"max_regression": -1}, r"compare\.max_regression: .*greater than or equal to 0"),
+        ({"metrics": ["rmse"]}, r"compare\.metrics: \['rmse'\] are not metrics of task classif"),
     ],
 )
-def test_bad_compare_settings_are_rejected_with_their_reason(script, tmp_path, block, message):
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(block), encoding="utf-8")
+def test_bad_compare_settings_are_rejected_naming_the_key(script, tmp_path, change, message):
+    params = project_params(["accuracy"])
+    params["compare"].update(change)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     with pytest.raises(script("train_pr").ReportError, match=message):
-        script("train_pr").gate_config(params)
+        script("train_pr").gate_config(tmp_path / "params.yaml")
 
 
 def test_a_gated_metric_missing_from_the_new_metrics_is_an_error_not_a_pass(script, tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"compare": {"metrics": ["roc_auc"], "max_regression": 0}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(["roc_auc"])), "utf-8")
     with pytest.raises(script("train_pr").ReportError, match=r"model\.test\.roc_auc"):
-        script("train_pr").verdict(BETTER, MAIN, params, "main")
+        script("train_pr").verdict(BETTER, MAIN, tmp_path / "params.yaml", "main")
 
 
 def test_predictions_without_their_columns_are_rejected_with_the_reason(script):
