@@ -1,4 +1,6 @@
-"""Fixtures for every test: the Makefile as make itself reads it.
+"""Fixtures for every test: the Makefile as make itself reads it, and a regression model
+(`regression_model_dir`) for the service's tests and the smoke test's, independent of the
+committed example model.
 
 Test modules get these as fixtures rather than imports: pytest runs with
 --import-mode=importlib, where test directories are not importable packages. This file sits
@@ -51,3 +53,90 @@ def make_targets() -> set[str]:
             targets.add(match.group(1))
         not_a_target = False
     return targets
+
+
+REGRESSION_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@pytest.fixture(scope="session")
+def regression_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regressor fitted on scikit-learn's bundled diabetes data, written as training writes
+    its artifacts: the joblib Pipeline, metadata of the contract's shape (`task:
+    regression`, no classes) and a reference profile with the training predictions' bins."""
+    import json
+
+    import joblib
+    import numpy as np
+    from sklearn import __version__ as sklearn_version
+    from sklearn.datasets import load_diabetes
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    from app.artifacts import METADATA_FILE, PROFILE_FILE, sha256_file
+
+    frame = load_diabetes(as_frame=True).frame
+    features, target = frame.drop(columns="target"), frame["target"]
+    pipeline = make_pipeline(SimpleImputer(), Ridge(alpha=0.1)).fit(features, target)
+    directory = tmp_path_factory.mktemp("regression")
+    joblib.dump(pipeline, directory / "model.joblib")
+    sha = sha256_file(directory / "model.joblib")
+    margin = features.max() - features.min()
+    metadata = {
+        "schema_version": 1,
+        "model_version": sha[:12],
+        "model_file": "model.joblib",
+        "model_sha256": sha,
+        "task": "regression",
+        "target": "target",
+        "classes": [],
+        "input_schema": {
+            "features": [
+                {
+                    "name": name,
+                    "type": "number",
+                    "nullable": True,
+                    "example": float(features[name].median()),
+                    "minimum": float(features[name].min() - margin[name]),
+                    "maximum": float(features[name].max() + margin[name]),
+                }
+                for name in features.columns
+            ]
+        },
+        "library_versions": {"scikit-learn": sklearn_version},
+    }
+    predictions = pipeline.predict(features)
+    edges = np.quantile(predictions, REGRESSION_QUANTILES).round(6)
+    keys = ["p0", *(f"p{round(q * 100)}" for q in REGRESSION_QUANTILES), "p100"]
+    shares = np.bincount(np.searchsorted(edges, predictions, side="right"), minlength=len(keys) - 1)
+    profile = {
+        "schema_version": 1,
+        "model_sha256": sha,
+        "target": "target",
+        "rows": len(frame),
+        "class_priors": {},
+        "features": [
+            {
+                "name": name,
+                "type": "number",
+                "missing_rate": 0.0,
+                "minimum": float(features[name].min()),
+                "maximum": float(features[name].max()),
+            }
+            for name in features.columns
+        ],
+        "predictions": {
+            "minimum": round(float(predictions.min()), 6),
+            "maximum": round(float(predictions.max()), 6),
+            "quantiles": dict(zip(keys[1:-1], edges.tolist(), strict=True)),
+            "bins": {
+                f"{low}-{high}": share
+                for low, high, share in zip(
+                    keys, keys[1:], (shares / len(predictions)).tolist(), strict=False
+                )
+            },
+        },
+    }
+    (directory / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
+    (directory / PROFILE_FILE).write_text(json.dumps(profile), encoding="utf-8")
+    return directory

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def run_stage(main: Callable[[], None]) -> None:
     """A stage's entry point. A problem with params.yaml or the data is the user's to fix,
     not a bug: it ends the stage as one log line naming the key or column, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Python hides DeprecationWarnings raised outside __main__; a deprecated key in the
+    # user's params.yaml is for the user to see.
+    warnings.filterwarnings("default", message="params.yaml", category=DeprecationWarning)
     try:
         main()
     except (ParamsError, DataError) as error:

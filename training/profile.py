@@ -2,8 +2,11 @@
 
 Writes `reference_profile.json` beside the model metadata: per numeric feature the range
 and a few quantiles seen in training, per categorical feature the categories seen (with
-their shares), every feature's missing-value rate, and the class priors. The service counts
-live values against it (outside the range, unseen, missing) and shows it in `GET /model`.
+their shares), every feature's missing-value rate, and the class priors. For a regressor,
+whose output has no class mix, the distribution of its predictions on the training split
+instead: their range, quantiles and the share of them between consecutive quantiles (the
+bins the service counts live predictions in). The service counts live values against it
+(outside the range, unseen, missing) and shows it in `GET /model`.
 
 The profile names the model's sha256, read from the metadata the train stage wrote, so the
 service can refuse a profile that belongs to another model. Nothing volatile (time, git
@@ -13,10 +16,13 @@ only when the data or the model changed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from training import paths
@@ -60,13 +66,31 @@ def categorical_profile(column: pd.Series) -> dict[str, Any]:
     }
 
 
+def prediction_profile(predictions: np.ndarray, quantiles: list[float]) -> dict[str, Any]:
+    """A regressor's training predictions: range, quantiles, and each bin's share. Bins lie
+    between consecutive edges (minimum, the quantiles, maximum), named by their quantiles
+    (`p25-p50`); a value on an edge counts in the bin above it, as the service counts."""
+    described = numeric_profile(pd.Series(predictions, name="prediction"), quantiles)
+    del described["type"]  # a feature's kind; predictions are always numbers
+    keys = ["p0", *described["quantiles"], "p100"]
+    edges = list(described["quantiles"].values())
+    index = np.searchsorted(edges, np.asarray(predictions, dtype=np.float64), side="right")
+    shares = np.bincount(index, minlength=len(keys) - 1) / len(predictions)
+    names = [f"{low}-{high}" for low, high in itertools.pairwise(keys)]
+    return {**described, "bins": {n: _round(v) for n, v in zip(names, shares, strict=True)}}
+
+
 def build_profile(
-    train: pd.DataFrame, metadata: dict[str, Any], quantiles: list[float]
+    train: pd.DataFrame,
+    metadata: dict[str, Any],
+    quantiles: list[float],
+    predictions: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The reference profile of `train` for the model `metadata` describes.
 
     Features are taken from the metadata's input schema, in its order and with its types,
     so the profile describes exactly what the service validates and the model reads.
+    `predictions` are a regressor's predictions for `train`, required for one.
     """
     target = metadata["target"]
     features = []
@@ -81,21 +105,46 @@ def build_profile(
             else categorical_profile(column)
         )
         features.append({"name": name, "missing_rate": _round(column.isna().mean()), **described})
-    priors = train[target].astype(str).value_counts(normalize=True)
-    return {
+    profile = {
         "schema_version": PROFILE_SCHEMA_VERSION,
         "model_sha256": metadata["model_sha256"],
         "target": target,
         "rows": len(train),
-        "class_priors": {cls: _round(priors.get(cls, 0.0)) for cls in metadata["classes"]},
+        "class_priors": {},
         "features": features,
     }
+    if metadata.get("task") == "regression":
+        if predictions is None or len(predictions) != len(train):
+            raise ValueError("a regressor's profile needs its predictions for every training row")
+        profile["predictions"] = prediction_profile(predictions, quantiles)
+    else:
+        priors = train[target].astype(str).value_counts(normalize=True)
+        classes = metadata["classes"]
+        profile["class_priors"] = {cls: _round(priors.get(cls, 0.0)) for cls in classes}
+    return profile
+
+
+def training_predictions(
+    train: pd.DataFrame, metadata: dict[str, Any], model_dir: Path = paths.ARTIFACTS_DIR
+) -> np.ndarray | None:
+    """A regressor's predictions for the training split, from the model the train stage
+    wrote into `model_dir`; None for a classifier, whose profile holds class priors instead."""
+    if metadata.get("task") != "regression":
+        return None
+    import joblib
+
+    model = joblib.load(model_dir / metadata["model_file"])
+    names = [feature["name"] for feature in metadata["input_schema"]["features"]]
+    return np.asarray(model.predict(train[names]), dtype=np.float64)
 
 
 def main() -> None:
     params = read_params(paths.PARAMS).profile
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
-    profile = build_profile(pd.read_parquet(paths.TRAIN_SPLIT), metadata, params.quantiles)
+    train = pd.read_parquet(paths.TRAIN_SPLIT)
+    profile = build_profile(
+        train, metadata, params.quantiles, training_predictions(train, metadata)
+    )
     write_json(paths.PROFILE, profile)
     log.info(
         "profiled %d training rows and %d features for model %s",

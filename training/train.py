@@ -245,7 +245,12 @@ def fit_and_save(
 def main() -> None:
     params = read_params(paths.PARAMS)
     _, metadata = fit_and_save(pd.read_parquet(paths.TRAIN_SPLIT), params, paths.ARTIFACTS_DIR)
-    log.info("trained %s, model version %s", metadata["estimator"], metadata["model_version"])
+    log.info(
+        "trained %s with %s, model version %s",
+        metadata["estimator"],
+        metadata["hyperparameters"] or "its default hyperparameters",
+        metadata["model_version"],
+    )
 
 
 if __name__ == "__main__":

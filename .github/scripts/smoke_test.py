@@ -3,9 +3,11 @@
 1. ``GET /health`` answers 200.
 2. ``POST /predict``, with the example record built from this commit's
    ``model_metadata.json`` (its input schema's example per feature) and an API key, answers
-   200 with this commit's model version in the ``X-Model-Version`` header and in the body, a
-   probability for each of the model's classes (summing to 1) and a ``prediction`` that is
-   one of them. (``GET /model`` is not public through the load balancer, so it is not read.)
+   200 with this commit's model version in the ``X-Model-Version`` header and in the body, and
+   the model's kind of answer: for a classifier a probability for each of its classes (summing
+   to 1) and a ``prediction`` that is one of them; for a regressor (no classes) a ``prediction``
+   that is a finite number, and nothing else. (``GET /model`` is not public through the load
+   balancer, so it is not read.)
 
 The API key is ``SMOKE_TEST_API_KEY`` when set, else the first key in the Secrets Manager
 secret the stack names in its ``ApiKeysSecretArn`` output, read with the AWS CLI (the deploy
@@ -127,7 +129,7 @@ def expected_model(metadata_file: Path) -> Expected:
         if not isinstance(feature, dict) or "name" not in feature or "example" not in feature:
             raise SmokeTestError(f"input_schema feature without name or example: {feature}")
         record[feature["name"]] = feature["example"]
-    if not isinstance(classes, list) or not classes:
+    if not isinstance(classes, list):  # empty for a regressor
         raise SmokeTestError(f"{metadata_file} has no classes")
     return Expected(str(version), record, [str(c) for c in classes])
 
@@ -185,13 +187,27 @@ def check_predict(base: str, expected: Expected, key: str | None) -> str:
         raise SmokeTestError(
             f"POST /predict body names model {body.get('model_version')}, X-Model-Version {version}"
         )
+    return check_answer(body, classes)
+
+
+def check_answer(body: dict[str, Any], classes: list[str]) -> str:
+    """The prediction in `body`, checked against the model's kind: a classifier's class with
+    its probabilities, or (no classes) a regressor's finite number."""
+    label = body.get("prediction")
+    if not classes:
+        if isinstance(label, bool) or not isinstance(label, int | float):
+            raise SmokeTestError(f"predicted {label!r}, not a number")
+        if not math.isfinite(label):
+            raise SmokeTestError(f"predicted {label!r}, not a finite number")
+        if set(body) != {"prediction", "model_version"}:
+            raise SmokeTestError(f"a regressor answered more than a number: {sorted(body)}")
+        return str(label)
     probabilities = body.get("probabilities")
     if not isinstance(probabilities, dict) or sorted(probabilities) != sorted(classes):
         raise SmokeTestError(f"probabilities {probabilities!r} do not cover the classes {classes}")
     total = sum(float(p) for p in probabilities.values())
     if not math.isclose(total, 1.0, abs_tol=1e-3):
         raise SmokeTestError(f"class probabilities sum to {total}")
-    label = body.get("prediction")
     if label not in classes:
         raise SmokeTestError(f"predicted {label!r}, not one of the classes {classes}")
     return str(label)

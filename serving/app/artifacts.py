@@ -170,6 +170,29 @@ class CategoryProfile(_Artifact):
     categories: dict[str, Share] = Field(min_length=1)
 
 
+class PredictionProfile(_Artifact):
+    """A regressor's predictions on the training split, cut at their quantiles into bins:
+    live predictions are counted per bin (`app.drift`) and compared with `bins`' shares."""
+
+    minimum: float
+    maximum: float
+    quantiles: dict[str, float] = Field(min_length=1)
+    """The inner bin edges, ascending."""
+    bins: dict[str, Share]
+    """Each bin's name and share of the training predictions; one more than the edges."""
+
+    @model_validator(mode="after")
+    def _bins_between_the_edges(self) -> PredictionProfile:
+        edges = [self.minimum, *self.quantiles.values(), self.maximum]
+        if not all(math.isfinite(e) for e in edges) or edges != sorted(edges):
+            raise ValueError(f"minimum, quantiles and maximum {edges} are not ascending")
+        if len(self.bins) != len(self.quantiles) + 1:
+            raise ValueError(
+                f"{len(self.bins)} bins for {len(self.quantiles)} quantiles: expected one more"
+            )
+        return self
+
+
 class ReferenceProfile(_Artifact):
     """`reference_profile.json`: the training split the drift counters compare with."""
 
@@ -178,6 +201,10 @@ class ReferenceProfile(_Artifact):
     target: str
     rows: int = Field(ge=1)
     class_priors: dict[str, Share]
+    """A classifier's classes and their shares in training; empty for a regressor."""
+    # A classifier has none, and its profile is dumped as training wrote it, without one.
+    predictions: PredictionProfile | None = Field(default=None, exclude_if=lambda v: v is None)
+    """A regressor's training predictions; None for a classifier."""
     features: tuple[
         Annotated[NumberProfile | CategoryProfile, Field(discriminator="type")], ...
     ] = Field(min_length=1)

@@ -11,6 +11,10 @@ beyond the accepted bounds, or an unseen category, is rejected with 422, so:
 - unseen categories are counted from the 422 they cause, since none is ever scored;
 - missing counts null or omitted values the model imputed.
 
+For a regressor it also counts each prediction in the bins of the training predictions'
+distribution (quantiles in the profile's `predictions`), or below or above its range: the
+output's drift, which the class mix shows for a classifier.
+
 Without a profile the monitor counts no drift at all (the counters do not appear), but the
 validation errors by field are still counted: they need only the input schema.
 
@@ -21,6 +25,7 @@ loop, where numpy's per-call overhead would be larger than the work.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +57,12 @@ class InputMonitor:
             for f in (profile.features if profile else ())
             if not isinstance(f, NumberProfile)
         )
+        predictions = profile.predictions if profile else None
+        self._bins: tuple[str, ...] = ()
+        if predictions is not None:
+            self._bins = ("below", *predictions.bins, "above")
+            self._edges = list(predictions.quantiles.values())
+            self._prediction_range = (predictions.minimum, predictions.maximum)
 
     @property
     def counts_drift(self) -> bool:
@@ -73,6 +84,29 @@ class InputMonitor:
             metrics.count_drift(
                 self.model_version, out_of_range=out, out_of_range_records=records, missing=missing
             )
+
+    def observe_predictions(self, values: np.ndarray) -> None:
+        """Counts a regressor's predictions per bin of the training predictions: a value on
+        an edge belongs to the bin above it, as in the profile stage's shares."""
+        if not self._bins:
+            return
+        low, high = self._prediction_range
+        above = len(self._bins) - 1
+        if len(values) < VECTORISE_FROM:
+            counts = [0] * len(self._bins)
+            for value in values.tolist():
+                if value < low:
+                    counts[0] += 1
+                elif value > high:
+                    counts[above] += 1
+                else:
+                    counts[bisect.bisect_right(self._edges, value) + 1] += 1
+        else:
+            index = np.searchsorted(self._edges, values, side="right") + 1
+            index[values < low] = 0
+            index[values > high] = above
+            counts = np.bincount(index, minlength=len(self._bins)).tolist()
+        metrics.count_prediction_bins(self.model_version, zip(self._bins, counts, strict=True))
 
     def _numeric_loop(
         self, columns: dict[str, list[Any]]

@@ -30,7 +30,7 @@ from app.settings import Settings, get_settings
 log = logging.getLogger("app")
 
 DESCRIPTION = """\
-Predicts the **{target}** ({classes}) from the features described in `GET /model`.
+Predicts the **{target}** ({answer}) from the features described in `GET /model`.
 
 - `POST /predict` takes one record, `POST /predict/batch` up to {max_batch} records.
 - Every field may be null or omitted: the model imputes it as it did in training.
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         version=metadata.model_version,
         description=DESCRIPTION.format(
             target=metadata.target,
-            classes=", ".join(metadata.classes),
+            answer=("a number" if metadata.task == "regression" else ", ".join(metadata.classes)),
             max_batch=settings.max_batch_records,
             max_body=settings.max_body_bytes,
         ),

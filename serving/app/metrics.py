@@ -89,6 +89,12 @@ PREDICTIONS = Counter(
     "Records predicted, by predicted class.",
     ["predicted_class", "model_version"],
 )
+PREDICTION_BINS = Counter(
+    "model_prediction_bin_total",
+    "A regressor's predictions per bin of the training predictions' distribution (reference "
+    "profile); 'below' and 'above' are outside its range.",
+    ["bin", "model_version"],
+)
 BATCH_RECORDS = Histogram(
     "model_batch_records",
     "Records per /predict/batch request.",
@@ -132,6 +138,7 @@ MISSING = Counter(
 # EMF metric names, as the deployment's alarms and dashboard read them; a per-key name is
 # the prefix plus the key (a class, a feature).
 EMF_PREDICTED = "Predicted_"
+EMF_PREDICTION_BIN = "PredictionBin_"
 EMF_VALIDATION = "ValidationErrors_"
 EMF_OUT_OF_RANGE = "OutOfRange_"
 EMF_UNSEEN = "UnseenCategory_"
@@ -204,6 +211,15 @@ def count_predictions(model_version: str, classes: Sequence[str], best: np.ndarr
     counts = np.bincount(best, minlength=len(classes)).tolist()
     _count(PREDICTIONS, EMF_PREDICTED, model_version, zip(classes, counts, strict=True))
     _emf("RecordsScored", len(best))
+
+
+def count_records(records: int) -> None:
+    """A regressor's scored records (a classifier's are counted by `count_predictions`)."""
+    _emf("RecordsScored", records)
+
+
+def count_prediction_bins(model_version: str, counts: Iterable[tuple[str, int]]) -> None:
+    _count(PREDICTION_BINS, EMF_PREDICTION_BIN, model_version, counts)
 
 
 def observe_batch(model_version: str, records: int) -> None:

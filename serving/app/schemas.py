@@ -10,6 +10,7 @@ on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Required
 
@@ -25,6 +26,25 @@ BATCH_SCHEMA = "BatchRequest"
 # TypedDict's functional form, called with names and fields known only at run time, which a
 # static checker cannot follow.
 _typed_dict: Any = TypedDict
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    """A request field that is not a model feature, returned as sent with its prediction."""
+
+    name: str
+    annotation: Any
+    """Its type, with its bounds and description: `Annotated[str, Field(max_length=64, ...)]`."""
+
+
+EXTRA_FIELDS: tuple[ExtraField, ...] = ()
+"""The one place to add a non-feature field (a client's reference, an `explain` flag).
+
+Each is optional in every record of `/predict` and `/predict/batch`, validated with the
+features (a bad value is a 422 naming it), documented in the OpenAPI request and response
+schemas, and echoed in that record's result when it was sent. Nothing else needs editing;
+a field that changes the answer (`explain`) is then read in `ModelService` from the record.
+"""
 
 
 def _describe(feature: Feature) -> str:
@@ -59,10 +79,14 @@ def _annotation(feature: Feature) -> Any:
     return Required[Annotated[base, info]]
 
 
-def record_type(metadata: ModelMetadata) -> type:
-    """A TypedDict of every feature, unknown keys forbidden; nullable features may also be
-    omitted."""
+def record_type(metadata: ModelMetadata, extra: Sequence[ExtraField] = ()) -> type:
+    """A TypedDict of every feature and extra field, unknown keys forbidden; nullable
+    features may also be omitted, extra fields always."""
     fields = {feature.name: _annotation(feature) for feature in metadata.features}
+    for added in extra:
+        if added.name in fields:
+            raise ValueError(f"extra field {added.name!r} is also a feature of the model")
+        fields[added.name] = added.annotation
     # The functional form accepts any column name, including ones that are not identifiers.
     record = _typed_dict(RECORD_SCHEMA, fields, total=False)
     record.__pydantic_config__ = ConfigDict(extra="forbid", title=RECORD_SCHEMA)
@@ -104,22 +128,45 @@ class Schemas:
     """JSON Schemas of the request bodies, for the OpenAPI document's components."""
     record_example: dict[str, Any]
     sparse_example: dict[str, Any]
+    extra: tuple[str, ...]
+    """The extra fields' names: echoed in each record's result when sent."""
+
+
+def _omitted_when_not_sent(schema: dict[str, Any]) -> None:
+    # The default None means "not sent", and the encoder then leaves the field out.
+    schema.pop("default", None)
 
 
 def _prediction_models(
-    metadata: ModelMetadata,
+    metadata: ModelMetadata, extra: Sequence[ExtraField]
 ) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
-    label: Any = Literal[metadata.classes]
-    prediction = create_model(
-        "Prediction",
-        __config__=ConfigDict(extra="forbid"),
-        prediction=(label, Field(description=f"The predicted {metadata.target}.")),
-        probability=(float, Field(ge=0, le=1, description="The predicted class's probability.")),
-        probabilities=(
-            dict[str, float],
-            Field(description="Every class's probability, in the model's class order."),
-        ),
-    )
+    result: dict[str, Any]
+    if metadata.task == "regression":
+        result = {
+            "prediction": (
+                float,
+                Field(allow_inf_nan=False, description=f"The predicted {metadata.target}."),
+            )
+        }
+    else:
+        label: Any = Literal[metadata.classes]
+        result = {
+            "prediction": (label, Field(description=f"The predicted {metadata.target}.")),
+            "probability": (
+                float,
+                Field(ge=0, le=1, description="The predicted class's probability."),
+            ),
+            "probabilities": (
+                dict[str, float],
+                Field(description="Every class's probability, in the model's class order."),
+            ),
+        }
+    for added in extra:
+        result[added.name] = (
+            added.annotation,
+            Field(default=None, json_schema_extra=_omitted_when_not_sent),
+        )
+    prediction = create_model("Prediction", __config__=ConfigDict(extra="forbid"), **result)
     version = (str, Field(description="The model that answered (also in X-Model-Version)."))
     single = create_model(
         "PredictionResponse",
@@ -135,8 +182,12 @@ def _prediction_models(
     return prediction, single, batch
 
 
-def build_schemas(metadata: ModelMetadata, max_batch_records: int) -> Schemas:
-    record = record_type(metadata)
+def build_schemas(
+    metadata: ModelMetadata, max_batch_records: int, extra: Sequence[ExtraField] | None = None
+) -> Schemas:
+    """`extra` defaults to `EXTRA_FIELDS`, read when called (a test may set it)."""
+    extra = EXTRA_FIELDS if extra is None else tuple(extra)
+    record = record_type(metadata, extra)
     batch = batch_type(record, max_batch_records)
     record_adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(record)
     batch_adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(batch)
@@ -150,7 +201,7 @@ def build_schemas(metadata: ModelMetadata, max_batch_records: int) -> Schemas:
     # The same record with the fields the Pipeline imputes left out or null.
     sparse = dict(list(example.items())[::2])
     sparse[metadata.features[-1].name] = None
-    prediction, single, batch_response = _prediction_models(metadata)
+    prediction, single, batch_response = _prediction_models(metadata, extra)
     return Schemas(
         record=record_adapter,
         batch=batch_adapter,
@@ -160,4 +211,5 @@ def build_schemas(metadata: ModelMetadata, max_batch_records: int) -> Schemas:
         components=components,
         record_example=example,
         sparse_example=sparse,
+        extra=tuple(added.name for added in extra),
     )

@@ -30,7 +30,8 @@ T = TypeVar("T")
 
 
 class PredictorOutputError(RuntimeError):
-    """The predictor returned something other than one probability row per record."""
+    """The predictor returned something other than one finite result per record: a
+    probability row (classification) or a number (regression)."""
 
 
 @dataclass
@@ -50,7 +51,7 @@ class ModelService:
         return self.metadata.model_version
 
     def __post_init__(self) -> None:
-        self._encoder = ResultEncoder(self.metadata.classes, self.model_version)
+        self._encoder = result_encoder(self.metadata)
 
     async def answer(self, work: Callable[[bytes], T], body: bytes) -> T:
         """`work(body)`: on the event loop when the body is small, else on the model thread.
@@ -95,39 +96,54 @@ class ModelService:
     def predict_columns(
         self, records: list[dict[str, Any]], *, counted: bool = True
     ) -> tuple[np.ndarray, list[int]]:
-        """Probabilities (n, classes) and the index of the best class, for n records, from a
-        single predictor call; checked before anything reaches a client."""
+        """The model's output for n records from a single predictor call, checked before
+        anything reaches a client: a classifier's probabilities (n, classes) and the index of
+        each record's best class; a regressor's predictions (n,) and no index."""
         columns = {name: [r.get(name) for r in records] for name in self.metadata.feature_names}
-        probabilities = self.predictor.predict_proba(columns)
-        classes = self.metadata.classes
-        if (
-            probabilities.shape != (len(records), len(classes))
-            or not np.isfinite(probabilities).all()
-        ):
+        if self.metadata.task == "regression":
+            output = self.predictor.predict(columns)
+            expected: tuple[int, ...] = (len(records),)
+        else:
+            output = self.predictor.predict_proba(columns)
+            expected = (len(records), len(self.metadata.classes))
+        if output.shape != expected or not np.isfinite(output).all():
             raise PredictorOutputError(
-                f"{self.predictor.backend} predictor returned shape {probabilities.shape} "
-                f"(finite: {bool(np.isfinite(probabilities).all())}) for "
-                f"{len(records)} records and {len(classes)} classes"
+                f"{self.predictor.backend} predictor returned shape {output.shape} "
+                f"(finite: {bool(np.isfinite(output).all())}), expected {expected}"
             )
-        best = probabilities.argmax(axis=1)
+        if output.ndim == 1:
+            if counted:
+                metrics.count_records(len(records))
+                self.monitor.observe_predictions(output)
+                self.monitor.observe_records(columns, len(records))
+            return output, []
+        best = output.argmax(axis=1)
         if counted:
-            metrics.count_predictions(self.model_version, classes, best)
+            metrics.count_predictions(self.model_version, self.metadata.classes, best)
             self.monitor.observe_records(columns, len(records))
-        return probabilities, best.tolist()
+        return output, best.tolist()
+
+    def _echoed(self, records: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Each record's extra fields as sent (`app.schemas.EXTRA_FIELDS`), or None when
+        the service declares none."""
+        names = self.schemas.extra
+        if not names:
+            return None
+        return [{name: record[name] for name in names if name in record} for record in records]
 
     # The two handlers below run in a worker thread: parsing, validation, prediction and
     # serialisation all stay off the event loop.
 
     def predict_one_json(self, body: bytes) -> bytes:
-        record = _validate(self.schemas.record.validate_json, body)
-        probabilities, best = self.predict_columns([record])
-        return self._encoder.single(probabilities, best)
+        records = [_validate(self.schemas.record.validate_json, body)]
+        output, best = self.predict_columns(records)
+        return self._encoder.single(output, best, self._echoed(records))
 
     def predict_batch_json(self, body: bytes) -> tuple[bytes, int]:
         batch = _validate(self.schemas.batch.validate_json, body)
         records: list[dict[str, Any]] = batch["records"]
-        probabilities, best = self.predict_columns(records)
-        return self._encoder.batch(probabilities, best), len(records)
+        output, best = self.predict_columns(records)
+        return self._encoder.batch(output, best, self._echoed(records)), len(records)
 
     def warm_up(self) -> None:
         """A real prediction on the metadata's example, so the first client does not pay for
@@ -150,6 +166,7 @@ class ModelService:
             "deployed_revision": self.settings.deployed_revision,
             "estimator": raw.get("estimator"),
             "hyperparameters": raw.get("hyperparameters"),
+            "task": self.metadata.task,
             "target": self.metadata.target,
             "classes": list(self.metadata.classes),
             "metrics": self.evaluation,
@@ -184,27 +201,65 @@ def _validate(validator: Any, body: bytes) -> dict[str, Any]:
 
 
 class ResultEncoder:
-    """Writes prediction responses as JSON text straight from the probability array.
+    """Writes prediction responses as JSON text straight from the model's output array.
 
     Building a dict per record and handing the list to `json.dumps` costs more than the
     model itself on a 1,000-record batch, and so does Python's `repr` of each float. Here
-    pydantic-core writes every probability in one call (shortest round-trip form, as
+    pydantic-core writes every number in one call (shortest round-trip form, as
     `json.dumps` does, though it may spell an exponent differently: `1e-5` for `1e-05`),
     and one precompiled %-template per record places them: the parsed floats are exactly
-    the model's.
+    the model's. A subclass per task says what one record's result holds; the extra fields
+    a record was sent with (`app.schemas.EXTRA_FIELDS`) are appended to it as JSON.
     """
 
+    def __init__(self, model_version: str) -> None:
+        self._version = json.dumps(model_version)
+
+    def _rows(self, output: np.ndarray, best: list[int]) -> list[str]:
+        """Each record's result as a JSON object without its closing brace."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _numbers(output: np.ndarray) -> list[str]:
+        # Finite values only (checked by the caller), so every token is a JSON number.
+        return to_json(output.ravel().tolist())[1:-1].decode().split(",")
+
+    def _results(
+        self, output: np.ndarray, best: list[int], echoed: list[dict[str, Any]] | None
+    ) -> list[str]:
+        rows = self._rows(output, best)
+        if echoed is None:
+            return rows
+        return [
+            f"{row},{to_json(fields)[1:-1].decode()}" if fields else row
+            for row, fields in zip(rows, echoed, strict=True)
+        ]
+
+    def single(
+        self, output: np.ndarray, best: list[int], echoed: list[dict[str, Any]] | None = None
+    ) -> bytes:
+        (row,) = self._results(output, best, echoed)
+        return f'{row},"model_version":{self._version}}}'.encode()
+
+    def batch(
+        self, output: np.ndarray, best: list[int], echoed: list[dict[str, Any]] | None = None
+    ) -> bytes:
+        rows = "},".join(self._results(output, best, echoed))
+        return f'{{"predictions":[{rows}}}],"model_version":{self._version}}}'.encode()
+
+
+class ClassEncoder(ResultEncoder):
+    """`{"prediction": <class>, "probability": p, "probabilities": {<class>: p, ...}}`."""
+
     def __init__(self, classes: tuple[str, ...], model_version: str) -> None:
+        super().__init__(model_version)
         self._labels = [json.dumps(label) for label in classes]
         self._width = len(classes)
         probabilities = ",".join(f"{label}:%s" for label in self._labels)
-        # One record without its closing brace, which the callers add.
         self._row = '{"prediction":%s,"probability":%s,"probabilities":{' + probabilities + "}"
-        self._version = json.dumps(model_version)
 
-    def _rows(self, probabilities: np.ndarray, best: list[int]) -> list[str]:
-        # Finite values only (checked by the caller), so every token is a JSON number.
-        numbers = to_json(probabilities.ravel().tolist())[1:-1].decode().split(",")
+    def _rows(self, output: np.ndarray, best: list[int]) -> list[str]:
+        numbers = self._numbers(output)
         labels, row, width = self._labels, self._row, self._width
         rows = []
         for start, index in zip(range(0, len(numbers), width), best, strict=True):
@@ -212,10 +267,15 @@ class ResultEncoder:
             rows.append(row % (labels[index], values[index], *values))
         return rows
 
-    def single(self, probabilities: np.ndarray, best: list[int]) -> bytes:
-        (row,) = self._rows(probabilities, best)
-        return f'{row},"model_version":{self._version}}}'.encode()
 
-    def batch(self, probabilities: np.ndarray, best: list[int]) -> bytes:
-        rows = "},".join(self._rows(probabilities, best))
-        return f'{{"predictions":[{rows}}}],"model_version":{self._version}}}'.encode()
+class ValueEncoder(ResultEncoder):
+    """`{"prediction": <number>}`: a regressor's answer."""
+
+    def _rows(self, output: np.ndarray, best: list[int]) -> list[str]:
+        return ['{"prediction":' + number for number in self._numbers(output)]
+
+
+def result_encoder(metadata: ModelMetadata) -> ResultEncoder:
+    if metadata.task == "regression":
+        return ValueEncoder(metadata.model_version)
+    return ClassEncoder(metadata.classes, metadata.model_version)

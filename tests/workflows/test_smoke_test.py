@@ -264,10 +264,20 @@ REAL_KEY = "r" * 21 + "S" * 22
 
 
 @pytest.fixture(scope="module")
-def real_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served_model_dir(request: pytest.FixtureRequest) -> Path:
+    """The committed model, or the regression fixture's for a test parametrized with
+    `served_model_dir="regression"` (indirect)."""
+    if getattr(request, "param", None) == "regression":
+        directory: Path = request.getfixturevalue("regression_model_dir")
+        return directory
+    return ROOT / "serving" / "app" / "data"
+
+
+@pytest.fixture(scope="module")
+def real_service(tmp_path_factory: pytest.TempPathFactory, served_model_dir: Path) -> Iterator[str]:
     """The service started as the image starts it (the Dockerfile's CMD, read by the bench's
     helpers) on a free loopback port, stopped by its PID on the way out."""
-    data = ROOT / "serving" / "app" / "data"
+    data = served_model_dir
     missing = [n for n in ("model.joblib", "model_metadata.json") if not (data / n).is_file()]
     if missing:
         pytest.fail(f"{missing} missing from {data}: run `make train` (or `make dvc-pull`) first")
@@ -321,3 +331,42 @@ def test_make_smoke_test_passes_against_the_real_service(real_service):
     committed = json.loads((ROOT / "serving/app/data/model_metadata.json").read_text())
     assert f"serves model {committed['model_version']}" in result.stdout
     assert REAL_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("served_model_dir", ["regression"], indirect=True)
+def test_smoke_test_passes_against_a_real_regression_service(real_service, served_model_dir):
+    result = cli(
+        "--url",
+        real_service,
+        "--metadata",
+        str(served_model_dir / "model_metadata.json"),
+        key=REAL_KEY,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    metadata = json.loads((served_model_dir / "model_metadata.json").read_text())
+    assert f"serves model {metadata['model_version']}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("prediction", "message"),
+    [
+        ("151.2", "not a number"),
+        (True, "not a number"),
+        (None, "not a number"),
+        (float("nan"), "not a finite number"),
+        (float("inf"), "not a finite number"),
+    ],
+)
+def test_a_regressors_answer_must_be_a_finite_number(script, prediction, message):
+    smoke = script("smoke_test")
+    with pytest.raises(smoke.SmokeTestError, match=message):
+        smoke.check_answer({"prediction": prediction, "model_version": "v"}, [])
+
+
+def test_a_regressors_answer_is_a_number_and_nothing_else(script):
+    smoke = script("smoke_test")
+    assert smoke.check_answer({"prediction": 151.25, "model_version": "v"}, []) == "151.25"
+    assert smoke.check_answer({"prediction": 3, "model_version": "v"}, []) == "3"
+    with pytest.raises(smoke.SmokeTestError, match="more than a number"):
+        smoke.check_answer({"prediction": 1.5, "probabilities": {}, "model_version": "v"}, [])

@@ -12,7 +12,7 @@ import pytest
 
 from training import paths
 from training.params import read_params
-from training.profile import build_profile
+from training.profile import build_profile, training_predictions
 
 QUANTILES = [0.05, 0.5, 0.95]
 METADATA: dict[str, Any] = {
@@ -84,6 +84,27 @@ def test_feature_missing_from_the_split_is_named(frame: pd.DataFrame) -> None:
         build_profile(frame.drop(columns="size"), METADATA, QUANTILES)
 
 
+REGRESSOR = {**METADATA, "task": "regression", "classes": []}
+
+
+def test_regressor_profiles_its_training_predictions_in_quantile_bins(
+    frame: pd.DataFrame,
+) -> None:
+    predictions = np.arange(10, dtype=np.float64)  # 0 .. 9
+    profile = build_profile(frame, REGRESSOR, QUANTILES, predictions)
+    assert profile["class_priors"] == {}
+    described = profile["predictions"]
+    assert (described["minimum"], described["maximum"]) == (0.0, 9.0)
+    assert described["quantiles"] == {"p5": 0.45, "p50": 4.5, "p95": 8.55}
+    # 0 | 1 2 3 4 | 5 6 7 8 | 9: a bin per pair of consecutive edges, shares summing to 1.
+    assert described["bins"] == {"p0-p5": 0.1, "p5-p50": 0.4, "p50-p95": 0.4, "p95-p100": 0.1}
+
+
+def test_regressor_profile_without_predictions_is_refused(frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="predictions for every training row"):
+        build_profile(frame, REGRESSOR, QUANTILES)
+
+
 # The artifacts `make train` wrote.
 
 
@@ -110,7 +131,7 @@ def test_written_profile_is_the_training_split_profile() -> None:
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))
     quantiles = read_params(paths.PARAMS).profile.quantiles
     assert json.loads(paths.PROFILE.read_text(encoding="utf-8")) == build_profile(
-        train, metadata, quantiles
+        train, metadata, quantiles, training_predictions(train, metadata)
     )
 
 

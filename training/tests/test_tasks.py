@@ -24,7 +24,7 @@ from training.data import DataError, clean
 from training.evaluate import gate_failures, positive_class
 from training.io import write_json
 from training.params import Params
-from training.profile import build_profile
+from training.profile import build_profile, training_predictions
 from training.tasks import BINARY_ONLY, CROSS_VALIDATED, HIGHER_IS_BETTER, TASKS
 
 Trainer = Callable[[pd.DataFrame, Params, Path], Any]
@@ -121,11 +121,14 @@ def test_regression_artifacts_load_and_predict_in_the_service(regression: Any) -
     target = regression.train[regression.params.prepare.target]
     assert regression.metadata["training_data"]["target_summary"]["max"] == target.max()
     assert verify_model_file(directory, metadata).is_file()
+    predictions = training_predictions(regression.train, regression.metadata, directory)
     write_json(
         directory / "reference_profile.json",
-        build_profile(regression.train, regression.metadata, [0.5]),
+        build_profile(regression.train, regression.metadata, [0.5], predictions),
     )
-    assert load_profile(directory, metadata) is not None
+    profile = load_profile(directory, metadata)
+    assert profile is not None
+    assert profile.predictions is not None
     predictor = load_predictor(directory, metadata, backend="sklearn")
     records = regression.test.head(5)
     columns = {name: records[name].tolist() for name in metadata.feature_names}

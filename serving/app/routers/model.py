@@ -24,8 +24,9 @@ class ModelInfo(BaseModel):
     )
     estimator: str | None
     hyperparameters: dict[str, Any] | None
+    task: str = Field(description='"classification" or "regression".')
     target: str
-    classes: list[str]
+    classes: list[str] = Field(description="A classifier's classes; empty for a regressor.")
     metrics: dict[str, Any] | None = Field(description="metrics.json from the evaluate stage.")
     training_data: dict[str, Any] | None
     library_versions: dict[str, Any] | None = Field(

@@ -162,9 +162,10 @@ def build_router(
         ),
     )
     async def predict(request: Request) -> Response:
-        """The predicted class, its probability, every class's probability and the model
-        version. Fields may be null or omitted (the model imputes them); unknown fields,
-        values outside the accepted bounds and categories the model never saw are 422s."""
+        """The prediction (a classifier's class with its probability and every class's; a
+        regressor's number) and the model version. Fields may be null or omitted (the model
+        imputes them); unknown fields, values outside the accepted bounds and categories the
+        model never saw are 422s."""
         body = await read_json_body(request)
         payload = await service.answer(service.predict_one_json, body)
         return Response(payload, media_type=JSON, headers=NO_STORE)

@@ -1,7 +1,8 @@
 """The service watching itself: CloudWatch alarms, the topic they notify, and a dashboard.
 
 Load-balancer and ECS metrics come from AWS; the model's own metrics (requests by status,
-latency, predictions by class, drift counters) from the Embedded Metric Format lines the
+latency, predictions by class or, for a regressor, by bin of its training predictions, drift
+counters) from the Embedded Metric Format lines the
 service logs, in the namespace and with the `Service` dimension the stack passes to the
 container (docs/serving.md lists them under "Logs" and "Drift and data-quality signals").
 The 5xx and latency alarms are also the ECS service's deployment alarms: one of them firing
@@ -10,6 +11,7 @@ during a rollout rolls it back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -354,7 +356,7 @@ class Monitoring(Construct):
                 ],
                 [rate_5xx],
             ),
-            graph("Predictions by class", counts([f"Predicted_{c}" for c in model.classes])),
+            self._predictions_graph(model, graph, counts),
         )
         dashboard.add_widgets(
             graph(
@@ -391,6 +393,21 @@ class Monitoring(Construct):
             ),
         )
         return dashboard
+
+    @staticmethod
+    def _predictions_graph(
+        model: ModelSignals,
+        graph: Callable[[str, list[cloudwatch.IMetric]], cloudwatch.GraphWidget],
+        counts: Callable[[list[str]], list[cloudwatch.IMetric]],
+    ) -> cloudwatch.GraphWidget:
+        """A classifier's answers by class; a regressor's by bin of its training predictions
+        (none charted without a reference profile, when the service counts none)."""
+        if model.task == "regression":
+            return graph(
+                "Predictions by bin of the training predictions (below / above: outside them)",
+                counts([f"PredictionBin_{b}" for b in model.prediction_bins]),
+            )
+        return graph("Predictions by class", counts([f"Predicted_{c}" for c in model.classes]))
 
     @property
     def dashboard_url(self) -> str:

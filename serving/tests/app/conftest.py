@@ -1,10 +1,13 @@
-"""Fixtures of the service's tests: the app in-process, a client, the EMF check (the model and
-its data are in ../conftest.py, shared with the bench and container tests)."""
+"""Fixtures of the service's tests: the app in-process, a client, the regression model's app,
+the EMF check (the model and its data are in ../conftest.py, shared with the bench and
+container tests)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +15,7 @@ import jsonschema
 import pytest
 from fastapi import FastAPI
 
+from app.artifacts import METADATA_FILE
 from app.factory import create_app
 from app.settings import Settings
 
@@ -21,13 +25,19 @@ def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 
 
-@pytest.fixture(scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process, after its lifespan's warm-up, as a worker runs it."""
+@asynccontextmanager
+async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` in-process, after its lifespan's warm-up, as a worker runs it."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
             yield http
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with in_process(app) as http:
+        yield http
 
 
 # Every body encoding POST /predict/batch accepts, as (Content-Type, encode records). The
@@ -39,6 +49,26 @@ BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] 
         lambda records: json.dumps({"records": records}).encode(),
     ),
 }
+
+
+# --- the regression model (`regression_model_dir`, in the root conftest.py) ----------
+
+
+@pytest.fixture(scope="session")
+def regression_metadata(regression_model_dir: Path) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads((regression_model_dir / METADATA_FILE).read_text())
+    return raw
+
+
+@pytest.fixture(scope="session")
+def regression_app(regression_model_dir: Path) -> FastAPI:
+    return create_app(Settings(model_dir=regression_model_dir, backend="sklearn"))
+
+
+@pytest.fixture(scope="session")
+async def regression_client(regression_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with in_process(regression_app) as http:
+        yield http
 
 
 # --- CloudWatch Embedded Metric Format ------------------------------------------------

@@ -552,8 +552,18 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
         delta("http_requests_total", route="/predict/batch", status="200", model_version=version)
         == 1
     )
-    assert delta("http_request_duration_seconds_count", route="/predict/batch", status="200") == 1
-    assert delta("http_request_errors_total", route="/predict", kind="client") == 1
+    # Every sample by this model's version: other tests' apps share the process's registry.
+    duration = delta(
+        "http_request_duration_seconds_count",
+        route="/predict/batch",
+        status="200",
+        model_version=version,
+    )
+    assert duration == 1
+    assert (
+        delta("http_request_errors_total", route="/predict", kind="client", model_version=version)
+        == 1
+    )
     assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
     assert delta("model_batch_records_count", model_version=version) == 1
     assert sample(after, "model_info", model_version=version) == 1

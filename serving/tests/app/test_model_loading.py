@@ -205,9 +205,11 @@ def test_category_without_categories_is_refused(model_copy: Path, metadata: dict
 def test_missing_required_fields_are_all_named(model_copy: Path) -> None:
     path = model_copy / METADATA_FILE
     raw = json.loads(path.read_text(encoding="utf-8"))
-    del raw["model_sha256"], raw["classes"]
+    del raw["model_sha256"], raw["input_schema"]
     path.write_text(json.dumps(raw), encoding="utf-8")
-    with pytest.raises(ModelIntegrityError, match=r"model_sha256: Field required; classes: Field"):
+    with pytest.raises(
+        ModelIntegrityError, match=r"model_sha256: Field required; input_schema: Field"
+    ):
         load_metadata(model_copy)
 
 

@@ -13,13 +13,18 @@ from hypothesis import HealthCheck, given, settings
 pytestmark = pytest.mark.slow
 
 
-def test_every_operation_conforms_to_the_openapi_document(app: FastAPI) -> None:
+@pytest.mark.parametrize("served", ["app", "regression_app"])
+def test_every_operation_conforms_to_the_openapi_document(
+    request: pytest.FixtureRequest, served: str
+) -> None:
     """Each operation of the live document, with schemathesis's default checks (no server
-    error, documented status code, content type, headers and response schema).
+    error, documented status code, content type, headers and response schema), for the
+    committed classifier and the fixtures' regressor.
 
     The schema is loaded from the app fixture rather than at import, so a missing model is
     the fixture's clear failure, not a collection error.
     """
+    app: FastAPI = request.getfixturevalue(served)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {

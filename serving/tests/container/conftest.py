@@ -28,6 +28,12 @@ import pytest
 from bench import imagecmd, procs
 from container import engine as container_engine
 
+# test_http.py runs tests/app's HTTP tests against the container and test_lifecycle.py uses
+# tests/deployment's Dockerfile helper: import them while `tests` still names serving/tests
+# (the root tests/ directory, collected later, would otherwise take the name).
+from tests.app import test_api  # noqa: F401
+from tests.deployment import conftest  # noqa: F401
+
 START_TIMEOUT = 90.0
 COMMAND_TIMEOUT = 600.0
 # Every container and image these tests create carries this prefix and a random suffix.

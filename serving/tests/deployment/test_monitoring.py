@@ -5,13 +5,23 @@ dashboard. Each test names what a deployed service would lose if it failed."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deployment.stack.model_signals import ModelMetadataError, ModelSignals
 from deployment.stack.service_stack import DASHBOARD_OUTPUT
 
-from .conftest import MODEL_METADATA, REGION, TRIAL_CONTEXT, Synthesized
+from .conftest import (
+    MODEL_METADATA,
+    REGION,
+    TRIAL_CONTEXT,
+    VARIANTS,
+    Synthesized,
+    image_context,
+    synthesize,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -293,6 +303,46 @@ def test_dashboard_charts_requests_latency_and_errors(http: Synthesized) -> None
 def test_dashboard_charts_predictions_for_every_class_of_the_model(http: Synthesized) -> None:
     names = {name for _, name, _ in widget_metrics(dashboard(http), "Predictions by class")}
     assert names == {f"Predicted_{label}" for label in METADATA["classes"]}
+
+
+def regression_image(directory: Path, bins: dict[str, float] | None) -> Path:
+    """An image context whose model is a regressor over the example's features, with a
+    reference profile whose training predictions fall in `bins` (none: no profile)."""
+    image_context(directory)
+    data = directory / "data"
+    regressor = {**METADATA, "task": "regression", "classes": []}
+    (data / "model_metadata.json").write_text(json.dumps(regressor), encoding="utf-8")
+    if bins is not None:
+        profile = {"predictions": {"minimum": 0, "maximum": 1, "bins": bins}}
+        (data / "reference_profile.json").write_text(json.dumps(profile), encoding="utf-8")
+    return directory
+
+
+BINS = {"p0-p25": 0.25, "p25-p50": 0.25, "p50-p75": 0.25, "p75-p100": 0.25}
+
+
+def test_dashboard_charts_a_regressors_prediction_bins_and_no_classes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    image = regression_image(tmp_path_factory.mktemp("regression-image"), BINS)
+    synth = synthesize(VARIANTS["http"], tmp_path_factory.mktemp("cdk.out-regression"), image)
+    body = dashboard(synth)
+    names = {name for _, name, _ in widget_metrics(body, "Predictions by bin")}
+    assert names == {f"PredictionBin_{b}" for b in ("below", *BINS, "above")}
+    assert "Predicted_" not in json.dumps(body)
+    assert not [w for w in body["widgets"] if "by class" in w["properties"].get("title", "")]
+
+
+def test_a_regressor_without_a_profile_has_no_bins_and_a_classifier_needs_classes(
+    tmp_path: Path,
+) -> None:
+    image = regression_image(tmp_path / "image", None)
+    signals = ModelSignals.read(image / "data" / "model_metadata.json")
+    assert (signals.task, signals.classes, signals.prediction_bins) == ("regression", (), ())
+    classless = {**METADATA, "classes": []}
+    (image / "data" / "model_metadata.json").write_text(json.dumps(classless), encoding="utf-8")
+    with pytest.raises(ModelMetadataError, match="needs its classes"):
+        ModelSignals.read(image / "data" / "model_metadata.json")
 
 
 def test_dashboard_charts_drift_for_every_feature_of_the_model(http: Synthesized) -> None:
