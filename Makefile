@@ -512,25 +512,12 @@ infra-apply: ## Apply the plan `make infra-plan` saved, then print the next comm
 	$(TERRAFORM) -chdir=$(INFRA_DIR) output -raw next_steps; echo
 
 ##@ CI/CD
-# The workflows in .github/workflows run only make targets, so a developer reproduces any CI
-# step with the same command. The scripts behind these targets live in .github/scripts.
+# The workflows run these make targets, and .github/scripts/train_pr.py for the steps only a
+# pull request has (report, gate, commit-back, comment): both run the same way locally.
 
-CI_DIR := build/ci
 CI_SCRIPTS := .github/scripts
 CI_MODEL_DATA := serving/app/data
-# The branch a pull request is compared with (the train workflow passes the PR's base).
-# Exported, and read as $$BASE_REF in recipes: a ref name is never pasted into shell code.
-export BASE_REF ?= origin/main
-export BASE_NAME ?= $(patsubst origin/%,%,$(BASE_REF))
-CI_BASE_METRICS := $(CI_DIR)/base-metrics.json
-CI_BASE_PREDICTIONS := $(CI_DIR)/base-test-predictions.csv
-CI_PR_COMMENT := $(CI_DIR)/pr-comment.md
-# What `dvc repro` changes that git tracks (dvc.lock and the `cache: false` outputs of dvc.yaml),
-# copied here by the train job and committed to the PR branch by the commit-back job.
-CI_STAGED_OUTPUTS := $(CI_DIR)/training-outputs
 CI_CDK_OUTPUTS := serving/deployment/cdk-outputs.json
-# Workflow re-run on the PR branch after a commit-back (see commit-training-outputs).
-CI_TESTS_WORKFLOW := tests.yml
 
 .PHONY: dvc-pull
 dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
@@ -558,78 +545,11 @@ dvc-push: $(SERVE_STAMP) ## Upload what `make train` produced to the DVC remote 
 	dvc push
 
 # The tests that exercise the model in serving/app/data (the deployment tests do not).
-CI_MODEL_TESTS := training/tests serving/tests/app
+CI_MODEL_TESTS := training/tests serving/tests/app serving/tests/bench
 
 .PHONY: test-model
 test-model: $(ENV_STAMP) ## Run the training and service tests against the model in serving/app/data
 	pytest $(CI_MODEL_TESTS)
-
-.PHONY: stage-training-outputs
-stage-training-outputs: $(ENV_STAMP) ## Copy dvc.lock and the git-tracked outputs of `make train` into build/ci
-	python $(CI_SCRIPTS)/training_outputs.py --copy-to $(CI_STAGED_OUTPUTS)
-
-.PHONY: base-metrics
-base-metrics: ## Extract BASE_REF's metrics.json and test_predictions.csv into build/ci (empty when BASE_REF has no model)
-	@mkdir -p $(CI_DIR)
-	@git rev-parse --verify --quiet "$$BASE_REF^{commit}" >/dev/null || { \
-		echo "BASE_REF=$$BASE_REF is not a commit here: fetch it or pass BASE_REF=<ref>" >&2; exit 2; }
-	@if git cat-file -e "$$BASE_REF:$(CI_MODEL_DATA)/metrics.json" 2>/dev/null; then \
-		git show "$$BASE_REF:$(CI_MODEL_DATA)/metrics.json" > $(CI_BASE_METRICS); \
-	else \
-		echo "$$BASE_REF has no $(CI_MODEL_DATA)/metrics.json yet: this is the first model"; \
-		: > $(CI_BASE_METRICS); \
-	fi
-	@git show "$$BASE_REF:$(CI_MODEL_DATA)/test_predictions.csv" > $(CI_BASE_PREDICTIONS) 2>/dev/null \
-		|| : > $(CI_BASE_PREDICTIONS)
-
-# A base file is empty when the base branch has no model; the scripts are then told so by
-# leaving out its option.
-CI_BASE_METRICS_ARG = $$(test -s $(CI_BASE_METRICS) && echo --base-metrics $(CI_BASE_METRICS))
-CI_BASE_PREDICTIONS_ARG = \
-	$$(test -s $(CI_BASE_PREDICTIONS) && echo --base-predictions $(CI_BASE_PREDICTIONS))
-
-.PHONY: pr-comment
-pr-comment: $(ENV_STAMP) base-metrics ## Write build/ci/pr-comment.md: metrics and confusion matrix vs BASE_REF, baseline, report
-	python $(CI_SCRIPTS)/model_report.py comment --metrics $(CI_MODEL_DATA)/metrics.json \
-		$(CI_BASE_METRICS_ARG) --base-name "$$BASE_NAME" --report $(CI_MODEL_DATA)/report.md \
-		--predictions $(CI_MODEL_DATA)/test_predictions.csv $(CI_BASE_PREDICTIONS_ARG) \
-		--metadata $(CI_MODEL_DATA)/model_metadata.json --params params.yaml --output $(CI_PR_COMMENT)
-	@# In GitHub Actions the comment also goes to the job summary, which fork PRs get too.
-	@if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then cat $(CI_PR_COMMENT) >> "$$GITHUB_STEP_SUMMARY"; fi
-
-.PHONY: compare-metrics
-compare-metrics: $(ENV_STAMP) base-metrics ## Fail when the model is worse than BASE_REF's by more than params compare.max_regression
-	python $(CI_SCRIPTS)/model_report.py compare --metrics $(CI_MODEL_DATA)/metrics.json \
-		$(CI_BASE_METRICS_ARG) --base-name "$$BASE_NAME" --params params.yaml
-
-# PR and GITHUB_REPOSITORY are read from the environment inside the recipe, never pasted into
-# it by make, so no value can turn into shell code.
-.PHONY: post-pr-comment
-post-pr-comment: ## Create or update the PR's model-report comment (needs gh, GH_TOKEN, PR, GITHUB_REPOSITORY)
-	@test -s $(CI_PR_COMMENT) || { echo "no $(CI_PR_COMMENT): run make pr-comment first" >&2; exit 2; }
-	$(PYTHON) $(CI_SCRIPTS)/post_comment.py --repo "$$GITHUB_REPOSITORY" --pr "$$PR" \
-		--body-file $(CI_PR_COMMENT)
-
-# Runs on a checkout of the exact commit that was trained, so the push is a fast-forward or
-# fails: outputs of an older run can never land on top of newer commits. A push made with
-# GITHUB_TOKEN starts no workflow, so the tests are dispatched on the branch explicitly
-# (workflow_dispatch is the documented exception); the new head commit then gets its checks.
-.PHONY: commit-training-outputs
-commit-training-outputs: ## Commit the staged training outputs (build/ci) to BRANCH and push it (CI)
-	@test -n "$${BRANCH:-}" || { echo "usage: BRANCH=<pr branch> make commit-training-outputs" >&2; exit 2; }
-	@test -d $(CI_STAGED_OUTPUTS) || { echo "no $(CI_STAGED_OUTPUTS): run make stage-training-outputs" >&2; exit 2; }
-	cp -R $(CI_STAGED_OUTPUTS)/. .
-	cd $(CI_STAGED_OUTPUTS) && find . -type f -print0 | (cd "$(CURDIR)" && xargs -0 git add --)
-	@if git diff --cached --quiet; then \
-		echo "training outputs unchanged: nothing to commit"; \
-	else \
-		git -c user.name="github-actions[bot]" \
-			-c user.email="41898282+github-actions[bot]@users.noreply.github.com" \
-			commit --quiet -m "Update model outputs from the train workflow" \
-			-m "dvc repro on $$(git rev-parse --short HEAD); the model itself is in the DVC remote."; \
-		git push origin "HEAD:refs/heads/$$BRANCH"; \
-		gh workflow run $(CI_TESTS_WORKFLOW) --ref "$$BRANCH"; \
-	fi
 
 .PHONY: smoke-test
 smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import imagecmd
+
+MIB = 1024 * 1024
 
 
 def free_port() -> int:
@@ -139,16 +143,8 @@ def running(
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of `pid`, from /proc (Linux)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                # The command name, in parentheses, may contain spaces: split after it.
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
+    """Direct children of `pid`."""
+    return [child.pid for child in psutil.Process(pid).children()]
 
 
 @dataclass(frozen=True)
@@ -164,44 +160,29 @@ class Memory:
     (gunicorn's workers), or the process itself when it has none."""
 
 
-def _kib(path: Path, field: str) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    return _kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
-
-
 def memory(pid: int) -> Memory:
-    workers = children(pid) or [pid]
-    pids = sorted({pid, *workers})
-    rss = sum(_kib(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
-    pss = sum(_pss_kib(p) for p in pids)
-    per_worker = sum(_pss_kib(p) for p in workers) / len(workers)
+    parent = psutil.Process(pid)
+    workers = parent.children() or [parent]
+    # PSS is Linux's (psutil reads /proc/<pid>/smaps_rollup).
+    full = {p.pid: p.memory_full_info() for p in {parent, *workers}}
+    per_worker = sum(full[w.pid].pss for w in workers) / len(workers)
     return Memory(
-        processes=len(pids),
-        rss_mib=rss / 1024,
-        pss_mib=pss / 1024,
-        pss_per_worker_mib=per_worker / 1024,
+        processes=len(full),
+        rss_mib=sum(m.rss for m in full.values()) / MIB,
+        pss_mib=sum(m.pss for m in full.values()) / MIB,
+        pss_per_worker_mib=per_worker / MIB,
     )
 
 
-_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of `pid` and its live children, from /proc (Linux)."""
-    total = 0
-    for process in (pid, *children(pid)):
-        with contextlib.suppress(OSError):
-            # Fields after the parenthesised command name; utime and stime are the 12th and
-            # 13th of them (proc(5): fields 14 and 15).
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS_PER_SECOND
+    """User + system CPU time of `pid` and its live children."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in (parent, *parent.children()):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def parse_head(head: bytes) -> tuple[int, int]:

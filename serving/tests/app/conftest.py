@@ -1,9 +1,10 @@
-"""Fixtures shared by the service's tests: the trained model, the app, a client, servers."""
+"""Fixtures of the service's tests: the app in-process, a client, the regression model's app,
+the EMF check (the model and its data are in ../conftest.py, shared with the bench and
+container tests)."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,37 +19,7 @@ from fastapi import FastAPI
 from app.artifacts import METADATA_FILE
 from app.columnar import ARROW_STREAM, ipc_stream
 from app.factory import create_app
-from app.settings import DEFAULT_MODEL_DIR, Settings
-
-
-@pytest.fixture(scope="session")
-def model_dir() -> Path:
-    """The model the service would serve: SERVICE_MODEL_DIR, else serving/app/data."""
-    directory = Path(os.environ.get("SERVICE_MODEL_DIR", DEFAULT_MODEL_DIR))
-    missing = [n for n in (METADATA_FILE, "model.joblib") if not (directory / n).is_file()]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} missing from {directory}: the service tests need a trained "
-            "model; run `make train` (or `dvc pull`) first",
-            pytrace=False,
-        )
-    return directory
-
-
-@pytest.fixture(scope="session")
-def metadata(model_dir: Path) -> dict[str, Any]:
-    raw: dict[str, Any] = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
-    return raw
-
-
-@pytest.fixture(scope="session")
-def settings(model_dir: Path) -> Settings:
-    return Settings(model_dir=model_dir, backend="auto")
-
-
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
+from app.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +42,6 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@pytest.fixture(scope="session")
-def example(metadata: dict[str, Any]) -> dict[str, Any]:
-    """A valid record with every field set: the metadata's examples."""
-    return {f["name"]: f["example"] for f in metadata["input_schema"]["features"]}
-
-
 # Every body encoding POST /predict/batch accepts, as (Content-Type, encode records). The
 # authentication tests run over each: a new format is one line here.
 BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] = {
@@ -87,21 +52,6 @@ BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] 
     ),
     "arrow": (ARROW_STREAM, lambda records: ipc_stream(pa.Table.from_pylist(records))),
 }
-
-
-@pytest.fixture(scope="session")
-def number_feature(metadata: dict[str, Any]) -> dict[str, Any]:
-    return next(f for f in metadata["input_schema"]["features"] if f["type"] == "number")
-
-
-@pytest.fixture(scope="session")
-def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
-    categories: list[dict[str, Any]] = [
-        f for f in metadata["input_schema"]["features"] if f["type"] == "category"
-    ]
-    if not categories:
-        pytest.skip("the model has no category feature")
-    return categories[0]
 
 
 # --- the regression model (`regression_model_dir`, in the root conftest.py) ----------

@@ -157,14 +157,16 @@ def test_metrics_sum_every_workers_requests(server: Server, example: dict[str, A
 
 
 def test_logs_are_json_lines_with_request_context(server: Server, example: dict[str, Any]) -> None:
-    procs.request(server.port, "POST", "/predict", json.dumps(example).encode())
-    time.sleep(0.2)
-    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
-    requests = [line for line in lines if line.get("logger") == "app.requests"]
-    assert requests, "no request log line"
-    assert {"request_id", "method", "path", "status", "latency_ms", "model_version"} <= set(
-        requests[-1]
-    )
+    rid = f"logs-{uuid.uuid4().hex}"
+    body = json.dumps(example).encode()
+    procs.request(server.port, "POST", "/predict", body, headers={"X-Request-Id": rid})
+    deadline = time.monotonic() + 10
+    while not (own := [ln for ln in server.output().splitlines() if rid in ln]):
+        assert time.monotonic() < deadline, "no request log line"
+        time.sleep(0.05)
+    line = json.loads(own[0])
+    assert line["logger"] == "app.requests"
+    assert {"request_id", "method", "path", "status", "latency_ms", "model_version"} <= set(line)
 
 
 def test_no_control_socket_is_created(server: Server) -> None:

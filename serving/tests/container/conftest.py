@@ -28,17 +28,11 @@ import pytest
 from bench import imagecmd, procs
 from container import engine as container_engine
 
-# The data fixtures of the in-process tests, so the tests imported from there (test_http.py)
-# get the same values here.
-from tests.app.conftest import (  # noqa: F401 - fixtures, used by name
-    anyio_backend,
-    category_feature,
-    example,
-    metadata,
-    model_dir,
-    number_feature,
-    settings,
-)
+# test_http.py runs tests/app's HTTP tests against the container and test_lifecycle.py uses
+# tests/deployment's Dockerfile helper: import them while `tests` still names serving/tests
+# (the root tests/ directory, collected later, would otherwise take the name).
+from tests.app import test_api  # noqa: F401
+from tests.deployment import conftest  # noqa: F401
 
 START_TIMEOUT = 90.0
 COMMAND_TIMEOUT = 600.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,13 @@ def test_tampered_copy_differs_from_the_model_in_exactly_one_byte(tmp_path: Path
     tampered = (copy / metadata["model_file"]).read_bytes()
     assert len(original) == len(tampered)
     assert sum(a != b for a, b in zip(original, tampered, strict=True)) == 1
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 @pytest.fixture(params=[PUBLIC_PATHS], ids=["private"])
@@ -90,7 +97,11 @@ def test_a_registered_instance_that_never_listens_gets_no_request(
     balancer, load = balanced_instance
     before = load.snapshot()
     balancer.register("ghost", procs.free_port())
-    time.sleep(balancer.timing.settle_seconds)
+    # HAProxy's own events instead of a pause: its check of the ghost has run and failed,
+    # then the load has had replies enough that round-robin would have sent the ghost some.
+    wait_for(lambda: balancer.server("ghost")["check_status"].startswith("L4"))
+    checked = load.snapshot()["ok"]
+    wait_for(lambda: load.snapshot()["ok"] >= checked + 10)
     assert not balancer.passed_health("ghost")
     assert rollout.served(balancer, "ghost") == 0
     outcomes = rollout.delta(load.snapshot(), before)
