@@ -89,7 +89,8 @@ def target_for_task(values: pd.Series, task: Task) -> pd.Series:
                 "regression cannot predict: set prepare.task: classification"
             )
         return values.astype("float64")
-    if type_of_target(values.to_numpy()) == "continuous":
+    numeric = ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values)
+    if numeric and type_of_target(values.to_numpy()) == "continuous":
         raise DataError(
             f"prepare.target: {name!r} holds continuous numbers ({values.nunique()} distinct "
             "values), not classes: set prepare.task: regression"

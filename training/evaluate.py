@@ -36,7 +36,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
 from training import paths
 from training.data import DataError
-from training.io import write_json
+from training.io import run_stage, write_json
 from training.params import Params, read_params
 from training.tasks import CROSS_VALIDATED, GATED, HIGHER_IS_BETTER, Task
 
@@ -410,5 +410,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

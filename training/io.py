@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training.params import read_params
+from training.data import DataError
+from training.params import ParamsError, read_params
 
 
 def load_params(stage: str, path: Path) -> dict[str, Any]:
@@ -29,3 +34,17 @@ def sha256_file(path: Path) -> str:
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Indented with a trailing newline, so diffs of committed artifacts stay readable."""
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """A stage's entry point. A problem with params.yaml or the data is the user's to fix,
+    not a bug: it ends the stage as one log line naming the key or column, no traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Python hides DeprecationWarnings raised outside __main__; a deprecated key in the
+    # user's params.yaml is for the user to see.
+    warnings.filterwarnings("default", message="params.yaml", category=DeprecationWarning)
+    try:
+        main()
+    except (ParamsError, DataError) as error:
+        logging.getLogger(main.__module__).error("%s", error)
+        sys.exit(2)

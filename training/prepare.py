@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +10,8 @@ from sklearn.model_selection import train_test_split
 
 from training import paths
 from training.data import BUNDLED_SOURCE, DataError, check_features, clean, load_dataset
-from training.params import ParamsError, read_params
+from training.io import run_stage
+from training.params import read_params
 from training.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,4 @@ def main(root: Path = paths.ROOT) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except (DataError, ParamsError) as error:
-        # The data or params are wrong, not the code: one line saying which, no traceback.
-        sys.exit(f"ERROR prepare: {error}")
+    run_stage(main)

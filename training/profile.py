@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from training import paths
-from training.io import write_json
+from training.io import run_stage, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
@@ -106,5 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -29,7 +29,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import paths
 from training.data import FeatureSpec, feature_spec, fingerprint
-from training.io import sha256_file, write_json
+from training.io import run_stage, sha256_file, write_json
 from training.params import Params, ParamsError, read_params
 from training.tasks import ALIASES, Task
 from training.versions import library_versions
@@ -235,9 +235,13 @@ def fit_and_save(
 def main() -> None:
     params = read_params(paths.PARAMS)
     _, metadata = fit_and_save(pd.read_parquet(paths.TRAIN_SPLIT), params, paths.ARTIFACTS_DIR)
-    log.info("trained %s, model version %s", metadata["estimator"], metadata["model_version"])
+    log.info(
+        "trained %s with %s, model version %s",
+        metadata["estimator"],
+        metadata["hyperparameters"] or "its default hyperparameters",
+        metadata["model_version"],
+    )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

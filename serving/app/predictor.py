@@ -31,15 +31,22 @@ BackendChoice = Literal["auto", "sklearn", "onnx"]
 
 
 class Predictor(Protocol):
+    """`columns` maps every feature name to a list of n values, None meaning missing.
+
+    A classification model (metadata `task`) answers `predict_proba`, a regression model
+    `predict`; the routes call the one of the metadata's task.
+    """
+
     backend: str
     """Which path answers: "sklearn" (the joblib Pipeline) or "onnx" (the fast path)."""
 
     def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
-        """Class probabilities for n records given column by column.
+        """Classification: a float64 array of shape (n, n_classes), the class probabilities
+        of n records, columns in metadata["classes"] order."""
+        ...
 
-        `columns` maps every feature name to a list of n values, None meaning missing.
-        Returns a float64 array of shape (n, n_classes), columns in metadata["classes"] order.
-        """
+    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        """Regression: a float64 array of shape (n,), the predicted value of n records."""
         ...
 
 
@@ -49,17 +56,28 @@ class SklearnPredictor:
     backend = "sklearn"
 
     def __init__(self, pipeline: Any, metadata: ModelMetadata) -> None:
-        if not hasattr(pipeline, "predict_proba"):
-            raise ModelIntegrityError(
-                f"{metadata.model_file} holds a {type(pipeline).__name__}, which has no "
-                "predict_proba: the service needs a probabilistic classifier"
-            )
-        model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
-        if model_classes != list(metadata.classes):
-            raise ModelIntegrityError(
-                f"{metadata.model_file} predicts classes {model_classes}, but the metadata "
-                f"lists {list(metadata.classes)}"
-            )
+        # Unpickling the Pipeline has imported scikit-learn already.
+        from sklearn.base import is_regressor
+
+        held = f"{metadata.model_file} holds a {type(pipeline).__name__}"
+        if metadata.task == "regression":
+            if not is_regressor(pipeline):
+                raise ModelIntegrityError(
+                    f"{held}, which is not a regressor, but the metadata's task is regression"
+                )
+        else:
+            if not hasattr(pipeline, "predict_proba"):
+                raise ModelIntegrityError(
+                    f"{held}, which has no predict_proba: the service needs a probabilistic "
+                    "classifier"
+                )
+            model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+            if model_classes != list(metadata.classes):
+                raise ModelIntegrityError(
+                    f"{metadata.model_file} predicts classes {model_classes}, but the metadata "
+                    f"lists {list(metadata.classes)}"
+                )
+        self.task = metadata.task
         self._pipeline = pipeline
         self._numeric = {f.name for f in metadata.features if f.type == "number"}
         self._order = metadata.feature_names
@@ -84,7 +102,17 @@ class SklearnPredictor:
     def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
         # One call per request or batch: the label is the argmax of these probabilities,
         # never a second `predict` that would run the whole Pipeline again.
+        self._require("classification", "predict_proba")
         return np.asarray(self._pipeline.predict_proba(self.frame(columns)), dtype=np.float64)
+
+    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        self._require("regression", "predict")
+        predicted = self._pipeline.predict(self.frame(columns))
+        return np.asarray(predicted, dtype=np.float64).reshape(-1)
+
+    def _require(self, task: str, method: str) -> None:
+        if self.task != task:
+            raise TypeError(f"{method} answers {task} models; this model's task is {self.task}")
 
 
 def load_sklearn_predictor(verified: Path, metadata: ModelMetadata) -> SklearnPredictor:

@@ -6,17 +6,26 @@ marked `example_data` that state facts about it."""
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from training import paths
 from training.data import BUNDLED_SOURCE, clean, load_dataset
+from training.evaluate import evaluate
 from training.io import load_params
+from training.params import Params, parse
+from training.prepare import split
+from training.train import fit_and_save
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +81,58 @@ def metadata() -> dict[str, Any]:
 def metrics() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(_artifact(paths.METRICS).read_text(encoding="utf-8"))
     return loaded
+
+
+@pytest.fixture(scope="session")
+def committed_params() -> dict[str, Any]:
+    """params.yaml as committed, raw: tests change a copy and validate it like a stage does."""
+    loaded: dict[str, Any] = yaml.safe_load(paths.PARAMS.read_text(encoding="utf-8"))
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def params_with(committed_params: dict[str, Any]) -> Callable[..., Params]:
+    """The committed params with some keys of some blocks replaced, validated:
+    `params_with(prepare={"task": "regression"}, train={"estimator": None})`."""
+
+    def replace(**blocks: dict[str, Any]) -> Params:
+        raw = copy.deepcopy(committed_params)
+        for block, values in blocks.items():
+            raw[block].update(values)
+        return parse(raw)
+
+    return replace
+
+
+@dataclass
+class Trained:
+    """What the prepare, train and evaluate stages make of a data set, in memory."""
+
+    params: Params
+    directory: Path
+    train: pd.DataFrame
+    test: pd.DataFrame
+    model: Any
+    metadata: dict[str, Any]
+    metrics: dict[str, Any]
+    predicted: np.ndarray
+    report: str
+
+
+def train_on(frame: pd.DataFrame, params: Params, directory: Path) -> Trained:
+    """What `dvc repro` makes of a fork's data: `frame` written to the file `prepare.source`
+    names (Parquet), then the stages' own functions in their order, into `directory`."""
+    prepare = params.prepare
+    frame.to_parquet(directory / prepare.source, index=False)
+    cleaned = clean(
+        load_dataset(prepare.source, directory), prepare.target, prepare.drop_columns, prepare.task
+    )
+    train, test = split(cleaned, prepare.target, prepare.test_size, prepare.seed, prepare.task)
+    model, metadata = fit_and_save(train, params, directory)
+    metrics, predicted, report = evaluate(model, metadata, train, test, params)
+    return Trained(params, directory, train, test, model, metadata, metrics, predicted, report)
+
+
+@pytest.fixture(scope="session")
+def trained_on() -> Callable[[pd.DataFrame, Params, Path], Trained]:
+    return train_on

@@ -395,6 +395,9 @@ async def test_health_answers_while_a_large_batch_is_predicted(
                     raise TimeoutError("never released")
             return real.predict_proba(columns)
 
+        def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            return real.predict(columns)
+
     app = create_app(settings, predictor=BlockingPredictor())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
@@ -439,6 +442,10 @@ async def test_small_bodies_are_answered_on_the_event_loop_large_ones_on_the_mod
         def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
             threads.append(threading.current_thread())
             return real.predict_proba(columns)
+
+        def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            threads.append(threading.current_thread())
+            return real.predict(columns)
 
     app = create_app(settings, predictor=RecordingPredictor())
     body = json.dumps(example if records is None else {"records": [example] * records})
