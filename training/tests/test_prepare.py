@@ -80,7 +80,7 @@ def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(tmp_path: P
         timeout=120,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "ERROR prepare: prepare.target: 'y' needs at least two classes"
+        "ERROR __main__: prepare.target: 'y' needs at least two classes"
     ]
