@@ -526,8 +526,8 @@ dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the 
 # The Train workflow's data job pulls the PR's DVC-tracked data (`dvc add`) with read-only
 # credentials, running the base branch's code, and hands it to the training job as an
 # artifact: no step that runs the PR's code holds credentials (.github/scripts/pr_data.py).
-CI_PR_HEAD := $(CI_DIR)/pr-head
-CI_PR_DATA := $(CI_DIR)/data
+CI_PR_HEAD := build/ci/pr-head
+CI_PR_DATA := build/ci/data
 
 .PHONY: pr-data-pointers
 pr-data-pointers: ## CI: copy the .dvc files of the PR's head (checked out in build/ci/pr-head) here

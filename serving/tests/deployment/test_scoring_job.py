@@ -16,13 +16,14 @@ from deployment.stack.application import build
 from deployment.stack.scoring_job import DEFINITION_OUTPUT, QUEUE_OUTPUT
 from deployment.stack.settings import ContextError
 
-CDK_JSON = Path(__file__).resolve().parents[2] / "deployment" / "cdk.json"
+from .conftest import TRIAL_CONTEXT
+
 INPUT, OUTPUT = "s3://input-bucket/customers/", "s3://output-bucket/scored/"
 JOB = {"scoringJob": "true", "scoringInput": INPUT, "scoringOutput": OUTPUT}
 
 
 def synth(overrides: dict[str, Any], outdir: Path, image_directory: Path) -> Template:
-    context = {**json.loads(CDK_JSON.read_text())["context"], **overrides}
+    context = {**TRIAL_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir))
     stack = build(app, region="us-east-1", image_directory=image_directory)
     return Template.from_stack(stack)  # raises when cdk-nag reports an unacknowledged finding
