@@ -17,7 +17,8 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from app import errors, messages
+from app import errors
+from app.messages import MAX_ERROR_BODY_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -237,7 +238,7 @@ async def test_many_invalid_records_are_reported_without_flooding_the_response(
     # one entry counting the rest.
     shown = len(detail) - 1
     assert 1 <= shown <= errors.MAX_REPORTED_ERRORS
-    assert len(response.content) <= messages.MAX_ERROR_BODY_BYTES
+    assert len(response.content) <= MAX_ERROR_BODY_BYTES
     assert detail[0]["msg"].startswith(f"records[0].{category_feature['name']}: ")
     assert detail[-1]["msg"] == f"body: {200 - shown} more errors not shown"
 
