@@ -8,7 +8,9 @@ import math
 import sys
 from pathlib import Path
 
-from app.logs import JsonFormatter
+import pytest
+
+from app.logs import JsonFormatter, skip_unused_record_attributes
 
 
 def format_line(**fields: object) -> str:
@@ -53,3 +55,35 @@ def test_traceback_stays_inside_the_line() -> None:
     line = JsonFormatter().format(record)
     assert "\n" not in line
     assert "RuntimeError: boom" in json.loads(line)["exception"]
+
+
+def test_records_skip_the_caller_lookup_and_the_thread_and_process_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`logging._srcfile = None` is private by name but is the switch the logging HOWTO's
+    "Optimization" section documents; if a Python release stops honouring it, this fails
+    (docs/development.md, "Private internals")."""
+    for switch in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, switch, getattr(logging, switch))  # restored afterwards
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("tests.app.test_logs.switches")
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[assignment, method-assign]
+    logger.addHandler(handler)
+    try:
+        skip_unused_record_attributes()
+        logger.warning("a line")
+    finally:
+        logger.removeHandler(handler)
+    [record] = records
+    assert (record.pathname, record.lineno, record.funcName) == (
+        "(unknown file)",
+        0,
+        "(unknown function)",
+    )
+    assert (record.thread, record.threadName, record.process, record.processName) == (
+        None,
+        None,
+        None,
+        None,
+    )
