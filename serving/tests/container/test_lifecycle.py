@@ -16,7 +16,7 @@ from aws_cdk.assertions import Template
 
 from bench.procs import parse_head
 from deployment.stack.application import build
-from tests.deployment.conftest import with_port
+from tests.deployment.conftest import TRIAL_CONTEXT, with_port
 
 from .conftest import Engine, build_context, built, running
 
@@ -26,7 +26,6 @@ IN_FLIGHT = 8
 RECORDS = 2000
 # What ECS gives the container between SIGTERM and SIGKILL (the stack's STOP_TIMEOUT).
 STOP_TIMEOUT = 30
-CDK_JSON = Path(__file__).resolve().parents[2] / "deployment" / "cdk.json"
 
 
 def _read_response(connection: socket.socket) -> tuple[int, bytes]:
@@ -138,7 +137,7 @@ def test_another_port_in_the_dockerfile_gives_a_healthy_container_and_a_matching
             if engine.is_podman:
                 assert engine.run("healthcheck", "run", container.name).returncode == 0
 
-    context_values = json.loads(CDK_JSON.read_text(encoding="utf-8"))["context"]
+    context_values = TRIAL_CONTEXT
     app = cdk.App(
         context={**context_values, "gitRevision": "0123456789ab"}, outdir=str(tmp_path / "out")
     )
