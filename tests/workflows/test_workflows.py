@@ -26,7 +26,6 @@ SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
 EXPECTED_PERMISSIONS = {
     ("tests.yml", "test"): {"contents": "read"},
     ("tests.yml", "fork-test"): {"contents": "read"},
-    ("tests.yml", "score-large"): {"contents": "read"},
     ("train.yml", "data"): {"contents": "read", "id-token": "write"},
     ("train.yml", "train"): {"contents": "read", "id-token": "write"},
     ("train.yml", "commit-back"): {"contents": "write", "actions": "write"},
