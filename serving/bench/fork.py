@@ -208,6 +208,10 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = procs.tool_env(extra)
     for name in [n for n in env if n.startswith("SERVICE_") or n == "PYTHONPATH"]:
         del env[name]
+    # The service image on this machine holds the template's model, not the fork's: an image
+    # that does not exist makes the tests that would run it (the rollout's launcher) start
+    # the scratch copy's own service as processes instead.
+    env["CONTAINER_IMAGE"] = "localhost/prediction-service:fork-rehearsal-has-no-image"
     env.update(extra or {})
     return env
 
