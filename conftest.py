@@ -1,4 +1,6 @@
-"""Fixtures for every test: the Makefile as make itself reads it, and a regression model
+"""Hooks and fixtures for every test: the tools from outside Python a test may need (a missing
+one skips it, listed at the end of `make test`; under CI=true it fails), the grouping of tests
+for pytest-xdist, the Makefile as make itself reads it, and a regression model
 (`regression_model_dir`) for the service's tests and the smoke test's, independent of the
 committed example model.
 
@@ -11,12 +13,112 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+
+# Every skip for want of a tool starts with this, so the summary below finds them all.
+NOT_RUN = "not run here:"
+# Where `make test` collects what each of its parts could not run, to print it last.
+NOT_RUN_DIR = ROOT / "build" / "not-run"
+# How to get each tool that `@pytest.mark.needs("tool")` may name.
+GET = {
+    "terraform": "install Terraform >= 1.9: https://developer.hashicorp.com/terraform/install",
+    "wrk": "make system-packages (Debian/Ubuntu, as root or with sudo; macOS: brew install wrk)",
+    "haproxy": "make system-packages (Debian/Ubuntu, as root or with sudo; macOS: brew install "
+    "haproxy)",
+}
+# Test modules that share what a session fixture builds (the synthesized stacks): one group.
+SHARED_SESSION = ("serving/tests/deployment/",)
+
+
+def not_run(reason: str) -> NoReturn:
+    """Skip for want of something this machine lacks, except under CI=true: CI runs everything."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(f"{NOT_RUN} {reason}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs"):
+        for tool in marker.args:
+            # Debian puts daemons such as haproxy in /usr/sbin, outside a user's PATH.
+            if not (shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")):
+                not_run(f"{tool} is not installed; {GET[tool]}")
+
+
+# The groups `make test` starts first: the Terraform applies are minutes of the provider
+# waiting, which everything else overlaps.
+LONGEST_FIRST = (
+    "infrastructure/tests/test_apply.py",
+    "infrastructure/tests/test_terraform.py",
+    "training/tests/test_pipeline.py",
+    "serving/tests/container/",
+    "serving/tests/deployment/",
+)
+# Modules whose parameters (here the Terraform modes) each get their own worker.
+SPLIT_BY_PARAMETER = ("infrastructure/tests/test_apply.py",)
+
+
+def xdist_group(nodeid: str) -> str:
+    """The tests that must share a worker: a module's (its module-scoped fixtures, such as a
+    trained workspace or a running server, are built once), a directory of SHARED_SESSION's
+    (the stacks its session fixtures synthesize), or a split module's parameter."""
+    module, _, rest = nodeid.partition("::")
+    shared = [d for d in SHARED_SESSION if module.startswith(d)]
+    if shared:
+        return shared[0]
+    if module in SPLIT_BY_PARAMETER and "[" in rest:
+        return f"{module}[{rest.partition('[')[2].split('-')[0]}"
+    return module
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        starts = [i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)]
+        return starts[0] if starts else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test`'s scheduler: each group of `xdist_group` whole on one worker, started in
+    collection order. (pytest-xdist's own `--dist loadgroup` reads `xdist_group` marks
+    through an attribute pytest 9 no longer has, so it silently groups nothing.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByGroup(config, log)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """What did not run for want of a tool, once per reason; also written to build/not-run/
+    for `make test`'s closing summary (by the xdist controller only)."""
+    if hasattr(config, "workerinput"):
+        return
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if NOT_RUN in message:
+            reasons[message.partition(NOT_RUN)[2].strip()] += 1
+    if reasons:
+        lines = [f"pytest: {count} test(s): {reason}" for reason, count in sorted(reasons.items())]
+        terminalreporter.write_sep("=", "not run here, for want of a tool")
+        terminalreporter.write_line("\n".join(lines))
+        NOT_RUN_DIR.mkdir(parents=True, exist_ok=True)
+        (NOT_RUN_DIR / "pytest.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def clean_make_env() -> dict[str, str]:

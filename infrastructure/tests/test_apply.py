@@ -32,7 +32,6 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from bench import procs
 
 from .terraform import REPO_ROOT, Terraform, tfvars
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("terraform")]
 
 REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -295,20 +294,15 @@ def apply(mode: str, moto: Moto, terraform: Terraform) -> Deployment:
 MODES = ["oidc", "access_key"]
 
 
-@pytest.fixture(scope="module")
-def deployments(moto: Moto, make_terraform: Callable[[str], Terraform]) -> dict[str, Deployment]:
-    """Both modes applied side by side: most of an apply is the provider waiting for S3 to
-    report the lifecycle rules consistently, so the two overlap well even on two cores."""
-    with ThreadPoolExecutor(max_workers=len(MODES)) as pool:
-        futures = {
-            mode: pool.submit(apply, mode, moto, make_terraform(f"apply-{mode}")) for mode in MODES
-        }
-        return {mode: future.result() for mode, future in futures.items()}
-
-
+# Under `make test` each mode runs on its own worker (SPLIT_BY_PARAMETER in the root
+# conftest.py), so the two applies overlap: most of an apply is the provider waiting for S3
+# to report the lifecycle rules consistently.
 @pytest.fixture(scope="module", params=MODES)
-def deployment(request: pytest.FixtureRequest, deployments: dict[str, Deployment]) -> Deployment:
-    return deployments[request.param]
+def deployment(
+    request: pytest.FixtureRequest, moto: Moto, make_terraform: Callable[[str], Terraform]
+) -> Deployment:
+    mode: str = request.param
+    return apply(mode, moto, make_terraform(f"apply-{mode}"))
 
 
 def denied(call: Callable[..., object], **arguments: object) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from .terraform import INFRA_DIR, Terraform, tfvars
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs("terraform")]
 
 SUITE = INFRA_DIR / "tests" / "bootstrap.tftest.hcl"
 
@@ -49,7 +49,9 @@ def initialised(make_terraform: Callable[[str], Terraform]) -> Terraform:
 def test_terraform_files_are_formatted(terraform_binary):
     terraform = Terraform(binary=terraform_binary, workdir=INFRA_DIR, cli_config=None)
     result = terraform.run("fmt", "-check", "-recursive", "-diff", check=False)
-    assert result.returncode == 0, f"run `make infra-fmt`:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"run `terraform fmt -recursive infrastructure`:\n{result.stdout}{result.stderr}"
+    )
 
 
 def test_init_installs_a_provider_the_constraint_admits_and_the_configuration_validates(

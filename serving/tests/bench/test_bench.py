@@ -116,6 +116,7 @@ async def test_ceiling_validates_the_services_schema_and_runs_no_model(
 
 
 @pytest.mark.slow
+@pytest.mark.needs("wrk")
 def test_wrk_counts_every_response_and_every_failure(tmp_path: Path, model_dir: Path) -> None:
     """wrk against the naive baseline (one uvicorn process, quick to start): a valid body is
     answered 200 every time, an invalid one is counted as an error every time."""

@@ -72,6 +72,7 @@ def balanced_instance(
 
 
 @pytest.mark.slow
+@pytest.mark.needs("haproxy")
 def test_an_instance_in_rotation_before_passing_health_fails_requests_and_is_counted(
     balanced_instance: tuple[rollout.HAProxy, rollout.Load],
 ) -> None:
@@ -91,6 +92,7 @@ def test_an_instance_in_rotation_before_passing_health_fails_requests_and_is_cou
 
 
 @pytest.mark.slow
+@pytest.mark.needs("haproxy")
 def test_a_registered_instance_that_never_listens_gets_no_request(
     balanced_instance: tuple[rollout.HAProxy, rollout.Load],
 ) -> None:
@@ -110,6 +112,7 @@ def test_a_registered_instance_that_never_listens_gets_no_request(
 
 
 @pytest.mark.slow
+@pytest.mark.needs("haproxy")
 def test_the_proxy_refuses_private_paths_and_their_spellings_as_the_listener_does(
     balanced_instance: tuple[rollout.HAProxy, rollout.Load],
 ) -> None:
@@ -122,6 +125,7 @@ def test_the_proxy_refuses_private_paths_and_their_spellings_as_the_listener_doe
 
 @pytest.mark.slow
 @pytest.mark.parametrize("balanced_instance", [()], ids=["open"], indirect=True)
+@pytest.mark.needs("haproxy")
 def test_with_the_paths_opened_the_operational_endpoints_answer_with_a_key(
     balanced_instance: tuple[rollout.HAProxy, rollout.Load],
 ) -> None:
