@@ -523,23 +523,6 @@ CI_CDK_OUTPUTS := serving/deployment/cdk-outputs.json
 dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
 	dvc pull
 
-# The Train workflow's data job pulls the PR's DVC-tracked data (`dvc add`) with read-only
-# credentials, running the base branch's code, and hands it to the training job as an
-# artifact: no step that runs the PR's code holds credentials (.github/scripts/pr_data.py).
-CI_PR_HEAD := build/ci/pr-head
-CI_PR_DATA := build/ci/data
-
-.PHONY: pr-data-pointers
-pr-data-pointers: ## CI: copy the .dvc files of the PR's head (checked out in build/ci/pr-head) here
-	$(PYTHON) $(CI_SCRIPTS)/pr_data.py pointers --head $(CI_PR_HEAD)
-
-# The environment (dvc) is built only when there are credentials to pull with; without them
-# (a fork's PR) the script writes its one-line notice with any python3.
-.PHONY: pull-pr-data
-pull-pr-data: ## CI: dvc pull the PR's DVC-tracked data into build/ci/data, or say in the job summary why not
-	@if [ -n "$${AWS_ACCESS_KEY_ID:-}" ]; then $(MAKE) --no-print-directory $(SERVE_STAMP); fi
-	python $(CI_SCRIPTS)/pr_data.py pull --head $(CI_PR_HEAD) --out $(CI_PR_DATA)
-
 .PHONY: dvc-push
 dvc-push: $(SERVE_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
 	dvc push
