@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from app.artifacts import METADATA_FILE
@@ -74,6 +73,8 @@ def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
 def s3(request: pytest.FixtureRequest) -> Iterator[Any]:
     """moto's S3 server on a free loopback port with the test module's BUCKET; a client for
     it, whose `env` holds the variables that point a process (the scorer) at it."""
+    import boto3  # only the S3 tests pay for importing it
+
     port = procs.free_port()
     moto = str(Path(sys.executable).with_name("moto_server"))
     server = subprocess.Popen(
