@@ -1,25 +1,23 @@
 """The Train workflow's pull-request steps, one subcommand each, run the same way off GitHub.
 
-data-pointers  (data job) copy the .dvc files of the PR's head, checked out in build/ci/pr-head,
-               into this checkout of the base branch; data=tracked|none to $GITHUB_OUTPUT.
-pull-data      (data job) `dvc pull` them and copy the data to build/ci/data (data=pulled); with
-               no AWS credentials (a fork's PR) data=unavailable and a notice in the job summary.
-report         build/ci/pr-comment.md (also appended to the job summary): the regression check,
-               `dvc params diff` and `dvc metrics diff` against BASE_REF, per-class chart and
-               table, confusion matrix or residual chart with the change, the baseline and the
-               training report; `dvc plots diff` as HTML in build/ci/plots.
-gate           exit 1 when a metric of params.yaml's compare.metrics is worse than BASE_REF's
-               by more than compare.max_regression.
-stage          copy dvc.lock and the `cache: false` outputs of dvc.yaml to
-               build/ci/training-outputs.
-commit-back    commit those onto the trained commit, push it to BRANCH (a fast-forward or
-               nothing) and dispatch the Tests workflow there (a GITHUB_TOKEN push starts none).
+data-pointers  copy the .dvc files of the PR's head (checked out in build/ci/pr-head) into this
+               base-branch checkout: data=tracked|none to $GITHUB_OUTPUT (the data job).
+pull-data      `dvc pull` them into build/ci/data (data=pulled); without AWS credentials (a
+               fork's PR) data=unavailable and a notice in the job summary.
+report         build/ci/pr-comment.md, also in the job summary: the regression check, `dvc params
+               diff` and `dvc metrics diff` against BASE_REF, Mermaid charts, the per-class,
+               confusion and baseline tables, the training report; `dvc plots diff` as HTML
+               in build/ci/plots.
+gate           exit 1 when a metric of compare.metrics (params.yaml) is worse than BASE_REF's by
+               more than compare.max_regression.
+stage          copy dvc.lock and dvc.yaml's `cache: false` outputs to build/ci/training-outputs.
+commit-back    commit those onto the trained commit, push it to BRANCH (a fast-forward or nothing)
+               and dispatch the Tests workflow there (a GITHUB_TOKEN push starts none).
 post           create, or edit, the one comment of github-actions[bot] whose first line is MARKER.
 
-The data job holds credentials, so it runs the base branch's code and reads nothing of the PR
-but its .dvc pointers. BASE_REF (default origin/main) is the commit to compare with; values
-come from the environment. Importing this file needs the standard library only: data-pointers,
-stage, commit-back and post run on any python3, the rest in the project's environment.
+The data job holds credentials, so it runs the base branch's code and reads only the PR's .dvc
+pointers. BASE_REF defaults to origin/main; values come from the environment. Importing this
+needs only the standard library: data-pointers, stage, commit-back and post run on any python3.
 """
 
 from __future__ import annotations
