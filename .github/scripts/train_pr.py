@@ -79,15 +79,19 @@ def append(variable: str, text: str) -> None:
 
 def base_ref() -> str:
     ref = os.environ.get("BASE_REF") or "origin/main"
-    if at_base(ref, "") is None:
-        raise ReportError(f"BASE_REF={ref} is not a commit here: fetch it or set BASE_REF")
+    try:
+        run("git", "rev-parse", "--verify", f"{ref}^{{commit}}")
+    except ReportError:
+        raise ReportError(
+            f"BASE_REF={ref} is not a commit here: fetch it or set BASE_REF"
+        ) from None
     return ref
 
 
 def at_base(ref: str, name: str) -> str | None:
     """The model file as `ref` has it, or None when it has no model yet."""
     try:
-        return run("git", "show", f"{ref}:{(DATA / name).as_posix() if name else ''}")
+        return run("git", "show", f"{ref}:{(DATA / name).as_posix()}")
     except ReportError:
         return None
 
