@@ -51,6 +51,10 @@ def git(cwd: Path, *args: str) -> Any:
     return run(cwd, "git", "-c", "user.name=dev", "-c", "user.email=dev@example.com", *args)
 
 
+def dvc(cwd: Path, *args: str) -> Any:
+    return run(cwd, sys.executable, "-m", "dvc", *args)
+
+
 def step(cwd: Path, command: str, **env: str) -> Any:
     """One workflow step: `python .github/scripts/train_pr.py <command>`."""
     return run(cwd, sys.executable, str(SCRIPT), command, check=False, **env)
@@ -108,7 +112,7 @@ def commit_model(repo: Path, metrics: dict[str, Any], rows: list[Any], C: float)
 def dvc_project(path: Path, params: dict[str, Any], main: list[Any], pr: list[Any]) -> Path:
     """A DVC project: a commit without a model, `main` with `main`'s, branch `pr` with `pr`'s."""
     git(path.parent, "init", "--quiet", "--initial-branch=main", str(path))
-    run(path, sys.executable, "-m", "dvc", "init", "--quiet")
+    dvc(path, "init", "--quiet")
     (path / DATA).mkdir(parents=True)
     (path / "dvc.yaml").write_text(DVC_YAML, encoding="utf-8")
     (path / ".gitignore").write_text("build/\n", encoding="utf-8")
@@ -446,22 +450,12 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     head = base / "build/ci/pr-head"
     for path in (base, head):
         git(base.parent, "init", "--quiet", str(path))
-        run(path, sys.executable, "-m", "dvc", "init", "--quiet")
-        run(
-            path,
-            sys.executable,
-            "-m",
-            "dvc",
-            "remote",
-            "add",
-            "--default",
-            "s",
-            str(base.parent / "remote"),
-        )
+        dvc(path, "init", "--quiet")
+        dvc(path, "remote", "add", "--default", "s", str(base.parent / "remote"))
     (head / PR_FILE).parent.mkdir()
     (head / PR_FILE).write_text("id,churned\n1,yes\n2,no\n", encoding="utf-8")
-    run(head, sys.executable, "-m", "dvc", "add", "--quiet", PR_FILE)
-    run(head, sys.executable, "-m", "dvc", "push", "--quiet")
+    dvc(head, "add", "--quiet", PR_FILE)
+    dvc(head, "push", "--quiet")
     git(head, "add", "--all")
     git(head, "commit", "-qm", "data")
     return base
