@@ -1,10 +1,13 @@
 """Fixtures every package's tests share: the trained model the service would serve and its
-data (app, bench and container tests all run against it)."""
+data (app, bench and container tests all run against it), and moto's S3 server."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 
 from app.artifacts import METADATA_FILE
 from app.settings import DEFAULT_MODEL_DIR, Settings
+from bench import procs
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +67,40 @@ def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
     if not categories:
         pytest.skip("the model has no category feature")
     return categories[0]
+
+
+@pytest.fixture(scope="module")
+def s3(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """moto's S3 server on a free loopback port with the test module's BUCKET; a client for
+    it, whose `env` holds the variables that point a process (the scorer) at it."""
+    import boto3  # only the S3 tests pay for importing it
+
+    port = procs.free_port()
+    moto = str(Path(sys.executable).with_name("moto_server"))
+    server = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    try:
+        if not procs.wait_listening(port, server):
+            pytest.fail("moto's S3 server did not start")
+        client = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        client.create_bucket(Bucket=request.module.BUCKET)
+        client.env = env
+        yield client
+    finally:
+        procs.stop(server)

@@ -217,24 +217,26 @@ def aws_steps(job: dict[str, Any]) -> list[int]:
 
 
 def test_the_data_is_pulled_by_base_branch_code_and_no_credential_reaches_the_prs_code(
-    workflows, make_variable
+    workflows, script
 ):
+    train_pr = script("train_pr")
     data = workflows["train.yml"]["jobs"]["data"]
     base, head = data["steps"][0], data["steps"][1]
     assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
     assert "path" not in base["with"], "the base branch's code is what this job runs"
     assert head["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
-    assert head["with"]["path"] == make_variable("CI_PR_HEAD")
-    pointers = step_index(data, runs("pr-data-pointers"))
-    pull = step_index(data, runs("pull-pr-data"))
+    assert Path(head["with"]["path"]) == train_pr.PR_HEAD
+    pointers = step_index(data, runs_script("data-pointers", python="python3"))
+    setup = step_index(data, runs("setup-development-pipenv"))
+    pull = step_index(data, runs_script("pull-data"))
     upload = next(
         i for i, s in enumerate(data["steps"]) if s.get("with", {}).get("name") == "pr-data"
     )
-    assert pointers < min(aws_steps(data)) <= max(aws_steps(data)) < pull < upload
+    assert pointers < setup < min(aws_steps(data)) <= max(aws_steps(data)) < pull < upload
     # Only the pointers step decides whether credentials are configured at all.
     for index in aws_steps(data):
         assert "steps.pointers.outputs.data == 'tracked'" in data["steps"][index]["if"]
-    assert data["steps"][upload]["with"]["path"].rstrip("/") == make_variable("CI_PR_DATA")
+    assert Path(data["steps"][upload]["with"]["path"]) == train_pr.PR_DATA
 
     train = workflows["train.yml"]["jobs"]["train"]
     assert train["needs"] == "data"

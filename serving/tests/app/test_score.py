@@ -11,11 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -28,7 +26,6 @@ from app.contract import Contract
 from app.predictor import load_predictor
 from app.schemas import build_schemas
 from app.score import main
-from bench import procs
 
 SERVING = Path(__file__).resolve().parents[2]
 
@@ -261,47 +258,13 @@ def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
 # --- S3 ------------------------------------------------------------------------------
 
 BUCKET = "scoring"
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    """moto's S3 server on a free loopback port with one bucket; a client for it."""
-    port = procs.free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        if not procs.wait_listening(port, server):
-            pytest.fail("moto's S3 server did not start")
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        client.endpoint = endpoint
-        yield client
-    finally:
-        procs.stop(server)
 
 
 @pytest.fixture
 def s3_env(s3: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3.endpoint}
-    for key, value in env.items():
+    for key, value in s3.env.items():
         monkeypatch.setenv(key, value)
-    return env
+    return dict(s3.env)
 
 
 def test_an_s3_prefix_is_scored_into_s3_as_a_local_copy_is(
@@ -472,75 +435,22 @@ def test_shards_together_are_the_single_run_and_a_rerun_redoes_only_unfinished_o
 # --- regression ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def regression_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A regression model directory as training writes one: scikit-learn's bundled diabetes
-    data, a Pipeline that imputes and fits a ridge regression, and its metadata."""
-    import hashlib
-    from importlib.metadata import version
-
-    import joblib
-    from sklearn.datasets import load_diabetes
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-
-    directory = tmp_path_factory.mktemp("regression-model")
-    frame = load_diabetes(as_frame=True).frame
-    features = [c for c in frame.columns if c != "target"]
-    pipeline = make_pipeline(SimpleImputer(), Ridge()).fit(frame[features], frame["target"])
-    joblib.dump(pipeline, directory / "model.joblib")
-    digest = hashlib.sha256((directory / "model.joblib").read_bytes()).hexdigest()
-    metadata = {
-        "schema_version": 1,
-        "model_version": digest[:12],
-        "model_file": "model.joblib",
-        "model_sha256": digest,
-        "task": "regression",
-        "target": "target",
-        "classes": [],
-        "input_schema": {
-            "features": [
-                {
-                    "name": name,
-                    "type": "number",
-                    "minimum": float(frame[name].min()) - 1,
-                    "maximum": float(frame[name].max()) + 1,
-                    "example": float(frame[name].iloc[0]),
-                }
-                for name in features
-            ]
-        },
-        "library_versions": {"scikit-learn": version("scikit-learn")},
-    }
-    (directory / "model_metadata.json").write_text(json.dumps(metadata))
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), directory / "rows.parquet")
-    return directory
-
-
 def test_a_regression_model_scores_a_prediction_number_and_its_metrics(
-    regression_dir: Path, tmp_path: Path
+    regression_model_dir: Path, tmp_path: Path
 ) -> None:
     import joblib
+    from sklearn.datasets import load_diabetes
     from sklearn.metrics import mean_absolute_error, r2_score
 
+    frame = load_diabetes(as_frame=True).frame
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "rows.parquet")
     out = tmp_path / "out.parquet"
-    code = score(
-        "--input",
-        str(regression_dir / "rows.parquet"),
-        "--output",
-        str(out),
-        "--model",
-        str(regression_dir),
-        "--label",
-        "target",
-    )
-    assert code == 0
+    args = ["--input", str(tmp_path / "rows.parquet"), "--output", str(out), "--label", "target"]
+    assert score(*args, "--model", str(regression_model_dir)) == 0
     result = read(out)
     assert result.schema.field("prediction").type == pa.float64()
     assert not [n for n in result.column_names if n.startswith("probability")]
-    frame = pq.read_table(regression_dir / "rows.parquet").to_pandas()
-    pipeline = joblib.load(regression_dir / "model.joblib")
+    pipeline = joblib.load(regression_model_dir / "model.joblib")
     expected = pipeline.predict(frame.drop(columns=["target"]))
     np.testing.assert_allclose(result.column("prediction").to_numpy(), expected, rtol=1e-9)
     metrics = json.loads((tmp_path / "out.metrics.json").read_text())

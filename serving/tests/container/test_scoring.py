@@ -4,56 +4,19 @@ killed shard complete without duplicated rows."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from app.artifacts import load_metadata
 from app.score import main as score_here
-from bench import procs
 
 BUCKET = "scoring"
 SHARDS = 3
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    port = procs.free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        if not procs.wait_listening(port, server):
-            pytest.fail("moto's S3 server did not start")
-        client = boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        client.endpoint = f"http://127.0.0.1:{port}"
-        yield client
-    finally:
-        procs.stop(server)
 
 
 def _input(model_dir: Path, rows: int) -> pa.Table:
@@ -103,9 +66,7 @@ def test_shards_in_the_image_make_the_single_run_output_even_after_a_killed_shar
     assert score_here([*single_args, *args]) == 0
     single = pq.read_table(tmp_path / "single.parquet")
 
-    environment = [
-        f"--env={k}={v}" for k, v in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint}.items()
-    ]
+    environment = [f"--env={k}={v}" for k, v in s3.env.items()]
     scorer = ["python", "-m", "app.score", "--input", f"s3://{BUCKET}/in/"]
     scorer += ["--output", f"s3://{BUCKET}/out/", "--shards", str(SHARDS), *args]
 
