@@ -166,7 +166,16 @@ def read_batches(
         names = list(parquet.schema_arrow.names)
         columns = [n for n in names if n in wanted]
         # A file with none of the wanted columns still has rows: read one column to count them.
-        batches = parquet.iter_batches(batch_size=batch_rows, columns=columns or names[:1])
+        # One reader per row group: a reader pre-buffers (coalesced reads, fewer S3 requests)
+        # every row group it is given and frees none until it is destroyed, so one reader over
+        # the whole file holds all of its compressed bytes (apache/arrow#39808).
+        batches = (
+            batch
+            for group in range(parquet.num_row_groups)
+            for batch in parquet.iter_batches(
+                batch_size=batch_rows, row_groups=[group], columns=columns or names[:1]
+            )
+        )
         return names, (b if columns else b.select([]) for b in batches)
     names = _csv_header(filesystem, path)
     columns = [n for n in names if n in wanted]
