@@ -27,7 +27,7 @@ from app.artifacts import ModelMetadata, load_metadata
 from app.contract import Contract
 from app.predictor import load_predictor
 from app.schemas import build_schemas
-from app.score import main
+from app.score import locate, main, read_batches
 from bench import procs
 
 SERVING = Path(__file__).resolve().parents[2]
@@ -377,6 +377,24 @@ def _peak_rss_kib(*args: str) -> int:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return int(result.stdout.strip().splitlines()[-1])
+
+
+def test_reading_a_parquet_file_holds_one_row_group_at_a_time(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    """The Arrow memory held with a batch is the same for a file of one row group as for one of
+    eight: no row group's bytes stay behind (a reader pre-buffers every row group it is
+    given and frees none until it is destroyed)."""
+    group = table(model, 50_000, invalid_every=None)
+    held = {}
+    for groups in (1, 8):
+        path = tmp_path / f"{groups}.parquet"
+        with pq.ParquetWriter(path, group.schema) as writer:
+            for _ in range(groups):
+                writer.write_table(group)
+        _, batches = read_batches(*locate(str(path)), set(group.column_names), group.num_rows)
+        held[groups] = max(pa.total_allocated_bytes() for _ in batches)
+    assert held[8] <= held[1] * 1.25, f"Arrow bytes held with a batch, by row groups: {held}"
 
 
 @pytest.mark.slow
