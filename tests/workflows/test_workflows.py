@@ -26,6 +26,7 @@ SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
 EXPECTED_PERMISSIONS = {
     ("tests.yml", "test"): {"contents": "read"},
     ("tests.yml", "fork-test"): {"contents": "read"},
+    ("tests.yml", "score-large"): {"contents": "read"},
     ("train.yml", "data"): {"contents": "read", "id-token": "write"},
     ("train.yml", "train"): {"contents": "read", "id-token": "write"},
     ("train.yml", "commit-back"): {"contents": "write", "actions": "write"},
@@ -185,13 +186,16 @@ def test_the_test_workflow_lints_and_tests_with_python_from_the_pipfile(workflow
     assert order == sorted(order)
 
 
-def test_the_fork_rehearsal_runs_beside_the_tests_and_after_them_in_ci_run(workflows):
-    job = workflows["tests.yml"]["jobs"]["fork-test"]
+@pytest.mark.parametrize(
+    ("job_id", "target"), [("fork-test", "fork-test"), ("score-large", "score-test-large")]
+)
+def test_each_slow_check_runs_beside_the_tests_and_after_them_in_ci_run(workflows, job_id, target):
+    job = workflows["tests.yml"]["jobs"][job_id]
     # Its own job, not waiting for `make test` and not inside its time budget.
     assert "needs" not in job
-    assert step_index(job, runs("setup-development-pipenv")) < step_index(job, runs("fork-test"))
+    assert step_index(job, runs("setup-development-pipenv")) < step_index(job, runs(target))
     ci_run = [ln.strip() for ln in (ROOT / ".ci/run").read_text(encoding="utf-8").splitlines()]
-    assert ci_run.index("make test") < ci_run.index("make fork-test")
+    assert ci_run.index("make test") < ci_run.index(f"make {target}")
 
 
 def test_train_tests_and_gates_the_model_before_anything_leaves_the_runner(workflows):

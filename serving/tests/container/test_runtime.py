@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Container, Engine
+from .conftest import Container, Engine, running
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +59,22 @@ def test_pip_setuptools_and_compilers_are_not_in_the_runtime_image(service: Cont
     found = service.exec("python", "-c", script, json.dumps([modules, tools]))
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == {"modules": [], "tools": []}
+
+
+def test_the_scikit_learn_backend_predicts_in_the_image_as_the_default_does(
+    engine: Engine, image: str, service: Container, example: dict[str, Any]
+) -> None:
+    """The trimmed virtualenv still unpickles and runs the Pipeline (joblib, pandas, scipy,
+    scikit-learn): the backend that serves a model the fast path cannot take."""
+    with running(engine, image, env={"SERVICE_BACKEND": "sklearn"}) as fallback:
+        status, body = fallback.get("/model")
+        assert status == 200
+        assert json.loads(body)["backend"] == "sklearn"
+        status, predicted = fallback.post("/predict", example)
+        assert status == 200, predicted
+    status, default = service.post("/predict", example)
+    assert status == 200, default
+    assert predicted["prediction"] == pytest.approx(default["prediction"])
 
 
 def test_the_app_is_readable_but_not_writable_by_the_service_user(service: Container) -> None:
