@@ -60,7 +60,8 @@ class Checked:
 
     columns: dict[str, npt.NDArray[Any]]
     """Every feature for the accepted rows, as the predictor takes them: float64 with NaN
-    for a missing number, objects with None for a missing category."""
+    for a missing number; for a category, its position in the feature's categories, -1
+    when missing (no Python object per value: `app.predictor.Predictor`)."""
     accepted: npt.NDArray[np.bool_]
     rejected: npt.NDArray[np.intp]
     """Positions in the batch of the rows refused."""
@@ -159,10 +160,6 @@ class Contract:
             pa.array(f.categories, pa.string()) if f.type == "category" else None
             for f in self.features
         ]
-        self._lookups = [
-            np.array([*f.categories, None], dtype=object) if f.type == "category" else None
-            for f in self.features
-        ]
 
     def unknown_columns(self, names: Iterable[str]) -> list[str]:
         return [name for name in names if name not in self.names]
@@ -184,7 +181,7 @@ class Contract:
             if column is None:
                 valid = np.zeros(n, dtype=bool)
                 value: npt.NDArray[Any] = (
-                    np.full(n, np.nan) if feature.type == "number" else np.full(n, None, object)
+                    np.full(n, np.nan) if feature.type == "number" else np.full(n, -1, np.intp)
                 )
                 if not feature.nullable:
                     code[:] = MISSING
@@ -261,21 +258,16 @@ class Contract:
         valid: npt.NDArray[np.bool_],
         code: npt.NDArray[np.uint8],
     ) -> npt.NDArray[Any]:
-        categories, lookup = self._categories[index], self._lookups[index]
+        categories = self._categories[index]
         assert categories is not None
-        assert lookup is not None
         if not _is_text(column.type):
             code[valid] = NOT_ALLOWED
-            return np.full(len(column), None, dtype=object)
+            return np.full(len(column), -1, dtype=np.intp)
         positions = pc.index_in(column, value_set=categories)
         known = _valid(positions)
         code[valid & ~known] = NOT_ALLOWED
-        # The metadata's own strings, None where missing or refused.
-        where = np.asarray(
-            positions.fill_null(len(categories)).to_numpy(zero_copy_only=False), dtype=np.intp
-        )
-        values: npt.NDArray[Any] = lookup[where]
-        return values
+        # -1 where missing or refused.
+        return np.asarray(positions.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.intp)
 
     def messages(self, checked: Checked) -> list[str]:
         """Per rejected row, what `/predict` answers for that record: every problem, in the
