@@ -9,9 +9,9 @@ raises FastPathUnavailable with the reason, and the service answers with the Pip
 (app.predictor.load_predictor), which stays the source of truth.
 
 The graph's feed (which features are numbers and which categories, as int64 codes or
-strings, how a missing value travels, the session options) is defined here once: training's export stage imports it to
-check parity, so the graph is proven on exactly the inputs the service will give it. This
-module therefore imports nothing from FastAPI, and nothing from `training`.
+strings, how a missing value travels, the session options) is defined here once: training's
+export stage imports it to check parity, so the graph is proven on exactly the inputs the
+service will give it. This module therefore imports nothing from FastAPI, nor `training`.
 
 A call costs tens of microseconds where the Pipeline's costs milliseconds: scikit-learn's
 per-call overhead (DataFrame handling, validation, one Python call per step) is almost all
