@@ -104,14 +104,16 @@ def _problems(feature: Feature, adapter: TypeAdapter[Any]) -> dict[int, Problem]
     return problems
 
 
-def _column_or_none(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array | None:
+def _column_or_none(batch: pa.RecordBatch | pa.Table, name: str, category: bool) -> pa.Array | None:
+    """The column, dictionary-decoded unless it is a category's whose dictionary holds no
+    null (then its indices' nulls are its nulls, and its few values are checked once)."""
     index = batch.schema.get_field_index(name)
     if index < 0:
         return None
     column = batch.column(index)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if pa.types.is_dictionary(column.type):
+    if pa.types.is_dictionary(column.type) and not (category and column.dictionary.null_count == 0):
         column = column.dictionary_decode()
     return column
 
@@ -176,7 +178,7 @@ class Contract:
         codes: list[npt.NDArray[np.uint8]] = []
         missing: list[npt.NDArray[np.bool_]] = []
         for index, feature in enumerate(self.features):
-            column = _column_or_none(batch, feature.name)
+            column = _column_or_none(batch, feature.name, feature.type == "category")
             code = np.zeros(n, dtype=np.uint8)
             if column is None:
                 valid = np.zeros(n, dtype=bool)
@@ -260,14 +262,21 @@ class Contract:
     ) -> npt.NDArray[Any]:
         categories = self._categories[index]
         assert categories is not None
-        if not _is_text(column.type):
+        dictionary = pa.types.is_dictionary(column.type)
+        values = column.dictionary if dictionary else column
+        if not _is_text(values.type):
             code[valid] = NOT_ALLOWED
             return np.full(len(column), -1, dtype=np.intp)
-        positions = pc.index_in(column, value_set=categories)
-        known = _valid(positions)
-        code[valid & ~known] = NOT_ALLOWED
         # -1 where missing or refused.
-        return np.asarray(positions.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.intp)
+        positions = np.asarray(
+            pc.index_in(values, value_set=categories).fill_null(-1).to_numpy(), dtype=np.intp
+        )
+        if dictionary:
+            indices = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            positions = positions[indices] if len(positions) else np.full(len(column), -1)
+            positions[~valid] = -1
+        code[valid & (positions < 0)] = NOT_ALLOWED
+        return positions
 
     def messages(self, checked: Checked) -> list[str]:
         """Per rejected row, what `/predict` answers for that record: every problem, in the

@@ -157,13 +157,21 @@ def _csv_header(filesystem: pafs.FileSystem, path: str) -> list[str]:
 
 
 def read_batches(
-    filesystem: pafs.FileSystem, path: str, wanted: set[str], batch_rows: int
+    filesystem: pafs.FileSystem,
+    path: str,
+    wanted: set[str],
+    batch_rows: int,
+    categories: frozenset[str] = frozenset(),
 ) -> tuple[list[str], Iterator[pa.RecordBatch]]:
     """The file's column names, and its batches holding the `wanted` columns it has. A CSV
     is read with the contract's types: every wanted column as text (never inferred), an
-    empty field as null; `app.contract` parses the numbers."""
+    empty field as null; `app.contract` parses the numbers. Parquet text columns named in
+    `categories` are read dictionary-encoded, as they are stored: a few strings each, and
+    no string per row to build and then look up."""
     if file_format(path) == "parquet":
-        parquet = pq.ParquetFile(filesystem.open_input_file(path))
+        schema = pq.read_schema(filesystem.open_input_file(path))
+        text = [f.name for f in schema if f.name in categories and f.type == pa.string()]
+        parquet = pq.ParquetFile(filesystem.open_input_file(path), read_dictionary=text)
         names = list(parquet.schema_arrow.names)
         columns = [n for n in names if n in wanted]
         # A file with none of the wanted columns still has rows: read one column to count them.
@@ -302,6 +310,10 @@ class Scorer:
             {job.label} if job.label else set()
         )
         self.evaluation = columnar.evaluation(self.metadata) if job.label else None
+        # Copied columns keep the type they are stored with.
+        self.categories = frozenset(
+            f.name for f in self.metadata.features if f.type == "category"
+        ) - {*job.keep, job.label}
         self.tally = Tally()
 
     def output_schema(self, keep_types: dict[str, pa.DataType]) -> pa.Schema:
@@ -507,7 +519,9 @@ def run(job: Job) -> dict[str, Any]:
     written: Future[None] | None = None
     try:
         for path in files:
-            names, unread = read_batches(in_fs, path, scorer.wanted, job.batch_rows)
+            names, unread = read_batches(
+                in_fs, path, scorer.wanted, job.batch_rows, scorer.categories
+            )
             batches = _read_ahead(unread, io)
             absent = [c for c in (*job.keep, job.label) if c and c not in names]
             if absent:
