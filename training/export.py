@@ -175,16 +175,19 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
     return onnx_model
 
 
-# Operators that carry their data input's values through unchanged (moved, selected,
-# reshaped): given codes, they give the codes of what they would have given.
-_CARRY = frozenset(
-    {"Concat", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose"}
-    | {"Gather", "Slice", "Split", "Where", "Expand", "Tile"}
-)
-
-
-# The inputs of these that must all be codes once one is (Where's first is its condition).
-_DATA = {"Concat": range(1 << 16), "Equal": range(2), "Where": range(1, 3)}
+# Operators that carry values through unchanged (moved, selected, reshaped), with the
+# inputs holding those values: given codes there, they give the codes of what they would
+# have given. Every other input (indices, shapes, a condition) must not be a category.
+_ALL = range(1 << 16)
+_CARRY = {
+    **dict.fromkeys(["Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten"], range(1)),
+    **dict.fromkeys(["Transpose", "Gather", "Slice", "Split", "Expand", "Tile"], range(1)),
+    "ai.onnx.ml.ArrayFeatureExtractor": range(1),
+    "Concat": _ALL,
+    "Where": range(1, 3),
+    # Equality only: its output is a boolean, not a category.
+    "Equal": range(2),
+}
 
 
 class CodesUnavailable(Exception):
@@ -236,21 +239,24 @@ def with_category_codes(onnx_model: Any, categorical: set[str], codes: tuple[str
 
     carried = set(categorical)
     for node in graph.node:
-        reads = [name for name in node.input if name in carried]
-        if not reads:
+        if not carried & {*node.input}:
             continue
         kind = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        if node.op_type in _CARRY and node.domain in ("", "ai.onnx"):
-            if node.op_type == "Gather" and node.input[1] in carried:
-                raise CodesUnavailable("a Gather indexes with category values")
-            carried.update(node.output)
-        elif kind not in ("Equal", "ai.onnx.ml.OneHotEncoder", "ai.onnx.ml.LabelEncoder"):
+        data = _CARRY.get(kind, range(1))
+        if kind not in _CARRY and kind not in (
+            "ai.onnx.ml.OneHotEncoder",
+            "ai.onnx.ml.LabelEncoder",
+        ):
             raise CodesUnavailable(f"the graph's {kind} node {node.name!r} reads category values")
         for position, name in enumerate(node.input):
+            if position not in data and name in carried:
+                raise CodesUnavailable(f"{kind} {node.name!r} takes a category as an index")
             if name in constants and name not in carried:
                 node.input[position] = constant_codes(name)
-            elif name not in carried and position in _DATA.get(node.op_type, ()):
+            elif name not in carried and position in data:
                 raise CodesUnavailable(f"{kind} {node.name!r} mixes categories with {name}")
+        if kind in _CARRY and kind != "Equal":
+            carried.update(node.output)
         for attribute in node.attribute:
             if attribute.name in ("cats_strings", "keys_strings"):
                 ints = [coded(value) for value in attribute.strings]

@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import SplineTransformer
+from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
 from app.onnx_predictor import MISSING_CATEGORY, Feed
@@ -203,6 +203,23 @@ def test_graph_reading_category_strings_otherwise_than_by_equality_keeps_string_
     )
     with pytest.raises(export.CodesUnavailable, match="StringNormalizer"):
         export.with_category_codes(helper.make_model(graph), {"c"}, ("a", MISSING_CATEGORY))
+
+
+def test_an_ordinal_encoder_a_fork_picks_also_takes_codes_with_parity(tmp_path):
+    """skl2onnx selects its columns with ArrayFeatureExtractor and maps them with a
+    LabelEncoder: both carry codes as they carried strings."""
+    base = _train_into(tmp_path / "base")["model"]
+    preprocess = clone(base.named_steps["preprocess"])
+    categorical = preprocess.transformers[1][1]
+    categorical.steps[-1] = ("encoder", OrdinalEncoder())
+    model = Pipeline([("preprocess", preprocess), ("classifier", clone(base[-1]))])
+    trained = _train_into(tmp_path / "ordinal", model=model)
+
+    record = _export(tmp_path / "ordinal", trained)
+
+    assert record["status"] == "exported", record["reason"]
+    assert record["category_codes"] is not None, record["strings_reason"]
+    assert record["parity"]["passed"] is True
 
 
 def test_graph_that_cannot_take_codes_is_exported_on_strings_and_says_why(tmp_path, monkeypatch):
