@@ -78,7 +78,7 @@ def expected(model_dir: Path, metadata: ModelMetadata, data: pa.Table) -> tuple[
     contract = Contract(metadata, build_schemas(metadata, 1).record)
     checked = contract.check(data)
     predictor = load_predictor(model_dir, metadata)
-    probabilities = predictor.predict_proba(checked.columns)  # type: ignore[arg-type]
+    probabilities = predictor.predict_proba(checked.columns)
     return (
         np.flatnonzero(checked.accepted),
         (checked.rejected, contract.messages(checked)),
@@ -218,6 +218,20 @@ def test_too_many_rejects_fail_the_run_and_write_no_output(
     assert not out.exists()
     assert not list(tmp_path.glob("*.incomplete"))
     assert read(tmp_path / "out.rejects.parquet").num_rows >= 500
+
+
+def test_a_file_failing_after_batches_were_written_leaves_no_output(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    """Batches are read and written on I/O threads: a failure waits for them, then discards."""
+    (tmp_path / "in").mkdir()
+    pq.write_table(table(model, 1000, invalid_every=None), tmp_path / "in" / "a.parquet")
+    (tmp_path / "in" / "b.parquet").write_bytes(b"not parquet")
+    out = tmp_path / "out" / "scored.parquet"
+    args = ("--input", str(tmp_path / "in"), "--output", str(out), "--batch-rows", "100")
+    assert score(*args) == 1
+    assert not out.exists()
+    assert not list(out.parent.glob("*.incomplete"))
 
 
 def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
