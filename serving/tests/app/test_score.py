@@ -26,7 +26,6 @@ from app.contract import Contract
 from app.predictor import load_predictor
 from app.schemas import build_schemas
 from app.score import locate, main, read_batches
-from bench import procs
 
 SERVING = Path(__file__).resolve().parents[2]
 
