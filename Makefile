@@ -69,6 +69,8 @@ lock: ## Re-resolve Pipfile into Pipfile.lock and regenerate the serving require
 	@$(ENSURE_PIPENV)
 	$(PIPENV) lock
 	$(MAKE) requirements
+verify-lock: ## Check that Pipfile.lock is up to date with Pipfile
+	@$(ENSURE_PIPENV) && $(PIPENV) verify
 
 # Without pipenv's `-i <index URL>` line, which would override a user's PIP_INDEX_URL.
 SERVING_REQUIREMENTS ?= serving/app/requirements.txt
@@ -222,9 +224,7 @@ image-test: image ## Build the image, then run the container tests against it (n
 CDK_DIR := serving/deployment
 CDK := cd $(CDK_DIR) && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ./node_modules/.bin/cdk
 # The commit the running service reports (GET /model), "-dirty" when tracked files differ.
-CDK_GIT_REVISION = $$(rev=$$(git rev-parse --short=12 HEAD 2>/dev/null) || rev=unknown; \
-	if [ "$$rev" != unknown ] && ! git diff --quiet HEAD -- 2>/dev/null; then rev="$$rev-dirty"; fi; \
-	echo "$$rev")
+CDK_GIT_REVISION = $$(git describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null || echo unknown)
 CDK_CONTEXT = -c gitRevision="$(CDK_GIT_REVISION)" $(CDK_ARGS)
 $(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
 	cd $(CDK_DIR) && npm ci --no-audit --no-fund
