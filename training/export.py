@@ -43,6 +43,7 @@ from sklearn.pipeline import Pipeline
 from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_record
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, feed, new_session, split_features
 from training import paths
+from training.data import model_frame, schema_kinds
 from training.io import sha256_file, write_json
 from training.params import read_params
 
@@ -217,15 +218,22 @@ def random_records(
 ) -> pd.DataFrame:
     """`count` records a client could send: every value valid, some missing, some unseen.
 
-    Numbers are drawn uniformly within the schema's accepted bounds (the first two records
-    sit exactly on them); categories from the schema's list plus UNSEEN_CATEGORIES; each
+    Numbers and dates are drawn uniformly within the schema's accepted bounds (the first two
+    records sit exactly on them); categories from the schema's list plus UNSEEN_CATEGORIES; each
     value is missing with probability `missing_rate`.
     """
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < missing_rate
-        if feature["type"] == "number":
+        if feature["type"] == "date":
+            low, high = (np.datetime64(feature[k], "D") for k in ("earliest", "latest"))
+            days = low + rng.integers(0, int(high - low) + 1, count)
+            days[: min(count, 2)] = [low, high][: min(count, 2)]
+            drawn = np.datetime_as_string(days).astype(object)
+            drawn[missing] = np.nan
+            columns[feature["name"]] = pd.Series(drawn, dtype=object)
+        elif feature["type"] == "number":
             low, high = float(feature["minimum"]), float(feature["maximum"])
             values = rng.uniform(low, high, count)
             values[missing] = np.nan
@@ -355,6 +363,9 @@ def export(
     random = random_records(
         metadata, int(params["random_records"]), float(params["missing_rate"]), int(params["seed"])
     )
+    # The graph, like the Pipeline, reads a date as its parts, derived before either backend.
+    kinds = schema_kinds(metadata)
+    prepared, random = model_frame(prepared, kinds), model_frame(random, kinds)
     types = ["double"] * len(features.numeric) + ["string"] * len(features.categorical)
     record: dict[str, Any] = {
         "schema_version": EXPORT_VERSION,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import paths
-from training.data import FeatureSpec, feature_spec, fingerprint
+from training.data import FeatureSpec, feature_spec, fingerprint, model_frame
 from training.io import run_stage, sha256_file, write_json
 from training.params import Params, ParamsError, read_params
 from training.tasks import ALIASES, Task
@@ -90,7 +91,7 @@ def build_pipeline(spec: FeatureSpec, estimator: BaseEstimator, task: Task) -> P
             (
                 "numeric",
                 make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-                list(spec.numeric),
+                spec.model_numeric,
             ),
             (
                 "categorical",
@@ -127,8 +128,19 @@ def _bounds(series: pd.Series, margin: float) -> dict[str, float]:
     return {"minimum": round(minimum, 6), "maximum": round(high + margin * spread, 6)}
 
 
+def _date_bounds(first: str, last: str, margin: float) -> dict[str, str]:
+    """As `_bounds`, in days: the margin is a fraction of the observed span (of a year when
+    every date is the same), within the calendar's range."""
+    low, high = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
+    spread = round(margin * ((high - low) or 365))
+    return {
+        "earliest": date.fromordinal(max(low - spread, 1)).isoformat(),
+        "latest": date.fromordinal(min(high + spread, date.max.toordinal())).isoformat(),
+    }
+
+
 def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[dict[str, Any]]:
-    """One entry per feature, in the order the Pipeline expects them.
+    """One entry per feature, in the order of the request's fields (`FeatureSpec.all`).
 
     Every feature passes through an imputer, so every feature may be null or omitted.
     """
@@ -149,6 +161,16 @@ def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[
                 "observed": {"minimum": float(column.min()), "maximum": float(column.max())},
                 **_bounds(column, margin),
                 "example": float(column.median()) if not is_integer else int(column.median()),
+            }
+        elif name in spec.dates:
+            # ISO dates order as their text does; the example is an observed date.
+            present = column.dropna().astype(str).sort_values()
+            first, last = str(present.iloc[0]), str(present.iloc[-1])
+            entry |= {
+                "type": "date",
+                "observed": {"earliest": first, "latest": last},
+                **_date_bounds(first, last, margin),
+                "example": str(present.iloc[len(present) // 2]),
             }
         else:
             categories = sorted(column.dropna().astype(str).unique().tolist())
@@ -216,7 +238,7 @@ def fit_and_save(
     spec = feature_spec(train, target)
     if model is None:
         model = configured_pipeline(spec, params)
-    model.fit(train[list(spec.all)], train[target])
+    model.fit(model_frame(train, spec.kinds), train[target])
 
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / paths.MODEL.name

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from app import dates
 from app.artifacts import ModelMetadata
 from app.predictor import Predictor
 
@@ -46,8 +47,9 @@ def predict(
     """One predictor call for n rows given column by column (lists, or numpy arrays as
     `app.contract` gives them: both predictors read either), checked before any client or
     file sees it."""
-    # The predictors index and convert each column; a numpy array serves as the list.
-    features = cast(dict[str, list[Any]], columns)
+    # The predictors index and convert each column; a numpy array serves as the list. A date
+    # reaches either backend as its numeric parts.
+    features = cast(dict[str, list[Any]], dates.expand(columns, metadata.dates))
     if metadata.task == "regression":
         values = np.asarray(predictor.predict(features), dtype=np.float64)
         if values.shape != (n,) or not np.isfinite(values).all():

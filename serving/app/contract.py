@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from datetime import date, timedelta
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,11 @@ import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
 from app.artifacts import Feature, ModelMetadata
+from app.dates import is_date
 from app.messages import describe
 
 # The kinds of problem a value can have; 0 means none. One code per row and feature.
-OK, MISSING, NULL, NOT_A_NUMBER, NOT_FINITE, BELOW, ABOVE, NOT_ALLOWED = range(8)
+OK, MISSING, NULL, NOT_A_NUMBER, NOT_FINITE, BELOW, ABOVE, NOT_ALLOWED, NOT_TEXT, NOT_A_DATE = range(10)
 
 # What a CSV cell must look like to be parsed as a number (Arrow's parser accepts these, and
 # refuses the whole column on anything else, so the other cells are found first).
@@ -60,7 +62,7 @@ class Checked:
 
     columns: dict[str, npt.NDArray[Any]]
     """Every feature for the accepted rows, as the predictor takes them: float64 with NaN
-    for a missing number, objects with None for a missing category."""
+    for a missing number, objects with None for a missing category or date."""
     accepted: npt.NDArray[np.bool_]
     rejected: npt.NDArray[np.intp]
     """Positions in the batch of the rows refused."""
@@ -98,6 +100,16 @@ def _problems(feature: Feature, adapter: TypeAdapter[Any]) -> dict[int, Problem]
         problems[NOT_FINITE] = _probe(adapter, name, math.nan)
         problems[BELOW] = _probe(adapter, name, math.nextafter(feature.minimum, -math.inf))
         problems[ABOVE] = _probe(adapter, name, math.nextafter(feature.maximum, math.inf))
+    elif feature.type == "date":
+        assert feature.earliest is not None
+        assert feature.latest is not None
+        problems[NOT_TEXT] = _probe(adapter, name, 0)
+        problems[NOT_A_DATE] = _probe(adapter, name, "not a date")
+        first, last = date.fromisoformat(feature.earliest), date.fromisoformat(feature.latest)
+        if first > date.min:
+            problems[BELOW] = _probe(adapter, name, str(first - timedelta(days=1)))
+        if last < date.max:
+            problems[ABOVE] = _probe(adapter, name, str(last + timedelta(days=1)))
     else:
         problems[NOT_ALLOWED] = _probe(adapter, name, "".join(feature.categories) + "?")
     return problems
@@ -192,6 +204,8 @@ class Contract:
                 valid = _valid(column)
                 if feature.type == "number":
                     value = self._number(feature, column, valid, code, parse_text)
+                elif feature.type == "date":
+                    value = self._date(feature, column, valid, code)
                 else:
                     value = self._category(index, column, valid, code)
                 if not feature.nullable:
@@ -253,6 +267,31 @@ class Contract:
         # After the bounds: pydantic refuses infinity as not finite before comparing it.
         code[_valid(column) & ~np.isfinite(numbers)] = NOT_FINITE
         return numbers
+
+    def _date(
+        self,
+        feature: Feature,
+        column: pa.Array,
+        valid: npt.NDArray[np.bool_],
+        code: npt.NDArray[np.uint8],
+    ) -> npt.NDArray[Any]:
+        """The dates as sent (str, None where missing or refused): the record schema's rule,
+        `app.dates.is_date`, applied once per distinct value (a file holds few days, many
+        times over), then the bounds, which ISO dates meet in text order."""
+        if not _is_text(column.type):
+            code[valid] = NOT_TEXT
+            return np.full(len(column), None, dtype=object)
+        distinct = [v for v in pc.unique(column).to_pylist() if is_date(v)]
+        known = _valid(pc.index_in(column, value_set=pa.array(distinct, pa.string())))
+        code[valid & ~known] = NOT_A_DATE
+        values: npt.NDArray[Any] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        values[~known] = None
+        present = np.flatnonzero(known)
+        assert feature.earliest is not None
+        assert feature.latest is not None
+        code[present[values[present] < feature.earliest]] = BELOW
+        code[present[values[present] > feature.latest]] = ABOVE
+        return values
 
     def _category(
         self,

@@ -31,7 +31,8 @@ BackendChoice = Literal["auto", "sklearn", "onnx"]
 
 
 class Predictor(Protocol):
-    """`columns` maps every feature name to a list of n values, None meaning missing.
+    """`columns` maps every model input (`ModelMetadata.model_names`: a date feature's
+    numeric parts in its place, `app.dates`) to a list of n values, None meaning missing.
 
     A classification model (metadata `task`) answers `predict_proba`, a regression model
     `predict`; the routes call the one of the metadata's task.
@@ -79,8 +80,10 @@ class SklearnPredictor:
                 )
         self.task = metadata.task
         self._pipeline = pipeline
-        self._numeric = {f.name for f in metadata.features if f.type == "number"}
-        self._order = metadata.feature_names
+        self._order = metadata.model_names
+        self._numeric = set(self._order) - {
+            f.name for f in metadata.features if f.type == "category"
+        }
 
     def frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
         """The DataFrame training fitted on: schema column order, float64 numbers, and

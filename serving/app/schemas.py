@@ -10,13 +10,16 @@ on the event loop.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Required
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic_core import PydanticCustomError, PydanticKnownError
 from typing_extensions import TypedDict
 
+from app import dates
 from app.artifacts import Feature, ModelMetadata
 
 RECORD_SCHEMA = "Features"
@@ -50,6 +53,8 @@ a field that changes the answer (`explain`) is then read in `ModelService` from 
 def _describe(feature: Feature) -> str:
     if feature.type == "number":
         text = f"Number between {feature.minimum:g} and {feature.maximum:g}."
+    elif feature.type == "date":
+        text = f"Date ({dates.FORMAT}) from {feature.earliest} to {feature.latest}."
     else:
         allowed = ", ".join(feature.categories)
         text = (
@@ -69,6 +74,13 @@ def _annotation(feature: Feature) -> Any:
             float,
             Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False, strict=True),
         ]
+    elif feature.type == "date":
+        # Text, as sent: the model reads its parts (`app.dates`), derived before either backend.
+        base = Annotated[
+            str,
+            Field(strict=True, json_schema_extra={"format": "date", "pattern": dates.PATTERN}),
+            AfterValidator(functools.partial(_date, feature.earliest, feature.latest)),
+        ]
     else:
         base = Literal[feature.categories]
     example = [] if feature.example is None else [feature.example]
@@ -77,6 +89,20 @@ def _annotation(feature: Feature) -> Any:
         return Annotated[base | None, info]
     # Training's contract marks every imputed feature nullable; one that is not must be sent.
     return Required[Annotated[base, info]]
+
+
+def _date(earliest: str, latest: str, value: str) -> str:
+    if not dates.is_date(value):
+        raise PydanticCustomError(
+            "date_parsing", "Input should be a valid date in the format {format}",
+            {"format": dates.FORMAT},
+        )
+    # ISO dates order as their text does.
+    if value < earliest:
+        raise PydanticKnownError("greater_than_equal", {"ge": earliest})
+    if value > latest:
+        raise PydanticKnownError("less_than_equal", {"le": latest})
+    return value
 
 
 def record_type(metadata: ModelMetadata, extra: Sequence[ExtraField] = ()) -> type:
