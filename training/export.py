@@ -228,7 +228,7 @@ def random_records(
         missing = rng.random(count) < missing_rate
         if feature["type"] == "date":
             low, high = (np.datetime64(feature[k], "D") for k in ("earliest", "latest"))
-            days = low + rng.integers(0, int(high - low) + 1, count)
+            days = low + rng.integers(0, (high - low).astype(np.int64) + 1, count)
             days[: min(count, 2)] = [low, high][: min(count, 2)]
             drawn = np.datetime_as_string(days).astype(object)
             drawn[missing] = np.nan
