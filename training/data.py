@@ -181,10 +181,12 @@ def model_frame(frame: pd.DataFrame, kinds: Iterable[tuple[str, str]]) -> pd.Dat
     dates = [name for name, kind in kinds if kind == "date"]
     if not dates:
         return frame[[name for name, _ in kinds]]
-    columns = {
-        name: frame[name].to_numpy(dtype=object, na_value=None) if kind == "date" else frame[name]
-        for name, kind in kinds
-    }
+    columns: dict[str, Any] = {name: frame[name] for name, kind in kinds if kind != "date"}
+    for name in dates:
+        values = frame[name].to_numpy(dtype=object)
+        values[pd.isna(values)] = None  # as the service hands over a missing date
+        columns[name] = values
+    columns = {name: columns[name] for name, _ in kinds}
     return pd.DataFrame(expand(columns, dates), index=frame.index)
 
 

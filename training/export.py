@@ -227,9 +227,10 @@ def random_records(
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < missing_rate
         if feature["type"] == "date":
-            low, high = (np.datetime64(feature[k], "D") for k in ("earliest", "latest"))
-            days = low + rng.integers(0, (high - low).astype(np.int64) + 1, count)
-            days[: min(count, 2)] = [low, high][: min(count, 2)]
+            first, last = (np.datetime64(feature[k], "D") for k in ("earliest", "latest"))
+            span = int((last - first) / np.timedelta64(1, "D"))
+            days = first + rng.integers(0, span + 1, count)
+            days[: min(count, 2)] = [first, last][: min(count, 2)]
             drawn = np.datetime_as_string(days).astype(object)
             drawn[missing] = np.nan
             columns[feature["name"]] = pd.Series(drawn, dtype=object)

@@ -2,11 +2,12 @@
 
 Writes `reference_profile.json` beside the model metadata: per numeric feature the range
 and a few quantiles seen in training, per date feature its range, per categorical feature
-the categories seen (with their shares), every feature's missing-value rate, and the class priors. For a regressor,
-whose output has no class mix, the distribution of its predictions on the training split
-instead: their range, quantiles and the share of them between consecutive quantiles (the
-bins the service counts live predictions in). The service counts live values against it
-(outside the range, unseen, missing) and shows it in `GET /model`.
+the categories seen (with their shares), every feature's missing-value rate, and the class
+priors. For a regressor, whose output has no class mix, the distribution of its predictions
+on the training split instead: their range, quantiles and the share of them between
+consecutive quantiles (the bins the service counts live predictions in). The service
+counts live values against it (outside the range, unseen, missing) and shows it in
+`GET /model`.
 
 The profile names the model's sha256, read from the metadata the train stage wrote, so the
 service can refuse a profile that belongs to another model. Nothing volatile (time, git

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import date, timedelta
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,9 @@ from app.dates import is_date
 from app.messages import describe
 
 # The kinds of problem a value can have; 0 means none. One code per row and feature.
-OK, MISSING, NULL, NOT_A_NUMBER, NOT_FINITE, BELOW, ABOVE, NOT_ALLOWED, NOT_TEXT, NOT_A_DATE = range(10)
+OK, MISSING, NULL, NOT_A_NUMBER, NOT_FINITE, BELOW, ABOVE, NOT_ALLOWED, NOT_TEXT, NOT_A_DATE = (
+    range(10)
+)
 
 # What a CSV cell must look like to be parsed as a number (Arrow's parser accepts these, and
 # refuses the whole column on anything else, so the other cells are found first).

@@ -1,10 +1,11 @@
 """Data-quality and drift signals: what the service is sent, compared with the training split.
 
-`InputMonitor` counts, per feature, scored values (numbers, dates) outside the training range, values that
-were missing, and categories never seen in training, against the reference profile training
-wrote (`reference_profile.json`). It observes and never decides: what is accepted or
-rejected stays the request schema's business (`app.schemas`). Under today's contract a value
-beyond the accepted bounds, or an unseen category, is rejected with 422, so:
+`InputMonitor` counts, per feature, scored values (numbers, dates) outside the training
+range, values that were missing, and categories never seen in training, against the
+reference profile training wrote (`reference_profile.json`). It observes and never
+decides: what is accepted or rejected stays the request schema's business (`app.schemas`).
+Under today's contract a value beyond the accepted bounds, or an unseen category, is
+rejected with 422, so:
 
 - out-of-range counts values the model *scored* although training never saw them (inside
   the accepted bounds, outside the training split's [minimum, maximum]): extrapolation;
@@ -67,16 +68,16 @@ class InputMonitor:
         self._features = frozenset(metadata.feature_names)
         # Numbers and dates have a range (ISO dates compare as their text does; vectorised,
         # as day numbers).
-        ranged = [f for f in profile.features if not isinstance(f, CategoryProfile)] if profile else []
+        ranged = (
+            [f for f in profile.features if not isinstance(f, CategoryProfile)] if profile else []
+        )
         self._numeric = [f.name for f in ranged]
         self._dates = {f.name for f in ranged if isinstance(f, DateProfile)}
         self._ranges = [(f.name, f.minimum, f.maximum) for f in ranged]
         self._low = np.array([[_number(f.minimum)] for f in ranged], dtype=np.float64)
         self._high = np.array([[_number(f.maximum)] for f in ranged], dtype=np.float64)
         self._categorical = tuple(
-            f.name
-            for f in (profile.features if profile else ())
-            if isinstance(f, CategoryProfile)
+            f.name for f in (profile.features if profile else ()) if isinstance(f, CategoryProfile)
         )
         predictions = profile.predictions if profile else None
         self._bins: tuple[str, ...] = ()

@@ -75,6 +75,8 @@ def _annotation(feature: Feature) -> Any:
             Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False, strict=True),
         ]
     elif feature.type == "date":
+        assert feature.earliest is not None
+        assert feature.latest is not None
         # Text, as sent: the model reads its parts (`app.dates`), derived before either backend.
         base = Annotated[
             str,
@@ -94,7 +96,8 @@ def _annotation(feature: Feature) -> Any:
 def _date(earliest: str, latest: str, value: str) -> str:
     if not dates.is_date(value):
         raise PydanticCustomError(
-            "date_parsing", "Input should be a valid date in the format {format}",
+            "date_parsing",
+            "Input should be a valid date in the format {format}",
             {"format": dates.FORMAT},
         )
     # ISO dates order as their text does.

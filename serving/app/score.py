@@ -386,7 +386,7 @@ class Scorer:
             if isinstance(feature, NumberProfile | DateProfile):
                 values = checked.columns[feature.name]
                 if isinstance(feature, DateProfile):  # ISO text, compared as such
-                    values = values[np.not_equal(values, None)]
+                    values = values[values.astype(bool)]  # None is missing; text never empty
                 with np.errstate(invalid="ignore"):
                     outside = int(((values < feature.minimum) | (values > feature.maximum)).sum())
                 self.tally.add({feature.name: outside}, self.tally.out_of_range)

@@ -45,7 +45,9 @@ def dated_example(dated_metadata: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 async def clients(dated_model_dir: Path) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """A client per backend; "onnx" fails to start unless the graph serves the date model."""
-    apps = {b: create_app(Settings(model_dir=dated_model_dir, backend=b)) for b in ("sklearn", "onnx")}
+    apps = {
+        b: create_app(Settings(model_dir=dated_model_dir, backend=b)) for b in ("sklearn", "onnx")
+    }
     async with in_process(apps["sklearn"]) as sklearn, in_process(apps["onnx"]) as onnx:
         yield {"sklearn": sklearn, "onnx": onnx}
 
