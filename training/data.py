@@ -183,7 +183,7 @@ def model_frame(frame: pd.DataFrame, kinds: Iterable[tuple[str, str]]) -> pd.Dat
         return frame[[name for name, _ in kinds]]
     columns: dict[str, Any] = {name: frame[name] for name, kind in kinds if kind != "date"}
     for name in dates:
-        values = frame[name].to_numpy(dtype=object)
+        values = frame[name].to_numpy(dtype=object, copy=True)
         values[pd.isna(values)] = None  # as the service hands over a missing date
         columns[name] = values
     columns = {name: columns[name] for name, _ in kinds}
