@@ -28,6 +28,7 @@ import logging
 import math
 import shutil
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -298,16 +299,17 @@ def random_records(
 ) -> pd.DataFrame:
     """`count` records a client could send: every value valid, some missing, some unseen.
 
-    Numbers and dates are drawn uniformly within the schema's accepted bounds (the first two
-    records sit exactly on them); categories from the schema's list plus UNSEEN_CATEGORIES; each
-    value is missing with probability `missing_rate`.
+    Numbers are drawn uniformly within the schema's accepted bounds, dates over the whole
+    calendar (the first two records sit exactly on the limits); categories from the schema's
+    list plus UNSEEN_CATEGORIES; each value is missing with probability `missing_rate`.
     """
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < missing_rate
         if feature["type"] == "date":
-            first, last = (np.datetime64(feature[k], "D") for k in ("earliest", "latest"))
+            # Any day a client may send, from 0001-01-01 to 9999-12-31.
+            first, last = np.datetime64(date.min, "D"), np.datetime64(date.max, "D")
             span = int((last - first) / np.timedelta64(1, "D"))
             days = first + rng.integers(0, span + 1, count)
             days[: min(count, 2)] = [first, last][: min(count, 2)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +127,6 @@ def _bounds(series: pd.Series, margin: float) -> dict[str, float]:
     return {"minimum": round(minimum, 6), "maximum": round(high + margin * spread, 6)}
 
 
-def _date_bounds(first: str, last: str, margin: float) -> dict[str, str]:
-    """As `_bounds`, in days: the margin is a fraction of the observed span (of a year when
-    every date is the same), within the calendar's range."""
-    low, high = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
-    spread = round(margin * ((high - low) or 365))
-    return {
-        "earliest": date.fromordinal(max(low - spread, 1)).isoformat(),
-        "latest": date.fromordinal(min(high + spread, date.max.toordinal())).isoformat(),
-    }
-
-
 def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[dict[str, Any]]:
     """One entry per feature, in the order of the request's fields (`FeatureSpec.all`).
 
@@ -163,13 +151,12 @@ def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[
                 "example": float(column.median()) if not is_integer else int(column.median()),
             }
         elif name in spec.dates:
-            # ISO dates order as their text does; the example is an observed date.
+            # Any day is accepted (app.schemas says why). ISO dates order as their text
+            # does; the example is an observed date.
             present = column.dropna().astype(str).sort_values()
-            first, last = str(present.iloc[0]), str(present.iloc[-1])
             entry |= {
                 "type": "date",
-                "observed": {"earliest": first, "latest": last},
-                **_date_bounds(first, last, margin),
+                "observed": {"earliest": str(present.iloc[0]), "latest": str(present.iloc[-1])},
                 "example": str(present.iloc[len(present) // 2]),
             }
         else:

@@ -69,9 +69,6 @@ class Feature(_Artifact):
     minimum: float | None = None
     maximum: float | None = None
     categories: tuple[str, ...] = ()
-    # A date's accepted range, as ISO dates (`app.dates`).
-    earliest: str | None = None
-    latest: str | None = None
 
     @model_validator(mode="after")
     def _complete_for_its_type(self) -> Feature:
@@ -81,11 +78,7 @@ class Feature(_Artifact):
                 raise ValueError("a number needs a minimum and a maximum")
             if not (math.isfinite(low) and math.isfinite(high) and low <= high):
                 raise ValueError(f"bounds [{low}, {high}] are not a range")
-        elif self.type == "date":
-            first, last = self.earliest, self.latest
-            if not (is_date(first) and is_date(last) and str(first) <= str(last)):
-                raise ValueError(f"a date needs earliest <= latest, ISO dates ({first}, {last})")
-        elif not self.categories:
+        elif self.type == "category" and not self.categories:
             raise ValueError("a category needs a non-empty list of categories")
         return self
 

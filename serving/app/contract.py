@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -103,15 +102,8 @@ def _problems(feature: Feature, adapter: TypeAdapter[Any]) -> dict[int, Problem]
         problems[BELOW] = _probe(adapter, name, math.nextafter(feature.minimum, -math.inf))
         problems[ABOVE] = _probe(adapter, name, math.nextafter(feature.maximum, math.inf))
     elif feature.type == "date":
-        assert feature.earliest is not None
-        assert feature.latest is not None
         problems[NOT_TEXT] = _probe(adapter, name, 0)
         problems[NOT_A_DATE] = _probe(adapter, name, "not a date")
-        first, last = date.fromisoformat(feature.earliest), date.fromisoformat(feature.latest)
-        if first > date.min:
-            problems[BELOW] = _probe(adapter, name, str(first - timedelta(days=1)))
-        if last < date.max:
-            problems[ABOVE] = _probe(adapter, name, str(last + timedelta(days=1)))
     else:
         problems[NOT_ALLOWED] = _probe(adapter, name, "".join(feature.categories) + "?")
     return problems
@@ -207,7 +199,7 @@ class Contract:
                 if feature.type == "number":
                     value = self._number(feature, column, valid, code, parse_text)
                 elif feature.type == "date":
-                    value = self._date(feature, column, valid, code)
+                    value = self._date(column, valid, code)
                 else:
                     value = self._category(index, column, valid, code)
                 if not feature.nullable:
@@ -271,15 +263,11 @@ class Contract:
         return numbers
 
     def _date(
-        self,
-        feature: Feature,
-        column: pa.Array,
-        valid: npt.NDArray[np.bool_],
-        code: npt.NDArray[np.uint8],
+        self, column: pa.Array, valid: npt.NDArray[np.bool_], code: npt.NDArray[np.uint8]
     ) -> npt.NDArray[Any]:
         """The dates as sent (str, None where missing or refused): the record schema's rule,
         `app.dates.is_date`, applied once per distinct value (a file holds few days, many
-        times over), then the bounds, which ISO dates meet in text order."""
+        times over)."""
         if not _is_text(column.type):
             code[valid] = NOT_TEXT
             return np.full(len(column), None, dtype=object)
@@ -288,11 +276,6 @@ class Contract:
         code[valid & ~known] = NOT_A_DATE
         values: npt.NDArray[Any] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
         values[~known] = None
-        present = np.flatnonzero(known)
-        assert feature.earliest is not None
-        assert feature.latest is not None
-        code[present[values[present] < feature.earliest]] = BELOW
-        code[present[values[present] > feature.latest]] = ABOVE
         return values
 
     def _category(

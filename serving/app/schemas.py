@@ -10,13 +10,12 @@ on the event loop.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Required
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
-from pydantic_core import PydanticCustomError, PydanticKnownError
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from app import dates
@@ -54,7 +53,7 @@ def _describe(feature: Feature) -> str:
     if feature.type == "number":
         text = f"Number between {feature.minimum:g} and {feature.maximum:g}."
     elif feature.type == "date":
-        text = f"Date ({dates.FORMAT}) from {feature.earliest} to {feature.latest}."
+        text = f"Date ({dates.FORMAT}); the model reads its year, month and day of year."
     else:
         allowed = ", ".join(feature.categories)
         text = (
@@ -75,13 +74,13 @@ def _annotation(feature: Feature) -> Any:
             Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False, strict=True),
         ]
     elif feature.type == "date":
-        assert feature.earliest is not None
-        assert feature.latest is not None
-        # Text, as sent: the model reads its parts (`app.dates`), derived before either backend.
+        # Text, as sent: the model reads its parts (`app.dates`), derived before either
+        # backend. Any day is accepted (JSON Schema cannot bound a date, so no document could
+        # say which); one outside training's range is counted as drift.
         base = Annotated[
             str,
             Field(strict=True, json_schema_extra={"format": "date", "pattern": dates.PATTERN}),
-            AfterValidator(functools.partial(_date, feature.earliest, feature.latest)),
+            AfterValidator(_date),
         ]
     else:
         base = Literal[feature.categories]
@@ -93,18 +92,13 @@ def _annotation(feature: Feature) -> Any:
     return Required[Annotated[base, info]]
 
 
-def _date(earliest: str, latest: str, value: str) -> str:
+def _date(value: str) -> str:
     if not dates.is_date(value):
         raise PydanticCustomError(
             "date_parsing",
             "Input should be a valid date in the format {format}",
             {"format": dates.FORMAT},
         )
-    # ISO dates order as their text does.
-    if value < earliest:
-        raise PydanticKnownError("greater_than_equal", {"ge": earliest})
-    if value > latest:
-        raise PydanticKnownError("less_than_equal", {"le": latest})
     return value
 
 

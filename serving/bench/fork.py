@@ -122,7 +122,8 @@ DATA_SETS = (
             },
         },
         covers="sklearn load_wine: multiclass integer target, a name with a slash, an "
-        "estimator by import path",
+        "estimator by import path (a tree ensemble, served through ONNX)",
+        expect_onnx=True,
     ),
     DataSet(
         name="diabetes",

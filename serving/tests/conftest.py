@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +65,9 @@ def category_feature(metadata: dict[str, Any]) -> dict[str, Any]:
     if not categories:
         pytest.skip("the model has no category feature")
     return categories[0]
+
+
+def random_date(first: str, last: str, rng: random.Random) -> str:
+    """An ISO date drawn between two ISO dates, as a date feature is sent."""
+    low, high = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
+    return date.fromordinal(rng.randint(low, high)).isoformat()

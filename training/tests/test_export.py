@@ -21,8 +21,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
+from app.dates import is_date, model_names
 from training import export, paths
-from training.data import clean, feature_spec, load_dataset
+from training.data import clean, feature_spec, load_dataset, model_frame, schema_kinds
 from training.io import load_params, sha256_file
 from training.params import read_params
 from training.prepare import split
@@ -92,9 +93,15 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
     assert record["model_sha256"] == trained["metadata"]["model_sha256"]
     assert record["model_sha256"] == sha256_file(directory / "model.joblib")
     assert record["classes"] == trained["metadata"]["classes"]
-    types = {"number": "double", "category": "string"}
+    # The model's inputs: a date feature's numeric parts in its place.
+    kinds = schema_kinds(trained["metadata"])
+    numbers, categories = (
+        model_names((n, k) for n, k in kinds if k != "category"),
+        [n for n, k in kinds if k == "category"],
+    )
     assert [(i["name"], i["type"]) for i in record["inputs"]] == [
-        (f["name"], types[f["type"]]) for f in trained["metadata"]["input_schema"]["features"]
+        *((n, "double") for n in numbers),
+        *((n, "string") for n in categories),
     ]
     session = export.inference_session(graph.read_bytes())
     assert [i["graph_name"] for i in record["inputs"]] == [i.name for i in session.get_inputs()]
@@ -154,11 +161,8 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     features = export.Features.from_metadata(trained["metadata"])
     session = export.inference_session((directory / record["onnx_file"]).read_bytes())
     # Every value missing, then every other one (each way round).
-    frame = (
-        trained["prepared"][list(features.all)]
-        .head(3)
-        .astype(dict.fromkeys(features.categorical, object))
-    )
+    prepared = model_frame(trained["prepared"], schema_kinds(trained["metadata"]))
+    frame = prepared[list(features.all)].head(3).astype(dict.fromkeys(features.categorical, object))
     frame.iloc[0, :] = np.nan
     frame.iloc[1, ::2] = np.nan
     frame.iloc[2, 1::2] = np.nan
@@ -180,6 +184,9 @@ def test_random_records_are_valid_and_cover_missing_and_unseen_values(exported):
         if feature["type"] == "number":
             assert present.between(feature["minimum"], feature["maximum"]).all()
             assert {feature["minimum"], feature["maximum"]} <= set(present.iloc[:2])
+        elif feature["type"] == "date":
+            assert present.map(is_date).all()
+            assert set(present.iloc[:2]) <= {"0001-01-01", "9999-12-31"}
         else:
             assert set(present) <= {*feature["categories"], *export.UNSEEN_CATEGORIES}
             assert set(present) & set(export.UNSEEN_CATEGORIES)

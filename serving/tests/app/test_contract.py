@@ -15,7 +15,7 @@ import math
 import random
 import shutil
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +111,10 @@ def _category_values(feature: Feature, kind: str) -> list[Any]:
 def _date_values(feature: Feature, kind: str) -> list[Any]:
     if kind == "integer":
         return [0, 19700101, None]
-    assert feature.earliest is not None
-    assert feature.latest is not None
-    first, last = date.fromisoformat(feature.earliest), date.fromisoformat(feature.latest)
-    day = timedelta(days=1)
+    observed = feature.model_dump()["observed"]
+    first, last = (date.fromisoformat(observed[k]) for k in ("earliest", "latest"))
     return [
-        *(str(d) for d in (first, last, first + (last - first) / 2, first - day, last + day)),
+        *(str(d) for d in (first, last, first + (last - first) / 2, date.min, date.max)),
         f"{first.year}-02-30",
         f"{first.year}-1-1",
         f"{first.isoformat()}T00:00:00",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ async def test_both_backends_answer_from_the_date_alike_and_the_date_moves_the_a
     date_feature: dict[str, Any],
     dated_example: dict[str, Any],
 ) -> None:
-    records = [{**dated_example, date_feature["name"]: d} for d in [*_days(date_feature), None]]
+    # The training range, missing, and days far outside it, which are accepted too.
+    days = [*_days(date_feature), None, "0001-01-01", "9999-12-31"]
+    records = [{**dated_example, date_feature["name"]: d} for d in days]
     answers = {}
     for backend, client in clients.items():
         assert (await client.get("/model")).json()["backend"] == backend
@@ -78,7 +80,7 @@ async def test_both_backends_answer_from_the_date_alike_and_the_date_moves_the_a
         answers["onnx"], answers["sklearn"], rtol=0, atol=tolerance["prepared_data"]["tolerance"]
     )
     # The parts reach the model: the same car on another date is answered otherwise.
-    assert len({tuple(row.round(9)) for row in answers["sklearn"][:-1]}) > 1
+    assert len({tuple(row.round(9)) for row in answers["sklearn"][:5]}) > 1
 
 
 @pytest.mark.parametrize(
@@ -90,8 +92,6 @@ async def test_both_backends_answer_from_the_date_alike_and_the_date_moves_the_a
         ("1970-01-01T00:00:00", "date_parsing"),
         ("", "date_parsing"),
         (19700101, "string_type"),
-        ("earliest", "greater_than_equal"),
-        ("latest", "less_than_equal"),
     ],
 )
 async def test_a_bad_date_is_a_422_naming_the_field(
@@ -101,11 +101,6 @@ async def test_a_bad_date_is_a_422_naming_the_field(
     value: Any,
     kind: str,
 ) -> None:
-    day = timedelta(days=1)
-    if value == "earliest":
-        value = str(date.fromisoformat(date_feature["earliest"]) - day)
-    elif value == "latest":
-        value = str(date.fromisoformat(date_feature["latest"]) + day)
     name = date_feature["name"]
     response = await clients["onnx"].post("/predict", json={**dated_example, name: value})
     assert response.status_code == 422

@@ -24,6 +24,7 @@ from app.artifacts import PROFILE_FILE, ModelIntegrityError, load_metadata, load
 from app.drift import InputMonitor
 from app.factory import create_app
 from app.settings import Settings
+from tests.conftest import random_date
 
 pytestmark = pytest.mark.anyio
 
@@ -96,6 +97,8 @@ def in_range_records(profile: dict[str, Any], count: int, seed: int) -> list[dic
         for feature in profile["features"]:
             if feature["type"] == "number":
                 record[feature["name"]] = rng.uniform(feature["minimum"], feature["maximum"])
+            elif feature["type"] == "date":
+                record[feature["name"]] = random_date(feature["minimum"], feature["maximum"], rng)
             else:
                 record[feature["name"]] = rng.choice(sorted(feature["categories"]))
         records.append(record)

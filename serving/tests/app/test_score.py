@@ -55,6 +55,12 @@ def table(
             if invalid_every:
                 values[positions % invalid_every == index % invalid_every] = feature.maximum + 1
             column = pa.array(values, mask=rng.random(rows) < 0.05)
+        elif feature.type == "date":
+            days = np.datetime64("1900-01-01") + rng.integers(0, 73000, rows)
+            texts = np.datetime_as_string(days.astype("datetime64[D]")).astype(object)
+            if invalid_every:
+                texts[positions % invalid_every == index % invalid_every] = "1999-02-30"
+            column = pa.array(texts, pa.string(), mask=rng.random(rows) < 0.05)
         else:
             choices = np.array([*feature.categories, "never seen"], dtype=object)
             picks = rng.integers(0, len(feature.categories), rows)
