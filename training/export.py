@@ -30,7 +30,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import joblib
 import numpy as np
@@ -42,7 +42,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
 from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_record
-from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, feed, new_session, split_features
+from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session, split_features
 from training import paths
 from training.data import model_frame, schema_kinds
 from training.io import sha256_file, write_json
@@ -57,9 +57,6 @@ ONNX_DIR = paths.ARTIFACTS_DIR / "onnx"
 ONNX_FILE = "model.onnx"
 PROBABILITIES = OUTPUTS["classification"]
 
-# Categories the random parity records use for "never seen in training".
-UNSEEN_CATEGORIES = ("", "unseen category")
-
 
 @dataclass(frozen=True)
 class Features:
@@ -67,11 +64,17 @@ class Features:
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    schema: tuple[dict[str, Any], ...] = ()
+    """The metadata's `input_schema.features`."""
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> Features:
-        numeric, categorical = split_features(metadata["input_schema"]["features"])
-        return cls(numeric=tuple(numeric), categorical=tuple(categorical))
+        schema = tuple(metadata["input_schema"]["features"])
+        numeric, categorical = split_features(schema)
+        return cls(numeric=tuple(numeric), categorical=tuple(categorical), schema=schema)
+
+    def categories(self, name: str) -> list[str]:
+        return next(list(f["categories"]) for f in self.schema if f["name"] == name)
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -254,54 +257,194 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
     return onnx_model
 
 
+# Operators that carry values through unchanged (moved, selected, reshaped), with the
+# inputs holding those values: given codes there, they give the codes of what they would
+# have given. Every other input (indices, shapes, a condition) must not be a category.
+_ALL = range(1 << 16)
+_CARRY = {
+    **dict.fromkeys(["Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten"], range(1)),
+    **dict.fromkeys(["Transpose", "Gather", "Slice", "Split", "Expand", "Tile"], range(1)),
+    "ai.onnx.ml.ArrayFeatureExtractor": range(1),
+    "Concat": _ALL,
+    "Where": range(1, 3),
+    # Equality only: its output is a boolean, not a category.
+    "Equal": range(2),
+}
+
+
+class CodesUnavailable(Exception):
+    """The graph reads the category strings in a way int64 codes cannot stand for."""
+
+
+def category_codes(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """The strings int64 codes stand for (code = position): every feature's categories
+    and the missing token, each once, so a string means one code whichever feature holds
+    it (the graph may compare one feature's values with another's constants after a
+    Concat)."""
+    features = metadata["input_schema"]["features"]
+    found = {c for f in features if f["type"] == "category" for c in f["categories"]}
+    return (*sorted(found), MISSING_CATEGORY)
+
+
+def with_category_codes(onnx_model: Any, categorical: set[str], codes: tuple[str, ...]) -> Any:
+    """A copy of the graph whose `categorical` inputs take int64 codes instead of strings.
+
+    Strings map to codes one to one, so every operator that only moves strings or tests
+    them for equality computes the same on codes: the carrying ones above, Equal, and
+    ai.onnx.ml's OneHotEncoder and LabelEncoder, whose string constants are replaced by
+    their codes (a constant no category has, such as an encoder's category never listed in
+    the schema, gets a code of its own). Any other operator reading a category (string
+    functions, a cast) raises CodesUnavailable naming it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = type(onnx_model)()
+    model.CopyFrom(onnx_model)
+    graph = model.graph
+    code = {value: i for i, value in enumerate(codes)}
+
+    def coded(value: bytes | str) -> int:
+        text = value.decode() if isinstance(value, bytes) else value
+        return code.setdefault(text, len(code))
+
+    constants = {i.name: i for i in graph.initializer if i.data_type == TensorProto.STRING}
+    replaced: dict[str, str] = {}
+
+    def constant_codes(name: str) -> str:
+        if name not in replaced:
+            values = numpy_helper.to_array(constants[name])
+            array = np.vectorize(coded, otypes=[np.int64])(values) if values.size else values
+            replaced[name] = f"{name}_codes"
+            graph.initializer.append(
+                numpy_helper.from_array(np.asarray(array, np.int64), replaced[name])
+            )
+        return replaced[name]
+
+    carried = set(categorical)
+    for node in graph.node:
+        if not carried & {*node.input}:
+            continue
+        kind = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        data = _CARRY.get(kind, range(1))
+        if kind not in _CARRY and kind not in (
+            "ai.onnx.ml.OneHotEncoder",
+            "ai.onnx.ml.LabelEncoder",
+        ):
+            raise CodesUnavailable(f"the graph's {kind} node {node.name!r} reads category values")
+        for position, name in enumerate(node.input):
+            if position not in data and name in carried:
+                raise CodesUnavailable(f"{kind} {node.name!r} takes a category as an index")
+            if name in constants and name not in carried:
+                node.input[position] = constant_codes(name)
+            elif name not in carried and position in data:
+                raise CodesUnavailable(f"{kind} {node.name!r} mixes categories with {name}")
+        if kind in _CARRY and kind != "Equal":
+            carried.update(node.output)
+        for attribute in node.attribute:
+            if attribute.name in ("cats_strings", "keys_strings"):
+                ints = [coded(value) for value in attribute.strings]
+                renamed = attribute.name.replace("strings", "int64s")
+                attribute.CopyFrom(helper.make_attribute(renamed, ints))
+            elif attribute.name in ("values_strings", "default_string", "keys_tensor"):
+                raise CodesUnavailable(f"{kind} {node.name!r} maps categories to strings")
+    if carried & {output.name for output in graph.output}:
+        raise CodesUnavailable("a category value is one of the graph's outputs")
+    for graph_input in graph.input:
+        if graph_input.name in categorical:
+            graph_input.type.tensor_type.elem_type = TensorProto.INT64
+    # Types inferred by the converter for what now carries codes would contradict them.
+    kept = [v for v in graph.value_info if v.name not in carried]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return model
+
+
+def pruned(onnx_model: Any, output: str) -> Any:
+    """The graph computing only `output`, the one the service reads: onnxruntime runs every
+    node of a graph whatever the outputs asked for (a classifier's label costs a tenth of
+    its time)."""
+    graph = onnx_model.graph
+    needed, kept = {output}, []
+    for node in reversed(graph.node):
+        if needed & {*node.output}:
+            kept.append(node)
+            needed.update(node.input)
+    for field, keep in (
+        (graph.node, kept[::-1]),
+        (graph.output, [o for o in graph.output if o.name == output]),
+        (graph.initializer, [i for i in graph.initializer if i.name in needed]),
+    ):
+        kept_copies = [type(item)() for item in keep]
+        for copy, item in zip(kept_copies, keep, strict=True):
+            copy.CopyFrom(item)
+        del field[:]
+        field.extend(kept_copies)
+    return onnx_model
+
+
 def inference_session(model_bytes: bytes) -> Any:
     """An onnxruntime session configured as the service configures its own."""
     return new_session(model_bytes)
 
 
 def graph_inputs(session: Any, features: Features) -> tuple[GraphInput, ...]:
-    """Each feature with the name the graph gave its input (the same position: skl2onnx keeps
-    the order of `initial_types`, and makes names such as "mean radius" identifiers)."""
-    names = [i.name for i in session.get_inputs()]
+    """Each feature with the name and type the graph gave its input (the same position:
+    skl2onnx keeps the order of `initial_types`, and makes names such as "mean radius"
+    identifiers)."""
+    found = session.get_inputs()
+    names = [i.name for i in found]
     if len(names) != len(features.all) or len(set(names)) != len(names):
         raise ExportUnavailable(f"graph inputs {names} do not match the features one to one")
-    types: list[Literal["double", "string"]] = ["double"] * len(features.numeric)
-    types += ["string"] * len(features.categorical)
     return tuple(
-        GraphInput(name=name, graph_name=graph_name, type=kind)
-        for name, graph_name, kind in zip(features.all, names, types, strict=True)
+        GraphInput(name=name, graph_name=i.name, type=i.type.removeprefix("tensor(")[:-1])
+        for name, i in zip(features.all, found, strict=True)
     )
 
 
 # --- parity ---------------------------------------------------------------------------------
 
 
-def columns_of(frame: pd.DataFrame, features: Features) -> dict[str, list[Any]]:
-    """The frame as the service hands a predictor its records: a list per feature, None for
-    missing, categories as strings."""
-    columns: dict[str, list[Any]] = {}
-    for name in features.numeric:
-        columns[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan).tolist()
+def _positions(frame: pd.DataFrame, features: Features, name: str) -> npt.NDArray[np.intp]:
+    column = frame[name]
+    text = column.where(column.isna(), column.astype(str))
+    codes = pd.Categorical(text, categories=features.categories(name)).codes
+    return np.asarray(codes, dtype=np.intp)
+
+
+def servable(frame: pd.DataFrame, features: Features) -> npt.NDArray[np.bool_]:
+    """The rows the service would predict: every category one the schema lists, or missing.
+    It refuses the others (an unseen category is a 422), so no graph ever sees them."""
+    keep = np.ones(len(frame), dtype=bool)
     for name in features.categorical:
-        columns[name] = [None if pd.isna(v) else str(v) for v in frame[name].tolist()]
+        keep &= (_positions(frame, features, name) >= 0) | frame[name].isna().to_numpy()
+    return keep
+
+
+def columns_of(frame: pd.DataFrame, features: Features) -> dict[str, npt.NDArray[Any]]:
+    """The servable frame as the service hands a predictor a columnar batch
+    (`app.contract`): float64 numbers, NaN for missing; categories as their positions in
+    the schema's list, -1 for missing."""
+    columns: dict[str, npt.NDArray[Any]] = {}
+    for name in features.numeric:
+        columns[name] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    for name in features.categorical:
+        columns[name] = _positions(frame, features, name)
     return columns
 
 
-def onnx_feed(
-    frame: pd.DataFrame, features: Features, inputs: tuple[GraphInput, ...]
-) -> dict[str, npt.NDArray[Any]]:
+def onnx_feed(frame: pd.DataFrame, features: Features, feed: Feed) -> dict[str, npt.NDArray[Any]]:
     """The frame as the graph's inputs, built by the service's own feed."""
-    return feed(columns_of(frame, features), inputs, MISSING_CATEGORY)
+    return feed(columns_of(frame, features))
 
 
 def random_records(
     metadata: dict[str, Any], count: int, missing_rate: float, seed: int
 ) -> pd.DataFrame:
-    """`count` records a client could send: every value valid, some missing, some unseen.
+    """`count` records a client could send: every value valid, some missing.
 
     Numbers are drawn uniformly within the schema's accepted bounds, dates over the whole
     calendar (the first two records sit exactly on the limits); categories from the schema's
-    list plus UNSEEN_CATEGORIES; each value is missing with probability `missing_rate`.
+    list (the service refuses any other); each value is missing with probability
+    `missing_rate`.
     """
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
@@ -323,8 +466,7 @@ def random_records(
             values[: min(count, 2)] = [low, high][: min(count, 2)]
             columns[feature["name"]] = values
         else:
-            choices = [*feature["categories"], *UNSEEN_CATEGORIES]
-            drawn = rng.choice(np.array(choices, dtype=object), count)
+            drawn = rng.choice(np.array(feature["categories"], dtype=object), count)
             # NaN, as in the training data: SimpleImputer(missing_values=np.nan) does not
             # see a None in an object column as missing, but as one more unknown category.
             drawn[missing] = np.nan
@@ -337,13 +479,13 @@ def check_regression_parity(
     session: Any,
     frame: pd.DataFrame,
     features: Features,
-    inputs: tuple[GraphInput, ...],
+    feed: Feed,
     tolerance: float,
 ) -> dict[str, Any]:
     """Predictions of the graph against the Pipeline's, row by row: each within `tolerance`
     absolutely or relative to the prediction's size, whichever is larger."""
     expected = np.asarray(model.predict(frame[list(features.all)]), dtype=np.float64)
-    (actual,) = session.run([OUTPUTS["regression"]], onnx_feed(frame, features, inputs))
+    (actual,) = session.run([OUTPUTS["regression"]], onnx_feed(frame, features, feed))
     actual = np.asarray(actual, dtype=np.float64).reshape(-1)
     if actual.shape != expected.shape:
         raise ExportUnavailable(
@@ -368,13 +510,13 @@ def check_parity(
     session: Any,
     frame: pd.DataFrame,
     features: Features,
-    inputs: tuple[GraphInput, ...],
+    feed: Feed,
     tolerance: float,
 ) -> dict[str, Any]:
     """Probabilities and labels of the graph against the Pipeline's, row by row."""
     expected = model.predict_proba(frame[list(features.all)])
     expected_labels = model.predict(frame[list(features.all)])
-    (actual,) = session.run([PROBABILITIES], onnx_feed(frame, features, inputs))
+    (actual,) = session.run([PROBABILITIES], onnx_feed(frame, features, feed))
     if actual.shape != expected.shape:
         raise ExportUnavailable(
             f"the graph returns probabilities of shape {actual.shape}, "
@@ -446,6 +588,8 @@ def export(
     random = random_records(
         metadata, int(params["random_records"]), float(params["missing_rate"]), int(params["seed"])
     )
+    # Only rows the service would predict: it refuses an unseen category before any model.
+    prepared = prepared[servable(prepared, features)]
     # The graph, like the Pipeline, reads a date as its parts, derived before either backend.
     kinds = schema_kinds(metadata)
     prepared, random = model_frame(prepared, kinds), model_frame(random, kinds)
@@ -466,6 +610,8 @@ def export(
         "output": OUTPUTS[task],
         "classes": [str(c) for c in metadata.get("classes", [])],
         "missing_category": MISSING_CATEGORY,
+        "category_codes": None,
+        "strings_reason": None,
         "parity": None,
         "library_versions": library_versions(),
     }
@@ -477,14 +623,24 @@ def export(
     try:
         onnx_model = convert(model, features, name=f"model-{model_sha256[:12]}")
         onnx_model.metadata_props.add(key="model_sha256", value=model_sha256)
+        categorical = {i.name for i in onnx_model.graph.input[len(features.numeric) :]}
+        codes = category_codes(metadata)
+        try:
+            onnx_model = with_category_codes(onnx_model, categorical, codes)
+            record["category_codes"] = list(codes)
+        except CodesUnavailable as error:
+            record["strings_reason"] = str(error)
+            log.warning("the graph takes the category strings (slower): %s", error)
+        onnx_model = pruned(onnx_model, OUTPUTS[task])
         onnx_bytes = onnx_model.SerializeToString()
         record["opsets"] = {op.domain or "ai.onnx": op.version for op in onnx_model.opset_import}
         session = inference_session(onnx_bytes)
         inputs = graph_inputs(session, features)
         record["inputs"] = [i.model_dump() for i in inputs]
+        feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
         check = check_parity if task == "classification" else check_regression_parity
         parity = {
-            name: check(model, session, frame, features, inputs, float(params["tolerance"]))
+            name: check(model, session, frame, features, feed, float(params["tolerance"]))
             for name, frame in (("prepared_data", prepared), ("random_records", random))
         }
         record["parity"] = {

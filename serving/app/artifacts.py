@@ -268,7 +268,7 @@ class GraphInput(_Artifact):
 
     name: str = Field(min_length=1)
     graph_name: str = Field(min_length=1)
-    type: Literal["double", "string"]
+    type: Literal["double", "string", "int64"]
 
 
 class Parity(_Artifact):
@@ -291,6 +291,10 @@ class ExportRecord(_Artifact):
     output: str
     classes: tuple[str, ...]
     missing_category: str
+    category_codes: tuple[str, ...] | None = None
+    """The strings the graph's int64 category inputs stand for (code = position); None when
+    the graph takes the strings themselves, `strings_reason` saying why."""
+    strings_reason: str | None = None
     parity: Parity | None = None
     library_versions: dict[str, str]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,18 +47,17 @@ def predict(
     """One predictor call for n rows given column by column (lists, or numpy arrays as
     `app.contract` gives them: both predictors read either), checked before any client or
     file sees it."""
-    # The predictors index and convert each column; a numpy array serves as the list. A date
-    # reaches either backend as its numeric parts.
-    features = cast(dict[str, list[Any]], dates.expand(columns, metadata.dates))
+    # A date reaches either backend as its numeric parts.
+    columns = dates.expand(columns, metadata.dates)
     if metadata.task == "regression":
-        values = np.asarray(predictor.predict(features), dtype=np.float64)
+        values = np.asarray(predictor.predict(columns), dtype=np.float64)
         if values.shape != (n,) or not np.isfinite(values).all():
             raise PredictorOutputError(
                 f"{predictor.backend} predictor returned shape {values.shape} "
                 f"(finite: {bool(np.isfinite(values).all())}) for {n} records"
             )
         return Predictions(np.empty((n, 0)), np.empty(0, dtype=np.intp), values)
-    probabilities = predictor.predict_proba(features)
+    probabilities = predictor.predict_proba(columns)
     classes = metadata.classes
     if probabilities.shape != (n, len(classes)) or not np.isfinite(probabilities).all():
         raise PredictorOutputError(

@@ -63,7 +63,9 @@ class Checked:
 
     columns: dict[str, npt.NDArray[Any]]
     """Every feature for the accepted rows, as the predictor takes them: float64 with NaN
-    for a missing number, objects with None for a missing category or date."""
+    for a missing number; for a category, its position in the feature's categories, -1
+    when missing (no Python object per value: `app.predictor.Predictor`); a date's text,
+    None when missing."""
     accepted: npt.NDArray[np.bool_]
     rejected: npt.NDArray[np.intp]
     """Positions in the batch of the rows refused."""
@@ -109,14 +111,16 @@ def _problems(feature: Feature, adapter: TypeAdapter[Any]) -> dict[int, Problem]
     return problems
 
 
-def _column_or_none(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array | None:
+def _column_or_none(batch: pa.RecordBatch | pa.Table, name: str, category: bool) -> pa.Array | None:
+    """The column, dictionary-decoded unless it is a category's whose dictionary holds no
+    null (then its indices' nulls are its nulls, and its few values are checked once)."""
     index = batch.schema.get_field_index(name)
     if index < 0:
         return None
     column = batch.column(index)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if pa.types.is_dictionary(column.type):
+    if pa.types.is_dictionary(column.type) and not (category and column.dictionary.null_count == 0):
         column = column.dictionary_decode()
     return column
 
@@ -165,10 +169,6 @@ class Contract:
             pa.array(f.categories, pa.string()) if f.type == "category" else None
             for f in self.features
         ]
-        self._lookups = [
-            np.array([*f.categories, None], dtype=object) if f.type == "category" else None
-            for f in self.features
-        ]
 
     def unknown_columns(self, names: Iterable[str]) -> list[str]:
         return [name for name in names if name not in self.names]
@@ -185,12 +185,16 @@ class Contract:
         codes: list[npt.NDArray[np.uint8]] = []
         missing: list[npt.NDArray[np.bool_]] = []
         for index, feature in enumerate(self.features):
-            column = _column_or_none(batch, feature.name)
+            column = _column_or_none(batch, feature.name, feature.type == "category")
             code = np.zeros(n, dtype=np.uint8)
             if column is None:
                 valid = np.zeros(n, dtype=bool)
                 value: npt.NDArray[Any] = (
-                    np.full(n, np.nan) if feature.type == "number" else np.full(n, None, object)
+                    np.full(n, np.nan)
+                    if feature.type == "number"
+                    else np.full(n, None, object)
+                    if feature.type == "date"
+                    else np.full(n, -1, np.intp)
                 )
                 if not feature.nullable:
                     code[:] = MISSING
@@ -285,21 +289,23 @@ class Contract:
         valid: npt.NDArray[np.bool_],
         code: npt.NDArray[np.uint8],
     ) -> npt.NDArray[Any]:
-        categories, lookup = self._categories[index], self._lookups[index]
+        categories = self._categories[index]
         assert categories is not None
-        assert lookup is not None
-        if not _is_text(column.type):
+        dictionary = pa.types.is_dictionary(column.type)
+        values = column.dictionary if dictionary else column
+        if not _is_text(values.type):
             code[valid] = NOT_ALLOWED
-            return np.full(len(column), None, dtype=object)
-        positions = pc.index_in(column, value_set=categories)
-        known = _valid(positions)
-        code[valid & ~known] = NOT_ALLOWED
-        # The metadata's own strings, None where missing or refused.
-        where = np.asarray(
-            positions.fill_null(len(categories)).to_numpy(zero_copy_only=False), dtype=np.intp
+            return np.full(len(column), -1, dtype=np.intp)
+        # -1 where missing or refused.
+        positions = np.asarray(
+            pc.index_in(values, value_set=categories).fill_null(-1).to_numpy(), dtype=np.intp
         )
-        values: npt.NDArray[Any] = lookup[where]
-        return values
+        if dictionary:
+            indices = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            positions = positions[indices] if len(positions) else np.full(len(column), -1)
+            positions[~valid] = -1
+        code[valid & (positions < 0)] = NOT_ALLOWED
+        return positions
 
     def messages(self, checked: Checked) -> list[str]:
         """Per rejected row, what `/predict` answers for that record: every problem, in the

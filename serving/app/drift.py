@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,10 +55,10 @@ def _days(values: Any) -> np.ndarray:
 
 
 def _nulls(values: Any) -> int:
-    """None values in a list, or in an object array as `app.contract` hands them over."""
-    if isinstance(values, list):
-        return values.count(None)
-    return int(sum(value is None for value in values))
+    """Missing categories: None in a list, -1 in `app.contract`'s positions."""
+    if isinstance(values, np.ndarray):
+        return int((values < 0).sum())
+    return int(values.count(None))
 
 
 class InputMonitor:
@@ -90,7 +90,7 @@ class InputMonitor:
     def counts_drift(self) -> bool:
         return self.profile is not None
 
-    def observe_records(self, columns: dict[str, list[Any]], n: int) -> None:
+    def observe_records(self, columns: Mapping[str, Any], n: int) -> None:
         """Counts the drift signals of n scored records given column by column (None is
         missing), as `ModelService.predict_columns` hands them to the predictor."""
         if self.profile is None:
@@ -131,7 +131,7 @@ class InputMonitor:
         metrics.count_prediction_bins(self.model_version, zip(self._bins, counts, strict=True))
 
     def _numeric_loop(
-        self, columns: dict[str, list[Any]]
+        self, columns: Mapping[str, Any]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
         """The non-zero counts, one value at a time."""
         out: list[tuple[str, int]] = []
@@ -148,7 +148,7 @@ class InputMonitor:
         return out, missing, len(flagged)
 
     def _numeric_vectorised(
-        self, columns: dict[str, list[Any]]
+        self, columns: Mapping[str, Any]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
         if not self._numeric:
             return [], [], 0

@@ -8,10 +8,10 @@ service loaded, and with the sha256 of the graph file found next to it. Anything
 raises FastPathUnavailable with the reason, and the service answers with the Pipeline
 (app.predictor.load_predictor), which stays the source of truth.
 
-The graph's feed (which features are numbers and which strings, how a missing value
-travels, the session options) is defined here once: training's export stage imports it to
-check parity, so the graph is proven on exactly the inputs the service will give it. This
-module therefore imports nothing from FastAPI, and nothing from `training`.
+The graph's feed (which features are numbers and which categories, as int64 codes or
+strings, how a missing value travels, the session options) is defined here once: training's
+export stage imports it to check parity, so the graph is proven on exactly the inputs the
+service will give it. This module therefore imports nothing from FastAPI, nor `training`.
 
 A call costs tens of microseconds where the Pipeline's costs milliseconds: scikit-learn's
 per-call overhead (DataFrame handling, validation, one Python call per step) is almost all
@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from app.artifacts import EXPORT_FILE, EXPORT_VERSION, ExportRecord, GraphInput, parse_export_record
 from app.dates import model_names
+from app.predictor import Columns
 
 EXPORT_RECORD = EXPORT_FILE
 # The graph's output the service reads, by task: skl2onnx's names for a classifier's
@@ -45,7 +46,6 @@ OUTPUTS = {"classification": "probabilities", "regression": "variable"}
 # token and the graph's imputer replaces it, as SimpleImputer replaces None/NaN. It cannot
 # come from a client: the service only accepts the schema's categories or null.
 MISSING_CATEGORY = "\x00missing"
-TENSOR_TYPES = {"number": "double", "category": "string"}
 
 
 class FastPathUnavailable(Exception):
@@ -56,28 +56,70 @@ def split_features(features: Sequence[Mapping[str, Any]]) -> tuple[list[str], li
     """The model's inputs as (numbers, categories): the graph's input order, which is the
     Pipeline's (numbers first, as its ColumnTransformer lists them). A date feature is its
     numeric parts (`app.dates`), derived before the feed."""
-    unknown = [f["name"] for f in features if f["type"] not in (*TENSOR_TYPES, "date")]
+    unknown = [f["name"] for f in features if f["type"] not in ("number", "category", "date")]
     if unknown:
         raise FastPathUnavailable(f"features of a type the graph cannot take: {unknown}")
     numeric = model_names((f["name"], f["type"]) for f in features if f["type"] != "category")
     return numeric, [f["name"] for f in features if f["type"] == "category"]
 
 
-def feed(
-    columns: Mapping[str, Sequence[Any]], inputs: Sequence[GraphInput], missing_category: str
-) -> dict[str, npt.NDArray[Any]]:
-    """The graph's inputs for n records given column by column (None = missing): (n, 1)
-    float64 per number (None becomes NaN, which the graph imputes), (n, 1) str per category
-    (None becomes `missing_category`, which the graph imputes)."""
-    arrays: dict[str, npt.NDArray[Any]] = {}
-    for graph_input in inputs:
-        values = columns[graph_input.name]
-        if graph_input.type == "double":
-            arrays[graph_input.graph_name] = np.array(values, dtype=np.float64).reshape(-1, 1)
-        else:
-            strings = [missing_category if value is None else value for value in values]
-            arrays[graph_input.graph_name] = np.array(strings, dtype=object).reshape(-1, 1)
-    return arrays
+class Feed:
+    """The graph's inputs for n records given column by column: (n, 1) float64 per number
+    (None or NaN is missing, which the graph imputes), (n, 1) per category.
+
+    A category column arrives either as the category strings (None is missing: a JSON
+    request's records) or as their positions in the schema's categories, -1 for missing
+    (`app.contract`'s form for a columnar batch: no Python object per value). The graph takes
+    it as int64 codes, the string's position in the export record's `category_codes`
+    (onnxruntime compares integers where it would hash strings: 59 ms against 139 ms per
+    131,072 penguin rows), or, when the
+    export could not rewrite the graph that way (its record says why), as the strings.
+    A missing category becomes `missing_category`, which the graph imputes. A string the
+    schema does not list is a ValueError: the service refuses such records before any
+    predictor sees them, and no code could stand for one.
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[GraphInput],
+        features: Sequence[Mapping[str, Any]],
+        missing_category: str,
+        category_codes: Sequence[str] | None,
+    ) -> None:
+        self._inputs = tuple(inputs)
+        categories = {f["name"]: list(f["categories"]) for f in features if f["type"] == "category"}
+        self._index = {name: {c: i for i, c in enumerate(cs)} for name, cs in categories.items()}
+        code = {value: i for i, value in enumerate(category_codes or ())}
+        self._lookup: dict[str, npt.NDArray[Any]] = {}
+        for graph_input in self._inputs:
+            # Position -1 (missing) picks the last entry.
+            values = [*categories.get(graph_input.name, ()), missing_category]
+            if graph_input.type == "string":
+                self._lookup[graph_input.name] = np.array(values, dtype=object)
+            elif graph_input.type == "int64":
+                self._lookup[graph_input.name] = np.array([code[v] for v in values], np.int64)
+
+    def positions(self, name: str, values: Sequence[Any]) -> npt.NDArray[np.intp]:
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+            return values
+        index = self._index[name]
+        try:
+            found = [-1 if value is None else index[value] for value in values]
+        except (KeyError, TypeError):
+            raise ValueError(f"{name}: a value that is not one of its categories") from None
+        return np.array(found, dtype=np.intp)
+
+    def __call__(self, columns: Columns) -> dict[str, npt.NDArray[Any]]:
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for graph_input in self._inputs:
+            values = columns[graph_input.name]
+            if graph_input.type == "double":
+                array = np.asarray(values, dtype=np.float64)
+            else:
+                lookup = self._lookup[graph_input.name]
+                array = lookup[self.positions(graph_input.name, values)]
+            arrays[graph_input.graph_name] = array.reshape(-1, 1)
+        return arrays
 
 
 def new_session(payload: bytes) -> Any:
@@ -87,7 +129,8 @@ def new_session(payload: bytes) -> Any:
     options = ort.SessionOptions()
     # One thread per call and no thread pools: the service's parallelism is its workers and
     # their threads, a request is far too small to split, and pool threads would only spin
-    # against each other on one vCPU (and would not survive gunicorn's fork).
+    # against each other on one vCPU (and would not survive gunicorn's fork). `make score`
+    # too: two threads used more CPU for no shorter run on two shared cores (measured).
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -110,18 +153,16 @@ class OnnxPredictor:
         self,
         graph: bytes,
         *,
-        inputs: Sequence[GraphInput],
+        feed: Feed,
         output: str,
-        missing_category: str,
         n_classes: int,
         session: Any = None,
     ) -> None:
         """`n_classes` 0 means a regressor."""
         self._graph = graph
         self._n_classes = n_classes
-        self._inputs = tuple(inputs)
+        self._feed = feed
         self._outputs = [output]
-        self._missing_category = missing_category
         self._lock = threading.Lock()
         self._session = session
         # A session is not carried across fork(): gunicorn loads the model in its master
@@ -137,12 +178,12 @@ class OnnxPredictor:
                 session = self._session
         return session
 
-    def _run(self, columns: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.float64]:
-        arrays = feed(columns, self._inputs, self._missing_category)
+    def _run(self, columns: Columns) -> npt.NDArray[np.float64]:
+        arrays = self._feed(columns)
         result: npt.NDArray[np.float64] = self._get_session().run(self._outputs, arrays)[0]
         return result
 
-    def predict_proba(self, columns: dict[str, list[Any]]) -> npt.NDArray[np.float64]:
+    def predict_proba(self, columns: Columns) -> npt.NDArray[np.float64]:
         """float64 (n, n_classes) in the model's class order; None means missing."""
         if not self._n_classes:
             raise TypeError("a regressor has no class probabilities: call predict")
@@ -151,7 +192,7 @@ class OnnxPredictor:
             return np.empty((0, self._n_classes), dtype=np.float64)
         return self._run(columns)
 
-    def predict(self, columns: dict[str, list[Any]]) -> npt.NDArray[np.float64]:
+    def predict(self, columns: Columns) -> npt.NDArray[np.float64]:
         """A regressor's float64 (n,) predictions; None means missing."""
         if self._n_classes:
             raise TypeError("a classifier's answer is predict_proba")
@@ -250,11 +291,15 @@ def load_onnx_predictor(data_dir: Path, metadata: dict[str, Any]) -> OnnxPredict
         )
     features = metadata["input_schema"]["features"]
     numeric, categorical = split_features(features)
-    expected = [(name, TENSOR_TYPES["number"]) for name in numeric] + [
-        (name, TENSOR_TYPES["category"]) for name in categorical
-    ]
+    layout = "int64" if record.category_codes is not None else "string"
+    expected = [(name, "double") for name in numeric] + [(name, layout) for name in categorical]
     if [(i.name, i.type) for i in record.inputs] != expected:
         raise FastPathUnavailable("the graph's inputs differ from the model's input schema")
+    coded = {*(c for f in features if f["type"] == "category" for c in f["categories"])}
+    if record.category_codes is not None and not coded | {record.missing_category} <= {
+        *record.category_codes
+    }:
+        raise FastPathUnavailable("the graph's category codes lack some of the schema's categories")
     output = OUTPUTS[metadata.get("task", "classification")]
     if record.output != output:
         raise FastPathUnavailable(f"the graph's output is {record.output!r}, not {output!r}")
@@ -275,19 +320,18 @@ def load_onnx_predictor(data_dir: Path, metadata: dict[str, Any]) -> OnnxPredict
 
     predictor = OnnxPredictor(
         graph,
-        inputs=record.inputs,
+        feed=Feed(record.inputs, features, record.missing_category, record.category_codes),
         output=output,
-        missing_category=record.missing_category,
         n_classes=len(classes),
         session=session,
     )
-    _probe(predictor, len(classes))
+    _probe(predictor, features, len(classes))
     return predictor
 
 
-def _probe(predictor: OnnxPredictor, n_classes: int) -> None:
+def _probe(predictor: OnnxPredictor, features: Sequence[Mapping[str, Any]], n_classes: int) -> None:
     """One all-missing row proves the graph runs here, before the service commits to it."""
-    record = {i.name: [None] for i in predictor._inputs}
+    record = {name: [None] for name in model_names((f["name"], f["type"]) for f in features)}
     try:
         answer = predictor.predict_proba(record) if n_classes else predictor.predict(record)
     except Exception as error:  # as above

@@ -28,11 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BackendChoice = Literal["auto", "sklearn", "onnx"]
+# Feature name -> n values, as `Predictor` describes them.
+Columns = dict[str, Any]
 
 
 class Predictor(Protocol):
     """`columns` maps every model input (`ModelMetadata.model_names`: a date feature's
-    numeric parts in its place, `app.dates`) to a list of n values, None meaning missing.
+    numeric parts in its place, `app.dates`) to n values: numbers (None or NaN is missing);
+    for a category, the strings (None is missing), or, as `app.contract` gives a columnar
+    batch, an integer array of positions in the feature's categories (-1 is missing).
 
     A classification model (metadata `task`) answers `predict_proba`, a regression model
     `predict`; the routes call the one of the metadata's task.
@@ -41,12 +45,12 @@ class Predictor(Protocol):
     backend: str
     """Which path answers: "sklearn" (the joblib Pipeline) or "onnx" (the fast path)."""
 
-    def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+    def predict_proba(self, columns: Columns) -> np.ndarray:
         """Classification: a float64 array of shape (n, n_classes), the class probabilities
         of n records, columns in metadata["classes"] order."""
         ...
 
-    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+    def predict(self, columns: Columns) -> np.ndarray:
         """Regression: a float64 array of shape (n,), the predicted value of n records."""
         ...
 
@@ -84,8 +88,14 @@ class SklearnPredictor:
         self._numeric = set(self._order) - {
             f.name for f in metadata.features if f.type == "category"
         }
+        # Position -1 (missing) picks the NaN.
+        self._categories = {
+            f.name: np.array([*f.categories, np.nan], dtype=object)
+            for f in metadata.features
+            if f.type == "category"
+        }
 
-    def frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
+    def frame(self, columns: Columns) -> pd.DataFrame:
         """The DataFrame training fitted on: schema column order, float64 numbers, and
         missing categories as NaN (the marker SimpleImputer looks for; None is not matched
         in object columns)."""
@@ -96,19 +106,21 @@ class SklearnPredictor:
             values = columns[name]
             if name in self._numeric:
                 data[name] = np.asarray(values, dtype=np.float64)  # None becomes NaN
+            elif isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+                data[name] = self._categories[name][values]
             else:
                 data[name] = np.asarray(
                     [np.nan if value is None else value for value in values], dtype=object
                 )
         return pd.DataFrame(data, columns=self._order)
 
-    def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+    def predict_proba(self, columns: Columns) -> np.ndarray:
         # One call per request or batch: the label is the argmax of these probabilities,
         # never a second `predict` that would run the whole Pipeline again.
         self._require("classification", "predict_proba")
         return np.asarray(self._pipeline.predict_proba(self.frame(columns)), dtype=np.float64)
 
-    def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
+    def predict(self, columns: Columns) -> np.ndarray:
         self._require("regression", "predict")
         predicted = self._pipeline.predict(self.frame(columns))
         return np.asarray(predicted, dtype=np.float64).reshape(-1)

@@ -36,6 +36,7 @@ import posixpath
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,13 +158,21 @@ def _csv_header(filesystem: pafs.FileSystem, path: str) -> list[str]:
 
 
 def read_batches(
-    filesystem: pafs.FileSystem, path: str, wanted: set[str], batch_rows: int
+    filesystem: pafs.FileSystem,
+    path: str,
+    wanted: set[str],
+    batch_rows: int,
+    categories: frozenset[str] = frozenset(),
 ) -> tuple[list[str], Iterator[pa.RecordBatch]]:
     """The file's column names, and its batches holding the `wanted` columns it has. A CSV
     is read with the contract's types: every wanted column as text (never inferred), an
-    empty field as null; `app.contract` parses the numbers."""
+    empty field as null; `app.contract` parses the numbers. Parquet text columns named in
+    `categories` are read dictionary-encoded, as they are stored: a few strings each, and
+    no string per row to build and then look up."""
     if file_format(path) == "parquet":
-        parquet = pq.ParquetFile(filesystem.open_input_file(path))
+        schema = pq.read_schema(filesystem.open_input_file(path))
+        text = [f.name for f in schema if f.name in categories and f.type == pa.string()]
+        parquet = pq.ParquetFile(filesystem.open_input_file(path), read_dictionary=text)
         names = list(parquet.schema_arrow.names)
         columns = [n for n in names if n in wanted]
         # A file with none of the wanted columns still has rows: read one column to count them.
@@ -302,6 +311,10 @@ class Scorer:
             {job.label} if job.label else set()
         )
         self.evaluation = columnar.evaluation(self.metadata) if job.label else None
+        # Copied columns keep the type they are stored with.
+        self.categories = frozenset(
+            f.name for f in self.metadata.features if f.type == "category"
+        ) - {*job.keep, job.label}
         self.tally = Tally()
 
     def output_schema(self, keep_types: dict[str, pa.DataType]) -> pa.Schema:
@@ -443,6 +456,19 @@ class Progress:
             self.bar.close()
 
 
+def _read_ahead(batches: Iterator[pa.RecordBatch], io: Executor) -> Iterator[pa.RecordBatch]:
+    """`batches`, each read on `io` while the caller works on the one before."""
+    ahead = io.submit(next, batches, None)
+    while (batch := ahead.result()) is not None:
+        ahead = io.submit(next, batches, None)
+        yield batch
+
+
+def _stop(io: ThreadPoolExecutor) -> None:
+    """Lets the read or write under way finish, so the files can be closed."""
+    io.shutdown(wait=True, cancel_futures=True)
+
+
 def run(job: Job) -> dict[str, Any]:
     """Score `job`; returns the summary. Raises ScoreError when the run fails."""
     started = time.monotonic()
@@ -488,9 +514,18 @@ def run(job: Job) -> dict[str, Any]:
     rejects = Staged(out_fs if not job.rejects else locate(job.rejects)[0], rejects_path)
     keep_types: dict[str, pa.DataType] = {}
     progress = Progress(None)
+    # Reading the next batch and writing the last one's output overlap with checking and
+    # predicting this one: pyarrow decodes and encodes without the GIL, so on two cores a
+    # run takes about as long as its slowest half (measured: 0.17 s of CPU per million
+    # rows reading and writing, 0.26 s checking and predicting).
+    io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="score-io")
+    written: Future[None] | None = None
     try:
         for path in files:
-            names, batches = read_batches(in_fs, path, scorer.wanted, job.batch_rows)
+            names, unread = read_batches(
+                in_fs, path, scorer.wanted, job.batch_rows, scorer.categories
+            )
+            batches = _read_ahead(unread, io)
             absent = [c for c in (*job.keep, job.label) if c and c not in names]
             if absent:
                 raise ScoreError(f"{path} has no column {absent} (--keep/--label)")
@@ -503,7 +538,9 @@ def run(job: Job) -> dict[str, Any]:
                 out, refused = scorer.score(batch, first_row, text)
                 keep_types = keep_types or {k: batch.schema.field(k).type for k in job.keep}
                 if out is not None:
-                    output.write(out)
+                    if written is not None:
+                        written.result()
+                    written = io.submit(output.write, out)
                 if refused is not None:
                     rejects.write(refused)
                 first_row += batch.num_rows
@@ -514,15 +551,20 @@ def run(job: Job) -> dict[str, Any]:
                     scorer.tally.rejected - rejected_before,
                     scorer.tally.rows,
                 )
+        if written is not None:
+            written.result()
     except (ContractError, pa.ArrowException, OSError) as error:
+        _stop(io)
         output.discard()
         rejects.discard()
         raise ScoreError(f"{path}: {error}") from error
     except BaseException:
+        _stop(io)
         output.discard()
         rejects.discard()
         raise
     finally:
+        io.shutdown()
         progress.close()
     summary = scorer.summary(time.monotonic() - started)
     summary.update(input=job.input, output=job.output, rejects=rejects_path)

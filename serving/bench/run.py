@@ -404,7 +404,7 @@ def columnar_report(
     rows = [
         [f"JSON batch of {BATCH_ROWS} rows (best of 1 and 16 conn)", f"{json_rows:,.0f}", "", ""],
         _target(
-            f"Arrow batch of {ARROW_ROWS:,} rows, {ARROW_CONNECTIONS} conn",
+            f"Arrow batch of {ARROW_ROWS:,} rows, Arrow answers, {ARROW_CONNECTIONS} conn",
             f"{arrow_rows:,.0f}",
             f">= {TARGET_ARROW_ROWS_PER_S:,}",
             arrow_rows >= TARGET_ARROW_ROWS_PER_S,

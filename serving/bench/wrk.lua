@@ -5,9 +5,11 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 function init(args)
-  -- A body saved as *.arrows is an Arrow IPC stream (POST /predict/batch's columnar form).
+  -- A body saved as *.arrows is an Arrow IPC stream (POST /predict/batch's columnar form),
+  -- sent by a columnar client that asks for its answer in Arrow too.
   if string.match(args[1], "%.arrows$") then
     wrk.headers["Content-Type"] = "application/vnd.apache.arrow.stream"
+    wrk.headers["Accept"] = "application/vnd.apache.arrow.stream"
   end
   local file = assert(io.open(args[1], "rb"))
   wrk.body = file:read("*a")

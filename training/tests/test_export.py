@@ -18,10 +18,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import SplineTransformer
+from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
 from app.dates import is_date, model_names
+from app.onnx_predictor import MISSING_CATEGORY, Feed
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset, model_frame, schema_kinds
 from training.io import load_params, sha256_file
@@ -93,15 +94,16 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
     assert record["model_sha256"] == trained["metadata"]["model_sha256"]
     assert record["model_sha256"] == sha256_file(directory / "model.joblib")
     assert record["classes"] == trained["metadata"]["classes"]
+    # The default Pipeline's graph takes int64 codes for categories, every string once.
+    assert record["strings_reason"] is None
+    assert record["category_codes"] == list(export.category_codes(trained["metadata"]))
     # The model's inputs: a date feature's numeric parts in its place.
     kinds = schema_kinds(trained["metadata"])
-    numbers, categories = (
-        model_names((n, k) for n, k in kinds if k != "category"),
-        [n for n, k in kinds if k == "category"],
-    )
+    numbers = model_names((n, k) for n, k in kinds if k != "category")
+    categories = [n for n, k in kinds if k == "category"]
     assert [(i["name"], i["type"]) for i in record["inputs"]] == [
         *((n, "double") for n in numbers),
-        *((n, "string") for n in categories),
+        *((n, "int64") for n in categories),
     ]
     session = export.inference_session(graph.read_bytes())
     assert [i["graph_name"] for i in record["inputs"]] == [i.name for i in session.get_inputs()]
@@ -167,12 +169,13 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     frame.iloc[1, ::2] = np.nan
     frame.iloc[2, 1::2] = np.nan
     inputs = export.graph_inputs(session, features)
-    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features, inputs))
+    feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
+    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features, feed))
     expected = trained["model"].predict_proba(frame)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
 
 
-def test_random_records_are_valid_and_cover_missing_and_unseen_values(exported):
+def test_random_records_are_valid_and_cover_missing_values(exported):
     _, trained, _ = exported
     metadata = trained["metadata"]
     records = export.random_records(metadata, 2000, missing_rate=0.2, seed=7)
@@ -188,9 +191,68 @@ def test_random_records_are_valid_and_cover_missing_and_unseen_values(exported):
             assert present.map(is_date).all()
             assert set(present.iloc[:2]) <= {"0001-01-01", "9999-12-31"}
         else:
-            assert set(present) <= {*feature["categories"], *export.UNSEEN_CATEGORIES}
-            assert set(present) & set(export.UNSEEN_CATEGORIES)
+            assert set(present) <= set(feature["categories"])
     pd.testing.assert_frame_equal(records, export.random_records(metadata, 2000, 0.2, seed=7))
+
+
+def test_graph_reading_category_strings_otherwise_than_by_equality_keeps_string_inputs():
+    """A string function of a category (here a StringNormalizer) has no meaning on codes."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("StringNormalizer", ["c"], ["lower"], case_change_action="LOWER")],
+        "g",
+        [helper.make_tensor_value_info("c", TensorProto.STRING, [None, 1])],
+        [helper.make_tensor_value_info("lower", TensorProto.STRING, [None, 1])],
+    )
+    with pytest.raises(export.CodesUnavailable, match="StringNormalizer"):
+        export.with_category_codes(helper.make_model(graph), {"c"}, ("a", MISSING_CATEGORY))
+
+
+def test_an_ordinal_encoder_a_fork_picks_also_takes_codes_with_parity(tmp_path):
+    """skl2onnx selects its columns with ArrayFeatureExtractor and maps them with a
+    LabelEncoder: both carry codes as they carried strings."""
+    base = _train_into(tmp_path / "base")["model"]
+    preprocess = clone(base.named_steps["preprocess"])
+    categorical = preprocess.transformers[1][1]
+    categorical.steps[-1] = ("encoder", OrdinalEncoder())
+    model = Pipeline([("preprocess", preprocess), ("classifier", clone(base[-1]))])
+    trained = _train_into(tmp_path / "ordinal", model=model)
+
+    record = _export(tmp_path / "ordinal", trained)
+
+    assert record["status"] == "exported", record["reason"]
+    assert record["category_codes"] is not None, record["strings_reason"]
+    assert record["parity"]["passed"] is True
+
+
+def test_graph_that_cannot_take_codes_is_exported_on_strings_and_says_why(tmp_path, monkeypatch):
+    """The fallback a fork's estimator gets: the same parity check, on the string feed, and
+    the service serves that graph with the same answers."""
+    from app.onnx_predictor import load_onnx_predictor
+
+    def refuse(*_: Any) -> Any:
+        raise export.CodesUnavailable("the graph's X node reads category values")
+
+    monkeypatch.setattr(export, "with_category_codes", refuse)
+    trained = _train_into(tmp_path)
+
+    record = _export(tmp_path, trained)
+
+    assert record["status"] == "exported", record["reason"]
+    assert record["category_codes"] is None
+    assert record["strings_reason"] == "the graph's X node reads category values"
+    features = export.Features.from_metadata(trained["metadata"])
+    types = {i["name"]: i["type"] for i in record["inputs"]}
+    assert {types[name] for name in features.categorical} <= {"string"}
+    predictor = load_onnx_predictor(tmp_path, trained["metadata"])
+    columns = export.columns_of(trained["prepared"], features)
+    np.testing.assert_allclose(
+        predictor.predict_proba(columns),
+        trained["model"].predict_proba(trained["prepared"]),
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize(

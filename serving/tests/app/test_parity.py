@@ -1,7 +1,7 @@
 """The ONNX fast path predicts what the joblib Pipeline predicts, and steps aside otherwise.
 
 Parity: through `load_onnx_predictor`, on random valid
-records (missing values, unseen categories), probabilities within 1e-6 of the Pipeline's
+records (missing values), probabilities within 1e-6 of the Pipeline's
 and identical labels. Fallback: every reason the fast path must not answer raises
 FastPathUnavailable, which makes the service answer with the Pipeline.
 
@@ -74,8 +74,9 @@ def _columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
 def _random_frame(metadata: dict[str, Any], count: int, seed: int) -> pd.DataFrame:
     """Valid requests drawn independently of the export's own generator: numbers within the
     accepted bounds (whole numbers too, as JSON clients send them), any day's date, the
-    schema's categories, categories never seen in training, and missing values everywhere;
-    as the predictors take them, a date as its parts (`app.dates.expand`)."""
+    schema's categories (the service refuses any other before a predictor sees it), and
+    missing values everywhere; as the predictors take them, a date as its parts
+    (`app.dates.expand`)."""
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
@@ -94,8 +95,7 @@ def _random_frame(metadata: dict[str, Any], count: int, seed: int) -> pd.DataFra
             values[missing] = np.nan
             columns[feature["name"]] = values
         else:
-            unseen = ["Atlantis", "", feature["categories"][0].upper(), " "]
-            drawn = rng.choice(np.array([*feature["categories"], *unseen], dtype=object), count)
+            drawn = rng.choice(np.array(feature["categories"], dtype=object), count)
             drawn[missing] = np.nan
             columns[feature["name"]] = pd.Series(drawn, dtype=object)
     dated = [f["name"] for f in metadata["input_schema"]["features"] if f["type"] == "date"]
@@ -127,11 +127,49 @@ def test_onnx_matches_pipeline_on_every_row_of_the_penguins_data_set(predictor, 
     _assert_parity(predictor, pipeline, frame)
 
 
-def test_onnx_matches_pipeline_on_random_valid_records_with_missing_and_unseen_values(
+def test_onnx_matches_pipeline_on_random_valid_records_with_missing_values(
     predictor, pipeline, metadata
 ):
     frame = _random_frame(metadata, RANDOM_RECORDS, seed=20261128)
     _assert_parity(predictor, pipeline, frame)
+
+
+def _positions(metadata: dict[str, Any], columns: dict[str, list[Any]]) -> dict[str, Any]:
+    """`columns` as app.contract gives a columnar batch: numbers as float64, categories as
+    their positions in the schema's list, -1 for missing."""
+    found: dict[str, Any] = {}
+    for feature in metadata["input_schema"]["features"]:
+        values = columns[feature["name"]]
+        if feature["type"] == "number":
+            found[feature["name"]] = np.array(values, dtype=np.float64)
+        else:
+            index = {c: i for i, c in enumerate(feature["categories"])}
+            found[feature["name"]] = np.array([index.get(v, -1) for v in values], np.intp)
+    return found
+
+
+def test_both_backends_answer_category_positions_as_they_answer_the_strings(
+    predictor, pipeline, metadata
+):
+    """The columnar paths (Arrow bodies, files) hand over positions, JSON the strings."""
+    columns = _columns(_random_frame(metadata, 500, seed=5))
+    sklearn_path = SklearnPredictor(pipeline, parse_metadata(metadata))
+    expected = predictor.predict_proba(columns)
+    for backend in (predictor, sklearn_path):
+        actual = backend.predict_proba(_positions(metadata, columns))
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_a_category_the_schema_does_not_list_is_refused_not_imputed(predictor, metadata):
+    """No code stands for it: the service refuses such a record before any predictor does,
+    and were one to get through, the fast path must fail rather than answer for another."""
+    record: dict[str, list[Any]] = {name: [None] for name in _names(metadata)}
+    categorical = [f for f in metadata["input_schema"]["features"] if f["type"] == "category"]
+    if not categorical:
+        pytest.skip("the model has no category feature")
+    record[categorical[0]["name"]] = ["".join(categorical[0]["categories"]) + "?"]
+    with pytest.raises(ValueError, match=categorical[0]["name"]):
+        predictor.predict_proba(record)
 
 
 def test_onnx_matches_pipeline_one_record_at_a_time(predictor, pipeline, metadata):

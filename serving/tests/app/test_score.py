@@ -86,7 +86,7 @@ def expected(model_dir: Path, metadata: ModelMetadata, data: pa.Table) -> tuple[
     contract = Contract(metadata, build_schemas(metadata, 1).record)
     checked = contract.check(data)
     predictor = load_predictor(model_dir, metadata)
-    probabilities = predictor.predict_proba(checked.columns)  # type: ignore[arg-type]
+    probabilities = predictor.predict_proba(checked.columns)
     return (
         np.flatnonzero(checked.accepted),
         (checked.rejected, contract.messages(checked)),
