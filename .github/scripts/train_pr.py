@@ -127,8 +127,11 @@ def verdict(
     pr, main = scores(new, "model", higher), scores(base, "model", higher)
     if missing := [m for m in gated if m not in pr]:
         raise ReportError(f"the new metrics.json has no model.test.{missing[0]}")
-    # How much worse than the base's, each in its direction (negative: better).
-    worse = {m: (main[m] - pr[m]) * (1 if higher[m] else -1) for m in pr if m in main}
+    # How much worse than the base's, each in its direction (negative: better); an error
+    # without a fixed scale (rmse...) as a fraction of the base's value.
+    relative = training("tasks").RELATIVE
+    scale = {m: (abs(main[m]) or 1.0) if m in relative else 1.0 for m in main}
+    worse = {m: (main[m] - pr[m]) * (1 if higher[m] else -1) / scale[m] for m in pr if m in main}
     # Metrics are rounded when written: a change of exactly the limit is not a failure.
     failed = [m for m in gated if worse.get(m, 0.0) > limit + 1e-9]
     ref = f"`{name}`"

@@ -334,6 +334,22 @@ def test_bad_compare_settings_are_rejected_naming_the_key(script, tmp_path, chan
         script("train_pr").gate_config(tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize(
+    ("rmse", "passes"), [(60.0 * (1 + LIMIT), True), (60.0 * (1 + 2 * LIMIT), False)]
+)
+def test_an_error_in_the_targets_units_may_grow_by_max_regression_as_a_fraction(
+    script, tmp_path, rmse, passes
+):
+    """rmse 60 against main's 60: LIMIT as a difference would fail any change above 0.02 of
+    a target's unit; as a fraction of main's value, 1.2 passes and 2.4 does not."""
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(project_params(["rmse"], "regression")), "utf-8"
+    )
+    main, pr = regression(60.0, 50.0, 0.4), regression(rmse, 50.0, 0.4)
+    passed, _ = script("train_pr").verdict(pr, main, tmp_path / "params.yaml", "main")
+    assert passed is passes
+
+
 def test_a_gated_metric_missing_from_the_new_metrics_is_an_error_not_a_pass(script, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(project_params(["roc_auc"])), "utf-8")
     with pytest.raises(script("train_pr").ReportError, match=r"model\.test\.roc_auc"):
