@@ -454,10 +454,9 @@ def random_records(
             # Any day a client may send, from 0001-01-01 to 9999-12-31.
             first, last = np.datetime64(date.min, "D"), np.datetime64(date.max, "D")
             span = int((last - first) / np.timedelta64(1, "D"))
-            days = first + rng.integers(0, span + 1, count)
-            days[: min(count, 2)] = [first, last][: min(count, 2)]
-            drawn = np.datetime_as_string(days).astype(object)
+            drawn = np.datetime_as_string(first + rng.integers(0, span + 1, count)).astype(object)
             drawn[missing] = np.nan
+            drawn[: min(count, 2)] = [str(first), str(last)][: min(count, 2)]
             columns[feature["name"]] = pd.Series(drawn, dtype=object)
         elif feature["type"] == "number":
             low, high = float(feature["minimum"]), float(feature["maximum"])

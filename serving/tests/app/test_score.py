@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
+from app import columnar
 from app.artifacts import ModelMetadata, load_metadata
 from app.contract import Contract
 from app.predictor import load_predictor
@@ -86,7 +87,9 @@ def expected(model_dir: Path, metadata: ModelMetadata, data: pa.Table) -> tuple[
     contract = Contract(metadata, build_schemas(metadata, 1).record)
     checked = contract.check(data)
     predictor = load_predictor(model_dir, metadata)
-    probabilities = predictor.predict_proba(checked.columns)
+    # The one prediction path (a date feature becomes its parts before either backend).
+    n = checked.n_accepted
+    probabilities = columnar.predict(predictor, metadata, checked.columns, n).probabilities
     return (
         np.flatnonzero(checked.accepted),
         (checked.rejected, contract.messages(checked)),
