@@ -135,16 +135,17 @@ def test_onnx_matches_pipeline_on_random_valid_records_with_missing_values(
 
 
 def _positions(metadata: dict[str, Any], columns: dict[str, list[Any]]) -> dict[str, Any]:
-    """`columns` as app.contract gives a columnar batch: numbers as float64, categories as
-    their positions in the schema's list, -1 for missing."""
+    """`columns` as app.contract gives a columnar batch: numbers (a date's parts too) as
+    float64, categories as their positions in the schema's list, -1 for missing."""
+    features = metadata["input_schema"]["features"]
+    categories = {f["name"]: f["categories"] for f in features if f["type"] == "category"}
     found: dict[str, Any] = {}
-    for feature in metadata["input_schema"]["features"]:
-        values = columns[feature["name"]]
-        if feature["type"] == "number":
-            found[feature["name"]] = np.array(values, dtype=np.float64)
+    for name, values in columns.items():
+        if name in categories:
+            index = {c: i for i, c in enumerate(categories[name])}
+            found[name] = np.array([index.get(v, -1) for v in values], np.intp)
         else:
-            index = {c: i for i, c in enumerate(feature["categories"])}
-            found[feature["name"]] = np.array([index.get(v, -1) for v in values], np.intp)
+            found[name] = np.array(values, dtype=np.float64)
     return found
 
 
