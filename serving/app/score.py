@@ -516,8 +516,8 @@ def run(job: Job) -> dict[str, Any]:
     progress = Progress(None)
     # Reading the next batch and writing the last one's output overlap with checking and
     # predicting this one: pyarrow decodes and encodes without the GIL, so on two cores a
-    # run takes about as long as its slowest half (measured: 0.17 s of CPU per million
-    # rows reading and writing, 0.26 s checking and predicting).
+    # run takes about as long as its slowest half (measured: 0.11 s of CPU per million
+    # rows reading and writing, 0.19 s checking and predicting).
     io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="score-io")
     written: Future[None] | None = None
     try:

@@ -231,6 +231,20 @@ def test_too_many_rejects_fail_the_run_and_write_no_output(
     assert read(tmp_path / "out.rejects.parquet").num_rows >= 500
 
 
+def test_a_file_failing_after_batches_were_written_leaves_no_output(
+    model: ModelMetadata, tmp_path: Path
+) -> None:
+    """Batches are read and written on I/O threads: a failure waits for them, then discards."""
+    (tmp_path / "in").mkdir()
+    pq.write_table(table(model, 1000, invalid_every=None), tmp_path / "in" / "a.parquet")
+    (tmp_path / "in" / "b.parquet").write_bytes(b"not parquet")
+    out = tmp_path / "out" / "scored.parquet"
+    args = ("--input", str(tmp_path / "in"), "--output", str(out), "--batch-rows", "100")
+    assert score(*args) == 1
+    assert not out.exists()
+    assert not list(out.parent.glob("*.incomplete"))
+
+
 def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
     model_dir: Path, model: ModelMetadata, tmp_path: Path
 ) -> None:
