@@ -161,7 +161,7 @@ def dated_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["prepare"] |= {"source": "data/cars.csv", "target": "Origin", "drop_columns": ["Name"]}
-    raw["export"] |= {"random_records": 2000}
+    raw["export"] |= {"random_records": 500}
     params = parse(raw)
     frame = local_data.cars()
     frame["Year"] = frame["Year"].dt.strftime("%Y-%m-%d")
