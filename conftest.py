@@ -242,3 +242,43 @@ def regression_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
     (directory / PROFILE_FILE).write_text(json.dumps(profile), encoding="utf-8")
     return directory
+
+
+@pytest.fixture(scope="session")
+def dated_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classifier with a date feature, trained and exported by the training stages' own
+    functions on vega_datasets' cars, whose `Year` is ISO date text as a CSV holds it."""
+    import pandas as pd
+    import yaml
+    from vega_datasets import local_data  # type: ignore[import-untyped]
+
+    from app.artifacts import EXPORT_FILE, PROFILE_FILE
+    from training.data import clean
+    from training.export import export
+    from training.io import write_json
+    from training.params import parse
+    from training.prepare import split
+    from training.profile import build_profile
+    from training.train import fit_and_save
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["prepare"] |= {"source": "data/cars.csv", "target": "Origin", "drop_columns": ["Name"]}
+    raw["export"] |= {"random_records": 500}
+    params = parse(raw)
+    frame = local_data.cars()
+    frame["Year"] = frame["Year"].dt.strftime("%Y-%m-%d")
+    frame = clean(frame, "Origin", ["Name"])
+    train, test = split(frame, "Origin", params.prepare.test_size, params.prepare.seed)
+    directory = tmp_path_factory.mktemp("dated")
+    _, metadata = fit_and_save(train, params, directory)
+    profile = build_profile(train, metadata, params.profile.quantiles)
+    write_json(directory / PROFILE_FILE, profile)
+    export(
+        model_path=directory / metadata["model_file"],
+        metadata=metadata,
+        prepared=pd.concat([train, test], ignore_index=True).drop(columns=["Origin"]),
+        params=params.export.model_dump(),
+        onnx_dir=directory / "onnx",
+        record_path=directory / EXPORT_FILE,
+    )
+    return directory

@@ -8,13 +8,16 @@ columns it finds.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pandas.api import types as ptypes
 from sklearn.utils.multiclass import type_of_target
 
+from app.dates import expand, is_date, part_names
 from training.tasks import Task
 
 BUNDLED_SOURCE = "palmerpenguins"
@@ -30,10 +33,24 @@ class FeatureSpec:
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    dates: tuple[str, ...] = ()
+    """Text columns of ISO dates: requests send the text, the model reads its numeric parts."""
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.numeric + self.categorical
+        """The features as requests send them, in the input schema's order."""
+        return self.numeric + self.dates + self.categorical
+
+    @property
+    def kinds(self) -> list[tuple[str, str]]:
+        """Each feature with the input schema's type for it."""
+        kind = {**dict.fromkeys(self.dates, "date"), **dict.fromkeys(self.categorical, "category")}
+        return [(name, kind.get(name, "number")) for name in self.all]
+
+    @property
+    def model_numeric(self) -> list[str]:
+        """The Pipeline's number columns: the numeric features, then each date's parts."""
+        return [*self.numeric, *(p for name in self.dates for p in part_names(name))]
 
 
 def load_dataset(source: str, root: Path) -> pd.DataFrame:
@@ -121,10 +138,10 @@ def check_features(frame: pd.DataFrame, target: str, max_categories: int) -> Non
         elif not (ptypes.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype)):
             raise DataError(
                 f"column {name!r} has type {column.dtype}, which the pipeline cannot encode: "
-                f"{drop}, or convert it to numbers or text in your data"
+                f"{drop}, or convert it to numbers or text (dates as YYYY-MM-DD) in your data"
             )
         distinct = column.nunique()
-        if distinct > max_categories:
+        if distinct > max_categories and not is_date_column(column):
             raise DataError(
                 f"column {name!r} has {distinct} distinct values, more than "
                 f"prepare.max_categories ({max_categories}): an identifier or free text? "
@@ -132,16 +149,50 @@ def check_features(frame: pd.DataFrame, target: str, max_categories: int) -> Non
             )
 
 
+def is_date_column(column: pd.Series) -> bool:
+    """Text whose every non-null value is an ISO date, `YYYY-MM-DD` (`app.dates.is_date`)."""
+    if not (ptypes.is_object_dtype(column) or ptypes.is_string_dtype(column)):
+        return False
+    values = column.dropna().unique()
+    return len(values) > 0 and all(is_date(value) for value in values)
+
+
 def feature_spec(frame: pd.DataFrame, target: str) -> FeatureSpec:
-    """Numeric columns are scaled; everything else (strings, booleans, categories) is one-hot."""
+    """Numeric columns are scaled; date text becomes numeric parts, scaled too; everything
+    else (strings, booleans, categories) is one-hot."""
     features = [c for c in frame.columns if c != target]
     numeric = tuple(
         c
         for c in features
         if ptypes.is_numeric_dtype(frame[c]) and not ptypes.is_bool_dtype(frame[c])
     )
-    categorical = tuple(c for c in features if c not in numeric)
-    return FeatureSpec(numeric=numeric, categorical=categorical)
+    dates = tuple(c for c in features if c not in numeric and is_date_column(frame[c]))
+    taken = [p for name in dates for p in part_names(name) if p in frame.columns]
+    if taken:
+        raise DataError(f"columns {taken} clash with the date parts the model derives: rename them")
+    categorical = tuple(c for c in features if c not in numeric and c not in dates)
+    return FeatureSpec(numeric=numeric, categorical=categorical, dates=dates)
+
+
+def model_frame(frame: pd.DataFrame, kinds: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """The features (name, input schema type) of `frame` as the model reads them: a date's
+    numeric parts in its place, derived by the service's own function (`app.dates.expand`)."""
+    kinds = list(kinds)
+    dates = [name for name, kind in kinds if kind == "date"]
+    if not dates:
+        return frame[[name for name, _ in kinds]]
+    columns: dict[str, Any] = {name: frame[name] for name, kind in kinds if kind != "date"}
+    for name in dates:
+        values = frame[name].to_numpy(dtype=object, copy=True)
+        values[pd.isna(values)] = None  # as the service hands over a missing date
+        columns[name] = values
+    columns = {name: columns[name] for name, _ in kinds}
+    return pd.DataFrame(expand(columns, dates), index=frame.index)
+
+
+def schema_kinds(metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    """The metadata's features as (name, type), in the input schema's order."""
+    return [(f["name"], f["type"]) for f in metadata["input_schema"]["features"]]
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

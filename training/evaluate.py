@@ -35,7 +35,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
 from training import paths
-from training.data import DataError
+from training.data import DataError, model_frame, schema_kinds
 from training.io import run_stage, write_json
 from training.params import Params, read_params
 from training.tasks import CROSS_VALIDATED, GATED, HIGHER_IS_BETTER, Task
@@ -214,6 +214,8 @@ def _features(metadata: dict[str, Any]) -> list[str]:
     for feature in metadata["input_schema"]["features"]:
         if feature["type"] == "number":
             seen = f"{feature['observed']['minimum']:g} to {feature['observed']['maximum']:g}"
+        elif feature["type"] == "date":
+            seen = f"{feature['observed']['earliest']} to {feature['observed']['latest']}"
         else:
             seen = ", ".join(feature["categories"])
         lines.append(
@@ -350,9 +352,9 @@ def evaluate(
     """metrics.json's content, the test predictions and the report, for either task."""
     task: Task = metadata.get("task", "classification")
     target, classes = metadata["target"], metadata["classes"]
-    feature_names = [f["name"] for f in metadata["input_schema"]["features"]]
-    x_train, y_train = train[feature_names], train[target]
-    x_test, y_test = test[feature_names], test[target]
+    kinds = schema_kinds(metadata)
+    x_train, y_train = model_frame(train, kinds), train[target]
+    x_test, y_test = model_frame(test, kinds), test[target]
     folds, seed = params.evaluate.cv_folds, params.evaluate.seed
     baseline: Any
     if task == "classification":

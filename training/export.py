@@ -28,6 +28,7 @@ import logging
 import math
 import shutil
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from sklearn.pipeline import Pipeline
 from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_record
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session, split_features
 from training import paths
+from training.data import model_frame, schema_kinds
 from training.io import sha256_file, write_json
 from training.params import read_params
 
@@ -143,12 +145,90 @@ def _convert_simple_imputer(scope: Any, operator: Any, container: Any) -> None:
     container.add_node("Where", [is_missing, fill, features], [operator.outputs[0].full_name])
 
 
+# skl2onnx writes tree ensembles with ai.onnx.ml 1 nodes, whose thresholds and leaf values
+# are float32 and whose output is float: a row near a split takes the other branch than
+# scikit-learn (a 0.01 probability apart on wine), and a double input is refused outright.
+# Written as ai.onnx.ml 3 nodes instead, thresholds and leaves are the model's float64s
+# (`*_as_tensor`) and only the output is float32 (cast to double here): the parity check
+# then holds at 1e-6 (relative, for a regressor's large outputs).
+_TREE_NODES = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})
+_TREE_DOUBLES = ("nodes_values", "class_weights", "target_weights", "base_values")
+
+
+def _in_double(converter: Any) -> Any:
+    """`converter` (skl2onnx's for a tree ensemble) emitting ai.onnx.ml 3 tree nodes whose
+    attributes are the model's float64 values and whose float outputs are cast to double."""
+    from onnx import TensorProto, numpy_helper
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    def convert_in_double(scope: Any, operator: Any, container: Any) -> None:
+        add_node = container.add_node
+
+        def add_tree_node(
+            op_type: str, inputs: Any, outputs: Any, op_domain: str = "", **attrs: Any
+        ) -> None:
+            if op_domain != "ai.onnx.ml" or op_type not in _TREE_NODES:
+                add_node(op_type, inputs, outputs, op_domain=op_domain, **attrs)
+                return
+            for key in _TREE_DOUBLES:
+                if key in attrs:
+                    values = np.asarray(attrs.pop(key), dtype=np.float64).ravel()
+                    attrs[f"{key}_as_tensor"] = numpy_helper.from_array(values)
+            for key, value in attrs.items():
+                # numpy integers and booleans (HistGradientBoosting's) where ONNX takes ints
+                if isinstance(value, list) and value and isinstance(value[0], np.generic):
+                    attrs[key] = [int(v) for v in value]
+            outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+            # A classifier's first output is its labels; the scores are float32.
+            first = 1 if op_type == "TreeEnsembleClassifier" else 0
+            casts = []
+            for i in range(first, len(outputs)):
+                single = scope.get_unique_variable_name(f"{outputs[i]}_float")
+                casts.append((single, outputs[i]))
+                outputs[i] = single
+            attrs["op_version"] = 3
+            add_node(op_type, inputs, outputs, op_domain=op_domain, **attrs)
+            for single, wanted in casts:
+                name = scope.get_unique_operator_name("Cast")
+                add_node("Cast", [single], [wanted], to=TensorProto.DOUBLE, name=name)
+
+        for variable in operator.outputs:
+            if isinstance(variable.type, FloatTensorType):
+                variable.type = DoubleTensorType(variable.type.shape)
+        container.add_node = add_tree_node
+        try:
+            converter(scope, operator, container, op_version=3)
+        finally:
+            container.add_node = add_node
+
+    return convert_in_double
+
+
+def _tree_converters() -> dict[type, Any]:
+    from skl2onnx.operator_converters.random_forest import (
+        convert_sklearn_random_forest_classifier as classifier,
+    )
+    from skl2onnx.operator_converters.random_forest import (
+        convert_sklearn_random_forest_regressor_converter as regressor,
+    )
+    from sklearn import ensemble
+
+    return {
+        ensemble.RandomForestClassifier: _in_double(classifier),
+        ensemble.ExtraTreesClassifier: _in_double(classifier),
+        ensemble.HistGradientBoostingClassifier: _in_double(classifier),
+        ensemble.RandomForestRegressor: _in_double(regressor),
+        ensemble.ExtraTreesRegressor: _in_double(regressor),
+        ensemble.HistGradientBoostingRegressor: _in_double(regressor),
+    }
+
+
 def convert(model: Pipeline, features: Features, name: str) -> Any:
     """The ONNX ModelProto of `model`: one input per feature, double precision throughout.
 
     Raises whatever skl2onnx raises when a step has no converter.
     """
-    from skl2onnx import convert_sklearn
+    from skl2onnx import convert_sklearn, get_latest_tested_opset_version
     from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
     from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
 
@@ -163,7 +243,9 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
         initial_types=initial_types,
         # Plain probability tensor, not a list of {class: probability} maps.
         options={id(final_step): {"zipmap": False}} if is_classifier(final_step) else None,
-        custom_conversion_functions={SimpleImputer: _convert_simple_imputer},
+        # ai.onnx.ml 3 for tree ensembles in double; the file lists the versions it uses.
+        target_opset={"": get_latest_tested_opset_version(), "ai.onnx.ml": 3},
+        custom_conversion_functions={SimpleImputer: _convert_simple_imputer, **_tree_converters()},
         custom_shape_calculators={SimpleImputer: calculate_sklearn_imputer_output_shapes},
     )
     # skl2onnx lists the opsets in an order that follows the interpreter's hash seed (about
@@ -359,15 +441,24 @@ def random_records(
 ) -> pd.DataFrame:
     """`count` records a client could send: every value valid, some missing.
 
-    Numbers are drawn uniformly within the schema's accepted bounds (the first two records
-    sit exactly on them); categories from the schema's list (the service refuses any
-    other); each value is missing with probability `missing_rate`.
+    Numbers are drawn uniformly within the schema's accepted bounds, dates over the whole
+    calendar (the first two records sit exactly on the limits); categories from the schema's
+    list (the service refuses any other); each value is missing with probability
+    `missing_rate`.
     """
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < missing_rate
-        if feature["type"] == "number":
+        if feature["type"] == "date":
+            # Any day a client may send, from 0001-01-01 to 9999-12-31.
+            first, last = np.datetime64(date.min, "D"), np.datetime64(date.max, "D")
+            span = int((last - first) / np.timedelta64(1, "D"))
+            drawn = np.datetime_as_string(first + rng.integers(0, span + 1, count)).astype(object)
+            drawn[missing] = np.nan
+            drawn[: min(count, 2)] = [str(first), str(last)][: min(count, 2)]
+            columns[feature["name"]] = pd.Series(drawn, dtype=object)
+        elif feature["type"] == "number":
             low, high = float(feature["minimum"]), float(feature["maximum"])
             values = rng.uniform(low, high, count)
             values[missing] = np.nan
@@ -498,6 +589,9 @@ def export(
     )
     # Only rows the service would predict: it refuses an unseen category before any model.
     prepared = prepared[servable(prepared, features)]
+    # The graph, like the Pipeline, reads a date as its parts, derived before either backend.
+    kinds = schema_kinds(metadata)
+    prepared, random = model_frame(prepared, kinds), model_frame(random, kinds)
     types = ["double"] * len(features.numeric) + ["string"] * len(features.categorical)
     record: dict[str, Any] = {
         "schema_version": EXPORT_VERSION,

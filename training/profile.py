@@ -1,12 +1,13 @@
 """Stage `profile`: describe the training split as the service's reference for drift.
 
 Writes `reference_profile.json` beside the model metadata: per numeric feature the range
-and a few quantiles seen in training, per categorical feature the categories seen (with
-their shares), every feature's missing-value rate, and the class priors. For a regressor,
-whose output has no class mix, the distribution of its predictions on the training split
-instead: their range, quantiles and the share of them between consecutive quantiles (the
-bins the service counts live predictions in). The service counts live values against it
-(outside the range, unseen, missing) and shows it in `GET /model`.
+and a few quantiles seen in training, per date feature its range, per categorical feature
+the categories seen (with their shares), every feature's missing-value rate, and the class
+priors. For a regressor, whose output has no class mix, the distribution of its predictions
+on the training split instead: their range, quantiles and the share of them between
+consecutive quantiles (the bins the service counts live predictions in). The service
+counts live values against it (outside the range, unseen, missing) and shows it in
+`GET /model`.
 
 The profile names the model's sha256, read from the metadata the train stage wrote, so the
 service can refuse a profile that belongs to another model. Nothing volatile (time, git
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from training import paths
+from training.data import model_frame, schema_kinds
 from training.io import run_stage, write_json
 from training.params import read_params
 
@@ -66,6 +68,12 @@ def categorical_profile(column: pd.Series) -> dict[str, Any]:
     }
 
 
+def date_profile(column: pd.Series) -> dict[str, Any]:
+    # ISO dates order as their text does.
+    present = column.dropna().astype(str)
+    return {"type": "date", "minimum": present.min(), "maximum": present.max()}
+
+
 def prediction_profile(predictions: np.ndarray, quantiles: list[float]) -> dict[str, Any]:
     """A regressor's training predictions: range, quantiles, and each bin's share. Bins lie
     between consecutive edges (minimum, the quantiles, maximum), named by their quantiles
@@ -99,11 +107,12 @@ def build_profile(
         if name not in train.columns:
             raise ValueError(f"feature {name!r} of the metadata is not in the training split")
         column = train[name]
-        described = (
-            numeric_profile(column, quantiles)
-            if entry["type"] == "number"
-            else categorical_profile(column)
-        )
+        if entry["type"] == "number":
+            described = numeric_profile(column, quantiles)
+        elif entry["type"] == "date":
+            described = date_profile(column)
+        else:
+            described = categorical_profile(column)
         features.append({"name": name, "missing_rate": _round(column.isna().mean()), **described})
     profile = {
         "schema_version": PROFILE_SCHEMA_VERSION,
@@ -134,8 +143,7 @@ def training_predictions(
     import joblib
 
     model = joblib.load(model_dir / metadata["model_file"])
-    names = [feature["name"] for feature in metadata["input_schema"]["features"]]
-    return np.asarray(model.predict(train[names]), dtype=np.float64)
+    return np.asarray(model.predict(model_frame(train, schema_kinds(metadata))), dtype=np.float64)
 
 
 def main() -> None:

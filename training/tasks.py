@@ -26,6 +26,10 @@ HIGHER_IS_BETTER: Final[dict[Task, dict[str, bool]]] = {
     "regression": {"rmse": False, "mae": False, "r2": True},
 }
 BINARY_ONLY: Final[frozenset[str]] = frozenset({"roc_auc", "average_precision"})
+# Errors in the target's units (or nats): no fixed scale, so `compare.max_regression` is a
+# fraction of the base branch's value for them; the others lie in [0, 1] (r2 at most 1)
+# and are compared by difference.
+RELATIVE: Final[frozenset[str]] = frozenset({"rmse", "mae", "log_loss"})
 
 # The metrics the baseline gate (`evaluate.min_improvement_over_baseline`) applies to, and
 # which are cross-validated (mean and std in metrics.json's "cv" block).

@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training import paths
-from training.data import FeatureSpec, feature_spec, fingerprint
+from training.data import FeatureSpec, feature_spec, fingerprint, model_frame
 from training.io import run_stage, sha256_file, write_json
 from training.params import Params, ParamsError, read_params
 from training.tasks import ALIASES, Task
@@ -90,7 +90,7 @@ def build_pipeline(spec: FeatureSpec, estimator: BaseEstimator, task: Task) -> P
             (
                 "numeric",
                 make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-                list(spec.numeric),
+                spec.model_numeric,
             ),
             (
                 "categorical",
@@ -128,7 +128,7 @@ def _bounds(series: pd.Series, margin: float) -> dict[str, float]:
 
 
 def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[dict[str, Any]]:
-    """One entry per feature, in the order the Pipeline expects them.
+    """One entry per feature, in the order of the request's fields (`FeatureSpec.all`).
 
     Every feature passes through an imputer, so every feature may be null or omitted.
     """
@@ -149,6 +149,15 @@ def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[
                 "observed": {"minimum": float(column.min()), "maximum": float(column.max())},
                 **_bounds(column, margin),
                 "example": float(column.median()) if not is_integer else int(column.median()),
+            }
+        elif name in spec.dates:
+            # Any day is accepted (app.schemas says why). ISO dates order as their text
+            # does; the example is an observed date.
+            present = column.dropna().astype(str).sort_values()
+            entry |= {
+                "type": "date",
+                "observed": {"earliest": str(present.iloc[0]), "latest": str(present.iloc[-1])},
+                "example": str(present.iloc[len(present) // 2]),
             }
         else:
             categories = sorted(column.dropna().astype(str).unique().tolist())
@@ -216,7 +225,7 @@ def fit_and_save(
     spec = feature_spec(train, target)
     if model is None:
         model = configured_pipeline(spec, params)
-    model.fit(train[list(spec.all)], train[target])
+    model.fit(model_frame(train, spec.kinds), train[target])
 
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / paths.MODEL.name

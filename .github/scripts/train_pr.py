@@ -116,7 +116,7 @@ def verdict(new: Metrics, base: Metrics | None, params: Path, ref: str) -> tuple
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from training.params import ParamsError, read_params
-    from training.tasks import HIGHER_IS_BETTER
+    from training.tasks import HIGHER_IS_BETTER, RELATIVE
 
     try:
         valid = read_params(params)
@@ -127,7 +127,10 @@ def verdict(new: Metrics, base: Metrics | None, params: Path, ref: str) -> tuple
     pr, main = ({m: v for m, v in scores(x, "model").items() if m in higher} for x in (new, base))
     if missing := [m for m in gated if m not in pr]:
         raise ReportError(f"the new metrics.json has no model.test.{missing[0]}")
-    worse = {m: (main[m] - pr[m]) * (1 if higher[m] else -1) for m in pr if m in main}
+    # How much worse than the base's, in each metric's direction (negative: better); an error
+    # in the target's units (rmse...) has no fixed scale: a fraction of the base's value.
+    scale = {m: (abs(main[m]) or 1.0) if m in RELATIVE else 1.0 for m in main}
+    worse = {m: (main[m] - pr[m]) * (1 if higher[m] else -1) / scale[m] for m in pr if m in main}
     # Metrics are rounded when written: a change of exactly the limit is no failure.
     failed = [m for m in gated if worse.get(m, 0.0) > limit + 1e-9]
     rows = []

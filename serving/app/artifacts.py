@@ -31,6 +31,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.dates import is_date, model_names
+
 METADATA_FILE = "model_metadata.json"
 METRICS_FILE = "metrics.json"
 PROFILE_FILE = "reference_profile.json"
@@ -61,7 +63,7 @@ class Feature(_Artifact):
     """One input field, as training described it."""
 
     name: str = Field(min_length=1)
-    type: Literal["number", "category"]
+    type: Literal["number", "category", "date"]
     nullable: bool = True
     example: float | int | str | None = None
     minimum: float | None = None
@@ -76,7 +78,7 @@ class Feature(_Artifact):
                 raise ValueError("a number needs a minimum and a maximum")
             if not (math.isfinite(low) and math.isfinite(high) and low <= high):
                 raise ValueError(f"bounds [{low}, {high}] are not a range")
-        elif not self.categories:
+        elif self.type == "category" and not self.categories:
             raise ValueError("a category needs a non-empty list of categories")
         return self
 
@@ -150,6 +152,16 @@ class ModelMetadata(_Artifact):
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
 
+    @property
+    def dates(self) -> tuple[str, ...]:
+        """The date features, which the model reads as their parts (`app.dates.expand`)."""
+        return tuple(f.name for f in self.features if f.type == "date")
+
+    @property
+    def model_names(self) -> list[str]:
+        """The model's input columns: the features, a date's parts in its place."""
+        return model_names((f.name, f.type) for f in self.features)
+
     def example_record(self) -> dict[str, Any]:
         """A record made of every feature's example value: valid by construction."""
         return {feature.name: feature.example for feature in self.features}
@@ -180,6 +192,22 @@ class CategoryProfile(_Artifact):
     type: Literal["category"]
     missing_rate: Share
     categories: dict[str, Share] = Field(min_length=1)
+
+
+class DateProfile(_Artifact):
+    name: str
+    type: Literal["date"]
+    missing_rate: Share
+    minimum: str
+    maximum: str
+
+    @model_validator(mode="after")
+    def _a_range(self) -> DateProfile:
+        if not (is_date(self.minimum) and is_date(self.maximum)):
+            raise ValueError("minimum and maximum must be ISO dates")
+        if self.minimum > self.maximum:
+            raise ValueError(f"minimum {self.minimum} is after maximum {self.maximum}")
+        return self
 
 
 class PredictionProfile(_Artifact):
@@ -218,7 +246,7 @@ class ReferenceProfile(_Artifact):
     predictions: PredictionProfile | None = Field(default=None, exclude_if=lambda v: v is None)
     """A regressor's training predictions; None for a classifier."""
     features: tuple[
-        Annotated[NumberProfile | CategoryProfile, Field(discriminator="type")], ...
+        Annotated[NumberProfile | CategoryProfile | DateProfile, Field(discriminator="type")], ...
     ] = Field(min_length=1)
 
     @field_validator("schema_version")

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from app import dates
 from app.artifacts import ModelMetadata
 from app.predictor import Predictor
 
@@ -46,6 +47,8 @@ def predict(
     """One predictor call for n rows given column by column (lists, or numpy arrays as
     `app.contract` gives them: both predictors read either), checked before any client or
     file sees it."""
+    # A date reaches either backend as its numeric parts.
+    columns = dates.expand(columns, metadata.dates)
     if metadata.task == "regression":
         values = np.asarray(predictor.predict(columns), dtype=np.float64)
         if values.shape != (n,) or not np.isfinite(values).all():

@@ -32,10 +32,13 @@ import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
 from app.artifacts import Feature, ModelMetadata
+from app.dates import is_date
 from app.messages import describe
 
 # The kinds of problem a value can have; 0 means none. One code per row and feature.
-OK, MISSING, NULL, NOT_A_NUMBER, NOT_FINITE, BELOW, ABOVE, NOT_ALLOWED = range(8)
+OK, MISSING, NULL, NOT_A_NUMBER, NOT_FINITE, BELOW, ABOVE, NOT_ALLOWED, NOT_TEXT, NOT_A_DATE = (
+    range(10)
+)
 
 # What a CSV cell must look like to be parsed as a number (Arrow's parser accepts these, and
 # refuses the whole column on anything else, so the other cells are found first).
@@ -61,7 +64,8 @@ class Checked:
     columns: dict[str, npt.NDArray[Any]]
     """Every feature for the accepted rows, as the predictor takes them: float64 with NaN
     for a missing number; for a category, its position in the feature's categories, -1
-    when missing (no Python object per value: `app.predictor.Predictor`)."""
+    when missing (no Python object per value: `app.predictor.Predictor`); a date's text,
+    None when missing."""
     accepted: npt.NDArray[np.bool_]
     rejected: npt.NDArray[np.intp]
     """Positions in the batch of the rows refused."""
@@ -99,6 +103,9 @@ def _problems(feature: Feature, adapter: TypeAdapter[Any]) -> dict[int, Problem]
         problems[NOT_FINITE] = _probe(adapter, name, math.nan)
         problems[BELOW] = _probe(adapter, name, math.nextafter(feature.minimum, -math.inf))
         problems[ABOVE] = _probe(adapter, name, math.nextafter(feature.maximum, math.inf))
+    elif feature.type == "date":
+        problems[NOT_TEXT] = _probe(adapter, name, 0)
+        problems[NOT_A_DATE] = _probe(adapter, name, "not a date")
     else:
         problems[NOT_ALLOWED] = _probe(adapter, name, "".join(feature.categories) + "?")
     return problems
@@ -183,7 +190,11 @@ class Contract:
             if column is None:
                 valid = np.zeros(n, dtype=bool)
                 value: npt.NDArray[Any] = (
-                    np.full(n, np.nan) if feature.type == "number" else np.full(n, -1, np.intp)
+                    np.full(n, np.nan)
+                    if feature.type == "number"
+                    else np.full(n, None, object)
+                    if feature.type == "date"
+                    else np.full(n, -1, np.intp)
                 )
                 if not feature.nullable:
                     code[:] = MISSING
@@ -191,6 +202,8 @@ class Contract:
                 valid = _valid(column)
                 if feature.type == "number":
                     value = self._number(feature, column, valid, code, parse_text)
+                elif feature.type == "date":
+                    value = self._date(column, valid, code)
                 else:
                     value = self._category(index, column, valid, code)
                 if not feature.nullable:
@@ -252,6 +265,22 @@ class Contract:
         # After the bounds: pydantic refuses infinity as not finite before comparing it.
         code[_valid(column) & ~np.isfinite(numbers)] = NOT_FINITE
         return numbers
+
+    def _date(
+        self, column: pa.Array, valid: npt.NDArray[np.bool_], code: npt.NDArray[np.uint8]
+    ) -> npt.NDArray[Any]:
+        """The dates as sent (str, None where missing or refused): the record schema's rule,
+        `app.dates.is_date`, applied once per distinct value (a file holds few days, many
+        times over)."""
+        if not _is_text(column.type):
+            code[valid] = NOT_TEXT
+            return np.full(len(column), None, dtype=object)
+        distinct = [v for v in pc.unique(column).to_pylist() if is_date(v)]
+        known = _valid(pc.index_in(column, value_set=pa.array(distinct, pa.string())))
+        code[valid & ~known] = NOT_A_DATE
+        values: npt.NDArray[Any] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        values[~known] = None
+        return values
 
     def _category(
         self,

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.artifacts import EXPORT_FILE, EXPORT_VERSION, ExportRecord, GraphInput, parse_export_record
+from app.dates import model_names
 from app.predictor import Columns
 
 EXPORT_RECORD = EXPORT_FILE
@@ -52,12 +53,13 @@ class FastPathUnavailable(Exception):
 
 
 def split_features(features: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    """The metadata's features as (numbers, categories): the graph's input order, which is
-    the Pipeline's (numbers first, as its ColumnTransformer lists them)."""
-    unknown = [f["name"] for f in features if f["type"] not in ("number", "category")]
+    """The model's inputs as (numbers, categories): the graph's input order, which is the
+    Pipeline's (numbers first, as its ColumnTransformer lists them). A date feature is its
+    numeric parts (`app.dates`), derived before the feed."""
+    unknown = [f["name"] for f in features if f["type"] not in ("number", "category", "date")]
     if unknown:
         raise FastPathUnavailable(f"features of a type the graph cannot take: {unknown}")
-    numeric = [f["name"] for f in features if f["type"] == "number"]
+    numeric = model_names((f["name"], f["type"]) for f in features if f["type"] != "category")
     return numeric, [f["name"] for f in features if f["type"] == "category"]
 
 
@@ -329,7 +331,7 @@ def load_onnx_predictor(data_dir: Path, metadata: dict[str, Any]) -> OnnxPredict
 
 def _probe(predictor: OnnxPredictor, features: Sequence[Mapping[str, Any]], n_classes: int) -> None:
     """One all-missing row proves the graph runs here, before the service commits to it."""
-    record = {f["name"]: [None] for f in features}
+    record = {name: [None] for name in model_names((f["name"], f["type"]) for f in features)}
     try:
         answer = predictor.predict_proba(record) if n_classes else predictor.predict(record)
     except Exception as error:  # as above

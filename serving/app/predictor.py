@@ -33,7 +33,8 @@ Columns = dict[str, Any]
 
 
 class Predictor(Protocol):
-    """`columns` maps every feature name to n values: numbers (None or NaN is missing);
+    """`columns` maps every model input (`ModelMetadata.model_names`: a date feature's
+    numeric parts in its place, `app.dates`) to n values: numbers (None or NaN is missing);
     for a category, the strings (None is missing), or, as `app.contract` gives a columnar
     batch, an integer array of positions in the feature's categories (-1 is missing).
 
@@ -83,8 +84,10 @@ class SklearnPredictor:
                 )
         self.task = metadata.task
         self._pipeline = pipeline
-        self._numeric = {f.name for f in metadata.features if f.type == "number"}
-        self._order = metadata.feature_names
+        self._order = metadata.model_names
+        self._numeric = set(self._order) - {
+            f.name for f in metadata.features if f.type == "category"
+        }
         # Position -1 (missing) picks the NaN.
         self._categories = {
             f.name: np.array([*f.categories, np.nan], dtype=object)

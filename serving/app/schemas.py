@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Required
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
+from app import dates
 from app.artifacts import Feature, ModelMetadata
 
 RECORD_SCHEMA = "Features"
@@ -50,6 +52,8 @@ a field that changes the answer (`explain`) is then read in `ModelService` from 
 def _describe(feature: Feature) -> str:
     if feature.type == "number":
         text = f"Number between {feature.minimum:g} and {feature.maximum:g}."
+    elif feature.type == "date":
+        text = f"Date ({dates.FORMAT}); the model reads its year, month and day of year."
     else:
         allowed = ", ".join(feature.categories)
         text = (
@@ -69,6 +73,15 @@ def _annotation(feature: Feature) -> Any:
             float,
             Field(ge=feature.minimum, le=feature.maximum, allow_inf_nan=False, strict=True),
         ]
+    elif feature.type == "date":
+        # Text, as sent: the model reads its parts (`app.dates`), derived before either
+        # backend. Any day is accepted (JSON Schema cannot bound a date, so no document could
+        # say which); one outside training's range is counted as drift.
+        base = Annotated[
+            str,
+            Field(strict=True, json_schema_extra={"format": "date", "pattern": dates.PATTERN}),
+            AfterValidator(_date),
+        ]
     else:
         base = Literal[feature.categories]
     example = [] if feature.example is None else [feature.example]
@@ -77,6 +90,16 @@ def _annotation(feature: Feature) -> Any:
         return Annotated[base | None, info]
     # Training's contract marks every imputed feature nullable; one that is not must be sent.
     return Required[Annotated[base, info]]
+
+
+def _date(value: str) -> str:
+    if not dates.is_date(value):
+        raise PydanticCustomError(
+            "date_parsing",
+            "Input should be a valid date in the format {format}",
+            {"format": dates.FORMAT},
+        )
+    return value
 
 
 def record_type(metadata: ModelMetadata, extra: Sequence[ExtraField] = ()) -> type:

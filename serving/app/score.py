@@ -50,6 +50,7 @@ from pydantic import TypeAdapter
 
 from app import columnar
 from app.artifacts import (
+    DateProfile,
     ModelIntegrityError,
     ModelMetadata,
     NumberProfile,
@@ -414,12 +415,14 @@ class Scorer:
         )
 
     def _drift(self, checked: Checked) -> None:
-        """Scored values outside the training split's range, per number feature."""
+        """Scored values outside the training split's range, per number or date feature."""
         if self.profile is None:
             return
         for feature in self.profile.features:
-            if isinstance(feature, NumberProfile):
+            if isinstance(feature, NumberProfile | DateProfile):
                 values = checked.columns[feature.name]
+                if isinstance(feature, DateProfile):  # ISO text, compared as such
+                    values = values[values.astype(bool)]  # None is missing; text never empty
                 with np.errstate(invalid="ignore"):
                     outside = int(((values < feature.minimum) | (values > feature.maximum)).sum())
                 self.tally.add({feature.name: outside}, self.tally.out_of_range)

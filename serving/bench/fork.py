@@ -74,6 +74,8 @@ class DataSet:
     """Commit the file with `dvc add`, as the docs suggest for large files."""
     expect_onnx: bool = False
     """The estimator is one skl2onnx converts: a service on the slow path is a failure."""
+    dates: tuple[str, ...] = ()
+    """Its columns of ISO date text, which the service must take as dates."""
     run_tests: bool = False
 
 
@@ -89,6 +91,8 @@ DATA_SETS = (
         },
         covers="vega_datasets cars: string multiclass target, missing numbers, a date-string "
         "column (Year), a high-cardinality identifier dropped (Name)",
+        dates=("Year",),
+        expect_onnx=True,
         run_tests=True,
     ),
     DataSet(
@@ -118,7 +122,8 @@ DATA_SETS = (
             },
         },
         covers="sklearn load_wine: multiclass integer target, a name with a slash, an "
-        "estimator by import path",
+        "estimator by import path (a tree ensemble, served through ONNX)",
+        expect_onnx=True,
     ),
     DataSet(
         name="diabetes",
@@ -340,6 +345,7 @@ def check_service(
             outcome.notes.append(f"not exported: {export.get('reason')}")
 
         record = record_from(frame, features)
+        check_dates(dataset, port, schema, profile, record)
         status, body = procs.request(port, "POST", "/predict", json.dumps(record).encode())
         check(status == 200, f"POST /predict {record}: {status} {body[:400]!r}")
         answer = json.loads(body)
@@ -353,6 +359,30 @@ def check_service(
                 f"regression prediction {prediction!r} is not a finite number",
             )
             check("probabilities" not in answer, "a regression answer carries probabilities")
+
+
+def check_dates(
+    dataset: DataSet,
+    port: int,
+    schema: dict[str, Any],
+    profile: dict[str, Any],
+    record: dict[str, Any],
+) -> None:
+    """The date text columns, and only they, are date features of the schema and the drift
+    profile, and a day that does not exist is a 422 naming the field."""
+    for described in (schema, profile):
+        dated = sorted(f["name"] for f in described["features"] if f["type"] == "date")
+        check(dated == sorted(dataset.dates), f"date features {dated} != {list(dataset.dates)}")
+    for name in dataset.dates:
+        check(isinstance(record[name], str), f"{name}: the data's value is not text")
+        bad = {**record, name: f"{record[name][:4]}-02-30"}
+        status, body = procs.request(port, "POST", "/predict", json.dumps(bad).encode())
+        detail = json.loads(body).get("detail") if status == 422 else None
+        check(
+            detail is not None and detail[0]["loc"] == ["body", name],
+            f"POST /predict with {name} {bad[name]!r}: {status} {body[:300]!r}, not a 422 "
+            "naming the field",
+        )
 
 
 def check_retrains_on_data_edit(

@@ -18,12 +18,23 @@ import joblib
 import pandas as pd
 from fastapi import FastAPI
 
+from app.dates import expand
+
 MODEL_DIR = Path(os.environ.get("SERVICE_MODEL_DIR", Path(__file__).parent.parent / "app" / "data"))
 metadata = json.loads((MODEL_DIR / "model_metadata.json").read_text(encoding="utf-8"))
 columns = [feature["name"] for feature in metadata["input_schema"]["features"]]
+dated = [f["name"] for f in metadata["input_schema"]["features"] if f["type"] == "date"]
 model = joblib.load(MODEL_DIR / metadata["model_file"])
 
 app = FastAPI(title="naive baseline")
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(records, columns=columns)
+    if dated:  # the Pipeline reads a date as its numeric parts (app.dates), as in the service
+        sent = {c: frame[c].astype(object).where(frame[c].notna(), None) for c in columns}
+        frame = pd.DataFrame(expand({c: v.to_numpy() for c, v in sent.items()}, dated))
+    return frame
 
 
 def _answer(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -41,9 +52,9 @@ def _answer(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 @app.post("/predict")
 async def predict(record: dict[str, Any]) -> dict[str, Any]:
-    return _answer(pd.DataFrame([record], columns=columns))[0]
+    return _answer(_frame([record]))[0]
 
 
 @app.post("/predict/batch")
 async def predict_batch(body: dict[str, Any]) -> dict[str, Any]:
-    return {"predictions": _answer(pd.DataFrame(body["records"], columns=columns))}
+    return {"predictions": _answer(_frame(body["records"]))}

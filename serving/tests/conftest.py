@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,9 @@ def s3(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield client
     finally:
         procs.stop(server)
+
+
+def random_date(first: str, last: str, rng: random.Random) -> str:
+    """An ISO date drawn between two ISO dates, as a date feature is sent."""
+    low, high = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
+    return date.fromordinal(rng.randint(low, high)).isoformat()

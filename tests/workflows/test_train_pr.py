@@ -222,6 +222,22 @@ def test_the_gate_fails_only_a_drop_beyond_max_regression(pr_repo, drop, passes)
     assert ("Check failed: accuracy worse" in result.stdout) is not passes
 
 
+@pytest.mark.parametrize(
+    ("rmse", "passes"), [(60 * (1 + LIMIT), True), (60 * (1 + 2 * LIMIT), False)]
+)
+def test_an_error_in_the_targets_units_may_grow_by_max_regression_as_a_fraction(
+    script, tmp_path, rmse, passes
+):
+    """rmse 60 on main: LIMIT as a difference would fail any change above 0.02 of a target's
+    unit; as a fraction of main's value, 60 * (1 + LIMIT) passes and 60 * (1 + 2 LIMIT) not."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(project_params(["rmse"], "regression")), "utf-8")
+    passed, _ = script("train_pr").verdict(
+        regression(rmse, 50.0), regression(60.0, 50.0), params, "main"
+    )
+    assert passed is passes
+
+
 def test_the_first_model_compares_with_nothing_and_passes(script, pr_repo):
     train_pr = script("train_pr")
     passed, check = train_pr.verdict(BETTER, None, pr_repo / "params.yaml", "main")

@@ -138,3 +138,23 @@ def test_categories_up_to_the_limit_are_accepted(data: pd.DataFrame, target: str
     check_features(data, target, max_categories=50)
     frame = pd.DataFrame({"f": ["a", "b", "c", None], "y": ["a", "b", "a", "b"]})
     check_features(frame, "y", max_categories=3)
+
+
+def test_text_whose_every_value_is_an_iso_date_is_a_date_feature_without_a_category_limit() -> None:
+    """A date column has as many distinct values as days, and is no category: prepare keeps
+    it under any prepare.max_categories, and the model reads its parts."""
+    days = [f"2020-01-{d:02d}" for d in range(1, 9)]
+    frame = pd.DataFrame({"when": [*days, None], "x": range(9), "y": list("ababababa")})
+    check_features(frame, "y", max_categories=3)
+    assert feature_spec(frame, "y").dates == ("when",)
+    for not_a_date in ("2020-02-30", "2020-01-9", "yesterday"):
+        frame.loc[0, "when"] = not_a_date
+        assert feature_spec(frame, "y").dates == ()
+        with pytest.raises(DataError, match=r"more than prepare\.max_categories"):
+            check_features(frame, "y", max_categories=3)
+
+
+def test_a_column_named_as_a_date_part_is_refused_naming_it() -> None:
+    frame = pd.DataFrame({"when": ["2020-01-01"] * 2, "when__year": [1, 2], "y": ["a", "b"]})
+    with pytest.raises(DataError, match=r"\['when__year'\] clash with the date parts"):
+        feature_spec(frame, "y")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,8 @@ def test_stage_with_invalid_params_prints_the_key_and_no_traceback(tmp_path: Pat
     result = subprocess.run(
         [sys.executable, "-m", "training.train"],
         cwd=root,
+        # As dvc.yaml runs it: app.dates from the service's package.
+        env={**os.environ, "PYTHONPATH": str(paths.ROOT / "serving")},
         capture_output=True,
         text=True,
         timeout=120,

@@ -162,7 +162,7 @@ def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -
             capture_output=True,
             text=True,
             timeout=300,
-            env=procs.tool_env(),
+            env=procs.tool_env({"PYTHONPATH": str(workspace / "serving")}),  # as dvc.yaml
         )
     finally:
         params_file.write_text(original)

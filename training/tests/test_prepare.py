@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,8 @@ def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(tmp_path: P
     result = subprocess.run(
         [sys.executable, "-m", "training.prepare"],
         cwd=tmp_path,
+        # As dvc.yaml runs it: app.dates from the service's package.
+        env={**os.environ, "PYTHONPATH": str(paths.ROOT / "serving")},
         capture_output=True,
         text=True,
         timeout=120,

@@ -12,7 +12,7 @@ from sklearn.datasets import load_wine
 from sklearn.pipeline import Pipeline
 
 from training import paths
-from training.data import clean, feature_spec, load_dataset
+from training.data import clean, feature_spec, load_dataset, model_frame
 from training.params import ParamsError, read_params
 from training.tasks import ALIASES, TASKS, Task
 from training.train import (
@@ -30,7 +30,7 @@ def fitted(data: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
     spec = feature_spec(data, target)
     estimator = make_estimator("logistic_regression", {"max_iter": 1000}, 42, "classification")
     pipeline = build_pipeline(spec, estimator, "classification")
-    pipeline.fit(data[list(spec.all)], data[target])
+    pipeline.fit(model_frame(data, spec.kinds), data[target])
     return pipeline, data
 
 
@@ -50,7 +50,7 @@ def test_pipeline_predicts_rows_with_missing_values_and_unknown_categories(
     rows = frame.drop(columns=target).head(2).copy()
     rows.loc[rows.index[0], :] = np.nan
     rows.loc[rows.index[1], list(spec.categorical)] = "\x00 never seen"
-    probabilities = pipeline.predict_proba(rows)
+    probabilities = pipeline.predict_proba(model_frame(rows, spec.kinds))
     assert probabilities.shape == (2, len(pipeline.classes_))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
@@ -68,6 +68,9 @@ def test_input_schema_bounds_contain_the_observed_range_and_stay_non_negative(
     for name in spec.categorical:
         assert schema[name]["categories"] == sorted(data[name].dropna().astype(str).unique())
         assert schema[name]["missing_in_training"] == data[name].isna().sum()
+    for name in spec.dates:
+        first, last = data[name].dropna().min(), data[name].dropna().max()
+        assert schema[name]["observed"] == {"earliest": first, "latest": last}
 
 
 @pytest.mark.example_data
@@ -96,6 +99,9 @@ def test_input_schema_examples_are_valid_values(data: pd.DataFrame, target: str)
     for feature in input_schema(data, feature_spec(data, target), 0.5):
         if feature["type"] == "number":
             assert feature["minimum"] <= feature["example"] <= feature["maximum"]
+        elif feature["type"] == "date":
+            observed = feature["observed"]
+            assert observed["earliest"] <= feature["example"] <= observed["latest"]
         else:
             assert feature["example"] in feature["categories"]
 
@@ -142,7 +148,7 @@ def _fits(frame: pd.DataFrame, name: str, hyperparameters: dict[str, Any]) -> Pi
     spec = feature_spec(frame, "target")
     estimator = make_estimator(name, hyperparameters, 0, "classification")
     pipeline = build_pipeline(spec, estimator, "classification")
-    return pipeline.fit(frame[list(spec.all)], frame["target"])
+    return pipeline.fit(model_frame(frame, spec.kinds), frame["target"])
 
 
 @pytest.mark.parametrize(
@@ -226,3 +232,28 @@ def test_configured_pipeline_is_what_params_yaml_describes() -> None:
     final = pipeline.steps[-1][1]
     assert pipeline.steps[-1][0] == FINAL_STEP[params.prepare.task]
     assert final.get_params() | params.train.chosen_hyperparameters == final.get_params()
+
+
+def test_a_date_text_column_is_requested_as_text_and_fitted_as_its_parts(
+    wine: pd.DataFrame,
+) -> None:
+    """The metadata asks for the date's text and records the observed days; the Pipeline
+    fits on the parts app.dates derives (numbers, after the numeric features)."""
+    frame = wine.copy()
+    days = pd.date_range("2019-12-01", periods=len(frame), freq="3D")
+    frame["bottled"] = days.strftime("%Y-%m-%d")
+    spec = feature_spec(frame, "target")
+    assert spec.dates == ("bottled",)
+    pipeline = _fits(frame, "logistic_regression", {"max_iter": 1000})
+    parts = [f"bottled__{part}" for part in ("year", "month", "day_of_year")]
+    assert list(pipeline.feature_names_in_) == [*spec.numeric, *parts, *spec.categorical]
+    [entry] = [f for f in input_schema(frame, spec, 0.5) if f["name"] == "bottled"]
+    first, last = days.min(), days.max()
+    assert entry == {
+        "name": "bottled",
+        "nullable": True,
+        "missing_in_training": 0,
+        "type": "date",
+        "observed": {"earliest": f"{first:%Y-%m-%d}", "latest": f"{last:%Y-%m-%d}"},
+        "example": f"{days[len(days) // 2]:%Y-%m-%d}",
+    }

@@ -18,7 +18,9 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from app import errors
+from app.dates import expand, model_names
 from app.messages import MAX_ERROR_BODY_BYTES
+from tests.conftest import random_date
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +53,8 @@ def random_records(metadata: dict[str, Any], count: int, seed: int) -> list[dict
                 record[feature["name"]] = None
             elif feature["type"] == "number":
                 record[feature["name"]] = rng.uniform(feature["minimum"], feature["maximum"])
+            elif feature["type"] == "date":
+                record[feature["name"]] = random_date("0001-01-01", "9999-12-31", rng)
             else:
                 record[feature["name"]] = rng.choice(feature["categories"])
         records.append(record)
@@ -85,10 +89,16 @@ async def test_predictions_equal_the_pipelines_own(
             for p in response.json()["predictions"]
         ]
     )
-    names = [f["name"] for f in metadata["input_schema"]["features"]]
-    frame = pd.DataFrame([{n: r.get(n, np.nan) for n in names} for r in records], columns=names)
+    features = metadata["input_schema"]["features"]
+    # A date reaches the Pipeline as its numeric parts, derived by app.dates.
+    dated = [f["name"] for f in features if f["type"] == "date"]
+    rows = [{f["name"]: r.get(f["name"]) for f in features} for r in records]
+    names = model_names((f["name"], f["type"]) for f in features)
+    frame = pd.DataFrame(expand({n: [r[n] for r in rows] for n in rows[0]}, dated), columns=names)
     frame = frame.fillna(np.nan)  # None -> NaN, as training's DataFrame had
-    numeric = [f["name"] for f in metadata["input_schema"]["features"] if f["type"] == "number"]
+    numeric = [
+        n for n in names if n not in {f["name"] for f in features if f["type"] == "category"}
+    ]
     frame[numeric] = frame[numeric].astype("float64")
     pipeline = joblib.load(model_dir / metadata["model_file"])
     expected = pipeline.predict_proba(frame)

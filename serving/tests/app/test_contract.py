@@ -3,8 +3,9 @@ rows it accepts are predicted as the API predicts them.
 
 Everything is derived from the model's metadata: the values generated are its bounds, its
 categories and values just outside them. A copy of the model directory whose metadata marks
-one number and one category feature as required (not nullable) covers the required-field
-rules that the example model, where everything is nullable, would leave untested.
+one feature of each type as required (not nullable) covers the required-field rules that
+the example model, where everything is nullable, would leave untested. Each test runs on the
+example model and on one with a date feature (`dated_model_dir`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import random
 import shutil
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from app import columnar
 from app.artifacts import METADATA_FILE, Feature, ModelMetadata
 from app.contract import Contract, ContractError
 from app.factory import create_app
@@ -39,18 +42,20 @@ NUMBER_COLUMNS = {
 }
 CATEGORY_COLUMNS = {"text": pa.string(), "dictionary": pa.dictionary(pa.int32(), pa.string())}
 CATEGORY_COLUMNS["integer"] = pa.int64()
+DATE_COLUMNS = {"text": pa.string(), "integer": pa.int64()}
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def strict_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The model directory, with the first number and category features required."""
+@pytest.fixture(scope="module", params=["model_dir", "dated_model_dir"])
+def strict_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model directory, with the first feature of each type required."""
     directory = tmp_path_factory.mktemp("strict-model")
-    shutil.copytree(model_dir, directory, dirs_exist_ok=True)
+    shutil.copytree(request.getfixturevalue(request.param), directory, dirs_exist_ok=True)
     raw = json.loads((directory / METADATA_FILE).read_text())
-    for kind in ("number", "category"):
-        next(f for f in raw["input_schema"]["features"] if f["type"] == kind)["nullable"] = False
+    for kind in ("number", "category", "date"):
+        for feature in [f for f in raw["input_schema"]["features"] if f["type"] == kind][:1]:
+            feature["nullable"] = False
     (directory / METADATA_FILE).write_text(json.dumps(raw))
     return directory
 
@@ -103,6 +108,21 @@ def _category_values(feature: Feature, kind: str) -> list[Any]:
     return [*feature.categories, unseen, feature.categories[0].upper() + " ", None]
 
 
+def _date_values(feature: Feature, kind: str) -> list[Any]:
+    if kind == "integer":
+        return [0, 19700101, None]
+    observed = feature.model_dump()["observed"]
+    first, last = (date.fromisoformat(observed[k]) for k in ("earliest", "latest"))
+    return [
+        *(str(d) for d in (first, last, first + (last - first) / 2, date.min, date.max)),
+        f"{first.year}-02-30",
+        f"{first.year}-1-1",
+        f"{first.isoformat()}T00:00:00",
+        "",
+        None,
+    ]
+
+
 def generated_table(metadata: ModelMetadata, seed: int, rows: int) -> pa.Table:
     """Random rows mixing valid values with every kind of invalid one, each feature in a
     randomly chosen Arrow type, some features left out, and one column the model does not
@@ -116,6 +136,10 @@ def generated_table(metadata: ModelMetadata, seed: int, rows: int) -> pa.Table:
             kind = rng.choice(list(NUMBER_COLUMNS))
             pool = _number_values(feature, kind, rng)
             type_ = NUMBER_COLUMNS[kind]
+        elif feature.type == "date":
+            kind = rng.choice(list(DATE_COLUMNS))
+            pool = _date_values(feature, kind)
+            type_ = DATE_COLUMNS[kind]
         else:
             kind = rng.choice(list(CATEGORY_COLUMNS))
             pool = _category_values(feature, kind)
@@ -172,8 +196,8 @@ async def test_contract_accepts_exactly_the_rows_predict_accepts_and_predicts_th
     api = [
         [p["probabilities"][c] for c in metadata.classes] for p in response.json()["predictions"]
     ]
-    ours = service.predictor.predict_proba(checked.columns)
-    np.testing.assert_array_equal(ours, np.array(api))
+    ours = columnar.predict(service.predictor, metadata, checked.columns, checked.n_accepted)
+    np.testing.assert_array_equal(ours.probabilities, np.array(api))
 
 
 async def test_contract_errors_name_records_as_the_json_batch_does(

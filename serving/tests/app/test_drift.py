@@ -10,6 +10,7 @@ import json
 import logging
 import random
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from app.artifacts import PROFILE_FILE, ModelIntegrityError, load_metadata, load
 from app.drift import InputMonitor
 from app.factory import create_app
 from app.settings import Settings
+from tests.conftest import random_date
 
 pytestmark = pytest.mark.anyio
 
@@ -95,6 +97,8 @@ def in_range_records(profile: dict[str, Any], count: int, seed: int) -> list[dic
         for feature in profile["features"]:
             if feature["type"] == "number":
                 record[feature["name"]] = rng.uniform(feature["minimum"], feature["maximum"])
+            elif feature["type"] == "date":
+                record[feature["name"]] = random_date(feature["minimum"], feature["maximum"], rng)
             else:
                 record[feature["name"]] = rng.choice(sorted(feature["categories"]))
         records.append(record)
@@ -241,18 +245,27 @@ async def test_model_shows_the_reference_profile(
     assert model["reference_profile"] == profile
 
 
+@pytest.mark.parametrize("directory", ["model_dir", "dated_model_dir"])
 def test_counting_a_batch_vectorised_equals_counting_record_by_record(
-    model_dir: Path, profile: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    directory: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    model_dir: Path = request.getfixturevalue(directory)
     metadata = load_metadata(model_dir)
-    monitor = InputMonitor(metadata, load_profile(model_dir, metadata))
+    reference = load_profile(model_dir, metadata)
+    assert reference is not None
+    monitor = InputMonitor(metadata, reference)
     rng = random.Random(7)
     columns: dict[str, list[Any]] = {}
-    for feature in profile["features"]:
+    for feature in reference.model_dump()["features"]:
         if feature["type"] == "number":
             low, high = feature["minimum"], feature["maximum"]
             spread = high - low
             choices = [low, high, low - spread / 10, high + spread / 10, None, (low + high) / 2]
+            columns[feature["name"]] = [rng.choice(choices) for _ in range(200)]
+        elif feature["type"] == "date":
+            low, high = (date.fromisoformat(feature[k]) for k in ("minimum", "maximum"))
+            day = timedelta(days=1)
+            choices = [str(d) for d in (low, high, low - day, high + day)] + [None]
             columns[feature["name"]] = [rng.choice(choices) for _ in range(200)]
         else:
             columns[feature["name"]] = [
@@ -270,6 +283,8 @@ def test_counting_a_batch_vectorised_equals_counting_record_by_record(
     loop, vectorised = counted
     assert loop == vectorised
     assert loop["out_of_range_records"] > 0
+    # A date outside the training range is counted as a number outside it is.
+    assert set(metadata.dates) <= set(loop["out_of_range"])
     assert all(v > 0 for v in loop["missing"].values())
 
 

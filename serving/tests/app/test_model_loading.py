@@ -21,6 +21,7 @@ from app.artifacts import (
     sha256_file,
     verify_model_file,
 )
+from app.dates import expand
 from app.predictor import SklearnPredictor, load_predictor
 
 
@@ -122,10 +123,12 @@ def test_classes_differing_from_the_model_are_refused(model_copy: Path) -> None:
 def test_sklearn_predictor_returns_float64_rows_in_class_order(
     model_dir: Path, metadata: dict[str, Any]
 ) -> None:
-    predictor = load_predictor(model_dir, load_metadata(model_dir), "sklearn")
+    loaded = load_metadata(model_dir)
+    predictor = load_predictor(model_dir, loaded, "sklearn")
     assert isinstance(predictor, SklearnPredictor)
     columns = {f["name"]: [f["example"], None] for f in metadata["input_schema"]["features"]}
-    probabilities = predictor.predict_proba(columns)
+    # The predictor reads a date as its parts, derived before either backend.
+    probabilities = predictor.predict_proba(expand(columns, loaded.dates))
     assert probabilities.dtype == np.float64
     assert probabilities.shape == (2, len(metadata["classes"]))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)

@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from app.artifacts import ModelIntegrityError, parse_metadata
+from app.dates import expand
 from app.onnx_predictor import EXPORT_RECORD, FastPathUnavailable, load_onnx_predictor
 from app.predictor import SklearnPredictor, load_predictor
 
@@ -72,14 +73,21 @@ def _columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
 
 def _random_frame(metadata: dict[str, Any], count: int, seed: int) -> pd.DataFrame:
     """Valid requests drawn independently of the export's own generator: numbers within the
-    accepted bounds (whole numbers too, as JSON clients send them), the schema's categories
-    (the service refuses any other before a predictor sees it), and missing values
-    everywhere."""
+    accepted bounds (whole numbers too, as JSON clients send them), any day's date, the
+    schema's categories (the service refuses any other before a predictor sees it), and
+    missing values everywhere; as the predictors take them, a date as its parts
+    (`app.dates.expand`)."""
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < 0.25
-        if feature["type"] == "number":
+        if feature["type"] == "date":
+            first, last = np.datetime64("0001-01-01"), np.datetime64("9999-12-31")
+            days = first + rng.integers(0, int((last - first) / np.timedelta64(1, "D")) + 1, count)
+            texts = np.datetime_as_string(days.astype("datetime64[D]")).astype(object)
+            texts[missing] = None
+            columns[feature["name"]] = texts
+        elif feature["type"] == "number":
             values = rng.uniform(feature["minimum"], feature["maximum"], count)
             whole = rng.random(count) < 0.3
             values[whole] = np.round(values[whole])
@@ -90,7 +98,8 @@ def _random_frame(metadata: dict[str, Any], count: int, seed: int) -> pd.DataFra
             drawn = rng.choice(np.array(feature["categories"], dtype=object), count)
             drawn[missing] = np.nan
             columns[feature["name"]] = pd.Series(drawn, dtype=object)
-    return pd.DataFrame(columns)
+    dated = [f["name"] for f in metadata["input_schema"]["features"] if f["type"] == "date"]
+    return pd.DataFrame(expand(columns, dated))
 
 
 def _assert_parity(predictor: Any, pipeline: Any, frame: pd.DataFrame) -> None:
@@ -126,16 +135,17 @@ def test_onnx_matches_pipeline_on_random_valid_records_with_missing_values(
 
 
 def _positions(metadata: dict[str, Any], columns: dict[str, list[Any]]) -> dict[str, Any]:
-    """`columns` as app.contract gives a columnar batch: numbers as float64, categories as
-    their positions in the schema's list, -1 for missing."""
+    """`columns` as app.contract gives a columnar batch: numbers (a date's parts too) as
+    float64, categories as their positions in the schema's list, -1 for missing."""
+    features = metadata["input_schema"]["features"]
+    categories = {f["name"]: f["categories"] for f in features if f["type"] == "category"}
     found: dict[str, Any] = {}
-    for feature in metadata["input_schema"]["features"]:
-        values = columns[feature["name"]]
-        if feature["type"] == "number":
-            found[feature["name"]] = np.array(values, dtype=np.float64)
+    for name, values in columns.items():
+        if name in categories:
+            index = {c: i for i, c in enumerate(categories[name])}
+            found[name] = np.array([index.get(v, -1) for v in values], np.intp)
         else:
-            index = {c: i for i, c in enumerate(feature["categories"])}
-            found[feature["name"]] = np.array([index.get(v, -1) for v in values], np.intp)
+            found[name] = np.array(values, dtype=np.float64)
     return found
 
 
