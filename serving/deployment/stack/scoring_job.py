@@ -29,6 +29,7 @@ from constructs import Construct
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
+from deployment.stack.service import IMAGE_EXCLUDES
 from deployment.stack.settings import ContextError, ContextLookup
 
 S3_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^*?]+/)?$"
@@ -146,10 +147,12 @@ class ScoringJob(Construct):
         container = batch.EcsFargateContainerDefinition(
             self,
             "Container",
-            # The service's image asset: the same build context and platform, so CDK
-            # builds and pushes it once for both.
+            # The service's image asset: the same build context, platform and exclusions (a
+            # __pycache__ would otherwise change the hash), so CDK builds and pushes it once.
             image=ecs.ContainerImage.from_asset(
-                str(image_directory), platform=ecr_assets.Platform.LINUX_AMD64
+                str(image_directory),
+                platform=ecr_assets.Platform.LINUX_AMD64,
+                exclude=IMAGE_EXCLUDES,
             ),
             cpu=settings.vcpus,
             memory=cdk.Size.mebibytes(settings.memory_mib),

@@ -16,7 +16,7 @@ from deployment.stack.application import build
 from deployment.stack.scoring_job import DEFINITION_OUTPUT, QUEUE_OUTPUT
 from deployment.stack.settings import ContextError
 
-from .conftest import TRIAL_CONTEXT
+from .conftest import TRIAL_CONTEXT, image_context
 
 INPUT, OUTPUT = "s3://input-bucket/customers/", "s3://output-bucket/scored/"
 JOB = {"scoringJob": "true", "scoringInput": INPUT, "scoringOutput": OUTPUT}
@@ -30,8 +30,13 @@ def synth(overrides: dict[str, Any], outdir: Path, image_directory: Path) -> Tem
 
 
 @pytest.fixture(scope="module")
-def with_job(tmp_path_factory: pytest.TempPathFactory, image_directory: Path) -> Template:
-    return synth(JOB, tmp_path_factory.mktemp("cdk.out-scoring"), image_directory)
+def with_job(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """With byte-compiled files in the build context, as in a developer's checkout: the job
+    must still run the service's image, built and pushed once."""
+    directory = image_context(tmp_path_factory.mktemp("service-image"))
+    (directory / "__pycache__").mkdir()
+    (directory / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"compiled")
+    return synth(JOB, tmp_path_factory.mktemp("cdk.out-scoring"), directory)
 
 
 def test_there_is_no_scoring_job_unless_the_context_asks_for_it(
