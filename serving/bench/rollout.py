@@ -200,11 +200,19 @@ backend {BACKEND}
         if check.returncode != 0:
             raise RuntimeError(f"invalid HAProxy configuration:\n{check.stderr}")
         with procs.running([self.binary, "-db", "-f", str(self.config)], Path.cwd(), {}, self.log):
+            # Ready when its admin socket answers: the socket file exists a moment before
+            # HAProxy listens on it (connections are refused in between).
             deadline = time.monotonic() + 10
-            while not self.socket.exists():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"HAProxy did not start: {self.log.read_text()}")
-                time.sleep(0.05)
+            while True:
+                try:
+                    self.command("show info")
+                    break
+                except OSError as error:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"HAProxy did not start: {self.log.read_text()}"
+                        ) from error
+                    time.sleep(0.05)
             yield self
 
     def command(self, line: str) -> str:
