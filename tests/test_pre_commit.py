@@ -53,7 +53,7 @@ def test_every_hook_is_local_so_nothing_is_fetched() -> None:
     "hook",
     [
         pytest.param(
-            h, id=h["id"], marks=[pytest.mark.needs(program(h))] * (program(h) in SYSTEM_TOOLS)
+            h, id=h["id"], marks=pytest.mark.needs(program(h)) if program(h) in SYSTEM_TOOLS else ()
         )
         for h in hooks()
     ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,12 @@ def raw_penguins() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def penguins(raw_penguins: pd.DataFrame) -> pd.DataFrame:
     return clean(raw_penguins, "species", ["year"])
+
+
+@pytest.fixture(scope="session")
+def stage_env() -> dict[str, str]:
+    """The environment dvc.yaml runs a stage in: the service's package (app.dates) importable."""
+    return {**os.environ, "PYTHONPATH": str(paths.ROOT / "serving")}
 
 
 def _artifact(path: Path) -> Path:

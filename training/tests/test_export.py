@@ -5,7 +5,6 @@ without failing the pipeline."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +137,7 @@ print(hashlib.sha256(graph.SerializeToString()).hexdigest())
 """
 
 
-def test_conversion_gives_the_same_bytes_whatever_the_hash_seed(exported):
+def test_conversion_gives_the_same_bytes_whatever_the_hash_seed(exported, stage_env):
     """DVC runs each stage in a new interpreter, with a new hash seed: a graph whose bytes
     follow it would rewrite dvc.lock and onnx_export.json on some runs and not others."""
     directory, _, _ = exported
@@ -146,7 +145,7 @@ def test_conversion_gives_the_same_bytes_whatever_the_hash_seed(exported):
         subprocess.run(
             [sys.executable, "-c", _CONVERT, str(directory)],
             cwd=paths.ROOT,
-            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(paths.ROOT / "serving")},
+            env={**stage_env, "PYTHONHASHSEED": seed},
             capture_output=True,
             text=True,
             check=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +36,9 @@ def test_a_bug_keeps_its_traceback() -> None:
 
 
 @pytest.mark.slow
-def test_stage_with_invalid_params_prints_the_key_and_no_traceback(tmp_path: Path) -> None:
+def test_stage_with_invalid_params_prints_the_key_and_no_traceback(
+    tmp_path: Path, stage_env: dict[str, str]
+) -> None:
     """The real entry point, on a scratch copy whose params.yaml names an unknown estimator."""
     root = tmp_path / "repo"
     (root / "training").mkdir(parents=True)
@@ -51,8 +52,7 @@ def test_stage_with_invalid_params_prints_the_key_and_no_traceback(tmp_path: Pat
     result = subprocess.run(
         [sys.executable, "-m", "training.train"],
         cwd=root,
-        # As dvc.yaml runs it: app.dates from the service's package.
-        env={**os.environ, "PYTHONPATH": str(paths.ROOT / "serving")},
+        env=stage_env,
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -63,7 +62,9 @@ def test_a_source_file_outside_the_data_directory_is_refused(tmp_path: Path) -> 
         source_path_in_data_dir("data/../mine.csv", tmp_path, tmp_path / "data")
 
 
-def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(
+    tmp_path: Path, stage_env: dict[str, str]
+) -> None:
     """What a user sees from `dvc repro`: the message, not Python's stack."""
     shutil.copytree(
         paths.ROOT / "training", tmp_path / "training", ignore=shutil.ignore_patterns("data")
@@ -76,8 +77,7 @@ def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(tmp_path: P
     result = subprocess.run(
         [sys.executable, "-m", "training.prepare"],
         cwd=tmp_path,
-        # As dvc.yaml runs it: app.dates from the service's package.
-        env={**os.environ, "PYTHONPATH": str(paths.ROOT / "serving")},
+        env=stage_env,
         capture_output=True,
         text=True,
         timeout=120,
