@@ -141,14 +141,13 @@ def verdict(new: Metrics, base: Metrics | None, params: Path, ref: str) -> tuple
             word = "same" if abs(worse[m]) < 5e-5 else "worse" if worse[m] > 0 else "better"
             row[1], row[3] = f"{main[m]:.4f}", f"{pr[m] - main[m]:+.4f} ({word})"
         rows.append(row)
+    than = f"worse than `{ref}`'s by more than {limit:g}"
     if not main:
         head = f"✅ **Check passed:** `{ref}` has no model yet, so nothing to compare with."
     elif failed:
-        head = (
-            f"❌ **Check failed:** {', '.join(failed)} worse than `{ref}`'s by more than {limit:g}"
-        )
+        head = f"❌ **Check failed:** {', '.join(failed)} {than}"
     else:
-        head = f"✅ **Check passed:** no gated metric worse than `{ref}`'s by more than {limit:g}"
+        head = f"✅ **Check passed:** no gated metric {than}"
     header = ["Test metric", f"`{ref}`", "This PR", "Change"]
     return not failed, f"{head} (`compare` in `params.yaml`).\n\n{table(header, rows)}"
 
@@ -166,19 +165,14 @@ def chart(title: str, labels: Sequence[str], y_axis: str, *series: Sequence[floa
 def per_class(new: Metrics, base: Metrics | None, ref: str) -> str:
     pr, main = (scores(m, "model").get("per_class") or {} for m in (new, base))
     keys = [(c, s) for c in sorted(pr) for s in ("precision", "recall")]
-    now = {k: pr[k[0]][k[1]] for k in keys}
-    old = {k: main.get(k[0], {}).get(k[1]) for k in keys}
-
-    def cell(k: tuple[str, str]) -> str:
-        return f"{now[k]:.4f}" + ("" if old[k] in (None, now[k]) else f" ({old[k]:.4f})")
-
+    pairs = [(pr[c][s], main.get(c, {}).get(s)) for c, s in keys]  # (this PR's, ref's or None)
+    cells = [f"{n:.4f}" + ("" if o in (None, n) else f" ({o:.4f})") for n, o in pairs]
+    rows = [[c, *cells[2 * i : 2 * i + 2]] for i, c in enumerate(sorted(pr))]
     title = f"Per class, test split: this PR (bars), {ref} (line)"
     labels = [f"{c} {s[0].upper()}" for c, s in keys]
     y_axis = '"P = precision, R = recall" 0 --> 1'
-    bars = chart(
-        title, labels, y_axis, list(now.values()), [old[k] or 0.0 for k in keys] if main else None
-    )
-    rows = [[c, cell((c, "precision")), cell((c, "recall"))] for c in sorted(pr)]
+    line = [o or 0.0 for _, o in pairs] if main else None
+    bars = chart(title, labels, y_axis, [n for n, _ in pairs], line)
     text = f"In brackets: `{ref}`'s value where it differs."
     table_ = table(["Class", "Precision", "Recall"], rows)
     return f"### Per class (test split)\n\n{bars}\n\n{text}\n\n{table_}" if pr else ""
@@ -297,14 +291,11 @@ def tracked_outputs(dvc_yaml: Path) -> list[Path]:
     """dvc.lock, then every output of dvc.yaml declared with `cache: false`, in file order."""
     import yaml
 
-    paths = ["dvc.lock"]
-    for stage in yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"].values():
-        for entry in [e for k in ("outs", "metrics", "plots") for e in stage.get(k) or []]:
-            if isinstance(entry, dict):
-                paths += [
-                    p for p, options in entry.items() if (options or {}).get("cache") is False
-                ]
-    return [dvc_yaml.parent / p for p in dict.fromkeys(paths)]
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"].values()
+    entries = [e for s in stages for k in ("outs", "metrics", "plots") for e in s.get(k) or []]
+    options = {p: o for e in entries if isinstance(e, dict) for p, o in e.items()}
+    uncached = [p for p, o in options.items() if (o or {}).get("cache") is False]
+    return [dvc_yaml.parent / p for p in ["dvc.lock", *uncached]]
 
 
 def stage() -> int:
