@@ -1,18 +1,23 @@
 """The README and docs/ as a reader follows them: links that lead somewhere, commands that exist.
 
-Links are checked the way GitHub renders them: a relative link must name a file or folder of
-the repository, and a `#fragment` must be the slug GitHub gives one of the target's headings.
-Every `make <target>` written in code (a span or a fenced block) must be a rule of the
+Files are read with markdown-it-py, a CommonMark parser as GitHub's renderer is one. Links are
+checked the way GitHub renders them: a relative link must name a file or folder of the
+repository, and a `#fragment` must be the slug GitHub gives one of the target's headings.
+Every `make <target>` written in code (a span or a code block) must be a rule of the
 Makefile, as make itself parses it."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -20,45 +25,15 @@ DOCS_DIR = ROOT / "docs"
 DOCUMENTS = [README, *sorted(DOCS_DIR.glob("*.md"))]
 README_MAX_LINES = 250
 
-FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
-# [text](target) and ![alt](target); the target ends at whitespace (an optional "title"
-# follows) or at the closing parenthesis.
-LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>\x00]*)>?(?:\s+\"[^\"]*\")?\s*\)")
-CODE_SPAN = re.compile(r"(`+)((?:(?!\n[ \t]*\n).)+?)\1", re.DOTALL)
 MAKE_COMMAND = re.compile(r"(?<![\w./-])make((?:[ \t]+[^\s;&|`]+)+)")
 TARGET = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 
 
-def _split_fences(text: str) -> tuple[list[str], list[str]]:
-    """Lines outside fenced code blocks, and the lines inside them."""
-    outside: list[str] = []
-    fenced: list[str] = []
-    fence: str | None = None
-    for line in text.splitlines():
-        opening = FENCE.match(line)
-        if fence is None and opening:
-            fence = opening.group(1)[0] * len(opening.group(1))
-            outside.append("")
-        elif fence is not None:
-            if line.strip().startswith(fence):
-                fence = None
-                outside.append("")
-            else:
-                fenced.append(line)
-        else:
-            outside.append(line)
-    return outside, fenced
-
-
-def _prose_and_code(text: str) -> tuple[str, list[str]]:
-    """Prose with its code spans blanked out, and the code: fenced lines and code spans
-    (a span may wrap onto the next line of its paragraph)."""
-    outside, fenced = _split_fences(text)
-    prose = "\n".join(outside)
-    spans = [" ".join(match.group(2).split()) for match in CODE_SPAN.finditer(prose)]
-    blanked = CODE_SPAN.sub(lambda m: re.sub(r"[^\n]", "\0", m.group(0)), prose)
-    return blanked, fenced + spans
+@functools.cache
+def tokens(path: Path) -> list[Token]:
+    """Every token of a Markdown file, block and inline ones (links, code spans) alike."""
+    blocks = MarkdownIt("commonmark").enable("table").parse(path.read_text(encoding="utf-8"))
+    return [t for block in blocks for t in [block, *(block.children or [])]]
 
 
 def github_slug(heading: str) -> str:
@@ -74,30 +49,28 @@ def github_slug(heading: str) -> str:
 
 def anchors(path: Path) -> set[str]:
     """Every heading anchor of a Markdown file, numbered as GitHub numbers repeats."""
-    outside, _ = _split_fences(path.read_text(encoding="utf-8"))
+    found = tokens(path)
     seen: Counter[str] = Counter()
     result: set[str] = set()
-    for line in outside:
-        match = HEADING.match(line)
-        if not match:
-            continue
-        slug = github_slug(match.group(2))
-        result.add(slug if seen[slug] == 0 else f"{slug}-{seen[slug]}")
-        seen[slug] += 1
+    for opening, inline in itertools.pairwise(found):
+        if opening.type == "heading_open":
+            slug = github_slug(inline.content)
+            result.add(slug if seen[slug] == 0 else f"{slug}-{seen[slug]}")
+            seen[slug] += 1
     return result
 
 
 def links(path: Path) -> list[str]:
-    prose, _ = _prose_and_code(path.read_text(encoding="utf-8"))
-    # One text, not line by line: a link's text may wrap onto the next line.
-    return [match.group(1) for match in LINK.finditer(prose)]
+    """The target of every link and image."""
+    kinds = {"link_open": "href", "image": "src"}
+    return [str(t.attrs[kinds[t.type]]) for t in tokens(path) if t.type in kinds]
 
 
 def make_targets_named(path: Path) -> set[str]:
     """The targets of every `make …` command written as code in a Markdown file."""
-    _, code = _prose_and_code(path.read_text(encoding="utf-8"))
+    code = [t.content for t in tokens(path) if t.type in ("fence", "code_block", "code_inline")]
     named: set[str] = set()
-    for line in code:
+    for line in "\n".join(code).splitlines():
         for command in MAKE_COMMAND.finditer(line):
             for word in command.group(1).split():
                 if word.startswith("#"):
@@ -176,7 +149,7 @@ def test_the_checks_catch_a_broken_link_a_missing_anchor_and_a_fake_target(
         "```bash\n# [not a link](nowhere.md)\nmake serve   # fine\n"
         "make no-such-target CDK_ARGS=x\n```\n"
         "and `make IMAGE=x:y image`, a span that wraps: `make\nimage-test`; "
-        "not [code](`nothing`)\n",
+        "not `[code](nothing.md)`\n",
         encoding="utf-8",
     )
     problems = broken_links(doc, root=tmp_path)
