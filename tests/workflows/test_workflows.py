@@ -54,6 +54,19 @@ def step_index(job: dict[str, Any], predicate: Any) -> int:
     raise AssertionError("no such step")
 
 
+def first(job: dict[str, Any], predicate: Any) -> dict[str, Any]:
+    step: dict[str, Any] = job["steps"][step_index(job, predicate)]
+    return step
+
+
+def uses(action: str) -> Any:
+    return lambda step: str(step.get("uses", "")).startswith(f"{action}@")
+
+
+def artifact(name: str) -> Any:
+    return lambda step: step.get("with", {}).get("name") == name
+
+
 def runs(target: str) -> Any:
     return lambda step: str(step.get("run", "")).strip() == f"make {target}"
 
@@ -138,7 +151,7 @@ def test_checkout_keeps_no_token_except_in_the_job_that_pushes(workflows):
     for name, job_id, job in jobs(workflows):
         permissions = job.get("permissions", workflows[name]["permissions"])
         for step in job["steps"]:
-            if not str(step.get("uses", "")).startswith("actions/checkout@"):
+            if not uses("actions/checkout")(step):
                 continue
             persist = step.get("with", {}).get("persist-credentials")
             if permissions.get("contents") == "write":
@@ -176,9 +189,7 @@ def test_every_run_step_calls_a_make_target_or_a_train_pr_command(workflows, mak
 
 def test_the_test_workflow_lints_and_tests_with_python_from_the_pipfile(workflows):
     job = workflows["tests.yml"]["jobs"]["test"]
-    setup = next(
-        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@")
-    )
+    setup = first(job, uses("actions/setup-python"))
     assert setup["with"]["python-version-file"] == "Pipfile"
     assert setup["with"]["cache"] == "pip"
     assert setup["with"]["cache-dependency-path"] == "Pipfile.lock"
@@ -204,20 +215,14 @@ def test_train_tests_and_gates_the_model_before_anything_leaves_the_runner(workf
     test_model = step_index(job, runs("test-model"))
     compare = step_index(job, runs_script("gate"))
     push = step_index(job, runs("dvc-push"))
-    first_aws = step_index(
-        job, lambda s: str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
-    )
-    assert train < test_model < compare < first_aws < push
+    assert train < test_model < compare < min(aws_steps(job)) < push
     # The report exists even when the comparison fails, for the comment job.
     assert step_index(job, runs_script("report")) < compare
 
 
 def aws_steps(job: dict[str, Any]) -> list[int]:
-    return [
-        index
-        for index, step in enumerate(job["steps"])
-        if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
-    ]
+    aws = uses("aws-actions/configure-aws-credentials")
+    return [index for index, step in enumerate(job["steps"]) if aws(step)]
 
 
 def test_the_data_is_pulled_by_base_branch_code_and_no_credential_reaches_the_prs_code(
@@ -233,9 +238,7 @@ def test_the_data_is_pulled_by_base_branch_code_and_no_credential_reaches_the_pr
     pointers = step_index(data, runs_script("data-pointers", python="python3"))
     setup = step_index(data, runs("setup-development-pipenv"))
     pull = step_index(data, runs_script("pull-data"))
-    upload = next(
-        i for i, s in enumerate(data["steps"]) if s.get("with", {}).get("name") == "pr-data"
-    )
+    upload = step_index(data, artifact("pr-data"))
     assert pointers < setup < min(aws_steps(data)) <= max(aws_steps(data)) < pull < upload
     # Only the pointers step decides whether credentials are configured at all.
     for index in aws_steps(data):
@@ -246,9 +249,7 @@ def test_the_data_is_pulled_by_base_branch_code_and_no_credential_reaches_the_pr
     assert train["needs"] == "data"
     # Without credentials (a fork's PR) the data job leaves its notice and nothing trains.
     assert train["if"] == "needs.data.outputs.data != 'unavailable'"
-    download = next(
-        i for i, s in enumerate(train["steps"]) if s.get("with", {}).get("name") == "pr-data"
-    )
+    download = step_index(train, artifact("pr-data"))
     assert train["steps"][download]["if"] == "needs.data.outputs.data == 'pulled'"
     assert download < step_index(train, runs("train")) < min(aws_steps(train))
 
@@ -275,15 +276,15 @@ def test_fork_prs_get_no_secrets_push_commit_or_comment(workflows):
         assert SAME_REPO in workflow["jobs"][job_id]["if"], job_id
 
 
-def test_commit_back_pushes_the_trained_commit_and_reruns_the_tests(triggers, workflows):
+def test_commit_back_pushes_the_trained_commit_and_reruns_the_tests(triggers, workflows, script):
     job = workflows["train.yml"]["jobs"]["commit-back"]
     assert job["needs"] == "train"
     assert job["steps"][0]["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
     commit = job["steps"][-1]
     assert runs_script("commit-back", "python3")(commit)
     assert commit["env"]["BRANCH"] == "${{ github.head_ref }}"
-    # The dispatched workflow must accept the dispatch.
-    assert "workflow_dispatch" in triggers(workflows["tests.yml"])
+    # The workflow the script dispatches must exist and accept the dispatch.
+    assert "workflow_dispatch" in triggers(workflows[script("train_pr").TESTS_WORKFLOW])
 
 
 def test_the_comment_is_posted_even_when_the_comparison_fails(workflows):
@@ -305,13 +306,9 @@ def test_the_comment_is_posted_even_when_the_comparison_fails(workflows):
 def test_aws_auth_uses_the_oidc_role_when_set_else_the_access_key(
     workflows, workflow, job_id, variable
 ):
-    aws = [
-        s
-        for s in workflows[workflow]["jobs"][job_id]["steps"]
-        if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
-    ]
-    assert len(aws) == 2
-    oidc, key = aws
+    job = workflows[workflow]["jobs"][job_id]
+    assert len(aws_steps(job)) == 2
+    oidc, key = (job["steps"][index] for index in aws_steps(job))
     assert f"vars.{variable} != ''" in oidc["if"]
     assert oidc["with"] == {
         "role-to-assume": f"${{{{ vars.{variable} }}}}",
@@ -333,7 +330,7 @@ def test_deploys_never_overlap_and_target_the_production_environment(workflows):
     assert job["environment"] == "production"
     order = [step_index(job, runs(t)) for t in ("dvc-pull", "deploy", "smoke-test")]
     assert order == sorted(order)
-    node = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-node@"))
+    node = first(job, uses("actions/setup-node"))
     assert int(node["with"]["node-version"]) in (20, 22, 24)
 
 
@@ -360,35 +357,17 @@ def test_the_image_base_is_a_literal_from_line_dependabot_can_bump() -> None:
 @pytest.fixture(scope="module")
 def make_variable(make_env):
     def value(name: str) -> str:
-        result = subprocess.run(
-            [
-                "make",
-                "--no-print-directory",
-                "-s",
-                "-f",
-                "Makefile",
-                "--eval",
-                f"print-{name}: ; @echo $({name})",
-                f"print-{name}",
-            ],
-            cwd=ROOT,
-            env=make_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.strip()
+        rule = f"print-{name}: ; @echo $({name})"
+        argv = ["make", "--no-print-directory", "-s", "--eval", rule, f"print-{name}"]
+        return subprocess.check_output(argv, cwd=ROOT, env=make_env, text=True).strip()
 
     return value
 
 
-def uploaded_after(job: dict[str, Any], command: str, artifact: str) -> dict[str, Any]:
-    """The upload-artifact step named `artifact`, which must follow the step running `command`."""
-    upload: dict[str, Any] = next(
-        s for s in job["steps"] if s.get("with", {}).get("name") == artifact
-    )
-    assert job["steps"].index(upload) > step_index(job, runs_script(command)), artifact
-    return upload
+def uploaded_after(job: dict[str, Any], command: str, name: str) -> dict[str, Any]:
+    """The upload-artifact step named `name`, which must follow the step running `command`."""
+    assert step_index(job, artifact(name)) > step_index(job, runs_script(command)), name
+    return first(job, artifact(name))
 
 
 def test_the_artifacts_carry_what_the_script_writes_to_the_jobs_that_read_them(workflows, script):
@@ -400,11 +379,7 @@ def test_the_artifacts_carry_what_the_script_writes_to_the_jobs_that_read_them(w
     assert Path(comment["with"]["path"]) == train_pr.COMMENT
     assert Path(plots["with"]["path"]) == train_pr.PLOTS
     for job_id, upload in (("commit-back", staged), ("comment", comment)):
-        download = next(
-            s
-            for s in jobs[job_id]["steps"]
-            if str(s.get("uses", "")).startswith("actions/download-artifact@")
-        )
+        download = first(jobs[job_id], uses("actions/download-artifact"))
         assert download["with"]["name"] == upload["with"]["name"]
         assert Path(download["with"]["path"]) in (Path(upload["with"]["path"]), train_pr.CI_DIR)
 
@@ -430,14 +405,6 @@ def test_the_jobs_without_the_projects_environment_can_run_the_script(workflows)
     }
 
 
-def test_the_workflow_dispatched_after_a_commit_back_exists_and_accepts_dispatch(
-    triggers, workflows, script
-):
-    name = script("train_pr").TESTS_WORKFLOW
-    assert name in workflows
-    assert "workflow_dispatch" in triggers(workflows[name])
-
-
 def test_the_model_tests_the_train_job_runs_exist(make_variable):
     paths = make_variable("CI_MODEL_TESTS").split()
     assert paths
@@ -448,15 +415,9 @@ def test_the_model_tests_the_train_job_runs_exist(make_variable):
 def test_the_smoke_test_reads_the_outputs_file_that_make_deploy_writes(make_variable, make_env):
     # Dry run, with the environment stamps taken as up to date: prints deploy's recipe only.
     stamps = [make_variable("ENV_STAMP"), make_variable("CDK_STAMP")]
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-n", *(f"-o{s}" for s in stamps if s), "deploy"],
-        cwd=ROOT,
-        env=make_env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    line = next(ln for ln in result.stdout.splitlines() if "--outputs-file" in ln)
+    argv = ["make", "--no-print-directory", "-n", *(f"-o{s}" for s in stamps if s), "deploy"]
+    recipe = subprocess.check_output(argv, cwd=ROOT, env=make_env, text=True)
+    line = next(ln for ln in recipe.splitlines() if "--outputs-file" in ln)
     directory = re.match(r"^cd (\S+) &&", line)
     outputs = re.search(r"--outputs-file[ =](\S+)", line)
     assert outputs, line
