@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +50,7 @@ class SmokeTestError(Exception):
 @dataclass(frozen=True)
 class Response:
     status: int
-    headers: dict[str, str]
+    headers: Message  # its get() ignores the name's case
     body: bytes
 
     def json(self) -> Any:
@@ -69,23 +70,17 @@ class Expected:
 
 
 def request(url: str, payload: Any = None, api_key: str | None = None) -> Response:
+    """GET, or POST `payload` as JSON (urllib posts when there is data)."""
     data = None if payload is None else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    req = urllib.request.Request(  # noqa: S310 - the scheme is checked in service_url()
-        url,
-        data=data,
-        method="GET" if data is None else "POST",
-        headers=headers,
-    )
+    req = urllib.request.Request(url, data, headers)  # noqa: S310 - service_url() checks the scheme
     try:
         with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_SECONDS) as resp:  # noqa: S310
-            return Response(
-                resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-            )
+            return Response(resp.status, resp.headers, resp.read())
     except urllib.error.HTTPError as error:
-        return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+        return Response(error.code, error.headers, error.read())
 
 
 def stack_outputs(outputs_file: Path) -> dict[str, Any]:
