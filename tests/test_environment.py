@@ -52,33 +52,19 @@ def test_every_locked_package_carries_hashes(lock: dict[str, Any]) -> None:
     assert unhashed == []
 
 
+def make(*args: str) -> None:
+    argv = ["make", "--no-print-directory", "-s", *args]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_lock_matches_the_pipfile() -> None:
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-s", "verify-lock"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    make("verify-lock")
 
 
 def test_serving_requirements_are_generated_from_the_lock(tmp_path: Path) -> None:
     regenerated = tmp_path / "requirements.txt"
-    subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-s",
-            "requirements",
-            f"SERVING_REQUIREMENTS={regenerated}",
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    make("requirements", f"SERVING_REQUIREMENTS={regenerated}")
     assert REQUIREMENTS.read_text() == regenerated.read_text(), (
         "serving/app/requirements.txt drifted from Pipfile.lock: run `make requirements`"
     )

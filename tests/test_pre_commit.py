@@ -16,6 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / ".pre-commit-config.yaml"
+PRE_COMMIT = Path(sys.executable).with_name("pre-commit")
 
 
 def hooks() -> list[dict[str, Any]]:
@@ -33,14 +34,8 @@ SYSTEM_TOOLS = {"terraform"}
 
 
 def test_config_is_valid_for_the_locked_pre_commit() -> None:
-    pre_commit = Path(sys.executable).with_name("pre-commit")
-    result = subprocess.run(
-        [str(pre_commit), "validate-config", str(CONFIG)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    argv = [str(PRE_COMMIT), "validate-config", str(CONFIG)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -69,13 +64,12 @@ def test_hook_runs_a_tool_the_project_installs(hook: dict[str, Any]) -> None:
 def test_every_hook_passes_on_every_tracked_file_offline(tmp_path: Path) -> None:
     """What `pre-commit run --all-files` says on this checkout: the hooks and `make lint`/`make
     scan` must agree, or a commit the hooks accept fails CI (or the reverse)."""
-    pre_commit = Path(sys.executable).with_name("pre-commit")
     # A hook whose tool is missing here is skipped (its own test above says so), not failed.
     missing = [
         h["id"] for h in hooks() if program(h) in SYSTEM_TOOLS and not shutil.which(program(h))
     ]
     result = subprocess.run(
-        [str(pre_commit), "run", "--all-files", "--show-diff-on-failure", "--color", "never"],
+        [str(PRE_COMMIT), "run", "--all-files", "--show-diff-on-failure", "--color", "never"],
         cwd=ROOT,
         # Its own cache, not the user's: local hooks install nothing, so it stays empty.
         env={**os.environ, "PRE_COMMIT_HOME": str(tmp_path), "SKIP": ",".join(missing)},
