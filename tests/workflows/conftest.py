@@ -49,11 +49,6 @@ def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return ROOT
-
-
-@pytest.fixture(scope="session")
 def script() -> Callable[[str], ModuleType]:
     """Import a script of .github/scripts by name."""
     return load_script
