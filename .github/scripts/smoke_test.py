@@ -1,13 +1,9 @@
 """Check that a deployed service answers with the model this commit ships.
 
-1. ``GET /health`` answers 200.
-2. ``POST /predict``, with the example record built from this commit's
-   ``model_metadata.json`` (its input schema's example per feature) and an API key, answers
-   200 with this commit's model version in the ``X-Model-Version`` header and in the body, and
-   the model's kind of answer: for a classifier a probability for each of its classes (summing
-   to 1) and a ``prediction`` that is one of them; for a regressor (no classes) a ``prediction``
-   that is a finite number, and nothing else. (``GET /model`` is not public through the load
-   balancer, so it is not read.)
+``GET /health``, then ``POST /predict`` with the example record of this commit's
+``model_metadata.json`` (each feature's example): the model version, in the ``X-Model-Version``
+header and the body, must be this commit's, and the answer the model's kind (``check_answer``).
+``GET /model`` is not public through the load balancer, so it is not read.
 
 The API key is ``SMOKE_TEST_API_KEY`` when set, else the first key in the Secrets Manager
 secret the stack names in its ``ApiKeysSecretArn`` output, read with the AWS CLI (the deploy
@@ -15,8 +11,8 @@ identity may read that one secret); without either, no key is sent.
 
 Right after ``cdk deploy`` the old tasks may still be draining behind the load balancer, and a
 rollback may be in progress, so every step is retried until ``--timeout`` seconds have passed;
-the last failure is then reported and the exit status is 1. Standard library only, so it runs
-before (or without) the project's environment.
+then the last failure is reported (exit status 1). Standard library only, so it runs before (or
+without) the project's environment.
 """
 
 from __future__ import annotations
