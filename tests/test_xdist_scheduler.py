@@ -52,14 +52,8 @@ def test_each_group_runs_whole_on_one_worker(tmp_path: Path) -> None:
     for path, text in MODULES.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "3", "-v", "-p", "no:cacheprovider"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv = [sys.executable, "-m", "pytest", "-n", "3", "-v", "-p", "no:cacheprovider"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
     workers: dict[str, set[str]] = defaultdict(set)
     for line in result.stdout.splitlines():

@@ -199,14 +199,8 @@ def cli(*args: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SMOKE_TEST_API_KEY"}
     if key is not None:
         env["SMOKE_TEST_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, str(SMOKE), "--interval", "0.05", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env=env,
-    )
+    argv = [sys.executable, str(SMOKE), "--interval", "0.05", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_cli_reads_the_url_from_cdk_outputs_and_the_version_from_metadata(service, tmp_path):
@@ -295,18 +289,10 @@ def real_service(tmp_path_factory: pytest.TempPathFactory, served_model_dir: Pat
 
 
 @pytest.mark.slow
-def test_make_smoke_test_passes_against_the_real_service(real_service):
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    env["SMOKE_TEST_API_KEY"] = REAL_KEY
-    result = subprocess.run(
-        ["make", "--no-print-directory", "smoke-test", f"URL={real_service}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+def test_make_smoke_test_passes_against_the_real_service(real_service, make_env):
+    argv = ["make", "--no-print-directory", "smoke-test", f"URL={real_service}"]
+    env = {**make_env, "SMOKE_TEST_API_KEY": REAL_KEY}
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     committed = json.loads((ROOT / "serving/app/data/model_metadata.json").read_text())
     assert f"serves model {committed['model_version']}" in result.stdout
