@@ -1,7 +1,8 @@
 """The workflows, parsed: triggers, permissions, pinning, fork safety, and that every step that
 does work calls a make target that exists or a command of .github/scripts/train_pr.py (so CI and
-a developer run the same thing). A privileged trigger (pull_request_target, workflow_run) is
-zizmor's `dangerous-triggers` error in `make scan-workflows`, so no test here restates it."""
+a developer run the same thing). A privileged trigger (pull_request_target, workflow_run) and an
+action not pinned to a full SHA are zizmor's `dangerous-triggers` and `unpinned-uses` errors in
+`make scan-workflows`, so no test here restates them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
 SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
 
@@ -129,7 +129,7 @@ def test_each_job_has_exactly_the_permissions_it_needs(workflows):
     assert seen == EXPECTED_PERMISSIONS
 
 
-def test_every_action_is_pinned_to_a_commit_sha_with_its_version_in_a_comment(workflow_files):
+def test_every_action_pin_names_its_version_in_a_comment_and_one_sha_per_action(workflow_files):
     pins: dict[str, set[str]] = {}
     for path in workflow_files:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -138,7 +138,6 @@ def test_every_action_is_pinned_to_a_commit_sha_with_its_version_in_a_comment(wo
                 continue
             ref, rest = match.groups()
             where = f"{path.name}:{number}"
-            assert SHA_PIN.match(ref), f"{where}: {ref} is not pinned to a 40-character SHA"
             assert re.match(r"^\s+#\s+v\d+(\.\d+)*\b", rest), f"{where}: no `# vX.Y.Z` comment"
             action, sha = ref.split("@")
             pins.setdefault(action, set()).add(sha)
