@@ -1,29 +1,10 @@
 """Batch scoring: `python -m app.score --input ... --output ...` (`make score`).
 
 Scores a CSV or Parquet file, or every such file under a directory or an `s3://` prefix,
-with the service's own model, checks and contract, and writes Parquet:
-
-- the same artifacts and refusals as the service (`load_predictor`: the integrity check,
-  ONNX with the scikit-learn fallback), and the same validation (`app.contract`): a row
-  `/predict` would refuse is never scored; it goes to the rejects file with its row number
-  and the API's message, and the run fails when more than `--max-reject-fraction` of rows
-  are refused;
-- streaming: Arrow record batches are read, checked, predicted and written one at a time,
-  so memory stays flat whatever the input's size;
-- output in input order, each row with its `row_number` (0-based position in the input,
-  across files in name order), the prediction columns (`app.columnar`), the model version
-  and the `--keep` columns, so it joins back to the input without a sort;
-- a summary (rows, rejects, ignored columns, missing values and drift counters against the
-  training profile) and, with `--label`, the evaluate stage's metrics;
-- outputs appear whole or not at all: each is written under a temporary name and moved
-  into place when complete. An existing output is refused unless `--force`.
-
-Sharded (`--shards N`, the shard from `--shard` or AWS Batch's AWS_BATCH_JOB_ARRAY_INDEX):
-shard i scores its contiguous share of the input files and writes `part-<i>.parquet` under
-the output prefix, its rejects under `_rejects/`, and last its summary as the completion
-marker `_done/part-<i>.json`. A shard whose marker exists is skipped; one that failed or
-was killed is redone from the start and overwrites its part, so a retry never duplicates
-rows. The parts in name order are exactly the single-machine output.
+with the service's own artifacts, checks and contract (`app.contract`: a row `/predict`
+would refuse goes to the rejects file, never to the output), streaming one Arrow batch at a
+time, and writes Parquet that appears whole or not at all. docs/scoring.md describes the
+outputs, the summary, sharding (`--shards`) and why a retried shard never duplicates rows.
 """
 
 from __future__ import annotations
@@ -394,16 +375,13 @@ class Scorer:
         predictions = columnar.predict(self.predictor, self.metadata, checked.columns, n)
         self.tally.scored += n
         self._drift(checked)
-        everyone = n == batch.num_rows
-        positions = None if everyone else pa.array(np.flatnonzero(checked.accepted))
         rows = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
-        keep = [batch.column(k) for k in self.job.keep]
-        if positions is not None:
+        if n < batch.num_rows:
+            batch = batch.filter(pa.array(checked.accepted))
             rows = rows[checked.accepted]
-            keep = [column.take(positions) for column in keep]
         if self.evaluation is not None and self.job.label:
-            label = batch.column(self.job.label)
-            self.evaluation.add(label if positions is None else label.take(positions), predictions)
+            self.evaluation.add(batch.column(self.job.label), predictions)
+        keep = [batch.column(k) for k in self.job.keep]
         return pa.RecordBatch.from_arrays(
             [
                 pa.array(rows),
@@ -485,11 +463,6 @@ def _read_ahead(batches: Iterator[pa.RecordBatch], io: Executor) -> Iterator[pa.
     while (batch := ahead.result()) is not None:
         ahead = io.submit(next, batches, None)
         yield batch
-
-
-def _stop(io: ThreadPoolExecutor) -> None:
-    """Lets the read or write under way finish, so the files can be closed."""
-    io.shutdown(wait=True, cancel_futures=True)
 
 
 def run(job: Job) -> dict[str, Any]:
@@ -576,15 +549,13 @@ def run(job: Job) -> dict[str, Any]:
                 )
         if written is not None:
             written.result()
-    except (ContractError, pa.ArrowException, OSError) as error:
-        _stop(io)
+    except BaseException as error:
+        # Lets the read or write under way finish, so the files can be closed.
+        io.shutdown(wait=True, cancel_futures=True)
         output.discard()
         rejects.discard()
-        raise ScoreError(f"{path}: {error}") from error
-    except BaseException:
-        _stop(io)
-        output.discard()
-        rejects.discard()
+        if isinstance(error, ContractError | pa.ArrowException | OSError):
+            raise ScoreError(f"{path}: {error}") from error
         raise
     finally:
         io.shutdown()

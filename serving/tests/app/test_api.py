@@ -271,14 +271,18 @@ async def test_batch_over_the_limit_is_rejected(client: httpx.AsyncClient, setti
     )
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
-async def test_body_not_declared_as_json_is_415(
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/" + "z" * 8000]
+)
+async def test_body_not_declared_as_json_is_415_without_echoing_the_content_type(
     client: httpx.AsyncClient, example: dict[str, Any], content_type: str | None
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
     response = await client.post("/predict", content=json.dumps(example), headers=headers)
     assert response.status_code == 415
     assert "application/json" in response.json()["detail"]
+    assert len(response.content) < 512
+    assert "zzzz" not in response.text
 
 
 async def test_body_over_the_limit_is_413_by_content_length(
@@ -682,7 +686,9 @@ async def test_docs_pages_are_served_only_when_api_docs_is_on(
     from app.factory import create_app
     from app.settings import Settings
 
+    # Off by default: the pages load their scripts from a CDN.
     assert (await client.get("/docs")).status_code == 404
+    assert (await client.get("/redoc")).status_code == 404
     app = create_app(Settings(model_dir=model_dir, api_docs=True))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:

@@ -137,36 +137,24 @@ async def test_refusals_are_counted_by_reason_and_keys_by_name_never_as_server_e
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     version = metadata["model_version"]
-    before = {
-        "missing": sample(
-            "http_authentication_refusals_total", reason="missing", model_version=version
-        ),
-        "invalid": sample(
-            "http_authentication_refusals_total", reason="invalid", model_version=version
-        ),
-        "beta": sample("http_api_key_requests_total", api_key="beta", model_version=version),
-        "server": sample(
-            "http_request_errors_total", route="unmatched", kind="server", model_version=version
-        ),
+    watched = {
+        "missing": ("http_authentication_refusals_total", {"reason": "missing"}),
+        "invalid": ("http_authentication_refusals_total", {"reason": "invalid"}),
+        "beta": ("http_api_key_requests_total", {"api_key": "beta"}),
+        "server": ("http_request_errors_total", {"route": "unmatched", "kind": "server"}),
     }
+
+    def counts() -> dict[str, float]:
+        return {k: sample(n, **labels, model_version=version) for k, (n, labels) in watched.items()}
+
+    before = counts()
     with caplog.at_level(logging.INFO, logger="app.requests"):
         await keyed.post("/predict", content=json.dumps(example), headers=JSON)
         await keyed.post("/predict", content=json.dumps(example), headers={**JSON, **bearer(WRONG)})
         await keyed.post(
             "/predict", content=json.dumps(example), headers={**JSON, **bearer(KEYS["beta"])}
         )
-    after = {
-        "missing": sample(
-            "http_authentication_refusals_total", reason="missing", model_version=version
-        ),
-        "invalid": sample(
-            "http_authentication_refusals_total", reason="invalid", model_version=version
-        ),
-        "beta": sample("http_api_key_requests_total", api_key="beta", model_version=version),
-        "server": sample(
-            "http_request_errors_total", route="unmatched", kind="server", model_version=version
-        ),
-    }
+    after = counts()
     assert {k: after[k] - before[k] for k in before} == {
         "missing": 1,
         "invalid": 1,
