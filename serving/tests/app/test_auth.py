@@ -20,7 +20,7 @@ from app.factory import create_app
 from app.logs import JsonFormatter
 from app.settings import Settings, describe_invalid
 
-from .conftest import BATCH_ENCODINGS
+from .conftest import BATCH_ENCODINGS, in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -35,16 +35,9 @@ def app_with(model_dir: Path, keys: dict[str, str]) -> FastAPI:
     return create_app(Settings(model_dir=model_dir, api_keys=keys))
 
 
-async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield http
-
-
 @pytest.fixture(scope="module")
 async def keyed(model_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in client_of(app_with(model_dir, KEYS)):
+    async with in_process(app_with(model_dir, KEYS)) as http:
         yield http
 
 
@@ -202,7 +195,7 @@ async def test_rotation_add_the_new_key_move_clients_remove_the_old(
     ]
     answers = []
     for keys in stages:
-        async for http in client_of(app_with(model_dir, keys)):
+        async with in_process(app_with(model_dir, keys)) as http:
             answers.append(
                 [
                     (

@@ -16,6 +16,8 @@ import pytest
 from app.factory import create_app
 from app.settings import Settings
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 BACKENDS: tuple[Literal["sklearn"], Literal["onnx"]] = ("sklearn", "onnx")
@@ -26,10 +28,8 @@ async def backend_client(
     request: pytest.FixtureRequest, model_dir: Path
 ) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
     app = create_app(Settings(model_dir=model_dir, backend=request.param))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield request.param, http
+    async with in_process(app) as http:
+        yield request.param, http
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +66,8 @@ async def test_both_backends_give_the_same_answers(
     answers = {}
     for backend in BACKENDS:
         app = create_app(Settings(model_dir=model_dir, backend=backend))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
-                response = await client.post("/predict/batch", json={"records": records})
+        async with in_process(app) as client:
+            response = await client.post("/predict/batch", json={"records": records})
         assert response.status_code == 200, response.text
         answers[backend] = response.json()["predictions"]
     sklearn, onnx = answers["sklearn"], answers["onnx"]

@@ -1,7 +1,7 @@
 """Drift and data-quality counters, and the per-request metrics, in-process.
 
 The counters observe: every test here also checks the status the request would have had
-without them. Over real HTTP with the real server, see test_server.py.
+without them. That the real server sums its workers' counters: test_server.py.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from app.drift import InputMonitor
 from app.factory import create_app
 from app.settings import Settings
 from tests.conftest import random_date
+
+from .conftest import in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -312,12 +314,10 @@ async def assert_counts_no_drift(
     assert not app.state.service.monitor.counts_drift
     outside = {**example, feature["name"]: feature["maximum"]}
     outside[list(example)[-1]] = None
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            assert (await http.get("/model")).json()["reference_profile"] is None
-            with caplog.at_level(logging.INFO, logger="app.requests"):
-                assert (await post(http, "/predict", outside)).status_code == 200
+    async with in_process(app) as http:
+        assert (await http.get("/model")).json()["reference_profile"] is None
+        with caplog.at_level(logging.INFO, logger="app.requests"):
+            assert (await post(http, "/predict", outside)).status_code == 200
     (line,) = [vars(r) for r in caplog.records if r.name == "app.requests"]
     assert line["RecordsScored"] == 1
     assert not [k for k in line if k.startswith(("OutOfRange", "Missing_", "UnseenCategory_"))]

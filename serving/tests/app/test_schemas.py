@@ -22,6 +22,8 @@ from app.factory import create_app
 from app.schemas import ExtraField, build_schemas
 from app.settings import Settings
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
@@ -43,10 +45,8 @@ async def referenced(
     model_dir: Path = request.getfixturevalue(request.param)
     app = create_app(Settings(model_dir=model_dir, backend="sklearn"))
     record = dict(app.state.service.schemas.record_example)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield http, record
+    async with in_process(app) as http:
+        yield http, record
 
 
 async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
