@@ -19,9 +19,8 @@ output's drift, which the class mix shows for a classifier.
 Without a profile the monitor counts no drift at all (the counters do not appear), but the
 validation errors by field are still counted: they need only the input schema.
 
-The counting runs for every prediction: a batch of `VECTORISE_FROM` records or more is
-counted vectorised, anything smaller (above all the one record of `/predict`) by a plain
-loop, where numpy's per-call overhead would be larger than the work.
+A batch of `VECTORISE_FROM` records or more is counted vectorised, a smaller one (above all
+the one record of `/predict`) by a plain loop.
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ class InputMonitor:
         if n < VECTORISE_FROM and all(isinstance(v, list) for v in columns.values()):
             out, missing, records = self._numeric_loop(columns)
         else:
-            out, missing, records = self._numeric_vectorised(columns)
+            out, missing, records = self.range_counts(columns)
         for name in self._categorical:
             if count := _nulls(columns[name]):
                 missing.append((name, count))
@@ -147,9 +146,12 @@ class InputMonitor:
                 flagged.update(outside)
         return out, missing, len(flagged)
 
-    def _numeric_vectorised(
+    def range_counts(
         self, columns: Mapping[str, Any]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+        """The non-zero counts per number and date feature of values outside the training
+        range and of missing values, and the records with any value outside, vectorised
+        (`app.score` reports the same for a file)."""
         if not self._numeric:
             return [], [], 0
         # (features, records); None becomes NaN, which compares False either way.

@@ -31,15 +31,14 @@ from pydantic import TypeAdapter
 
 from app import columnar
 from app.artifacts import (
-    DateProfile,
     ModelIntegrityError,
     ModelMetadata,
-    NumberProfile,
     ReferenceProfile,
     load_metadata,
     load_profile,
 )
 from app.contract import Checked, Contract, ContractError
+from app.drift import InputMonitor
 from app.predictor import BackendChoice, Predictor, load_predictor
 from app.schemas import record_type
 from app.settings import Settings
@@ -304,6 +303,7 @@ class Scorer:
         self.predictor: Predictor = load_predictor(job.model_dir, self.metadata, job.backend)
         self.contract = Contract(self.metadata, TypeAdapter(record_type(self.metadata)))
         self.profile: ReferenceProfile | None = load_profile(job.model_dir, self.metadata)
+        self.monitor = InputMonitor(self.metadata, self.profile)
         named = {*job.keep, *([job.label] if job.label else [])}
         outputs = {ROW_NUMBER, columnar.MODEL_VERSION}
         clashes = named & outputs | {*job.keep} & {
@@ -394,16 +394,9 @@ class Scorer:
 
     def _drift(self, checked: Checked) -> None:
         """Scored values outside the training split's range, per number or date feature."""
-        if self.profile is None:
-            return
-        for feature in self.profile.features:
-            if isinstance(feature, NumberProfile | DateProfile):
-                values = checked.columns[feature.name]
-                if isinstance(feature, DateProfile):  # ISO text, compared as such
-                    values = values[values.astype(bool)]  # None is missing; text never empty
-                with np.errstate(invalid="ignore"):
-                    outside = int(((values < feature.minimum) | (values > feature.maximum)).sum())
-                self.tally.add({feature.name: outside}, self.tally.out_of_range)
+        if self.monitor.counts_drift:
+            out_of_range, _, _ = self.monitor.range_counts(checked.columns)
+            self.tally.add(dict(out_of_range), self.tally.out_of_range)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         tally = self.tally
