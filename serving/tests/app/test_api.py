@@ -27,10 +27,6 @@ pytestmark = pytest.mark.anyio
 JSON = {"content-type": "application/json"}
 
 
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    return await client.post(path, content=json.dumps(body), headers=JSON)
-
-
 def assert_prediction(result: dict[str, Any], classes: list[str]) -> None:
     assert result["prediction"] in classes
     assert list(result["probabilities"]) == classes
@@ -67,7 +63,7 @@ def random_records(metadata: dict[str, Any], count: int, seed: int) -> list[dict
 async def test_predict_returns_class_probabilities_and_model_version(
     client: httpx.AsyncClient, example: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
-    response = await post(client, "/predict", example)
+    response = await client.post("/predict", json=example)
     assert response.status_code == 200
     body = response.json()
     assert_prediction(body, metadata["classes"])
@@ -81,7 +77,7 @@ async def test_predictions_equal_the_pipelines_own(
     """Same probabilities as calling the joblib Pipeline on a DataFrame, missing values
     included: catches a wrong column order, dtype or missing-value marker."""
     records = random_records(metadata, 300, seed=1)
-    response = await post(client, "/predict/batch", {"records": records})
+    response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
     served = np.array(
         [
@@ -113,7 +109,7 @@ async def test_every_field_may_be_null_or_omitted(
 ) -> None:
     nulls = {f["name"]: None for f in metadata["input_schema"]["features"]}
     for record in ({}, nulls):
-        response = await post(client, "/predict", record)
+        response = await client.post("/predict", json=record)
         assert response.status_code == 200, response.text
         assert_prediction(response.json(), metadata["classes"])
 
@@ -122,13 +118,13 @@ async def test_batch_answers_each_record_in_order(
     client: httpx.AsyncClient, metadata: dict[str, Any]
 ) -> None:
     records = random_records(metadata, 25, seed=2)
-    response = await post(client, "/predict/batch", {"records": records})
+    response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
     batch = response.json()
     assert batch["model_version"] == metadata["model_version"]
     assert len(batch["predictions"]) == len(records)
     for record, result in zip(records, batch["predictions"], strict=True):
-        single = (await post(client, "/predict", record)).json()
+        single = (await client.post("/predict", json=record)).json()
         assert result["probabilities"] == pytest.approx(single["probabilities"], abs=1e-12)
         assert result["prediction"] == single["prediction"]
 
@@ -137,7 +133,7 @@ async def test_batch_accepts_exactly_the_configured_maximum(
     client: httpx.AsyncClient, settings: Any, example: dict[str, Any]
 ) -> None:
     at_limit = {"records": [example] * settings.max_batch_records}
-    response = await post(client, "/predict/batch", at_limit)
+    response = await client.post("/predict/batch", json=at_limit)
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == settings.max_batch_records
 
@@ -152,7 +148,7 @@ def messages(response: httpx.Response) -> str:
 async def test_unknown_field_is_rejected_by_name(
     client: httpx.AsyncClient, example: dict[str, Any]
 ) -> None:
-    response = await post(client, "/predict", {**example, "colour": "blue"})
+    response = await client.post("/predict", json={**example, "colour": "blue"})
     assert response.status_code == 422
     assert messages(response).startswith("colour: ")
 
@@ -161,7 +157,7 @@ async def test_unknown_field_is_rejected_by_name(
 async def test_mistyped_number_is_rejected_by_name(
     client: httpx.AsyncClient, number_feature: dict[str, Any], value: Any
 ) -> None:
-    response = await post(client, "/predict", {number_feature["name"]: value})
+    response = await client.post("/predict", json={number_feature["name"]: value})
     assert response.status_code == 422
     assert messages(response).startswith(f"{number_feature['name']}: ")
 
@@ -182,13 +178,13 @@ async def test_negative_and_absurd_measurements_are_rejected_with_the_bound(
     client: httpx.AsyncClient, number_feature: dict[str, Any]
 ) -> None:
     name = number_feature["name"]
-    low = await post(client, "/predict", {name: -5})
+    low = await client.post("/predict", json={name: -5})
     assert low.status_code == 422
     assert (
         messages(low)
         == f"{name}: Input should be greater than or equal to {number_feature['minimum']:g}"
     )
-    high = await post(client, "/predict", {name: number_feature["maximum"] * 100})
+    high = await client.post("/predict", json={name: number_feature["maximum"] * 100})
     assert high.status_code == 422
     assert (
         messages(high)
@@ -200,7 +196,7 @@ async def test_unknown_category_is_rejected_listing_the_allowed_values(
     client: httpx.AsyncClient, category_feature: dict[str, Any]
 ) -> None:
     name = category_feature["name"]
-    response = await post(client, "/predict", {name: "Atlantis"})
+    response = await client.post("/predict", json={name: "Atlantis"})
     assert response.status_code == 422
     message = messages(response)
     assert message.startswith(f"{name}: ")
@@ -212,7 +208,7 @@ async def test_invalid_record_in_a_batch_is_named_by_its_index(
     client: httpx.AsyncClient, example: dict[str, Any], category_feature: dict[str, Any]
 ) -> None:
     records = [example, example, {**example, category_feature["name"]: "Atlantis"}]
-    response = await post(client, "/predict/batch", {"records": records})
+    response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 422
     assert messages(response).startswith(f"records[2].{category_feature['name']}: ")
 
@@ -241,7 +237,7 @@ async def test_many_invalid_records_are_reported_without_flooding_the_response(
     client: httpx.AsyncClient, category_feature: dict[str, Any]
 ) -> None:
     bad = {"records": [{category_feature["name"]: "Atlantis"}] * 200}
-    response = await post(client, "/predict/batch", bad)
+    response = await client.post("/predict/batch", json=bad)
     assert response.status_code == 422
     detail = response.json()["detail"]
     # As many as fit the size bound (a long list of allowed categories fits fewer), then
@@ -254,17 +250,17 @@ async def test_many_invalid_records_are_reported_without_flooding_the_response(
 
 
 async def test_batch_without_records_or_with_none_is_rejected(client: httpx.AsyncClient) -> None:
-    missing = await post(client, "/predict/batch", {})
+    missing = await client.post("/predict/batch", json={})
     assert missing.status_code == 422
     assert messages(missing) == "records: Field required"
-    empty = await post(client, "/predict/batch", {"records": []})
+    empty = await client.post("/predict/batch", json={"records": []})
     assert empty.status_code == 422
     assert messages(empty).startswith("records: List should have at least 1 item")
 
 
 async def test_batch_over_the_limit_is_rejected(client: httpx.AsyncClient, settings: Any) -> None:
     too_many: dict[str, Any] = {"records": [{}] * (settings.max_batch_records + 1)}
-    response = await post(client, "/predict/batch", too_many)
+    response = await client.post("/predict/batch", json=too_many)
     assert response.status_code == 422
     assert messages(response).startswith(
         f"records: List should have at most {settings.max_batch_records} items"
@@ -338,7 +334,7 @@ async def test_error_responses_never_echo_input_or_leak_internals(
     client: httpx.AsyncClient, category_feature: dict[str, Any]
 ) -> None:
     marker = "zz-secret-marker-zz"
-    response = await post(client, "/predict", {category_feature["name"]: marker, marker: 1})
+    response = await client.post("/predict", json={category_feature["name"]: marker, marker: 1})
     assert response.status_code == 422
     assert marker not in messages(response).replace(f"{marker}: ", "", 1)
     for issue in response.json()["detail"]:
@@ -561,9 +557,9 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
 ) -> None:
     version = metadata["model_version"]
     before = (await client.get("/metrics")).text
-    batch = await post(client, "/predict/batch", {"records": [example] * 7})
+    batch = await client.post("/predict/batch", json={"records": [example] * 7})
     predicted = batch.json()["predictions"][0]["prediction"]
-    await post(client, "/predict", {"colour": "blue"})
+    await client.post("/predict", json={"colour": "blue"})
     after = (await client.get("/metrics")).text
 
     def delta(name: str, **labels: str) -> float:
@@ -674,7 +670,7 @@ async def test_openapi_examples_work_as_written(client: httpx.AsyncClient) -> No
         content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert content["schema"]["$ref"].rsplit("/", 1)[1] in document["components"]["schemas"]
         for example in content["examples"].values():
-            response = await post(client, path, example["value"])
+            response = await client.post(path, json=example["value"])
             assert response.status_code == 200, (path, example, response.text)
             tried += 1
     assert tried >= 3
@@ -719,9 +715,9 @@ async def test_a_feature_marked_not_nullable_must_be_sent(
     name = category_feature["name"]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-        omitted = await post(http, "/predict", {k: v for k, v in example.items() if k != name})
-        null = await post(http, "/predict", {**example, name: None})
-        complete = await post(http, "/predict", example)
+        omitted = await http.post("/predict", json={k: v for k, v in example.items() if k != name})
+        null = await http.post("/predict", json={**example, name: None})
+        complete = await http.post("/predict", json=example)
     assert omitted.status_code == 422
     assert messages(omitted) == f"{name}: Field required"
     assert null.status_code == 422

@@ -88,6 +88,12 @@ def request_bytes(
     return f"{method} {path} HTTP/1.1\r\n{lines}\r\n".encode() + body
 
 
+def cut_short(rid: str) -> bytes:
+    """/predict announcing 1,000 body bytes and sending 11: in flight until the client quits."""
+    head = request_bytes("POST", "/predict", headers={"X-Request-Id": rid})
+    return head.replace(b"Content-Length: 0", b"Content-Length: 1000") + b'{"field": 4'
+
+
 def refused_count(server: Server, reason: str) -> float:
     return metric(server, "http_connections_refused_total", reason=reason)
 
@@ -120,10 +126,8 @@ def test_client_disconnect_mid_body_is_logged_once_as_499_not_as_a_server_error(
 ) -> None:
     server_errors, aborted = error_count(server, "server"), error_count(server, "aborted")
     rid = f"abort-{uuid.uuid4().hex}"
-    head = request_bytes("POST", "/predict", headers={"X-Request-Id": rid})
-    head = head.replace(b"Content-Length: 0", b"Content-Length: 1000")
     with connect(server) as connection:
-        connection.sendall(head + b'{"bill_length_mm": 4')
+        connection.sendall(cut_short(rid))
         time.sleep(0.3)  # the request is in flight, awaiting the rest of its body
     # The request's own line ends it: what it logged as an error would be there by now.
     lines = request_lines(server, rid)
@@ -305,7 +309,7 @@ def test_every_response_says_nosniff_and_predictions_say_no_store(
             assert headers.get("cache-control") == "no-store", name
 
 
-# --- 10. what already held still holds over real HTTP ----------------------------------
+# --- 8. what already held still holds over real HTTP ----------------------------------
 
 
 def test_request_ids_and_paths_cannot_forge_log_lines(server: Server) -> None:
@@ -325,7 +329,7 @@ def test_request_ids_and_paths_cannot_forge_log_lines(server: Server) -> None:
     assert not [entry for entry in log_lines(server) if entry.get("message") == "forged"]
 
 
-# --- 11. a flood is queued and answered, never turned into server errors -------------------
+# --- 9. a flood is queued and answered, never turned into server errors -------------------
 
 # Far more connections than workers, each sending requests back to back, while others give
 # up half-way through a body: what one impatient client fleet does without a firewall.
@@ -347,11 +351,8 @@ async def _keep_sending(port: int, raw: bytes, statuses: list[int]) -> None:
 
 
 async def _quit_mid_body(port: int, rid: str) -> None:
-    head = request_bytes("POST", "/predict", headers={"X-Request-Id": rid})
     _, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        head.replace(b"Content-Length: 0", b"Content-Length: 1000") + b'{"bill_length_mm": 4'
-    )
+    writer.write(cut_short(rid))
     await writer.drain()
     await asyncio.sleep(0.2)
     writer.close()

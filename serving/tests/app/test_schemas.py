@@ -7,7 +7,6 @@ it, and echoed per record, for a classifier and a regressor alike.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,10 +48,6 @@ async def referenced(
         yield http, record
 
 
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    return await client.post(path, content=json.dumps(body), headers=JSON)
-
-
 async def test_declared_field_is_documented_in_request_and_response(
     referenced: tuple[httpx.AsyncClient, dict[str, Any]],
 ) -> None:
@@ -72,13 +67,13 @@ async def test_declared_field_is_echoed_per_record_only_when_sent(
     referenced: tuple[httpx.AsyncClient, dict[str, Any]],
 ) -> None:
     client, record = referenced
-    single = await post(client, "/predict", {**record, "reference": "order-17"})
+    single = await client.post("/predict", json={**record, "reference": "order-17"})
     assert single.status_code == 200, single.text
     assert single.json()["reference"] == "order-17"
-    unreferenced = await post(client, "/predict", record)
+    unreferenced = await client.post("/predict", json=record)
     assert "reference" not in unreferenced.json()
-    batch = await post(
-        client, "/predict/batch", {"records": [{**record, "reference": 'a "b"'}, record]}
+    batch = await client.post(
+        "/predict/batch", json={"records": [{**record, "reference": 'a "b"'}, record]}
     )
     assert batch.status_code == 200, batch.text
     first, second = batch.json()["predictions"]
@@ -96,8 +91,8 @@ async def test_declared_field_is_validated_by_name(
     referenced: tuple[httpx.AsyncClient, dict[str, Any]], value: Any, message: str
 ) -> None:
     client, record = referenced
-    response = await post(
-        client, "/predict/batch", {"records": [record, {**record, "reference": value}]}
+    response = await client.post(
+        "/predict/batch", json={"records": [record, {**record, "reference": value}]}
     )
     assert response.status_code == 422
     (problem,) = response.json()["detail"]
