@@ -58,15 +58,10 @@ class ModelService:
     async def answer(self, work: Callable[[bytes], T], body: bytes) -> T:
         """`work(body)`: on the event loop when the body is small, else on the model thread.
 
-        A small request costs tens of microseconds of parsing, prediction and encoding;
-        handing it to the thread and back costs twice that again (measured: 30 us and 70 us
-        of CPU for one record), and under load the GIL changing hands between the loop and
-        the thread adds waits to the tail. So bodies up to
-        `settings.inline_max_bytes` are answered where they arrive. Their work takes well
-        under the 5 ms the loop can wait for the GIL anyway while the model thread computes
-        (Python's switch interval), so `/health` answers as promptly as it did. A larger
-        body (a batch of many records, or a padded one) goes to the model thread, and the
-        loop keeps serving meanwhile.
+        Handing a small request to the thread and back costs more CPU than answering it, and
+        the GIL changing hands makes the tail (measured in docs/performance.md); its work
+        takes well under the 5 ms the loop may wait for the GIL anyway, so `/health` answers
+        as promptly. A larger body goes to the model thread while the loop keeps serving.
         """
         if len(body) <= self.settings.inline_max_bytes:
             return work(body)
