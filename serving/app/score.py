@@ -581,9 +581,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Job:
     parser.add_argument(
         "--output", required=True, help="the .parquet to write (a prefix with --shards)"
     )
-    parser.add_argument("--keep", default="", help="comma-separated columns copied to the output")
-    parser.add_argument("--label", default=None, help="the column holding the true target")
-    parser.add_argument("--model", type=Path, default=settings.model_dir, help="artifact directory")
+    parser.add_argument(
+        "--keep",
+        default="",
+        type=lambda names: tuple(name for name in names.split(",") if name),
+        help="comma-separated columns copied to the output",
+    )
+    parser.add_argument(
+        "--label", type=lambda name: name or None, help="the column holding the true target"
+    )
+    parser.add_argument(
+        "--model",
+        dest="model_dir",
+        metavar="MODEL",
+        type=Path,
+        default=settings.model_dir,
+        help="artifact directory",
+    )
     parser.add_argument("--backend", choices=["auto", "sklearn", "onnx"], default=settings.backend)
     parser.add_argument("--rejects", default=None, help="rejects file (default: beside --output)")
     parser.add_argument("--max-reject-fraction", type=float, default=0.01)
@@ -601,20 +615,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Job:
         parser.error("--shards must be at least 1")
     if not 0 <= args.max_reject_fraction <= 1:
         parser.error("--max-reject-fraction must be between 0 and 1")
-    return Job(
-        input=args.input,
-        output=args.output,
-        keep=tuple(k for k in args.keep.split(",") if k),
-        label=args.label or None,
-        model_dir=args.model,
-        backend=args.backend,
-        rejects=args.rejects,
-        max_reject_fraction=args.max_reject_fraction,
-        force=args.force,
-        shards=args.shards,
-        shard=args.shard,
-        batch_rows=args.batch_rows,
-    )
+    return Job(**vars(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
