@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message
 
 from app import errors
@@ -543,13 +544,13 @@ async def test_model_reports_the_deployed_revision_from_git_revision(
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one Prometheus sample, 0 when absent."""
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """The sum of the Prometheus samples `name` whose labels include `labels` (0: none)."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
 
 
 async def test_metrics_count_requests_errors_and_predictions_by_class(
@@ -565,22 +566,12 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
     def delta(name: str, **labels: str) -> float:
         return sample(after, name, **labels) - sample(before, name, **labels)
 
-    assert (
-        delta("http_requests_total", route="/predict/batch", status="200", model_version=version)
-        == 1
-    )
     # Every sample by this model's version: other tests' apps share the process's registry.
-    duration = delta(
-        "http_request_duration_seconds_count",
-        route="/predict/batch",
-        status="200",
-        model_version=version,
-    )
-    assert duration == 1
-    assert (
-        delta("http_request_errors_total", route="/predict", kind="client", model_version=version)
-        == 1
-    )
+    answered = {"route": "/predict/batch", "status": "200", "model_version": version}
+    assert delta("http_requests_total", **answered) == 1
+    assert delta("http_request_duration_seconds_count", **answered) == 1
+    refused = {"route": "/predict", "kind": "client", "model_version": version}
+    assert delta("http_request_errors_total", **refused) == 1
     assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
     assert delta("model_batch_records_count", model_version=version) == 1
     assert sample(after, "model_info", model_version=version) == 1
