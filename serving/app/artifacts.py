@@ -132,10 +132,6 @@ class ModelMetadata(_Artifact):
     def features(self) -> tuple[Feature, ...]:
         return self.input_schema.features
 
-    @property
-    def sklearn_version(self) -> str:
-        return self.library_versions.scikit_learn
-
     def library_versions_to_check(self) -> dict[str, str]:
         """Every library the pickle needs, as training recorded it (the interpreter's own
         version is informational: the image pins it)."""
