@@ -338,21 +338,20 @@ REFUSALS = {
 }
 
 
+def launch(model_dir: Path, **env: str) -> subprocess.Popen[bytes]:
+    """The image's command on a free port, its output piped: for a start that must fail."""
+    argv, cwd = procs.service_command()
+    bind = f"127.0.0.1:{procs.free_port()}"
+    environment = procs.tool_env({"SERVICE_BIND": bind, "SERVICE_MODEL_DIR": str(model_dir), **env})
+    return subprocess.Popen(
+        argv, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
 def test_each_integrity_failure_stops_the_service_with_one_clear_line(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    argv, cwd = procs.service_command()
-    launched = {}
-    for how in REFUSALS:
-        env = procs.tool_env(
-            {
-                "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
-                "SERVICE_MODEL_DIR": str(broken(model_dir, tmp_path, how)),
-            }
-        )
-        launched[how] = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+    launched = {how: launch(broken(model_dir, tmp_path, how)) for how in REFUSALS}
     outputs = {}
     deadline = time.monotonic() + 60
     try:
@@ -505,17 +504,7 @@ def test_a_short_api_key_stops_the_service_with_one_line_that_does_not_quote_it(
     model_dir: Path,
 ) -> None:
     short = "s3cr3t-but-far-too-short"
-    argv, cwd = procs.service_command()
-    env = procs.tool_env(
-        {
-            "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
-            "SERVICE_MODEL_DIR": str(model_dir),
-            "SERVICE_API_KEYS": f"ci:{short}",
-        }
-    )
-    process = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = launch(model_dir, SERVICE_API_KEYS=f"ci:{short}")
     try:
         output = process.communicate(timeout=60)[0].decode()
     finally:
