@@ -574,7 +574,8 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
     assert delta("http_request_errors_total", **refused) == 1
     assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
     assert delta("model_batch_records_count", model_version=version) == 1
-    assert sample(after, "model_info", model_version=version) == 1
+    backend = (await client.get("/model")).json()["backend"]
+    assert sample(after, "model_info", model_version=version, backend=backend) == 1
 
 
 async def test_every_response_carries_model_version_and_request_id(
