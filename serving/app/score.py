@@ -468,12 +468,10 @@ def run(job: Job) -> dict[str, Any]:
     if job.shards is not None:
         if not 0 <= job.shard < job.shards:
             raise ScoreError(f"shard {job.shard} is not one of 0..{job.shards - 1}")
-        share = files[
-            job.shard * len(files) // job.shards : (job.shard + 1) * len(files) // job.shards
-        ]
+        start, end = (len(files) * i // job.shards for i in (job.shard, job.shard + 1))
         # Row numbers continue across the files before this shard's, as a single run counts.
-        first_row = sum(row_count(in_fs, f) for f in files[: files.index(share[0])]) if share else 0
-        files = share
+        first_row = sum(row_count(in_fs, f) for f in files[:start]) if start < end else 0
+        files = files[start:end]
         part = f"part-{job.shard:05d}"
         base = out_path.rstrip("/")
         output_path = f"{base}/{part}.parquet"
