@@ -23,6 +23,8 @@ from app.dates import expand, model_names
 from app.messages import MAX_ERROR_BODY_BYTES
 from tests.conftest import random_date
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
@@ -537,8 +539,7 @@ async def test_model_reports_the_deployed_revision_from_git_revision(
 
     monkeypatch.setenv("GIT_REVISION", "0123456789abcdef0123456789abcdef01234567")
     app = create_app(Settings(model_dir=model_dir))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         model = (await http.get("/model")).json()
     assert model["deployed_revision"] == "0123456789abcdef0123456789abcdef01234567"
 
@@ -678,8 +679,7 @@ async def test_docs_pages_are_served_only_when_api_docs_is_on(
     assert (await client.get("/docs")).status_code == 404
     assert (await client.get("/redoc")).status_code == 404
     app = create_app(Settings(model_dir=model_dir, api_docs=True))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         docs = await http.get("/docs")
         redoc = await http.get("/redoc")
     assert docs.status_code == 200
@@ -705,8 +705,7 @@ async def test_a_feature_marked_not_nullable_must_be_sent(
     (copy / "model_metadata.json").write_text(json.dumps(raw))
     app = create_app(Settings(model_dir=copy))
     name = category_feature["name"]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         omitted = await http.post("/predict", json={k: v for k, v in example.items() if k != name})
         null = await http.post("/predict", json={**example, name: None})
         complete = await http.post("/predict", json=example)

@@ -27,6 +27,8 @@ from app.drift import VECTORISE_FROM, InputMonitor
 from app.factory import create_app
 from app.settings import Settings
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
@@ -187,8 +189,7 @@ async def test_predictions_outside_the_training_predictions_range_are_counted(
     predictor: Any = ConstantPredictor(value)  # a regressor's half of the Protocol
     app = create_app(Settings(model_dir=regression_model_dir), predictor=predictor)
     version = regression_metadata["model_version"]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         before = bin_counts((await http.get("/metrics")).text, version).get(where, 0.0)
         sent = records(regression_metadata, 3, seed=5)
         response = await http.post("/predict/batch", json={"records": sent})
