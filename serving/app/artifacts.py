@@ -2,20 +2,14 @@
 
 `model_metadata.json` is tracked by git, so the sha256 it records for `model.joblib` is the
 one reviewed in the pull request and built into the image. The service refuses to start
-(see `ModelIntegrityError`) rather than serve a model that is missing, differs from that
-record, or was pickled by other versions of the libraries it needs (scikit-learn, numpy,
-the estimator's own package: `library_versions`) than the ones installed: unpickling across
-versions is unsupported and can silently change predictions.
+(`ModelIntegrityError`; docs/serving.md, "Model integrity at startup", lists each case)
+rather than serve a model that differs from that record or was pickled by other versions of
+the libraries it needs: unpickling across versions can silently change predictions.
 
-The metadata, the reference profile and the ONNX export record are pydantic models: they
-are the contract training writes to (a test validates training's output against them; the
-service imports nothing from training). Fields the service does not rely on are kept as they
-were written (`extra="allow"`), so training can add information without breaking a running
-service.
-
-`reference_profile.json` is optional (models trained before it existed have none): without
-it, or when it cannot be read, the service starts, says so once, and counts no drift. A
-profile written for another model is refused like any other integrity failure.
+The metadata, the reference profile and the ONNX export record are pydantic models: the
+contract training writes to (a test validates training's output against them; the service
+imports nothing from training). Fields the service does not rely on are kept as written
+(`extra="allow"`), so training can add information without breaking a running service.
 """
 
 from __future__ import annotations
