@@ -2,20 +2,14 @@
 
 `model_metadata.json` is tracked by git, so the sha256 it records for `model.joblib` is the
 one reviewed in the pull request and built into the image. The service refuses to start
-(see `ModelIntegrityError`) rather than serve a model that is missing, differs from that
-record, or was pickled by other versions of the libraries it needs (scikit-learn, numpy,
-the estimator's own package: `library_versions`) than the ones installed: unpickling across
-versions is unsupported and can silently change predictions.
+(`ModelIntegrityError`; docs/serving.md, "Model integrity at startup", lists each case)
+rather than serve a model that differs from that record or was pickled by other versions of
+the libraries it needs: unpickling across versions can silently change predictions.
 
-The metadata, the reference profile and the ONNX export record are pydantic models: they
-are the contract training writes to (a test validates training's output against them; the
-service imports nothing from training). Fields the service does not rely on are kept as they
-were written (`extra="allow"`), so training can add information without breaking a running
-service.
-
-`reference_profile.json` is optional (models trained before it existed have none): without
-it, or when it cannot be read, the service starts, says so once, and counts no drift. A
-profile written for another model is refused like any other integrity failure.
+The metadata, the reference profile and the ONNX export record are pydantic models: the
+contract training writes to (a test validates training's output against them; the service
+imports nothing from training). Fields the service does not rely on are kept as written
+(`extra="allow"`), so training can add information without breaking a running service.
 """
 
 from __future__ import annotations
@@ -29,9 +23,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.dates import is_date, model_names
+from app.messages import field_path
 
 METADATA_FILE = "model_metadata.json"
 METRICS_FILE = "metrics.json"
@@ -46,6 +41,19 @@ SUPPORTED_EXPORT_VERSIONS = frozenset({EXPORT_VERSION})
 log = logging.getLogger(__name__)
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+# The model's hash, compared with `sha256_file`'s lower-case digest.
+ModelSha256 = Annotated[Sha256, AfterValidator(str.lower)]
+
+
+def _readable(supported: frozenset[int]) -> AfterValidator:
+    def check(value: int) -> int:
+        if value not in supported:
+            raise ValueError(
+                f"schema_version {value!r} is not one this service reads ({sorted(supported)})"
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 class ModelIntegrityError(RuntimeError):
@@ -94,10 +102,10 @@ class LibraryVersions(_Artifact):
 class ModelMetadata(_Artifact):
     """`model_metadata.json`: what the service relies on, checked and typed."""
 
-    schema_version: int
+    schema_version: Annotated[int, _readable(SUPPORTED_SCHEMA_VERSIONS)]
     model_version: str = Field(min_length=1)
     model_file: str = Field(min_length=1)
-    model_sha256: Sha256
+    model_sha256: ModelSha256
     # Absent in metadata written before regression existed: those models classify.
     task: Literal["classification", "regression"] = "classification"
     target: str = "target"
@@ -105,21 +113,6 @@ class ModelMetadata(_Artifact):
     classes: tuple[str, ...]
     input_schema: InputSchema
     library_versions: LibraryVersions
-
-    @field_validator("schema_version")
-    @classmethod
-    def _readable_version(cls, value: int) -> int:
-        if value not in SUPPORTED_SCHEMA_VERSIONS:
-            raise ValueError(
-                f"schema_version {value!r} is not one this service reads "
-                f"({sorted(SUPPORTED_SCHEMA_VERSIONS)})"
-            )
-        return value
-
-    @field_validator("model_sha256")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
 
     @model_validator(mode="after")
     def _classes_fit_the_task(self) -> ModelMetadata:
@@ -132,10 +125,6 @@ class ModelMetadata(_Artifact):
     @property
     def features(self) -> tuple[Feature, ...]:
         return self.input_schema.features
-
-    @property
-    def sklearn_version(self) -> str:
-        return self.library_versions.scikit_learn
 
     def library_versions_to_check(self) -> dict[str, str]:
         """Every library the pickle needs, as training recorded it (the interpreter's own
@@ -236,8 +225,8 @@ class PredictionProfile(_Artifact):
 class ReferenceProfile(_Artifact):
     """`reference_profile.json`: the training split the drift counters compare with."""
 
-    schema_version: int
-    model_sha256: Sha256
+    schema_version: Annotated[int, _readable(SUPPORTED_PROFILE_VERSIONS)]
+    model_sha256: ModelSha256
     target: str
     rows: int = Field(ge=1)
     class_priors: dict[str, Share]
@@ -248,18 +237,6 @@ class ReferenceProfile(_Artifact):
     features: tuple[
         Annotated[NumberProfile | CategoryProfile | DateProfile, Field(discriminator="type")], ...
     ] = Field(min_length=1)
-
-    @field_validator("schema_version")
-    @classmethod
-    def _readable_version(cls, value: int) -> int:
-        if value not in SUPPORTED_PROFILE_VERSIONS:
-            raise ValueError(f"schema_version {value!r} is not one this service reads")
-        return value
-
-    @field_validator("model_sha256")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
 
 
 class GraphInput(_Artifact):
@@ -280,7 +257,7 @@ class ExportRecord(_Artifact):
     """`onnx_export.json`: whether the Pipeline has an ONNX graph that predicts as it does,
     and if not, why. Written by training's `export` stage, read by app.onnx_predictor."""
 
-    schema_version: int
+    schema_version: Annotated[int, _readable(SUPPORTED_EXPORT_VERSIONS)]
     status: Literal["exported", "unavailable"]
     reason: str | None = None
     model_sha256: Sha256
@@ -298,23 +275,13 @@ class ExportRecord(_Artifact):
     parity: Parity | None = None
     library_versions: dict[str, str]
 
-    @field_validator("schema_version")
-    @classmethod
-    def _readable_version(cls, value: int) -> int:
-        if value not in SUPPORTED_EXPORT_VERSIONS:
-            raise ValueError(f"schema_version {value!r} is not one this service reads")
-        return value
-
 
 def _explain(error: ValidationError, where: str) -> str:
     """Every problem as `file: path.to[0].field: message`, the input never echoed."""
     problems = []
     for detail in error.errors(include_url=False, include_input=False):
-        path = ""
-        for part in detail["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         message = detail["msg"].removeprefix("Value error, ")
-        problems.append(f"{path}: {message}" if path else message)
+        problems.append(f"{field_path(detail['loc'])}: {message}" if detail["loc"] else message)
     return f"{where}: " + "; ".join(problems)
 
 

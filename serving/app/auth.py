@@ -1,24 +1,11 @@
-"""API keys: who may call the service.
+"""API keys: who may call the service (docs/security.md: the keys, rotation, the threats).
 
-`SERVICE_API_KEYS` names the clients and their keys, `name:key,name:key` (or a JSON object
-`{"name": "key"}`, the form the deployment's Secrets Manager secret holds). Unset, every
-request is answered, as before. Set, every request but `/health` and `/ready` (the load
-balancer's and the container's checks) must carry one of the keys, as
-`Authorization: Bearer <key>` or `X-API-Key: <key>`; otherwise it is answered 401 with
-`WWW-Authenticate`, before it is routed.
-
-Several keys are valid at once, so a key rotates without downtime (add the new one, move
-the clients, remove the old one). Each key is at least 32 random bytes, which is why a
-plain SHA-256 is the right hash (a slow key-derivation function protects guessable
-passwords, and would cost every request milliseconds): the service keeps only the digests,
-and compares the digest of what a request presents with every stored digest using
-`hmac.compare_digest`, so neither the key nor its position in the list shows in the time
-taken. The key's name, never the key, goes into the request's log line and metrics, so a
-client can be traced and revoked.
-
-The check runs in the request middleware rather than as a FastAPI `Depends`: it costs a
-hash and a comparison per request, and leaves the prediction routes' fast path alone
-(`app.routers.predict.DirectRoute`).
+`SERVICE_API_KEYS` names the clients and their keys, `name:key,name:key` or a JSON object.
+Set, every request but `/health` and `/ready` must carry one, as `Authorization: Bearer
+<key>` or `X-API-Key`, or is answered 401 before it is routed. A key is at least 32 random
+bytes, so a plain SHA-256 digest is all that is kept (a slow key-derivation function
+protects guessable passwords, and would cost every request milliseconds). The check runs in
+the request middleware, not as a `Depends`, leaving the prediction routes' fast path alone.
 
 `python -m app.auth` prints a new key.
 """

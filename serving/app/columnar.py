@@ -49,23 +49,22 @@ def predict(
     file sees it."""
     # A date reaches either backend as its numeric parts.
     columns = dates.expand(columns, metadata.dates)
-    if metadata.task == "regression":
-        values = np.asarray(predictor.predict(columns), dtype=np.float64)
-        if values.shape != (n,) or not np.isfinite(values).all():
-            raise PredictorOutputError(
-                f"{predictor.backend} predictor returned shape {values.shape} "
-                f"(finite: {bool(np.isfinite(values).all())}) for {n} records"
-            )
-        return Predictions(np.empty((n, 0)), np.empty(0, dtype=np.intp), values)
-    probabilities = predictor.predict_proba(columns)
-    classes = metadata.classes
-    if probabilities.shape != (n, len(classes)) or not np.isfinite(probabilities).all():
+    regression = metadata.task == "regression"
+    if regression:
+        output = np.asarray(predictor.predict(columns), dtype=np.float64)
+        expected: tuple[int, ...] = (n,)
+    else:
+        output = predictor.predict_proba(columns)
+        expected = (n, len(metadata.classes))
+    finite = bool(np.isfinite(output).all())
+    if output.shape != expected or not finite:
         raise PredictorOutputError(
-            f"{predictor.backend} predictor returned shape {probabilities.shape} "
-            f"(finite: {bool(np.isfinite(probabilities).all())}) for "
-            f"{n} records and {len(classes)} classes"
+            f"{predictor.backend} predictor returned shape {output.shape} (finite: {finite}) "
+            f"where {expected} was expected"
         )
-    return Predictions(probabilities, probabilities.argmax(axis=1))
+    if regression:
+        return Predictions(np.empty((n, 0)), np.empty(0, dtype=np.intp), output)
+    return Predictions(output, output.argmax(axis=1))
 
 
 def output_schema(metadata: ModelMetadata) -> list[pa.Field]:

@@ -1,27 +1,14 @@
-"""Data-quality and drift signals: what the service is sent, compared with the training split.
+"""Data-quality and drift signals: what the service is sent, compared with the training split
+(`reference_profile.json`); docs/serving.md, "Drift and data-quality signals", lists them.
 
-`InputMonitor` counts, per feature, scored values (numbers, dates) outside the training
-range, values that were missing, and categories never seen in training, against the
-reference profile training wrote (`reference_profile.json`). It observes and never
-decides: what is accepted or rejected stays the request schema's business (`app.schemas`).
-Under today's contract a value beyond the accepted bounds, or an unseen category, is
-rejected with 422, so:
+`InputMonitor` observes and never decides: what is accepted or rejected stays the request
+schema's business (`app.schemas`). A value beyond the accepted bounds or an unseen category
+is a 422, so out-of-range counts values the model scored although training never saw them,
+and unseen categories are counted from the 422 they cause. Without a profile no drift is
+counted, but validation errors by field still are: they need only the input schema.
 
-- out-of-range counts values the model *scored* although training never saw them (inside
-  the accepted bounds, outside the training split's [minimum, maximum]): extrapolation;
-- unseen categories are counted from the 422 they cause, since none is ever scored;
-- missing counts null or omitted values the model imputed.
-
-For a regressor it also counts each prediction in the bins of the training predictions'
-distribution (quantiles in the profile's `predictions`), or below or above its range: the
-output's drift, which the class mix shows for a classifier.
-
-Without a profile the monitor counts no drift at all (the counters do not appear), but the
-validation errors by field are still counted: they need only the input schema.
-
-The counting runs for every prediction: a batch of `VECTORISE_FROM` records or more is
-counted vectorised, anything smaller (above all the one record of `/predict`) by a plain
-loop, where numpy's per-call overhead would be larger than the work.
+A batch of `VECTORISE_FROM` records or more is counted vectorised, a smaller one (above all
+the one record of `/predict`) by a plain loop.
 """
 
 from __future__ import annotations
@@ -98,7 +85,7 @@ class InputMonitor:
         if n < VECTORISE_FROM and all(isinstance(v, list) for v in columns.values()):
             out, missing, records = self._numeric_loop(columns)
         else:
-            out, missing, records = self._numeric_vectorised(columns)
+            out, missing, records = self.range_counts(columns)
         for name in self._categorical:
             if count := _nulls(columns[name]):
                 missing.append((name, count))
@@ -147,9 +134,12 @@ class InputMonitor:
                 flagged.update(outside)
         return out, missing, len(flagged)
 
-    def _numeric_vectorised(
+    def range_counts(
         self, columns: Mapping[str, Any]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+        """The non-zero counts per number and date feature of values outside the training
+        range and of missing values, and the records with any value outside, vectorised
+        (`app.score` reports the same for a file)."""
         if not self._numeric:
             return [], [], 0
         # (features, records); None becomes NaN, which compares False either way.

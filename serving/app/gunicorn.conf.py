@@ -53,9 +53,8 @@ timeout = 30
 keepalive = 75
 # The heartbeat file each worker touches; on a read-only root filesystem only tmpfs works.
 worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
-# Peers whose X-Forwarded-For is believed (loopback by default; the deployment passes the
-# VPC's CIDR). uvicorn's proxy-headers middleware logs the rightmost address outside this
-# set as the client, so a client cannot choose its logged address by sending the header.
+# uvicorn's proxy-headers middleware logs the rightmost address outside this set as the
+# client (settings.py says why).
 forwarded_allow_ips = settings.forwarded_allow_ips
 # gunicorn's limit_request_line/fields/field_size do not reach uvicorn's parser: the worker
 # (app/worker.py) enforces settings.max_header_bytes and max_header_fields instead, and the

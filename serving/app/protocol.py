@@ -4,16 +4,10 @@ Under uvicorn workers gunicorn's `limit_request_*` settings do not apply, and uv
 httptools bounds neither the size of a request's head nor how long a client may take to
 send it or its body: one client could hold a worker's memory with megabytes of headers, or
 its connections open indefinitely by sending a byte a second. This subclass keeps uvicorn's
-parsing and request handling and adds what nginx or a load balancer would enforce:
-
-- the request line and headers together over `max_header_bytes`, or more than
-  `max_header_fields` headers: 431 and the connection closed, as soon as the limit is
-  passed (before the rest is read);
-- the request line and headers not complete within `header_timeout_seconds` of their first
-  byte (of the connection opening, for a new connection): closed, with 408 once a request
-  had begun;
-- the body not complete within `body_timeout_seconds` of the headers: 408 and closed. The
-  application sees a disconnect (`app.errors` logs it as 408, not a server error).
+parsing and request handling and adds what nginx or a load balancer would enforce: header
+size and count limits (431) and header and body deadlines (408), as the table in
+docs/serving.md gives them. A body deadline reaches the application as a disconnect, which
+`app.errors` logs as 408, not as a server error.
 
 Deadlines are checked with one timer per connection, armed only when a read ends in the
 middle of a request's head or body, so a request that arrives whole costs no timer.

@@ -1,29 +1,10 @@
 """Batch scoring: `python -m app.score --input ... --output ...` (`make score`).
 
 Scores a CSV or Parquet file, or every such file under a directory or an `s3://` prefix,
-with the service's own model, checks and contract, and writes Parquet:
-
-- the same artifacts and refusals as the service (`load_predictor`: the integrity check,
-  ONNX with the scikit-learn fallback), and the same validation (`app.contract`): a row
-  `/predict` would refuse is never scored; it goes to the rejects file with its row number
-  and the API's message, and the run fails when more than `--max-reject-fraction` of rows
-  are refused;
-- streaming: Arrow record batches are read, checked, predicted and written one at a time,
-  so memory stays flat whatever the input's size;
-- output in input order, each row with its `row_number` (0-based position in the input,
-  across files in name order), the prediction columns (`app.columnar`), the model version
-  and the `--keep` columns, so it joins back to the input without a sort;
-- a summary (rows, rejects, ignored columns, missing values and drift counters against the
-  training profile) and, with `--label`, the evaluate stage's metrics;
-- outputs appear whole or not at all: each is written under a temporary name and moved
-  into place when complete. An existing output is refused unless `--force`.
-
-Sharded (`--shards N`, the shard from `--shard` or AWS Batch's AWS_BATCH_JOB_ARRAY_INDEX):
-shard i scores its contiguous share of the input files and writes `part-<i>.parquet` under
-the output prefix, its rejects under `_rejects/`, and last its summary as the completion
-marker `_done/part-<i>.json`. A shard whose marker exists is skipped; one that failed or
-was killed is redone from the start and overwrites its part, so a retry never duplicates
-rows. The parts in name order are exactly the single-machine output.
+with the service's own artifacts, checks and contract (`app.contract`: a row `/predict`
+would refuse goes to the rejects file, never to the output), streaming one Arrow batch at a
+time, and writes Parquet that appears whole or not at all. docs/scoring.md describes the
+outputs, the summary, sharding (`--shards`) and why a retried shard never duplicates rows.
 """
 
 from __future__ import annotations
@@ -50,15 +31,14 @@ from pydantic import TypeAdapter
 
 from app import columnar
 from app.artifacts import (
-    DateProfile,
     ModelIntegrityError,
     ModelMetadata,
-    NumberProfile,
     ReferenceProfile,
     load_metadata,
     load_profile,
 )
 from app.contract import Checked, Contract, ContractError
+from app.drift import InputMonitor
 from app.predictor import BackendChoice, Predictor, load_predictor
 from app.schemas import record_type
 from app.settings import Settings
@@ -323,6 +303,7 @@ class Scorer:
         self.predictor: Predictor = load_predictor(job.model_dir, self.metadata, job.backend)
         self.contract = Contract(self.metadata, TypeAdapter(record_type(self.metadata)))
         self.profile: ReferenceProfile | None = load_profile(job.model_dir, self.metadata)
+        self.monitor = InputMonitor(self.metadata, self.profile)
         named = {*job.keep, *([job.label] if job.label else [])}
         outputs = {ROW_NUMBER, columnar.MODEL_VERSION}
         clashes = named & outputs | {*job.keep} & {
@@ -394,16 +375,13 @@ class Scorer:
         predictions = columnar.predict(self.predictor, self.metadata, checked.columns, n)
         self.tally.scored += n
         self._drift(checked)
-        everyone = n == batch.num_rows
-        positions = None if everyone else pa.array(np.flatnonzero(checked.accepted))
         rows = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
-        keep = [batch.column(k) for k in self.job.keep]
-        if positions is not None:
+        if n < batch.num_rows:
+            batch = batch.filter(pa.array(checked.accepted))
             rows = rows[checked.accepted]
-            keep = [column.take(positions) for column in keep]
         if self.evaluation is not None and self.job.label:
-            label = batch.column(self.job.label)
-            self.evaluation.add(label if positions is None else label.take(positions), predictions)
+            self.evaluation.add(batch.column(self.job.label), predictions)
+        keep = [batch.column(k) for k in self.job.keep]
         return pa.RecordBatch.from_arrays(
             [
                 pa.array(rows),
@@ -416,16 +394,9 @@ class Scorer:
 
     def _drift(self, checked: Checked) -> None:
         """Scored values outside the training split's range, per number or date feature."""
-        if self.profile is None:
-            return
-        for feature in self.profile.features:
-            if isinstance(feature, NumberProfile | DateProfile):
-                values = checked.columns[feature.name]
-                if isinstance(feature, DateProfile):  # ISO text, compared as such
-                    values = values[values.astype(bool)]  # None is missing; text never empty
-                with np.errstate(invalid="ignore"):
-                    outside = int(((values < feature.minimum) | (values > feature.maximum)).sum())
-                self.tally.add({feature.name: outside}, self.tally.out_of_range)
+        if self.monitor.counts_drift:
+            out_of_range, _, _ = self.monitor.range_counts(checked.columns)
+            self.tally.add(dict(out_of_range), self.tally.out_of_range)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         tally = self.tally
@@ -487,11 +458,6 @@ def _read_ahead(batches: Iterator[pa.RecordBatch], io: Executor) -> Iterator[pa.
         yield batch
 
 
-def _stop(io: ThreadPoolExecutor) -> None:
-    """Lets the read or write under way finish, so the files can be closed."""
-    io.shutdown(wait=True, cancel_futures=True)
-
-
 def run(job: Job) -> dict[str, Any]:
     """Score `job`; returns the summary. Raises ScoreError when the run fails."""
     started = time.monotonic()
@@ -502,12 +468,10 @@ def run(job: Job) -> dict[str, Any]:
     if job.shards is not None:
         if not 0 <= job.shard < job.shards:
             raise ScoreError(f"shard {job.shard} is not one of 0..{job.shards - 1}")
-        share = files[
-            job.shard * len(files) // job.shards : (job.shard + 1) * len(files) // job.shards
-        ]
+        start, end = (len(files) * i // job.shards for i in (job.shard, job.shard + 1))
         # Row numbers continue across the files before this shard's, as a single run counts.
-        first_row = sum(row_count(in_fs, f) for f in files[: files.index(share[0])]) if share else 0
-        files = share
+        first_row = sum(row_count(in_fs, f) for f in files[:start]) if start < end else 0
+        files = files[start:end]
         part = f"part-{job.shard:05d}"
         base = out_path.rstrip("/")
         output_path = f"{base}/{part}.parquet"
@@ -576,15 +540,13 @@ def run(job: Job) -> dict[str, Any]:
                 )
         if written is not None:
             written.result()
-    except (ContractError, pa.ArrowException, OSError) as error:
-        _stop(io)
+    except BaseException as error:
+        # Lets the read or write under way finish, so the files can be closed.
+        io.shutdown(wait=True, cancel_futures=True)
         output.discard()
         rejects.discard()
-        raise ScoreError(f"{path}: {error}") from error
-    except BaseException:
-        _stop(io)
-        output.discard()
-        rejects.discard()
+        if isinstance(error, ContractError | pa.ArrowException | OSError):
+            raise ScoreError(f"{path}: {error}") from error
         raise
     finally:
         io.shutdown()
@@ -617,9 +579,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Job:
     parser.add_argument(
         "--output", required=True, help="the .parquet to write (a prefix with --shards)"
     )
-    parser.add_argument("--keep", default="", help="comma-separated columns copied to the output")
-    parser.add_argument("--label", default=None, help="the column holding the true target")
-    parser.add_argument("--model", type=Path, default=settings.model_dir, help="artifact directory")
+    parser.add_argument(
+        "--keep",
+        default="",
+        type=lambda names: tuple(name for name in names.split(",") if name),
+        help="comma-separated columns copied to the output",
+    )
+    parser.add_argument(
+        "--label", type=lambda name: name or None, help="the column holding the true target"
+    )
+    parser.add_argument(
+        "--model",
+        dest="model_dir",
+        metavar="MODEL",
+        type=Path,
+        default=settings.model_dir,
+        help="artifact directory",
+    )
     parser.add_argument("--backend", choices=["auto", "sklearn", "onnx"], default=settings.backend)
     parser.add_argument("--rejects", default=None, help="rejects file (default: beside --output)")
     parser.add_argument("--max-reject-fraction", type=float, default=0.01)
@@ -637,20 +613,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Job:
         parser.error("--shards must be at least 1")
     if not 0 <= args.max_reject_fraction <= 1:
         parser.error("--max-reject-fraction must be between 0 and 1")
-    return Job(
-        input=args.input,
-        output=args.output,
-        keep=tuple(k for k in args.keep.split(",") if k),
-        label=args.label or None,
-        model_dir=args.model,
-        backend=args.backend,
-        rejects=args.rejects,
-        max_reject_fraction=args.max_reject_fraction,
-        force=args.force,
-        shards=args.shards,
-        shard=args.shard,
-        batch_rows=args.batch_rows,
-    )
+    return Job(**vars(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,15 +58,10 @@ class ModelService:
     async def answer(self, work: Callable[[bytes], T], body: bytes) -> T:
         """`work(body)`: on the event loop when the body is small, else on the model thread.
 
-        A small request costs tens of microseconds of parsing, prediction and encoding;
-        handing it to the thread and back costs twice that again (measured: 30 us and 70 us
-        of CPU for one record), and under load the GIL changing hands between the loop and
-        the thread adds waits to the tail. So bodies up to
-        `settings.inline_max_bytes` are answered where they arrive. Their work takes well
-        under the 5 ms the loop can wait for the GIL anyway while the model thread computes
-        (Python's switch interval), so `/health` answers as promptly as it did. A larger
-        body (a batch of many records, or a padded one) goes to the model thread, and the
-        loop keeps serving meanwhile.
+        Handing a small request to the thread and back costs more CPU than answering it, and
+        the GIL changing hands makes the tail (measured in docs/performance.md); its work
+        takes well under the 5 ms the loop may wait for the GIL anyway, so `/health` answers
+        as promptly. A larger body goes to the model thread while the loop keeps serving.
         """
         if len(body) <= self.settings.inline_max_bytes:
             return work(body)
@@ -102,10 +97,7 @@ class ModelService:
         anything reaches a client: a classifier's probabilities (n, classes) and the index of
         each record's best class; a regressor's predictions (n,) and no index."""
         columns = {name: [r.get(name) for r in records] for name in self.metadata.feature_names}
-        predictions = self._predict(columns, len(records), counted=counted)
-        if predictions.values is not None:
-            return predictions.values, []
-        return predictions.probabilities, predictions.best.tolist()
+        return _encodable(self._predict(columns, len(records), counted=counted))
 
     def _predict(
         self, columns: dict[str, Any], n: int, *, counted: bool = True
@@ -172,10 +164,7 @@ class ModelService:
             raise RequestValidationError(errors)
         predictions = self._predict(checked.columns, table.num_rows)
         if not answer_arrow:
-            if predictions.values is not None:
-                return self._encoder.batch(predictions.values, []), table.num_rows
-            output, best = predictions.probabilities, predictions.best.tolist()
-            return self._encoder.batch(output, best), table.num_rows
+            return self._encoder.batch(*_encodable(predictions)), table.num_rows
         schema = pa.schema(
             columnar.output_schema(self.metadata),
             metadata={columnar.MODEL_VERSION: self.model_version},
@@ -222,6 +211,14 @@ class ModelService:
         }
 
 
+def _encodable(predictions: columnar.Predictions) -> tuple[np.ndarray, list[int]]:
+    return (
+        (predictions.values, [])
+        if predictions.values is not None
+        else (predictions.probabilities, predictions.best.tolist())
+    )
+
+
 def _invalid(loc: tuple[str, ...], kind: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"type": kind, "loc": loc, "msg": message}])
 
@@ -231,9 +228,7 @@ def _validate(validator: Any, body: bytes) -> dict[str, Any]:
         value: dict[str, Any] = validator(body)
     except ValidationError as error:
         if not body.strip():
-            raise RequestValidationError(
-                [{"type": "missing", "loc": ("body",), "msg": "the request body is empty"}]
-            ) from None
+            raise _invalid(("body",), "missing", "the request body is empty") from None
         # `include_input=False`: a validation error never echoes what the client sent
         # (it may be megabytes, or a NaN that JSON cannot encode).
         raise RequestValidationError(

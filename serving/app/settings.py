@@ -60,10 +60,8 @@ class Settings(BaseSettings):
     # ten times JSON's count fits the same byte limit, which both share.
     max_arrow_records: int = Field(default=10_000, ge=1)
     # Prediction bodies up to this size are answered on the event loop, larger ones on the
-    # model thread (ModelService.answer). Measured on the bench machine (CPU time, ONNX):
-    # one record costs 30 us, the hop to the thread and back 70 us more; 16 KiB holds about
-    # 115 records, 0.25 ms of work, a twentieth of the 5 ms the loop may wait for the GIL
-    # while the model thread predicts. 0 sends every prediction to the thread.
+    # model thread (ModelService.answer). 16 KiB holds about 115 records, a twentieth of the
+    # 5 ms the loop may wait for the GIL (docs/performance.md). 0 sends all to the thread.
     inline_max_bytes: int = Field(default=16 * 1024, ge=0)
     # The request line and headers together, and the header count: the ALB's own caps are
     # 64 KiB and 100 fields, so nothing larger comes through it legitimately. Over either,

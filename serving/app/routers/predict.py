@@ -1,11 +1,8 @@
 """POST /predict and POST /predict/batch.
 
-The endpoints receive the raw body and hand parsing, validation, prediction and
-serialisation (`ModelService.predict_*_json`) to `ModelService.answer`: small bodies are
-answered on the event loop at once, large ones on the process's model thread in one hop, so
-`/health` answers promptly however large the batches being predicted. Because
-FastAPI does not parse these bodies, their schemas and examples are declared in
-`openapi_extra` and registered as components by `app.factory`.
+The endpoints hand the raw body to `ModelService.answer` (parsing, validation, prediction and
+serialisation in one place). Because FastAPI does not parse these bodies, their schemas and
+examples are declared in `openapi_extra` and registered as components by `app.factory`.
 """
 
 from __future__ import annotations
@@ -114,11 +111,10 @@ class DirectRoute(APIRoute):
     """A route whose endpoint is called with the request as it is, when nothing is declared
     to resolve for it; otherwise exactly FastAPI's route.
 
-    FastAPI resolves an endpoint's parameters on every request, parsing the query string
-    and headers even for an endpoint that takes only the `Request`; with the `Depends` it
-    replaced, that was about a fifth of the app's time on a `/predict` request (cProfile,
-    issue 15). These endpoints take the request and return a finished `Response`, so when
-    the route has nothing to resolve they skip it. The moment a dependency is declared on
+    FastAPI resolves an endpoint's parameters on every request, even for an endpoint that
+    takes only the `Request`: a fifth of a `/predict` request's time (docs/performance.md).
+    These endpoints take the request and return a finished `Response`, so when the route
+    has nothing to resolve they skip it. The moment a dependency is declared on
     the app (`FastAPI(dependencies=...)`), on a router or on the route (an API-key check, a
     rate limit), or a parameter is added to the endpoint, the route uses FastAPI's own
     handler, so the fork's addition runs: a shortcut never makes a security check silently

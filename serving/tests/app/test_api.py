@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message
 
 from app import errors
@@ -22,13 +23,11 @@ from app.dates import expand, model_names
 from app.messages import MAX_ERROR_BODY_BYTES
 from tests.conftest import random_date
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
-
-
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    return await client.post(path, content=json.dumps(body), headers=JSON)
 
 
 def assert_prediction(result: dict[str, Any], classes: list[str]) -> None:
@@ -67,7 +66,7 @@ def random_records(metadata: dict[str, Any], count: int, seed: int) -> list[dict
 async def test_predict_returns_class_probabilities_and_model_version(
     client: httpx.AsyncClient, example: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
-    response = await post(client, "/predict", example)
+    response = await client.post("/predict", json=example)
     assert response.status_code == 200
     body = response.json()
     assert_prediction(body, metadata["classes"])
@@ -81,7 +80,7 @@ async def test_predictions_equal_the_pipelines_own(
     """Same probabilities as calling the joblib Pipeline on a DataFrame, missing values
     included: catches a wrong column order, dtype or missing-value marker."""
     records = random_records(metadata, 300, seed=1)
-    response = await post(client, "/predict/batch", {"records": records})
+    response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
     served = np.array(
         [
@@ -113,7 +112,7 @@ async def test_every_field_may_be_null_or_omitted(
 ) -> None:
     nulls = {f["name"]: None for f in metadata["input_schema"]["features"]}
     for record in ({}, nulls):
-        response = await post(client, "/predict", record)
+        response = await client.post("/predict", json=record)
         assert response.status_code == 200, response.text
         assert_prediction(response.json(), metadata["classes"])
 
@@ -122,13 +121,13 @@ async def test_batch_answers_each_record_in_order(
     client: httpx.AsyncClient, metadata: dict[str, Any]
 ) -> None:
     records = random_records(metadata, 25, seed=2)
-    response = await post(client, "/predict/batch", {"records": records})
+    response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
     batch = response.json()
     assert batch["model_version"] == metadata["model_version"]
     assert len(batch["predictions"]) == len(records)
     for record, result in zip(records, batch["predictions"], strict=True):
-        single = (await post(client, "/predict", record)).json()
+        single = (await client.post("/predict", json=record)).json()
         assert result["probabilities"] == pytest.approx(single["probabilities"], abs=1e-12)
         assert result["prediction"] == single["prediction"]
 
@@ -137,7 +136,7 @@ async def test_batch_accepts_exactly_the_configured_maximum(
     client: httpx.AsyncClient, settings: Any, example: dict[str, Any]
 ) -> None:
     at_limit = {"records": [example] * settings.max_batch_records}
-    response = await post(client, "/predict/batch", at_limit)
+    response = await client.post("/predict/batch", json=at_limit)
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == settings.max_batch_records
 
@@ -152,7 +151,7 @@ def messages(response: httpx.Response) -> str:
 async def test_unknown_field_is_rejected_by_name(
     client: httpx.AsyncClient, example: dict[str, Any]
 ) -> None:
-    response = await post(client, "/predict", {**example, "colour": "blue"})
+    response = await client.post("/predict", json={**example, "colour": "blue"})
     assert response.status_code == 422
     assert messages(response).startswith("colour: ")
 
@@ -161,7 +160,7 @@ async def test_unknown_field_is_rejected_by_name(
 async def test_mistyped_number_is_rejected_by_name(
     client: httpx.AsyncClient, number_feature: dict[str, Any], value: Any
 ) -> None:
-    response = await post(client, "/predict", {number_feature["name"]: value})
+    response = await client.post("/predict", json={number_feature["name"]: value})
     assert response.status_code == 422
     assert messages(response).startswith(f"{number_feature['name']}: ")
 
@@ -182,13 +181,13 @@ async def test_negative_and_absurd_measurements_are_rejected_with_the_bound(
     client: httpx.AsyncClient, number_feature: dict[str, Any]
 ) -> None:
     name = number_feature["name"]
-    low = await post(client, "/predict", {name: -5})
+    low = await client.post("/predict", json={name: -5})
     assert low.status_code == 422
     assert (
         messages(low)
         == f"{name}: Input should be greater than or equal to {number_feature['minimum']:g}"
     )
-    high = await post(client, "/predict", {name: number_feature["maximum"] * 100})
+    high = await client.post("/predict", json={name: number_feature["maximum"] * 100})
     assert high.status_code == 422
     assert (
         messages(high)
@@ -200,7 +199,7 @@ async def test_unknown_category_is_rejected_listing_the_allowed_values(
     client: httpx.AsyncClient, category_feature: dict[str, Any]
 ) -> None:
     name = category_feature["name"]
-    response = await post(client, "/predict", {name: "Atlantis"})
+    response = await client.post("/predict", json={name: "Atlantis"})
     assert response.status_code == 422
     message = messages(response)
     assert message.startswith(f"{name}: ")
@@ -212,7 +211,7 @@ async def test_invalid_record_in_a_batch_is_named_by_its_index(
     client: httpx.AsyncClient, example: dict[str, Any], category_feature: dict[str, Any]
 ) -> None:
     records = [example, example, {**example, category_feature["name"]: "Atlantis"}]
-    response = await post(client, "/predict/batch", {"records": records})
+    response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 422
     assert messages(response).startswith(f"records[2].{category_feature['name']}: ")
 
@@ -241,7 +240,7 @@ async def test_many_invalid_records_are_reported_without_flooding_the_response(
     client: httpx.AsyncClient, category_feature: dict[str, Any]
 ) -> None:
     bad = {"records": [{category_feature["name"]: "Atlantis"}] * 200}
-    response = await post(client, "/predict/batch", bad)
+    response = await client.post("/predict/batch", json=bad)
     assert response.status_code == 422
     detail = response.json()["detail"]
     # As many as fit the size bound (a long list of allowed categories fits fewer), then
@@ -254,31 +253,35 @@ async def test_many_invalid_records_are_reported_without_flooding_the_response(
 
 
 async def test_batch_without_records_or_with_none_is_rejected(client: httpx.AsyncClient) -> None:
-    missing = await post(client, "/predict/batch", {})
+    missing = await client.post("/predict/batch", json={})
     assert missing.status_code == 422
     assert messages(missing) == "records: Field required"
-    empty = await post(client, "/predict/batch", {"records": []})
+    empty = await client.post("/predict/batch", json={"records": []})
     assert empty.status_code == 422
     assert messages(empty).startswith("records: List should have at least 1 item")
 
 
 async def test_batch_over_the_limit_is_rejected(client: httpx.AsyncClient, settings: Any) -> None:
     too_many: dict[str, Any] = {"records": [{}] * (settings.max_batch_records + 1)}
-    response = await post(client, "/predict/batch", too_many)
+    response = await client.post("/predict/batch", json=too_many)
     assert response.status_code == 422
     assert messages(response).startswith(
         f"records: List should have at most {settings.max_batch_records} items"
     )
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
-async def test_body_not_declared_as_json_is_415(
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/" + "z" * 8000]
+)
+async def test_body_not_declared_as_json_is_415_without_echoing_the_content_type(
     client: httpx.AsyncClient, example: dict[str, Any], content_type: str | None
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
     response = await client.post("/predict", content=json.dumps(example), headers=headers)
     assert response.status_code == 415
     assert "application/json" in response.json()["detail"]
+    assert len(response.content) < 512
+    assert "zzzz" not in response.text
 
 
 async def test_body_over_the_limit_is_413_by_content_length(
@@ -334,7 +337,7 @@ async def test_error_responses_never_echo_input_or_leak_internals(
     client: httpx.AsyncClient, category_feature: dict[str, Any]
 ) -> None:
     marker = "zz-secret-marker-zz"
-    response = await post(client, "/predict", {category_feature["name"]: marker, marker: 1})
+    response = await client.post("/predict", json={category_feature["name"]: marker, marker: 1})
     assert response.status_code == 422
     assert marker not in messages(response).replace(f"{marker}: ", "", 1)
     for issue in response.json()["detail"]:
@@ -536,20 +539,19 @@ async def test_model_reports_the_deployed_revision_from_git_revision(
 
     monkeypatch.setenv("GIT_REVISION", "0123456789abcdef0123456789abcdef01234567")
     app = create_app(Settings(model_dir=model_dir))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         model = (await http.get("/model")).json()
     assert model["deployed_revision"] == "0123456789abcdef0123456789abcdef01234567"
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one Prometheus sample, 0 when absent."""
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """The sum of the Prometheus samples `name` whose labels include `labels` (0: none)."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
 
 
 async def test_metrics_count_requests_errors_and_predictions_by_class(
@@ -557,33 +559,24 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
 ) -> None:
     version = metadata["model_version"]
     before = (await client.get("/metrics")).text
-    batch = await post(client, "/predict/batch", {"records": [example] * 7})
+    batch = await client.post("/predict/batch", json={"records": [example] * 7})
     predicted = batch.json()["predictions"][0]["prediction"]
-    await post(client, "/predict", {"colour": "blue"})
+    await client.post("/predict", json={"colour": "blue"})
     after = (await client.get("/metrics")).text
 
     def delta(name: str, **labels: str) -> float:
         return sample(after, name, **labels) - sample(before, name, **labels)
 
-    assert (
-        delta("http_requests_total", route="/predict/batch", status="200", model_version=version)
-        == 1
-    )
     # Every sample by this model's version: other tests' apps share the process's registry.
-    duration = delta(
-        "http_request_duration_seconds_count",
-        route="/predict/batch",
-        status="200",
-        model_version=version,
-    )
-    assert duration == 1
-    assert (
-        delta("http_request_errors_total", route="/predict", kind="client", model_version=version)
-        == 1
-    )
+    answered = {"route": "/predict/batch", "status": "200", "model_version": version}
+    assert delta("http_requests_total", **answered) == 1
+    assert delta("http_request_duration_seconds_count", **answered) == 1
+    refused = {"route": "/predict", "kind": "client", "model_version": version}
+    assert delta("http_request_errors_total", **refused) == 1
     assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
     assert delta("model_batch_records_count", model_version=version) == 1
-    assert sample(after, "model_info", model_version=version) == 1
+    backend = (await client.get("/model")).json()["backend"]
+    assert sample(after, "model_info", model_version=version, backend=backend) == 1
 
 
 async def test_every_response_carries_model_version_and_request_id(
@@ -670,7 +663,7 @@ async def test_openapi_examples_work_as_written(client: httpx.AsyncClient) -> No
         content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert content["schema"]["$ref"].rsplit("/", 1)[1] in document["components"]["schemas"]
         for example in content["examples"].values():
-            response = await post(client, path, example["value"])
+            response = await client.post(path, json=example["value"])
             assert response.status_code == 200, (path, example, response.text)
             tried += 1
     assert tried >= 3
@@ -682,10 +675,11 @@ async def test_docs_pages_are_served_only_when_api_docs_is_on(
     from app.factory import create_app
     from app.settings import Settings
 
+    # Off by default: the pages load their scripts from a CDN.
     assert (await client.get("/docs")).status_code == 404
+    assert (await client.get("/redoc")).status_code == 404
     app = create_app(Settings(model_dir=model_dir, api_docs=True))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         docs = await http.get("/docs")
         redoc = await http.get("/redoc")
     assert docs.status_code == 200
@@ -711,11 +705,10 @@ async def test_a_feature_marked_not_nullable_must_be_sent(
     (copy / "model_metadata.json").write_text(json.dumps(raw))
     app = create_app(Settings(model_dir=copy))
     name = category_feature["name"]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-        omitted = await post(http, "/predict", {k: v for k, v in example.items() if k != name})
-        null = await post(http, "/predict", {**example, name: None})
-        complete = await post(http, "/predict", example)
+    async with in_process(app) as http:
+        omitted = await http.post("/predict", json={k: v for k, v in example.items() if k != name})
+        null = await http.post("/predict", json={**example, name: None})
+        complete = await http.post("/predict", json=example)
     assert omitted.status_code == 422
     assert messages(omitted) == f"{name}: Field required"
     assert null.status_code == 422

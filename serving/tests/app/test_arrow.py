@@ -34,34 +34,21 @@ def some_records(example: dict[str, Any], number: dict[str, Any], n: int) -> lis
     return [{**example, number["name"]: None if i % 5 == 0 else v} for i, v in enumerate(values)]
 
 
-async def test_an_arrow_batch_gets_the_json_batch_answer(
+async def test_an_arrow_batch_gets_the_json_batch_answer_in_arrow_when_accept_asks_for_it(
     client: httpx.AsyncClient,
     example: dict[str, Any],
     number_feature: dict[str, Any],
     metadata: dict[str, Any],
 ) -> None:
     records = some_records(example, number_feature, 40)
-    as_json = await client.post("/predict/batch", json={"records": records})
-    as_arrow = await client.post(
-        "/predict/batch", content=ipc_stream(records_table(records, metadata)), headers=ARROW
-    )
-    assert as_arrow.status_code == 200
-    assert as_arrow.headers["content-type"] == "application/json"
-    assert as_arrow.json() == as_json.json()
-
-
-async def test_an_arrow_answer_holds_the_same_probabilities_when_accept_asks_for_it(
-    client: httpx.AsyncClient,
-    example: dict[str, Any],
-    number_feature: dict[str, Any],
-    metadata: dict[str, Any],
-) -> None:
-    records = some_records(example, number_feature, 25)
     as_json = (await client.post("/predict/batch", json={"records": records})).json()
+    body = ipc_stream(records_table(records, metadata))
+    json_answer = await client.post("/predict/batch", content=body, headers=ARROW)
+    assert json_answer.status_code == 200
+    assert json_answer.headers["content-type"] == "application/json"
+    assert json_answer.json() == as_json
     response = await client.post(
-        "/predict/batch",
-        content=ipc_stream(records_table(records, metadata)),
-        headers={**ARROW, "Accept": ARROW_STREAM},
+        "/predict/batch", content=body, headers={**ARROW, "Accept": ARROW_STREAM}
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == ARROW_STREAM

@@ -20,7 +20,7 @@ from app.factory import create_app
 from app.logs import JsonFormatter
 from app.settings import Settings, describe_invalid
 
-from .conftest import BATCH_ENCODINGS
+from .conftest import BATCH_ENCODINGS, in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -35,16 +35,9 @@ def app_with(model_dir: Path, keys: dict[str, str]) -> FastAPI:
     return create_app(Settings(model_dir=model_dir, api_keys=keys))
 
 
-async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield http
-
-
 @pytest.fixture(scope="module")
 async def keyed(model_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in client_of(app_with(model_dir, KEYS)):
+    async with in_process(app_with(model_dir, KEYS)) as http:
         yield http
 
 
@@ -137,36 +130,24 @@ async def test_refusals_are_counted_by_reason_and_keys_by_name_never_as_server_e
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     version = metadata["model_version"]
-    before = {
-        "missing": sample(
-            "http_authentication_refusals_total", reason="missing", model_version=version
-        ),
-        "invalid": sample(
-            "http_authentication_refusals_total", reason="invalid", model_version=version
-        ),
-        "beta": sample("http_api_key_requests_total", api_key="beta", model_version=version),
-        "server": sample(
-            "http_request_errors_total", route="unmatched", kind="server", model_version=version
-        ),
+    watched = {
+        "missing": ("http_authentication_refusals_total", {"reason": "missing"}),
+        "invalid": ("http_authentication_refusals_total", {"reason": "invalid"}),
+        "beta": ("http_api_key_requests_total", {"api_key": "beta"}),
+        "server": ("http_request_errors_total", {"route": "unmatched", "kind": "server"}),
     }
+
+    def counts() -> dict[str, float]:
+        return {k: sample(n, **labels, model_version=version) for k, (n, labels) in watched.items()}
+
+    before = counts()
     with caplog.at_level(logging.INFO, logger="app.requests"):
         await keyed.post("/predict", content=json.dumps(example), headers=JSON)
         await keyed.post("/predict", content=json.dumps(example), headers={**JSON, **bearer(WRONG)})
         await keyed.post(
             "/predict", content=json.dumps(example), headers={**JSON, **bearer(KEYS["beta"])}
         )
-    after = {
-        "missing": sample(
-            "http_authentication_refusals_total", reason="missing", model_version=version
-        ),
-        "invalid": sample(
-            "http_authentication_refusals_total", reason="invalid", model_version=version
-        ),
-        "beta": sample("http_api_key_requests_total", api_key="beta", model_version=version),
-        "server": sample(
-            "http_request_errors_total", route="unmatched", kind="server", model_version=version
-        ),
-    }
+    after = counts()
     assert {k: after[k] - before[k] for k in before} == {
         "missing": 1,
         "invalid": 1,
@@ -214,7 +195,7 @@ async def test_rotation_add_the_new_key_move_clients_remove_the_old(
     ]
     answers = []
     for keys in stages:
-        async for http in client_of(app_with(model_dir, keys)):
+        async with in_process(app_with(model_dir, keys)) as http:
             answers.append(
                 [
                     (

@@ -1,7 +1,6 @@
-"""The same HTTP answers whichever backend serves: the ONNX fast path or the joblib Pipeline.
-
-The in-process tests elsewhere run on `auto`, which picks the fast path for the penguins
-model; these run each endpoint that predicts on both backends, forced by SERVICE_BACKEND.
+"""The service answers on either backend, forced by SERVICE_BACKEND: the ONNX fast path or
+the joblib Pipeline (the in-process tests elsewhere run on `auto`, the fast path). That the
+two answer alike on the service's input is test_parity.py's.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ import pytest
 from app.factory import create_app
 from app.settings import Settings
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 BACKENDS: tuple[Literal["sklearn"], Literal["onnx"]] = ("sklearn", "onnx")
@@ -26,18 +27,8 @@ async def backend_client(
     request: pytest.FixtureRequest, model_dir: Path
 ) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
     app = create_app(Settings(model_dir=model_dir, backend=request.param))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield request.param, http
-
-
-@pytest.fixture(scope="module")
-def records(example: dict[str, Any]) -> list[dict[str, Any]]:
-    sparse = dict.fromkeys(example)
-    first = next(iter(example))
-    sparse[first] = example[first]
-    return [example, sparse, {}]
+    async with in_process(app) as http:
+        yield request.param, http
 
 
 async def test_model_endpoint_reports_the_forced_backend(
@@ -58,22 +49,3 @@ async def test_predict_answers_on_each_backend(
     body = response.json()
     assert body["prediction"] == max(body["probabilities"], key=body["probabilities"].get)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
-
-
-async def test_both_backends_give_the_same_answers(
-    model_dir: Path, records: list[dict[str, Any]]
-) -> None:
-    answers = {}
-    for backend in BACKENDS:
-        app = create_app(Settings(model_dir=model_dir, backend=backend))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
-                response = await client.post("/predict/batch", json={"records": records})
-        assert response.status_code == 200, response.text
-        answers[backend] = response.json()["predictions"]
-    sklearn, onnx = answers["sklearn"], answers["onnx"]
-    assert [a["prediction"] for a in sklearn] == [a["prediction"] for a in onnx]
-    for a, b in zip(sklearn, onnx, strict=True):
-        for label, probability in a["probabilities"].items():
-            assert b["probabilities"][label] == pytest.approx(probability, abs=1e-6)

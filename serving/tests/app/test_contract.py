@@ -33,6 +33,8 @@ from app.factory import create_app
 from app.messages import describe
 from app.settings import Settings
 
+from .conftest import in_process
+
 # Each generated row holds one kind of value per feature; a column holds one Arrow type.
 NUMBER_COLUMNS = {
     "float": pa.float64(),
@@ -67,10 +69,8 @@ def strict_app(strict_dir: Path) -> FastAPI:
 
 @pytest.fixture(scope="module")
 async def strict_client(strict_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with strict_app.router.lifespan_context(strict_app):
-        transport = httpx.ASGITransport(app=strict_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield http
+    async with in_process(strict_app) as http:
+        yield http
 
 
 def _number_values(feature: Feature, kind: str, rng: random.Random) -> list[Any]:

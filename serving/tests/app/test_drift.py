@@ -1,7 +1,7 @@
 """Drift and data-quality counters, and the per-request metrics, in-process.
 
 The counters observe: every test here also checks the status the request would have had
-without them. Over real HTTP with the real server, see test_server.py.
+without them. That the real server sums its workers' counters: test_server.py.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from app.drift import InputMonitor
 from app.factory import create_app
 from app.settings import Settings
 from tests.conftest import random_date
+
+from .conftest import in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -84,10 +86,6 @@ class Deltas:
         }
 
 
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    return await client.post(path, content=json.dumps(body), headers=JSON)
-
-
 def in_range_records(profile: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
     """Complete records drawn inside the training range and categories."""
     rng = random.Random(seed)
@@ -118,8 +116,8 @@ async def test_in_range_values_move_no_drift_counter(
 ) -> None:
     records = in_range_records(profile, drift.VECTORISE_FROM + 16, seed=3)
     async with Deltas(client) as delta:
-        assert (await post(client, "/predict", records[0])).status_code == 200
-        assert (await post(client, "/predict/batch", {"records": records})).status_code == 200
+        assert (await client.post("/predict", json=records[0])).status_code == 200
+        assert (await client.post("/predict/batch", json={"records": records})).status_code == 200
     assert delta.drift() == {}
 
 
@@ -143,9 +141,9 @@ async def test_values_outside_the_training_range_are_scored_and_counted(
         record[feature["name"]] = beyond_training(feature, metadata)
     async with Deltas(client) as delta:
         if batch == 1:
-            response = await post(client, "/predict", records[0])
+            response = await client.post("/predict", json=records[0])
         else:
-            response = await post(client, "/predict/batch", {"records": records})
+            response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
     name = feature["name"]
     assert delta("model_input_out_of_range_total", feature=name, model_version=version) == len(
@@ -163,9 +161,9 @@ async def test_unseen_category_is_still_rejected_and_is_counted(
 ) -> None:
     name = category_feature["name"]
     async with Deltas(client) as delta:
-        response = await post(client, "/predict", {**example, name: "Atlantis"})
-        batch = await post(
-            client, "/predict/batch", {"records": [{**example, name: "Atlantis"}] * 3}
+        response = await client.post("/predict", json={**example, name: "Atlantis"})
+        batch = await client.post(
+            "/predict/batch", json={"records": [{**example, name: "Atlantis"}] * 3}
         )
     assert response.status_code == batch.status_code == 422
     version = response.headers["x-model-version"]
@@ -181,7 +179,7 @@ async def test_missing_values_are_counted_per_feature(
     names = [f["name"] for f in metadata["input_schema"]["features"]]
     sparse = {k: v for k, v in example.items() if k != names[0]} | {names[-1]: None}
     async with Deltas(client) as delta:
-        assert (await post(client, "/predict", sparse)).status_code == 200
+        assert (await client.post("/predict", json=sparse)).status_code == 200
     assert delta("model_input_missing_total", feature=names[0], model_version=version) == 1
     assert delta("model_input_missing_total", feature=names[-1], model_version=version) == 1
     assert delta("model_input_missing_total", feature=names[1], model_version=version) == 0
@@ -216,7 +214,7 @@ async def test_request_log_line_carries_the_requests_metrics_as_emf(
     records = in_range_records(profile, 3, seed=5)
     records[1][numeric[1]["name"]] = beyond_training(numeric[1], metadata)
     with caplog.at_level(logging.INFO, logger="app.requests"):
-        response = await post(client, "/predict/batch", {"records": records})
+        response = await client.post("/predict/batch", json={"records": records})
     (record,) = [r for r in caplog.records if r.name == "app.requests"]
     line = vars(record)
     predicted = [p["prediction"] for p in response.json()["predictions"]]
@@ -312,12 +310,10 @@ async def assert_counts_no_drift(
     assert not app.state.service.monitor.counts_drift
     outside = {**example, feature["name"]: feature["maximum"]}
     outside[list(example)[-1]] = None
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            assert (await http.get("/model")).json()["reference_profile"] is None
-            with caplog.at_level(logging.INFO, logger="app.requests"):
-                assert (await post(http, "/predict", outside)).status_code == 200
+    async with in_process(app) as http:
+        assert (await http.get("/model")).json()["reference_profile"] is None
+        with caplog.at_level(logging.INFO, logger="app.requests"):
+            assert (await http.post("/predict", json=outside)).status_code == 200
     (line,) = [vars(r) for r in caplog.records if r.name == "app.requests"]
     assert line["RecordsScored"] == 1
     assert not [k for k in line if k.startswith(("OutOfRange", "Missing_", "UnseenCategory_"))]

@@ -19,6 +19,8 @@ from app import errors
 from app.routers import predict
 from app.service import ModelService
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
@@ -67,8 +69,7 @@ def assemble(service: ModelService, level: str, dependency: Callable[..., Any]) 
 
 
 async def post_both(app: FastAPI, example: dict[str, Any]) -> list[httpx.Response]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         return [
             await http.post("/predict", content=json.dumps(example), headers=JSON),
             await http.post(

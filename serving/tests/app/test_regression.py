@@ -27,13 +27,11 @@ from app.drift import VECTORISE_FROM, InputMonitor
 from app.factory import create_app
 from app.settings import Settings
 
+from .conftest import in_process
+
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
-
-
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    return await client.post(path, content=json.dumps(body), headers=JSON)
 
 
 def records(metadata: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
@@ -71,7 +69,7 @@ async def test_predict_answers_the_pipelines_number_and_the_model_version_only(
     regression_metadata: dict[str, Any],
 ) -> None:
     (record,) = records(regression_metadata, 1, seed=1)
-    response = await post(regression_client, "/predict", record)
+    response = await regression_client.post("/predict", json=record)
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"prediction", "model_version"}
@@ -87,7 +85,7 @@ async def test_batch_answers_one_number_per_record_in_order(
     regression_metadata: dict[str, Any],
 ) -> None:
     sent = records(regression_metadata, 150, seed=2)
-    response = await post(regression_client, "/predict/batch", {"records": sent})
+    response = await regression_client.post("/predict/batch", json={"records": sent})
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"predictions", "model_version"}
@@ -133,7 +131,7 @@ async def test_a_regressors_bad_output_is_a_500_never_sent(
     app = create_app(Settings(model_dir=regression_model_dir), predictor=predictor)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-        response = await post(http, "/predict", records(regression_metadata, 1, seed=3)[0])
+        response = await http.post("/predict", json=records(regression_metadata, 1, seed=3)[0])
     assert response.status_code == 500
     assert "prediction" not in response.text
 
@@ -149,7 +147,7 @@ async def test_predictions_are_counted_per_bin_of_the_training_predictions(
     sent = records(regression_metadata, 40, seed=4)
     before = bin_counts((await regression_client.get("/metrics")).text, version)
     with caplog.at_level(logging.INFO, logger="app.requests"):
-        response = await post(regression_client, "/predict/batch", {"records": sent})
+        response = await regression_client.post("/predict/batch", json={"records": sent})
     after = bin_counts((await regression_client.get("/metrics")).text, version)
     added = {b: after[b] - before.get(b, 0.0) for b in after if after[b] != before.get(b, 0.0)}
     # Each prediction lands in exactly the bin its value falls in.
@@ -191,11 +189,10 @@ async def test_predictions_outside_the_training_predictions_range_are_counted(
     predictor: Any = ConstantPredictor(value)  # a regressor's half of the Protocol
     app = create_app(Settings(model_dir=regression_model_dir), predictor=predictor)
     version = regression_metadata["model_version"]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+    async with in_process(app) as http:
         before = bin_counts((await http.get("/metrics")).text, version).get(where, 0.0)
         sent = records(regression_metadata, 3, seed=5)
-        response = await post(http, "/predict/batch", {"records": sent})
+        response = await http.post("/predict/batch", json={"records": sent})
         after = bin_counts((await http.get("/metrics")).text, version).get(where, 0.0)
     assert response.status_code == 200
     assert after - before == 3
@@ -229,7 +226,7 @@ def test_counting_predictions_vectorised_equals_counting_one_by_one(
 async def test_no_class_mix_is_counted_for_a_regressor(
     regression_client: httpx.AsyncClient, regression_metadata: dict[str, Any]
 ) -> None:
-    await post(regression_client, "/predict", records(regression_metadata, 1, seed=6)[0])
+    await regression_client.post("/predict", json=records(regression_metadata, 1, seed=6)[0])
     text = (await regression_client.get("/metrics")).text
     version = regression_metadata["model_version"]
     assert f'model_version="{version}"' in text

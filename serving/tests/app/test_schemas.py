@@ -7,7 +7,6 @@ it, and echoed per record, for a classifier and a regressor alike.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,8 @@ from app.artifacts import load_metadata
 from app.factory import create_app
 from app.schemas import ExtraField, build_schemas
 from app.settings import Settings
+
+from .conftest import in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -43,14 +44,8 @@ async def referenced(
     model_dir: Path = request.getfixturevalue(request.param)
     app = create_app(Settings(model_dir=model_dir, backend="sklearn"))
     record = dict(app.state.service.schemas.record_example)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
-            yield http, record
-
-
-async def post(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
-    return await client.post(path, content=json.dumps(body), headers=JSON)
+    async with in_process(app) as http:
+        yield http, record
 
 
 async def test_declared_field_is_documented_in_request_and_response(
@@ -72,13 +67,13 @@ async def test_declared_field_is_echoed_per_record_only_when_sent(
     referenced: tuple[httpx.AsyncClient, dict[str, Any]],
 ) -> None:
     client, record = referenced
-    single = await post(client, "/predict", {**record, "reference": "order-17"})
+    single = await client.post("/predict", json={**record, "reference": "order-17"})
     assert single.status_code == 200, single.text
     assert single.json()["reference"] == "order-17"
-    unreferenced = await post(client, "/predict", record)
+    unreferenced = await client.post("/predict", json=record)
     assert "reference" not in unreferenced.json()
-    batch = await post(
-        client, "/predict/batch", {"records": [{**record, "reference": 'a "b"'}, record]}
+    batch = await client.post(
+        "/predict/batch", json={"records": [{**record, "reference": 'a "b"'}, record]}
     )
     assert batch.status_code == 200, batch.text
     first, second = batch.json()["predictions"]
@@ -96,8 +91,8 @@ async def test_declared_field_is_validated_by_name(
     referenced: tuple[httpx.AsyncClient, dict[str, Any]], value: Any, message: str
 ) -> None:
     client, record = referenced
-    response = await post(
-        client, "/predict/batch", {"records": [record, {**record, "reference": value}]}
+    response = await client.post(
+        "/predict/batch", json={"records": [record, {**record, "reference": value}]}
     )
     assert response.status_code == 422
     (problem,) = response.json()["detail"]

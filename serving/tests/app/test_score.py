@@ -70,8 +70,13 @@ def table(
     return pa.table(columns)
 
 
-def score(*args: str) -> int:
-    return main(list(args))
+# Every row scored or set aside, the `id` column kept: what most tests compare.
+KEEP_ALL = ("--keep", "id", "--max-reject-fraction", "1")
+
+
+def score(source: Path | str, out: Path | str, *args: str) -> int:
+    """The exit code of `python -m app.score --input source --output out *args`."""
+    return main(["--input", str(source), "--output", str(out), *args])
 
 
 def read(path: Path) -> pa.Table:
@@ -100,19 +105,7 @@ def test_a_parquet_file_is_scored_in_input_order_with_rejects_and_kept_columns(
     data = table(model, 5000)
     pq.write_table(data, tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
-    code = score(
-        "--input",
-        str(tmp_path / "in.parquet"),
-        "--output",
-        str(out),
-        "--keep",
-        "id",
-        "--max-reject-fraction",
-        "1",
-        "--batch-rows",
-        "1000",
-    )
-    assert code == 0
+    assert score(tmp_path / "in.parquet", out, *KEEP_ALL, "--batch-rows", "1000") == 0
     accepted, (rejected, messages), probabilities = expected(model_dir, model, data)
     result = read(out)
     assert result.column("row_number").to_pylist() == accepted.tolist()
@@ -154,19 +147,7 @@ def test_a_csv_scores_exactly_as_the_same_rows_in_parquet(
     # Nulls become empty fields, as CSV writers write them.
     pacsv.write_csv(data, tmp_path / "in.csv")
     for name in ("parquet", "csv"):
-        assert (
-            score(
-                "--input",
-                str(tmp_path / f"in.{name}"),
-                "--output",
-                str(tmp_path / f"{name}.parquet"),
-                "--keep",
-                "id",
-                "--max-reject-fraction",
-                "1",
-            )
-            == 0
-        )
+        assert score(tmp_path / f"in.{name}", tmp_path / f"{name}.parquet", *KEEP_ALL) == 0
     from_csv, from_parquet = read(tmp_path / "csv.parquet"), read(tmp_path / "parquet.parquet")
     assert from_csv.drop(["id"]).equals(from_parquet.drop(["id"]))
     assert (
@@ -186,21 +167,8 @@ def test_a_directory_is_scored_file_by_file_in_name_order_with_row_numbers_runni
     pq.write_table(data.slice(2000), tmp_path / "in" / "c.parquet")
     (tmp_path / "in" / "_SUCCESS").write_text("")
     pq.write_table(data, tmp_path / "whole.parquet")
-    args = ("--keep", "id", "--max-reject-fraction", "1")
-    assert (
-        score("--input", str(tmp_path / "in"), "--output", str(tmp_path / "parts.parquet"), *args)
-        == 0
-    )
-    assert (
-        score(
-            "--input",
-            str(tmp_path / "whole.parquet"),
-            "--output",
-            str(tmp_path / "whole-out.parquet"),
-            *args,
-        )
-        == 0
-    )
+    assert score(tmp_path / "in", tmp_path / "parts.parquet", *KEEP_ALL) == 0
+    assert score(tmp_path / "whole.parquet", tmp_path / "whole-out.parquet", *KEEP_ALL) == 0
     parts, whole = read(tmp_path / "parts.parquet"), read(tmp_path / "whole-out.parquet")
     assert parts.column("row_number").equals(whole.column("row_number"))
     assert parts.column("prediction").equals(whole.column("prediction"))
@@ -210,10 +178,9 @@ def test_an_existing_output_is_refused_unless_forced(model: ModelMetadata, tmp_p
     pq.write_table(table(model, 100, invalid_every=None), tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     out.write_bytes(b"precious")
-    args = ("--input", str(tmp_path / "in.parquet"), "--output", str(out))
-    assert score(*args) == 1
+    assert score(tmp_path / "in.parquet", out) == 1
     assert out.read_bytes() == b"precious"
-    assert score(*args, "--force") == 0
+    assert score(tmp_path / "in.parquet", out, "--force") == 0
     assert read(out).num_rows == 100
 
 
@@ -222,7 +189,7 @@ def test_too_many_rejects_fail_the_run_and_write_no_output(
 ) -> None:
     pq.write_table(table(model, 1000, invalid_every=2), tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
-    assert score("--input", str(tmp_path / "in.parquet"), "--output", str(out)) == 1
+    assert score(tmp_path / "in.parquet", out) == 1
     assert not out.exists()
     assert not list(tmp_path.glob("*.incomplete"))
     assert read(tmp_path / "out.rejects.parquet").num_rows >= 500
@@ -236,8 +203,7 @@ def test_a_file_failing_after_batches_were_written_leaves_no_output(
     pq.write_table(table(model, 1000, invalid_every=None), tmp_path / "in" / "a.parquet")
     (tmp_path / "in" / "b.parquet").write_bytes(b"not parquet")
     out = tmp_path / "out" / "scored.parquet"
-    args = ("--input", str(tmp_path / "in"), "--output", str(out), "--batch-rows", "100")
-    assert score(*args) == 1
+    assert score(tmp_path / "in", out, "--batch-rows", "100") == 1
     assert not out.exists()
     assert not list(out.parent.glob("*.incomplete"))
 
@@ -252,17 +218,7 @@ def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
     pq.write_table(data, tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     assert (
-        score(
-            "--input",
-            str(tmp_path / "in.parquet"),
-            "--output",
-            str(out),
-            "--label",
-            "truth",
-            "--max-reject-fraction",
-            "1",
-        )
-        == 0
+        score(tmp_path / "in.parquet", out, "--label", "truth", "--max-reject-fraction", "1") == 0
     )
     accepted, _, probabilities = expected(model_dir, model, data.drop(["truth"]))
     actual = truth[accepted]
@@ -299,27 +255,8 @@ def test_an_s3_prefix_is_scored_into_s3_as_a_local_copy_is(
         pq.write_table(part, sink)
         s3.put_object(Bucket=BUCKET, Key=f"input/{name}.parquet", Body=sink.getvalue().to_pybytes())
     pq.write_table(data, tmp_path / "in.parquet")
-    args = ("--keep", "id", "--max-reject-fraction", "1")
-    assert (
-        score(
-            "--input",
-            f"s3://{BUCKET}/input/",
-            "--output",
-            f"s3://{BUCKET}/out/scored.parquet",
-            *args,
-        )
-        == 0
-    )
-    assert (
-        score(
-            "--input",
-            str(tmp_path / "in.parquet"),
-            "--output",
-            str(tmp_path / "local.parquet"),
-            *args,
-        )
-        == 0
-    )
+    assert score(f"s3://{BUCKET}/input/", f"s3://{BUCKET}/out/scored.parquet", *KEEP_ALL) == 0
+    assert score(tmp_path / "in.parquet", tmp_path / "local.parquet", *KEEP_ALL) == 0
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"]
     # Arrow keeps an empty `out/` object as the directory marker when it removes a file.
     keys = {o["Key"] for o in listed if not o["Key"].endswith("/")}
@@ -393,18 +330,9 @@ def test_peak_memory_does_not_grow_with_the_input(
     peaks = []
     for rows in (small, large):
         _write_rows(model, tmp_path / f"{rows}{suffix}", rows)
-        peaks.append(
-            _peak_rss_kib(
-                "--input",
-                str(tmp_path / f"{rows}{suffix}"),
-                "--output",
-                str(tmp_path / f"{rows}-out.parquet"),
-                "--keep",
-                "id",
-                "--batch-rows",
-                "65536",
-            )
-        )
+        args = ("--input", str(tmp_path / f"{rows}{suffix}"), "--keep", "id")
+        output = ("--output", str(tmp_path / f"{rows}-out.parquet"), "--batch-rows", "65536")
+        peaks.append(_peak_rss_kib(*args, *output))
         (tmp_path / f"{rows}{suffix}").unlink()
     assert peaks[1] <= peaks[0] * 1.10, (
         f"peak RSS {peaks[0]} KiB at {small} rows, {peaks[1]} KiB at {large}"
@@ -415,20 +343,7 @@ def test_peak_memory_does_not_grow_with_the_input(
 
 
 def _shard(inputs: Path, out: Path, shard: int, shards: int) -> int:
-    return score(
-        "--input",
-        str(inputs),
-        "--output",
-        str(out),
-        "--keep",
-        "id",
-        "--max-reject-fraction",
-        "1",
-        "--shards",
-        str(shards),
-        "--shard",
-        str(shard),
-    )
+    return score(inputs, out, *KEEP_ALL, "--shards", str(shards), "--shard", str(shard))
 
 
 def test_shards_together_are_the_single_run_and_a_rerun_redoes_only_unfinished_ones(
@@ -439,19 +354,7 @@ def test_shards_together_are_the_single_run_and_a_rerun_redoes_only_unfinished_o
     inputs.mkdir()
     for index, start in enumerate(range(0, 5000, 1000)):
         pq.write_table(data.slice(start, 1000), inputs / f"{index:02d}.parquet")
-    assert (
-        score(
-            "--input",
-            str(inputs),
-            "--output",
-            str(tmp_path / "single.parquet"),
-            "--keep",
-            "id",
-            "--max-reject-fraction",
-            "1",
-        )
-        == 0
-    )
+    assert score(inputs, tmp_path / "single.parquet", *KEEP_ALL) == 0
     out = tmp_path / "sharded"
     for shard in range(3):
         assert _shard(inputs, out, shard, 3) == 0
@@ -490,8 +393,8 @@ def test_a_regression_model_scores_a_prediction_number_and_its_metrics(
     frame = load_diabetes(as_frame=True).frame
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "rows.parquet")
     out = tmp_path / "out.parquet"
-    args = ["--input", str(tmp_path / "rows.parquet"), "--output", str(out), "--label", "target"]
-    assert score(*args, "--model", str(regression_model_dir)) == 0
+    args = ("--label", "target", "--model", str(regression_model_dir))
+    assert score(tmp_path / "rows.parquet", out, *args) == 0
     result = read(out)
     assert result.schema.field("prediction").type == pa.float64()
     assert not [n for n in result.column_names if n.startswith("probability")]

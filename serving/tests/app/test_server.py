@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -43,7 +44,47 @@ class Server(procs.LoopbackClient):
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start(tmp: Path, model_dir: Path, **env: str) -> Server:
+# Helpers over a server's port and output: test_http.py runs some of these tests against the
+# container, whose server is another class.
+
+
+def log_lines(server: Server) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.output().splitlines() if line.strip()]
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """Sample `name` summed over every worker and every label set that holds `labels`."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(server.get("/metrics")[1].decode())
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def request_lines(
+    server: Server, rid: str, count: int = 1, wait: float = 10.0
+) -> list[dict[str, Any]]:
+    """The request log lines whose request id starts with `rid`, once `count` are written:
+    each worker writes its line after the response is sent, so a moment late and in any
+    order. What is absent from the log is looked for only after these lines are in."""
+    deadline = time.monotonic() + wait
+    while True:
+        # Only the lines naming `rid` are parsed: a container's log may hold others.
+        mentioned = [json.loads(text) for text in server.output().splitlines() if rid in text]
+        found = [
+            line
+            for line in mentioned
+            if line.get("logger") == "app.requests" and line["request_id"].startswith(rid)
+        ]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, model_dir: Path, **env: str) -> Iterator[Server]:
+    """The image's command on a free port, once it is ready; stopped on leaving."""
     port = procs.free_port()
     argv, cwd = procs.service_command()
     home = tmp / "home"
@@ -65,17 +106,23 @@ def start(tmp: Path, model_dir: Path, **env: str) -> Server:
         process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=output, stderr=output)
     server = Server(process, port, log, home)
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
-        try:
-            if server.get("/ready")[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.05)
-    procs.stop(process)
-    pytest.fail(f"server not ready within {START_TIMEOUT} s:\n{server.output()}")
+    try:
+        while not _ready(server):
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready within {START_TIMEOUT} s:\n{server.output()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        procs.stop(process)
+
+
+def _ready(server: Server) -> bool:
+    try:
+        return server.get("/ready")[0] == 200
+    except OSError:
+        return False
 
 
 # The EMF namespace and Service dimension, set as the deployment sets them.
@@ -85,16 +132,13 @@ SERVICE_NAME = "server-test"
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start(
+    with serving(
         tmp_path_factory.mktemp("server"),
         model_dir,
         SERVICE_METRICS_NAMESPACE=NAMESPACE,
         SERVICE_NAME=SERVICE_NAME,
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        procs.stop(running.process)
 
 
 def workers(server: Server) -> list[int]:
@@ -142,17 +186,15 @@ def test_metrics_sum_every_workers_requests(server: Server, example: dict[str, A
     must still count every one, whichever worker serves /metrics."""
 
     def count() -> float:
-        text = server.get("/metrics")[1].decode()
-        match = re.search(
-            r'^http_requests_total\{[^}]*route="/predict"[^}]*status="200"[^}]*\} (\S+)$',
-            text,
-            re.MULTILINE,
-        )
-        return float(match.group(1)) if match else 0.0
+        return metric(server, "http_requests_total", route="/predict", status="200")
 
     before = count()
+    run, body = uuid.uuid4().hex, json.dumps(example).encode()
     for _ in range(40):
-        assert server.post("/predict", example)[0] == 200
+        sent = procs.request(server.port, "POST", "/predict", body, headers={"X-Request-Id": run})
+        assert sent[0] == 200
+    # A request is counted as its log line is written, just after its answer.
+    assert len(request_lines(server, run, 40)) == 40
     assert count() - before == 40
 
 
@@ -160,12 +202,7 @@ def test_logs_are_json_lines_with_request_context(server: Server, example: dict[
     rid = f"logs-{uuid.uuid4().hex}"
     body = json.dumps(example).encode()
     procs.request(server.port, "POST", "/predict", body, headers={"X-Request-Id": rid})
-    deadline = time.monotonic() + 10
-    while not (own := [ln for ln in server.output().splitlines() if rid in ln]):
-        assert time.monotonic() < deadline, "no request log line"
-        time.sleep(0.05)
-    line = json.loads(own[0])
-    assert line["logger"] == "app.requests"
+    (line,) = request_lines(server, rid)
     assert {"request_id", "method", "path", "status", "latency_ms", "model_version"} <= set(line)
 
 
@@ -203,14 +240,13 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
     200, and the master must exit 0 within graceful_timeout."""
     records = 20000
     graceful = 20
-    server = start(
+    with serving(
         tmp_path,
         model_dir,
         SERVICE_MAX_BATCH_RECORDS=str(records),
         SERVICE_MAX_BODY_BYTES=str(64 * 1024 * 1024),
         SERVICE_GRACEFUL_TIMEOUT_SECONDS=str(graceful),
-    )
-    try:
+    ) as server:
         body = json.dumps({"records": [example] * records}).encode()
         head = (
             f"POST /predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -243,8 +279,6 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
         assert len(payload["predictions"]) == records
         assert server.process.wait(graceful + 5) == 0
         assert time.monotonic() - signalled < graceful
-    finally:
-        procs.stop(server.process)
 
 
 # --- a model that must not be served stops the service --------------------------------
@@ -304,21 +338,20 @@ REFUSALS = {
 }
 
 
+def launch(model_dir: Path, **env: str) -> subprocess.Popen[bytes]:
+    """The image's command on a free port, its output piped: for a start that must fail."""
+    argv, cwd = procs.service_command()
+    bind = f"127.0.0.1:{procs.free_port()}"
+    environment = procs.tool_env({"SERVICE_BIND": bind, "SERVICE_MODEL_DIR": str(model_dir), **env})
+    return subprocess.Popen(
+        argv, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
 def test_each_integrity_failure_stops_the_service_with_one_clear_line(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    argv, cwd = procs.service_command()
-    launched = {}
-    for how in REFUSALS:
-        env = procs.tool_env(
-            {
-                "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
-                "SERVICE_MODEL_DIR": str(broken(model_dir, tmp_path, how)),
-            }
-        )
-        launched[how] = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+    launched = {how: launch(broken(model_dir, tmp_path, how)) for how in REFUSALS}
     outputs = {}
     deadline = time.monotonic() + 60
     try:
@@ -357,16 +390,7 @@ def test_health_check_command_exits_0_against_the_running_server(server: Server)
     assert completed.returncode == 0, completed.stderr
 
 
-# --- CloudWatch EMF in the request lines, and drift, over real HTTP ---------------------
-
-
-def request_lines(server: Server, since: int) -> list[dict[str, Any]]:
-    lines = server.output().splitlines()[since:]
-    return [
-        parsed
-        for parsed in (json.loads(line) for line in lines if line.strip())
-        if parsed.get("logger") == "app.requests"
-    ]
+# --- CloudWatch EMF in the request lines; no drift counted without a profile -----------
 
 
 def test_every_request_line_is_an_emf_document_with_the_contracts_metrics(
@@ -375,7 +399,6 @@ def test_every_request_line_is_an_emf_document_with_the_contracts_metrics(
     category_feature: dict[str, Any],
     assert_emf: Callable[[dict[str, Any]], None],
 ) -> None:
-    since = len(server.output().splitlines())
     exchanges = [
         ("POST", "/predict", example, 200),
         ("POST", "/predict/batch", {"records": [example, {}, example]}, 200),
@@ -389,17 +412,7 @@ def test_every_request_line_is_an_emf_document_with_the_contracts_metrics(
         data = None if body is None else json.dumps(body).encode()
         headers = {"X-Request-Id": f"{run}-{index}"}
         assert procs.request(server.port, method, path, data, headers=headers)[0] == expected
-    # Two workers write to one log, each after its response is sent: the lines arrive in any
-    # order, and a moment after the answers. They are matched back by request id.
-    by_id: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + 10
-    while len(by_id) < len(exchanges) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        by_id = {
-            line["request_id"]: line
-            for line in request_lines(server, since)
-            if line["request_id"].startswith(run)
-        }
+    by_id = {line["request_id"]: line for line in request_lines(server, run, len(exchanges))}
     lines = [by_id[f"{run}-{index}"] for index in range(len(exchanges))]
     assert [(line["method"], line["path"], line["status"]) for line in lines] == [
         (method, path, status) for method, path, _, status in exchanges
@@ -427,91 +440,21 @@ def test_every_request_line_is_an_emf_document_with_the_contracts_metrics(
     assert not_found["Status4xx"] == 1
 
 
-Sample = tuple[str, tuple[tuple[str, str], ...]]
-
-
-def sample_key(name: str, **labels: str) -> Sample:
-    return name, tuple(sorted(labels.items()))
-
-
-def drift_samples(server: Server) -> dict[Sample, float]:
-    """The drift counters summed over every worker, by sample name and labels."""
-    text = server.get("/metrics")[1].decode()
-    return {
-        sample_key(sample.name, **sample.labels): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith(("model_input_", "model_records_out_of_range"))
-    }
-
-
-def changed(before: dict[Sample, float], after: dict[Sample, float]) -> dict[Sample, float]:
-    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
-
-
-def test_drift_counters_move_for_out_of_range_and_unseen_values_only(
-    server: Server,
-    example: dict[str, Any],
-    metadata: dict[str, Any],
-    number_feature: dict[str, Any],
-    category_feature: dict[str, Any],
-    model_dir: Path,
-) -> None:
-    profile = json.loads((model_dir / "reference_profile.json").read_text(encoding="utf-8"))
-    trained = next(f for f in profile["features"] if f["name"] == number_feature["name"])
-    inside = [
-        {
-            **example,
-            trained["name"]: trained["minimum"]
-            + (trained["maximum"] - trained["minimum"]) * i / 20,
-        }
-        for i in range(21)
-    ]
-    before = drift_samples(server)
-    for record in inside[:5]:
-        assert server.post("/predict", record)[0] == 200
-    assert server.post("/predict/batch", {"records": inside})[0] == 200
-    assert changed(before, drift_samples(server)) == {}
-
-    # Accepted (inside the schema's bounds) but beyond anything seen in training.
-    beyond = (trained["maximum"] + number_feature["maximum"]) / 2
-    outside = {**example, trained["name"]: beyond}
-    assert server.post("/predict", outside)[0] == 200
-    assert server.post("/predict/batch", {"records": [outside, example, outside]})[0] == 200
-    unseen = {**example, category_feature["name"]: "Atlantis"}
-    assert server.post("/predict", unseen)[0] == 422
-    version = metadata["model_version"]
-    assert changed(before, drift_samples(server)) == {
-        sample_key(
-            "model_input_out_of_range_total", feature=trained["name"], model_version=version
-        ): 3,
-        sample_key("model_records_out_of_range_total", model_version=version): 3,
-        sample_key(
-            "model_input_unseen_category_total",
-            feature=category_feature["name"],
-            model_version=version,
-        ): 1,
-    }
-
-
 def test_without_a_profile_the_service_starts_warns_once_and_counts_no_drift(
     model_dir: Path, tmp_path: Path, example: dict[str, Any], number_feature: dict[str, Any]
 ) -> None:
     copy = tmp_path / "data"
     shutil.copytree(model_dir, copy)
     (copy / "reference_profile.json").unlink()
-    server = start(tmp_path, copy)
-    try:
+    with serving(tmp_path, copy) as server:
         outside = {**example, number_feature["name"]: number_feature["maximum"]}
         assert server.post("/predict", outside)[0] == 200
         assert server.post("/predict", {**example, "island": "Atlantis"})[0] == 422
-        assert drift_samples(server) == {}
+        drift = r"^model_(input_\w+|records_out_of_range)_total\{"
+        assert not re.search(drift, server.get("/metrics")[1].decode(), re.MULTILINE)
         assert json.loads(server.get("/model")[1])["reference_profile"] is None
-        lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
-        warnings = [line for line in lines if "reference profile" in line["message"]]
+        warnings = [line for line in log_lines(server) if "reference profile" in line["message"]]
         assert [line["level"] for line in warnings] == ["warning"]
-    finally:
-        procs.stop(server.process)
 
 
 # --- API keys, as the deployment sets them ---------------------------------------------
@@ -522,17 +465,19 @@ def test_api_keys_over_http_refuse_without_and_accept_each_key_never_logging_one
 ) -> None:
     keys = {"alpha": auth.new_key(), "beta": auth.new_key()}
     wrong = auth.new_key()
-    server = start(
+    with serving(
         tmp_path, model_dir, SERVICE_API_KEYS=",".join(f"{n}:{k}" for n, k in keys.items())
-    )
-    try:
+    ) as server:
         single = json.dumps(example).encode()
         batches = [
             (content_type, encode([example, example]))
             for content_type, encode in BATCH_ENCODINGS.values()
         ]
 
+        run = uuid.uuid4().hex
+
         def answers(headers: dict[str, str]) -> list[int]:
+            headers = {**headers, "X-Request-Id": run}
             statuses = [procs.request(server.port, "POST", "/predict", single, headers=headers)[0]]
             for content_type, body in batches:
                 sent = {**headers, "Content-Type": content_type}
@@ -548,32 +493,18 @@ def test_api_keys_over_http_refuse_without_and_accept_each_key_never_logging_one
         assert answers({"X-API-Key": keys["beta"]}) == [200] * everything
         assert server.get("/metrics")[0] == 401
         assert server.get("/ready")[0] == 200
-        time.sleep(0.2)
+        named = [line.get("api_key") for line in request_lines(server, run, 4 * everything)]
+        assert named.count("alpha") == named.count("beta") == everything
         output = server.output()
-        lines = [json.loads(line) for line in output.splitlines() if line.strip()]
-        named = [line.get("api_key") for line in lines if line.get("logger") == "app.requests"]
-        assert {"alpha", "beta"} <= set(named)
         for key in (*keys.values(), wrong):
             assert key not in output
-    finally:
-        procs.stop(server.process)
 
 
 def test_a_short_api_key_stops_the_service_with_one_line_that_does_not_quote_it(
     model_dir: Path,
 ) -> None:
     short = "s3cr3t-but-far-too-short"
-    argv, cwd = procs.service_command()
-    env = procs.tool_env(
-        {
-            "SERVICE_BIND": f"127.0.0.1:{procs.free_port()}",
-            "SERVICE_MODEL_DIR": str(model_dir),
-            "SERVICE_API_KEYS": f"ci:{short}",
-        }
-    )
-    process = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = launch(model_dir, SERVICE_API_KEYS=f"ci:{short}")
     try:
         output = process.communicate(timeout=60)[0].decode()
     finally:
