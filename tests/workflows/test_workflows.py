@@ -80,10 +80,6 @@ def runs_script(command: str, python: str = ".venv/bin/python") -> Any:
     return lambda step: str(step.get("run", "")).strip() == f"{python} {TRAIN_PR} {command}"
 
 
-def test_the_three_workflows_exist(workflows):
-    assert set(workflows) == {"tests.yml", "train.yml", "deploy.yml"}
-
-
 def test_tests_run_on_pull_requests_pushes_to_main_and_dispatch(triggers, workflows):
     on = triggers(workflows["tests.yml"])
     assert set(on) == {"push", "pull_request", "workflow_dispatch"}
