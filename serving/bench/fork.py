@@ -16,8 +16,6 @@ loaders): nothing is downloaded. Exits non-zero when any check of any data set f
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import math
 import re
@@ -210,15 +208,13 @@ def run(argv: list[str], cwd: Path, log: Path) -> None:
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment's tools first on PATH; nothing of the caller's service settings."""
-    env = procs.tool_env(extra)
-    for name in [n for n in env if n.startswith("SERVICE_") or n == "PYTHONPATH"]:
-        del env[name]
+    env = procs.tool_env()
+    kept = {k: v for k, v in env.items() if not k.startswith("SERVICE_") and k != "PYTHONPATH"}
     # The service image on this machine holds the template's model, not the fork's: an image
     # that does not exist makes the tests that would run it (the rollout's launcher) start
     # the scratch copy's own service as processes instead.
-    env["CONTAINER_IMAGE"] = "localhost/prediction-service:fork-rehearsal-has-no-image"
-    env.update(extra or {})
-    return env
+    kept["CONTAINER_IMAGE"] = "localhost/prediction-service:fork-rehearsal-has-no-image"
+    return {**kept, **(extra or {})}
 
 
 def edits(root: Path) -> str:
@@ -274,27 +270,14 @@ def record_from(frame: pd.DataFrame, features: list[str]) -> dict[str, Any]:
     """The first row of the data with every feature present, as JSON gives it."""
     complete = frame[features].dropna()
     check(not complete.empty, "no row of the data has every feature")
-    row: dict[str, Any] = json.loads(complete.head(1).to_json(orient="records", date_format="iso"))[
-        0
-    ]
-    return row
+    rows = complete.head(1).to_json(orient="records", date_format="iso")
+    return dict(json.loads(rows)[0])
 
 
 def get_json(port: int, path: str) -> Any:
     status, body = procs.request(port, "GET", path)
     check(status == 200, f"GET {path}: {status} {body[:300]!r}")
     return json.loads(body)
-
-
-def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check(process.poll() is None, f"the service exited with {process.returncode}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if procs.request(port, "GET", "/ready", timeout=2.0)[0] == 200:
-                return
-        time.sleep(0.2)
-    raise CheckFailed(f"the service was not ready within {timeout:.0f} s")
 
 
 def check_service(
@@ -309,7 +292,7 @@ def check_service(
     env = tool_env({"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_WORKERS": "1"})
     argv = [sys.executable, "-m", "bench.imagecmd"]
     with procs.running(argv, root / "serving", env, log=log.with_suffix(".serve.log")) as server:
-        wait_ready(server, port)
+        procs.wait_ok(server, port, "GET", "/ready", timeout=90)
         model = get_json(port, "/model")
         features = [f for f in frame.columns if f != target and f not in prepare["drop_columns"]]
         schema = model["input_schema"] or {}

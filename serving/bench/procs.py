@@ -94,25 +94,26 @@ class LoopbackClient:
         return status, json.loads(payload)
 
 
-def wait_for_prediction(
+def wait_ok(
     process: subprocess.Popen[bytes],
     port: int,
-    body: bytes,
-    since: float,
+    method: str,
+    path: str,
+    body: bytes | None = None,
     timeout: float = 60.0,
     headers: Mapping[str, str] | None = None,
 ) -> float:
-    """Seconds from `since` (a perf_counter() taken at launch) to the first POST /predict
-    answered with 200."""
-    while time.perf_counter() - since < timeout:
+    """Polls `method path` until it is answered 200 and returns perf_counter() then; fails
+    when `process` (the server) exits first or after `timeout` seconds."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode} before answering")
         with contextlib.suppress(OSError, http.client.HTTPException):
-            status, _ = request(port, "POST", "/predict", body, timeout=2.0, headers=headers)
-            if status == 200:
-                return time.perf_counter() - since
+            if request(port, method, path, body, timeout=2.0, headers=headers)[0] == 200:
+                return time.perf_counter()
         time.sleep(0.01)
-    raise TimeoutError(f"no successful prediction within {timeout} s")
+    raise TimeoutError(f"{method} {path} not answered 200 within {timeout:g} s")
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
@@ -132,18 +133,15 @@ def running(
     argv: list[str], cwd: Path, env: Mapping[str, str], log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The process, stopped on the way out whatever happens."""
-    output = log.open("wb") if log else subprocess.DEVNULL
-    process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=output, stderr=output)
-    try:
-        yield process
-    finally:
-        stop(process)
-        if log:
-            output.close()  # type: ignore[union-attr]
+    with log.open("wb") if log else contextlib.nullcontext(subprocess.DEVNULL) as output:
+        process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=output, stderr=output)
+        try:
+            yield process
+        finally:
+            stop(process)
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of `pid`."""
     return [child.pid for child in psutil.Process(pid).children()]
 
 

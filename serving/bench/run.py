@@ -21,7 +21,7 @@ Then, scenario by scenario, wrk drives each server in turn (bench/load.py: a war
 three runs on fresh connections), so the ratios compare servers measured seconds apart
 under the same background load. For each: requests/s, rows/s, p50/p99 latency, errors, and the
 server's CPU time per request (its processes' user + system time over the run, from
-/proc): a figure that stays put when other work on the machine takes CPU away. Prints
+psutil): a figure that stays put when other work on the machine takes CPU away. Prints
 figures and the issue's targets; nothing here is asserted.
 
     python -m bench.run [--seconds 6] [--warmup 1] [--rounds 3] [--markdown] [--baseline DIR]
@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,29 +145,22 @@ def targets(baseline: Path | None = None) -> list[Target]:
     if APP_MODULE not in service:
         raise RuntimeError(f"the image's command {service} does not serve {APP_MODULE}")
     ceiling = [CEILING_MODULE if word == APP_MODULE else word for word in service]
+    servers: list[tuple[str, list[str], Path, dict[str, str]]] = [
+        ("ceiling", ceiling, cwd, {}),
+        ("onnx", service, cwd, {"SERVICE_BACKEND": "onnx"}),
+        ("sklearn", service, cwd, {"SERVICE_BACKEND": "sklearn"}),
+    ]
+    if baseline is not None:
+        model = {"SERVICE_BACKEND": "onnx", "SERVICE_MODEL_DIR": str(baseline / "app" / "data")}
+        servers.append((BASELINE, service, baseline, model))
     found = []
-    for name, argv, backend in (
-        ("ceiling", ceiling, None),
-        ("onnx", service, "onnx"),
-        ("sklearn", service, "sklearn"),
-    ):
+    for name, argv, where, extra in servers:
         port = procs.free_port()
-        extra = {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
-        if backend:
-            extra["SERVICE_BACKEND"] = backend
-        found.append(Target(name, argv, cwd, procs.tool_env(extra), port, headers))
+        extra |= {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
+        found.append(Target(name, argv, where, procs.tool_env(extra), port, headers))
     port = procs.free_port()
     naive, naive_cwd = procs.naive_command(port)
-    found.append(Target("naive", naive, naive_cwd, procs.tool_env(), port, headers))
-    if baseline is not None:
-        port = procs.free_port()
-        extra = {
-            "SERVICE_BIND": f"127.0.0.1:{port}",
-            "SERVICE_BACKEND": "onnx",
-            "SERVICE_API_KEYS": f"bench:{key}",
-            "SERVICE_MODEL_DIR": str(baseline / "app" / "data"),
-        }
-        found.append(Target(BASELINE, service, baseline, procs.tool_env(extra), port, headers))
+    found.insert(3, Target("naive", naive, naive_cwd, procs.tool_env(), port, headers))
     return found
 
 
@@ -176,9 +169,10 @@ def started(target: Target, single: bytes, log: Path) -> Iterator[Measured]:
     launched = time.perf_counter()
     with procs.running(target.argv, target.cwd, target.env, log=log) as process:
         measured = Measured(target, pid=process.pid)
-        measured.cold_start_s = procs.wait_for_prediction(
-            process, target.port, single, since=launched, headers=target.headers
+        answered = procs.wait_ok(
+            process, target.port, "POST", "/predict", single, 60, target.headers
         )
+        measured.cold_start_s = answered - launched
         status, payload = procs.request(target.port, "GET", "/model", headers=target.headers)
         if status == 200:
             measured.backend = json.loads(payload).get("backend", "")
@@ -271,18 +265,9 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
     header = ["target", "cold start s", "processes", "RSS MiB", "PSS MiB", "PSS MiB per worker"]
     rows = []
     for m in measured:
-        memory = m.memory
-        assert memory is not None
-        rows.append(
-            [
-                m.target.name,
-                f"{m.cold_start_s:.2f}",
-                str(memory.processes),
-                f"{memory.rss_mib:.0f}",
-                f"{memory.pss_mib:.0f}",
-                f"{memory.pss_per_worker_mib:.0f}",
-            ]
-        )
+        assert m.memory is not None
+        figures = (f"{value:.0f}" for value in astuple(m.memory))  # processes, then MiB
+        rows.append([m.target.name, f"{m.cold_start_s:.2f}", *figures])
     lines += ["", *render(header, rows, markdown)]
 
     header = ["scenario", "target", "throughput", "p50 latency", "p99 latency", "CPU per request"]
