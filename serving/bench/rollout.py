@@ -529,10 +529,6 @@ def served(balancer: HAProxy, name: str) -> int:
     return int(balancer.server(name)["stot"])
 
 
-def delta(after: Counter[str], before: Counter[str]) -> Counter[str]:
-    return Counter({key: after[key] - before[key] for key in after if after[key] > before[key]})
-
-
 def rolling_replacement(
     balancer: HAProxy, load: Load, old: Instance, new: Instance, name: str
 ) -> tuple[Phase, Instance]:
@@ -542,7 +538,7 @@ def rolling_replacement(
     healthy_after = wait_healthy(balancer, new)
     if healthy_after is None:
         balancer.deregister(new.name)
-        return Phase(name, delta(load.snapshot(), before), ["new never healthy"], False), old
+        return Phase(name, load.snapshot() - before, ["new never healthy"], False), old
     served_before_ready = served(balancer, new.name)
     balancer.take_traffic(new.name)
     notes.append(f"{new.name} passed health after {healthy_after:.1f} s")
@@ -564,7 +560,7 @@ def rolling_replacement(
     balancer.deregister(old.name)
     exit_code = old.stop()
     time.sleep(balancer.timing.settle_seconds)
-    outcomes = delta(load.snapshot(), before)
+    outcomes = load.snapshot() - before
     notes += [
         f"{new.name} answered nothing before it passed health ({served_before_ready} requests)",
         f"{new.name} took traffic ({served(balancer, new.name)} requests so far)",
@@ -588,7 +584,7 @@ def bad_model_rollout(balancer: HAProxy, load: Load, current: Instance, bad: Ins
     balancer.deregister(bad.name)
     bad.stop()
     time.sleep(balancer.timing.settle_seconds)
-    outcomes = delta(load.snapshot(), before)
+    outcomes = load.snapshot() - before
     kept_serving = served(balancer, current.name) - serving_before
     notes = [
         f"{bad.name} "

@@ -85,7 +85,7 @@ def test_an_instance_in_rotation_before_passing_health_fails_requests_and_is_cou
     balancer.command(f"enable health {rollout.BACKEND}/ghost")
     before = load.snapshot()
     balancer.command(f"set server {rollout.BACKEND}/ghost state ready")
-    wait_for(lambda: set(rollout.delta(load.snapshot(), before)) - {"ok"} != set())
+    wait_for(lambda: any(outcome != "ok" for outcome in load.snapshot() - before))
 
 
 @pytest.mark.slow
@@ -103,9 +103,7 @@ def test_a_registered_instance_that_never_listens_gets_no_request(
     wait_for(lambda: load.snapshot()["ok"] >= checked + 10)
     assert not balancer.passed_health("ghost")
     assert rollout.served(balancer, "ghost") == 0
-    outcomes = rollout.delta(load.snapshot(), before)
-    assert outcomes["ok"] > 0
-    assert set(outcomes) == {"ok"}
+    assert set(load.snapshot() - before) == {"ok"}  # requests answered, none failed
 
 
 @pytest.mark.slow
