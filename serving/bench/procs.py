@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import email
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,10 +32,8 @@ def free_port() -> int:
 
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This interpreter's scripts (gunicorn, uvicorn) first on PATH, plus `extra`."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update(extra or {})
-    return env
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, **(extra or {})}
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
@@ -119,7 +117,7 @@ def wait_ok(
 def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.terminate()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -187,10 +185,5 @@ def parse_head(head: bytes) -> tuple[int, int]:
     """Status code and Content-Length of an HTTP/1.1 response head (ending with a blank
     line), for tests that speak HTTP over a raw socket."""
     status_line, _, header_block = head.partition(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
-    length = 0
-    for line in header_block.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    return status, length
+    headers = email.message_from_bytes(header_block)
+    return int(status_line.split(b" ", 2)[1]), int(headers.get("Content-Length", 0))
