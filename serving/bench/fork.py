@@ -34,6 +34,8 @@ import pandas as pd
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
+from sklearn import datasets
+from vega_datasets import local_data  # type: ignore[import-untyped]
 
 from bench import imagecmd, procs
 
@@ -42,21 +44,8 @@ DOCS = REPO / "docs" / "training.md"
 DOCS_SECTION = "## Bring your own data"
 
 
-def _cars() -> pd.DataFrame:
-    from vega_datasets import local_data  # type: ignore[import-untyped]
-
-    frame: pd.DataFrame = local_data.cars()
-    return frame
-
-
 def _sklearn(name: str) -> Callable[[], pd.DataFrame]:
-    def load() -> pd.DataFrame:
-        from sklearn import datasets
-
-        frame: pd.DataFrame = getattr(datasets, name)(as_frame=True).frame
-        return frame
-
-    return load
+    return lambda: getattr(datasets, name)(as_frame=True).frame
 
 
 @dataclass(frozen=True)
@@ -81,7 +70,7 @@ class DataSet:
 DATA_SETS = (
     DataSet(
         name="cars",
-        load=_cars,
+        load=local_data.cars,
         params={
             "prepare": {"source": "data/cars.csv", "target": "Origin", "drop_columns": ["Name"]},
             # Two thirds of the cars are American: logistic regression beats that by ~0.11.
@@ -170,10 +159,7 @@ def documented_keys() -> set[str]:
 def scratch_copy(destination: Path) -> None:
     """The repository's tracked files as they are in the working tree, committed to a new
     git repository (DVC needs one), as a fresh clone of a fork has them."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
+    for name in filter(None, git(REPO, "ls-files", "-z").split("\0")):
         source = REPO / name
         if source.exists() or source.is_symlink():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
@@ -183,9 +169,10 @@ def scratch_copy(destination: Path) -> None:
     git(destination, "commit", "--quiet", "--no-verify", "-m", "the fork")
 
 
-def git(cwd: Path, *args: str) -> None:
+def git(cwd: Path, *args: str) -> str:
     identity = ["-c", "user.name=fork-test", "-c", "user.email=fork-test@localhost"]
-    subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True)
+    done = subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True)
+    return done.stdout.decode()
 
 
 def run(argv: list[str], cwd: Path, log: Path) -> None:
@@ -201,8 +188,8 @@ def run(argv: list[str], cwd: Path, log: Path) -> None:
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment's tools first on PATH; nothing of the caller's service settings."""
-    env = procs.tool_env()
-    kept = {k: v for k, v in env.items() if not k.startswith("SERVICE_") and k != "PYTHONPATH"}
+    env = procs.tool_env().items()
+    kept = {k: v for k, v in env if not k.startswith("SERVICE_") and k != "PYTHONPATH"}
     # The service image on this machine holds the template's model, not the fork's: an image
     # that does not exist makes the tests that would run it (the rollout's launcher) start
     # the scratch copy's own service as processes instead.
@@ -213,15 +200,8 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def edits(root: Path) -> str:
     """The files the swap changed in the scratch copy, with the lines of the changed ones."""
     git(root, "add", "--all")
-    numstat = subprocess.run(
-        ["git", "diff", "--cached", "--numstat"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     changes = []
-    for line in numstat.splitlines():
+    for line in git(root, "diff", "--cached", "--numstat").splitlines():
         added, removed, name = line.split("\t", 2)
         changes.append(f"{name} (+{added} -{removed})" if added != "-" else f"{name} (binary)")
     return ", ".join(changes)
