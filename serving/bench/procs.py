@@ -51,8 +51,7 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 def service_command() -> tuple[list[str], Path]:
     """The image's CMD and the local directory that stands for its WORKDIR."""
-    command = imagecmd.read()
-    return command.argv, command.local_cwd
+    return imagecmd.read(), imagecmd.SERVING_DIR
 
 
 def naive_command(port: int) -> tuple[list[str], Path]:
