@@ -280,7 +280,7 @@ class Load:
     def _client(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         while not self._stop.is_set():
-            # The key each request sends is read afresh: `move_to` switches every client.
+            # The key each request sends is read afresh: setting `key` switches every client.
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
             try:
                 connection.request("POST", "/predict", body=self.body, headers=headers)
@@ -295,9 +295,6 @@ class Load:
                 self.outcomes[outcome] += 1
             time.sleep(CLIENT_PAUSE_SECONDS)
         connection.close()
-
-    def move_to(self, key: str) -> None:
-        self.key = key
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -669,7 +666,7 @@ def rehearse(launcher: Launcher, balancer: HAProxy, env: dict[str, str]) -> list
                 return phases
             current = replacement
             if move is not None:
-                load.move_to(move)
+                load.key = move
                 phase.notes.append("clients moved to the new key")
         refused = status_through(balancer, "/predict", old_key, "POST")
         phases[-1].notes.append(f"the old key is now refused: {refused}")
