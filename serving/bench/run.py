@@ -274,23 +274,17 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
     rows = []
     for label, rows_per_request, connections in SCENARIOS:
         key = (rows_per_request, connections)
-        reference = ceiling.runs[key]
+        ref = ceiling.runs[key]
         scenario = _scenario(label, rows_per_request, connections)
         for name in SERVICES:
-            measured_here = by_name[name].runs[key]
-            rows.append(
-                [
-                    scenario,
-                    name,
-                    _ratio(
-                        measured_here.run.requests_per_second,
-                        reference.run.requests_per_second,
-                    ),
-                    _ratio(measured_here.run.p50_ms, reference.run.p50_ms),
-                    _ratio(measured_here.run.p99_ms, reference.run.p99_ms),
-                    _ratio(measured_here.cpu_ms_per_request, reference.cpu_ms_per_request),
-                ]
-            )
+            here = by_name[name].runs[key]
+            pairs = [
+                (here.run.requests_per_second, ref.run.requests_per_second),
+                (here.run.p50_ms, ref.run.p50_ms),
+                (here.run.p99_ms, ref.run.p99_ms),
+                (here.cpu_ms_per_request, ref.cpu_ms_per_request),
+            ]
+            rows.append([scenario, name, *(_ratio(value, of) for value, of in pairs)])
             scenario = ""
     lines += ["", "service / ceiling, same run:", "", *render(header, rows, markdown)]
 
