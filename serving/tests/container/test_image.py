@@ -138,27 +138,23 @@ def test_dockerignore_keeps_caches_and_evaluation_outputs_out() -> None:
 
 
 def gunicorn_settings(**env: str) -> dict[str, Any]:
-    """gunicorn's view of the config file, loaded the way gunicorn loads it, in a fresh
-    process (the file sets environment variables and registers an exit handler)."""
+    """gunicorn's view of its configuration, loaded from the image's command line as gunicorn
+    loads it (without starting), in a fresh process (the config file sets environment
+    variables and registers an exit handler)."""
     script = (
         "import json, sys\n"
-        "from gunicorn.app.base import Application\n"
-        "class Probe(Application):\n"
-        "    def init(self, parser, opts, args): pass\n"
-        "    def load(self): pass\n"
-        "probe = Probe.__new__(Probe)\n"
-        "probe.usage, probe.callable, probe.prog = None, None, None\n"
-        "probe.load_default_config()\n"
-        "probe.load_config_from_file('app/gunicorn.conf.py')\n"
+        "from gunicorn.app.wsgiapp import WSGIApplication\n"
+        "sys.argv = json.loads(sys.argv[1])\n"
+        "settings = WSGIApplication().cfg.settings\n"
         "names = ['bind', 'workers', 'worker_class', 'preload_app', 'graceful_timeout',\n"
         "         'timeout', 'keepalive', 'worker_tmp_dir', 'forwarded_allow_ips',\n"
         "         'control_socket_disable', 'accesslog', 'errorlog']\n"
-        "values = {n: probe.cfg.settings[n].get() for n in names}\n"
-        "values['worker_class'] = probe.cfg.settings['worker_class'].value\n"
+        "values = {n: settings[n].get() for n in names}\n"
+        "values['worker_class'] = settings['worker_class'].value\n"
         "json.dump(values, sys.stdout, default=str)\n"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script, json.dumps(imagecmd.read())],
         cwd=imagecmd.SERVING_DIR,
         env=procs.tool_env(env),
         capture_output=True,
