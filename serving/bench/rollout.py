@@ -314,8 +314,8 @@ class Load:
 
 # --- Instances ------------------------------------------------------------------------------
 # One task of the service: a container of the image, or the image's command as a process where
-# no engine or image is available. `stop` is SIGTERM, then SIGKILL after the task's stop
-# timeout, as ECS stops a task; it returns the exit code.
+# no engine or image is available. `exit_code` is None while it runs; `stop` is SIGTERM, then
+# SIGKILL after the task's stop timeout, as ECS stops a task, and returns the exit code.
 
 
 @dataclass
@@ -350,13 +350,9 @@ class ContainerInstance:
     container: str
 
     def exit_code(self) -> int | None:
-        state = _engine(
-            self.engine,
-            "inspect",
-            "--format",
-            "{{.State.Running}} {{.State.ExitCode}}",
-            self.container,
-        ).stdout.split()
+        running_and_code = "{{.State.Running}} {{.State.ExitCode}}"
+        inspected = _engine(self.engine, "inspect", "--format", running_and_code, self.container)
+        state = inspected.stdout.split()
         return None if not state or state[0] == "true" else int(state[1])
 
     def stop(self) -> int:

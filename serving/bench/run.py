@@ -402,6 +402,10 @@ def _target(what: str, value: str, goal: str, met: bool) -> list[str]:
     return [what, value, goal, "met" if met else "NOT met"]
 
 
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Benchmark the service against the ceiling and the naive baseline."
@@ -430,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
 
         measured = []
         for target in targets(args.baseline):
-            print(f"starting {target.name}: {' '.join(target.argv)}", file=sys.stderr, flush=True)
+            progress(f"starting {target.name}: {' '.join(target.argv)}")
             log = work / f"{target.name}.log"
             measured.append(servers.enter_context(started(target, bodies[1].read_bytes(), log)))
 
@@ -438,11 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         requests = 0
         for label, rows, connections in SCENARIOS:
             for m in measured:
-                print(
-                    f"  {m.target.name}: {label}, {connections} connection(s)...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                progress(f"  {m.target.name}: {label}, {connections} connection(s)...")
                 result = drive(m, rows, bodies[rows], connections, args)
                 m.runs[(rows, connections)] = result
                 wrk_cpu += result.run.cpu_seconds
@@ -452,22 +452,16 @@ def main(argv: list[str] | None = None) -> None:
         onnx = next(m for m in measured if m.target.name == "onnx")
         arrow_body = work / "batch.arrows"
         write_arrow_body(arrow_body, random_records(ARROW_ROWS, seed=2))
-        print(f"  {onnx.target.name}: Arrow batches...", file=sys.stderr, flush=True)
+        progress(f"  {onnx.target.name}: Arrow batches...")
         arrow = drive(onnx, ARROW_ROWS, arrow_body, ARROW_CONNECTIONS, args)
         json_rows = max(onnx.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
     with tempfile.TemporaryDirectory(prefix="bench-score-") as scratch:
-        print(f"make score on {SCORE_ROWS:,} rows, {SCORE_RUNS} runs...", file=sys.stderr)
+        progress(f"make score on {SCORE_ROWS:,} rows, {SCORE_RUNS} runs...")
         scores = score_rates(Path(scratch), SCORE_ROWS, SCORE_RUNS)
 
     print(report(measured, args, wrk_cpu / requests * 1e6 if requests else 0.0, args.markdown))
-    print(
-        columnar_report(
-            json_rows * BATCH_ROWS,
-            arrow.run.requests_per_second * ARROW_ROWS,
-            scores,
-            args.markdown,
-        )
-    )
+    arrow_rows = arrow.run.requests_per_second * ARROW_ROWS
+    print(columnar_report(json_rows * BATCH_ROWS, arrow_rows, scores, args.markdown))
 
 
 if __name__ == "__main__":
