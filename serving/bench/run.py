@@ -91,19 +91,15 @@ def random_records(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """Valid records spread over the range training observed, every field set."""
     metadata = json.loads((model_dir() / "model_metadata.json").read_text(encoding="utf-8"))
     rng = random.Random(seed)  # noqa: S311 - test data, not secrets
-    records = []
-    for _ in range(count):
-        record: dict[str, Any] = {}
-        for feature in metadata["input_schema"]["features"]:
-            if feature["type"] == "number":
-                bounds = feature.get("observed", feature)
-                record[feature["name"]] = round(
-                    rng.uniform(bounds["minimum"], bounds["maximum"]), 2
-                )
-            else:
-                record[feature["name"]] = rng.choice(feature["categories"])
-        records.append(record)
-    return records
+
+    def value(feature: dict[str, Any]) -> Any:
+        if feature["type"] != "number":
+            return rng.choice(feature["categories"])
+        bounds = feature.get("observed", feature)
+        return round(rng.uniform(bounds["minimum"], bounds["maximum"]), 2)
+
+    features = metadata["input_schema"]["features"]
+    return [{feature["name"]: value(feature) for feature in features} for _ in range(count)]
 
 
 @dataclass(frozen=True)
