@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from container import dockerfile
@@ -20,16 +19,9 @@ SERVING_DIR = Path(__file__).resolve().parent.parent
 DOCKERFILE = SERVING_DIR / "app" / "Dockerfile"
 
 
-@dataclass(frozen=True)
-class ImageCommand:
-    argv: list[str]
-    workdir: str
-    """The WORKDIR inside the image; locally, `SERVING_DIR` plays its part."""
-    local_cwd: Path
-
-
-def read(path: Path = DOCKERFILE) -> ImageCommand:
-    """The final stage's WORKDIR and exec-form CMD, checked against the local layout."""
+def read(path: Path = DOCKERFILE) -> list[str]:
+    """The final stage's exec-form CMD, its WORKDIR checked against the local layout (where
+    `SERVING_DIR` plays the WORKDIR's part)."""
     image = dockerfile.read(path)
     argv, workdir = image.require_cmd(), image.require_workdir()
     # The app lands in WORKDIR/app (from the context or from a build stage), as serving/app
@@ -40,15 +32,15 @@ def read(path: Path = DOCKERFILE) -> ImageCommand:
             f"{path}: expected the app copied to {workdir.rstrip('/')}/app (`COPY ... app/` "
             "after WORKDIR); the local run (cwd serving/) mirrors that layout"
         )
-    return ImageCommand(argv=argv, workdir=workdir, local_cwd=SERVING_DIR)
+    return argv
 
 
 def main() -> None:
-    command = read()
-    print(f"$ cd {command.local_cwd} && {shlex.join(command.argv)}", file=sys.stderr, flush=True)
-    os.chdir(command.local_cwd)
+    argv = read()
+    print(f"$ cd {SERVING_DIR} && {shlex.join(argv)}", file=sys.stderr, flush=True)
+    os.chdir(SERVING_DIR)
     # Replace this process, as the image's entrypoint is the server itself (signals reach it).
-    os.execvp(command.argv[0], command.argv)  # noqa: S606
+    os.execvp(argv[0], argv)  # noqa: S606
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import email
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,10 +32,8 @@ def free_port() -> int:
 
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This interpreter's scripts (gunicorn, uvicorn) first on PATH, plus `extra`."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update(extra or {})
-    return env
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, **(extra or {})}
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
@@ -53,8 +51,7 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 def service_command() -> tuple[list[str], Path]:
     """The image's CMD and the local directory that stands for its WORKDIR."""
-    command = imagecmd.read()
-    return command.argv, command.local_cwd
+    return imagecmd.read(), imagecmd.SERVING_DIR
 
 
 def naive_command(port: int) -> tuple[list[str], Path]:
@@ -94,31 +91,32 @@ class LoopbackClient:
         return status, json.loads(payload)
 
 
-def wait_for_prediction(
+def wait_ok(
     process: subprocess.Popen[bytes],
     port: int,
-    body: bytes,
-    since: float,
+    method: str,
+    path: str,
+    body: bytes | None = None,
     timeout: float = 60.0,
     headers: Mapping[str, str] | None = None,
 ) -> float:
-    """Seconds from `since` (a perf_counter() taken at launch) to the first POST /predict
-    answered with 200."""
-    while time.perf_counter() - since < timeout:
+    """Polls `method path` until it is answered 200 and returns perf_counter() then; fails
+    when `process` (the server) exits first or after `timeout` seconds."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode} before answering")
         with contextlib.suppress(OSError, http.client.HTTPException):
-            status, _ = request(port, "POST", "/predict", body, timeout=2.0, headers=headers)
-            if status == 200:
-                return time.perf_counter() - since
+            if request(port, method, path, body, timeout=2.0, headers=headers)[0] == 200:
+                return time.perf_counter()
         time.sleep(0.01)
-    raise TimeoutError(f"no successful prediction within {timeout} s")
+    raise TimeoutError(f"{method} {path} not answered 200 within {timeout:g} s")
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.terminate()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -132,18 +130,15 @@ def running(
     argv: list[str], cwd: Path, env: Mapping[str, str], log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The process, stopped on the way out whatever happens."""
-    output = log.open("wb") if log else subprocess.DEVNULL
-    process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=output, stderr=output)
-    try:
-        yield process
-    finally:
-        stop(process)
-        if log:
-            output.close()  # type: ignore[union-attr]
+    with log.open("wb") if log else contextlib.nullcontext(subprocess.DEVNULL) as output:
+        process = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=output, stderr=output)
+        try:
+            yield process
+        finally:
+            stop(process)
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of `pid`."""
     return [child.pid for child in psutil.Process(pid).children()]
 
 
@@ -189,10 +184,5 @@ def parse_head(head: bytes) -> tuple[int, int]:
     """Status code and Content-Length of an HTTP/1.1 response head (ending with a blank
     line), for tests that speak HTTP over a raw socket."""
     status_line, _, header_block = head.partition(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
-    length = 0
-    for line in header_block.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    return status, length
+    headers = email.message_from_bytes(header_block)
+    return int(status_line.split(b" ", 2)[1]), int(headers.get("Content-Length", 0))

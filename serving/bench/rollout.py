@@ -31,15 +31,14 @@ CONTAINER_IMAGE as for the container tests; the tampered release is that image w
 its model changed), run as ECS runs it, with a read-only root filesystem. Where no engine or no
 image exists, each is the image's command (its CMD in its WORKDIR, `bench.imagecmd`) as a
 gunicorn process, with the tampered model in a copy of the model directory. The first line of
-output says which ran. Each listens on a free loopback port. Exits non-zero unless both
-rollouts end with 0 failed requests.
+output says which ran. Each listens on a free loopback port. Exits non-zero unless every
+phase passes with 0 failed requests.
 
     python -m bench.rollout        # from serving/
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import http.client
 import json
@@ -87,7 +86,6 @@ WARMUP_SECONDS = 1.5
 MIN_REQUESTS_TO_NEW = 20
 
 MODEL_DIR = SERVING_DIR / "app" / "data"
-PODMAN_CONF = SERVING_DIR / "container" / "containers.conf"
 CDK_JSON = SERVING_DIR / "deployment" / "cdk.json"
 BACKEND = "service"
 # Requests the load balancer must answer 404 without forwarding: the operational endpoints, and
@@ -282,7 +280,7 @@ class Load:
     def _client(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         while not self._stop.is_set():
-            # The key each request sends is read afresh: `move_to` switches every client.
+            # The key each request sends is read afresh: setting `key` switches every client.
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"}
             try:
                 connection.request("POST", "/predict", body=self.body, headers=headers)
@@ -297,9 +295,6 @@ class Load:
                 self.outcomes[outcome] += 1
             time.sleep(CLIENT_PAUSE_SECONDS)
         connection.close()
-
-    def move_to(self, key: str) -> None:
-        self.key = key
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -318,33 +313,17 @@ class Load:
 
 
 # --- Instances ------------------------------------------------------------------------------
+# One task of the service: a container of the image, or the image's command as a process where
+# no engine or image is available. `exit_code` is None while it runs; `stop` is SIGTERM, then
+# SIGKILL after the task's stop timeout, as ECS stops a task, and returns the exit code.
 
 
-class Instance(abc.ABC):
-    """One task of the service: a container of the image, or the image's command as a
-    process where no engine or image is available."""
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name = name
-        self.port = port
-
-    @abc.abstractmethod
-    def exit_code(self) -> int | None:
-        """None while it runs."""
-
-    @abc.abstractmethod
-    def stop(self) -> int:
-        """SIGTERM, SIGKILL after the task's stop timeout, as ECS stops a task; the exit code."""
-
-    @abc.abstractmethod
-    def output(self) -> str: ...
-
-
-class ProcessInstance(Instance):
-    def __init__(self, name: str, port: int, process: subprocess.Popen[bytes], log: Path):
-        super().__init__(name, port)
-        self.process = process
-        self.log = log
+@dataclass
+class ProcessInstance:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
 
     def exit_code(self) -> int | None:
         return self.process.poll()
@@ -356,56 +335,46 @@ class ProcessInstance(Instance):
         return self.log.read_text(errors="replace")
 
 
-class ContainerInstance(Instance):
-    def __init__(self, name: str, port: int, engine: str, container: str) -> None:
-        super().__init__(name, port)
-        self.engine = engine
-        self.container = container
+def _engine(engine: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([engine, *args], capture_output=True, text=True, timeout=600, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{engine} {' '.join(args[:2])} failed:\n{done.stderr[-2000:]}")
+    return done
 
-    def _engine(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.engine, *args], capture_output=True, text=True, timeout=120, check=False
-        )
+
+@dataclass
+class ContainerInstance:
+    name: str
+    port: int
+    engine: str
+    container: str
 
     def exit_code(self) -> int | None:
-        state = self._engine(
-            "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.container
-        ).stdout.split()
-        if not state or state[0] == "true":
-            return None
-        return int(state[1])
+        running_and_code = "{{.State.Running}} {{.State.ExitCode}}"
+        inspected = _engine(self.engine, "inspect", "--format", running_and_code, self.container)
+        state = inspected.stdout.split()
+        return None if not state or state[0] == "true" else int(state[1])
 
     def stop(self) -> int:
-        self._engine("stop", "--time", str(STOP_TIMEOUT_SECONDS), self.container)
+        _engine(self.engine, "stop", "--time", str(STOP_TIMEOUT_SECONDS), self.container)
         code = self.exit_code()
         return -1 if code is None else code
 
     def output(self) -> str:
-        logs = self._engine("logs", self.container)
+        logs = _engine(self.engine, "logs", self.container)
         return logs.stdout + logs.stderr
 
-    def remove(self) -> None:
-        self._engine("rm", "--force", "--volumes", self.container)
+
+Instance = ProcessInstance | ContainerInstance
 
 
-class Launcher(abc.ABC):
-    kind: str
-
-    @abc.abstractmethod
-    def start(self, name: str, env: dict[str, str], tampered: bool = False) -> Instance: ...
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Stop and remove whatever the launcher started or built."""
-
-
-class ProcessLauncher(Launcher):
+class ProcessLauncher:
     """The image's CMD in its WORKDIR (`bench.imagecmd`), as `make serve` runs it."""
 
     def __init__(self, workdir: Path, why: str) -> None:
         self.workdir = workdir
         self.kind = f"gunicorn processes started with the image's CMD ({why})"
-        self._instances: list[ProcessInstance] = []
+        self.instances: list[ProcessInstance] = []
 
     def start(self, name: str, env: dict[str, str], tampered: bool = False) -> Instance:
         argv, cwd = procs.service_command()
@@ -419,16 +388,15 @@ class ProcessLauncher(Launcher):
         log = self.workdir / f"{name}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(argv, cwd=cwd, env=variables, stdout=output, stderr=output)
-        instance = ProcessInstance(name, port, process, log)
-        self._instances.append(instance)
-        return instance
+        self.instances.append(ProcessInstance(name, port, process, log))
+        return self.instances[-1]
 
     def close(self) -> None:
-        for instance in self._instances:
+        for instance in self.instances:
             instance.stop()
 
 
-class ContainerLauncher(Launcher):
+class ContainerLauncher:
     """Containers of the image `make image` built, run as ECS runs them (read-only root
     filesystem, the image's user and its /tmp volume), each on a free loopback port."""
 
@@ -436,88 +404,67 @@ class ContainerLauncher(Launcher):
         self.engine = engine
         self.image = image
         self.workdir = workdir
-        # podman's settings for this project (runtime, ulimits), which the Makefile exports
-        # for `make image`; the same file when this runs on its own.
-        if Path(engine).name == "podman" and PODMAN_CONF.exists():
-            os.environ.setdefault("CONTAINERS_CONF", str(PODMAN_CONF))
         self.kind = f"containers of {image} ({Path(engine).name})"
+        self.podman = Path(engine).name == "podman"
         self._tampered_image: str | None = None
-        self._containers: list[ContainerInstance] = []
+        self.instances: list[ContainerInstance] = []
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        completed = subprocess.run(
-            [self.engine, *args], capture_output=True, text=True, timeout=600, check=False
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(
-                f"{self.engine} {' '.join(args[:2])} failed:\n{completed.stderr[-2000:]}"
-            )
-        return completed
-
-    def _inspect(self, image: str) -> dict[str, Any]:
-        found: list[dict[str, Any]] = json.loads(self._run("image", "inspect", image).stdout)
-        return found[0]
+    def _config(self, image: str) -> dict[str, Any]:
+        found = json.loads(_engine(self.engine, "image", "inspect", image, check=True).stdout)
+        config: dict[str, Any] = found[0]["Config"]
+        return config
 
     def _tampered(self) -> str:
         """The image with one byte of its model file changed: a release whose model was
         corrupted or replaced after training."""
         if self._tampered_image is None:
-            config = self._inspect(self.image)["Config"]
             context = self.workdir / "tampered-image"
             context.mkdir()
             model_dir = tampered_copy(self.workdir)
-            metadata = json.loads((model_dir / "model_metadata.json").read_text("utf-8"))
-            shutil.copy(model_dir / metadata["model_file"], context / metadata["model_file"])
-            target = f"{config['WorkingDir'].rstrip('/')}/app/data/{metadata['model_file']}"
-            (context / "Dockerfile").write_text(
-                f"FROM {self.image}\nCOPY {metadata['model_file']} {target}\n", encoding="utf-8"
-            )
+            model_file = json.loads((model_dir / "model_metadata.json").read_text())["model_file"]
+            shutil.copy(model_dir / model_file, context / model_file)
+            target = f"{self._config(self.image)['WorkingDir'].rstrip('/')}/app/data/{model_file}"
+            (context / "Dockerfile").write_text(f"FROM {self.image}\nCOPY {model_file} {target}\n")
             tag = f"localhost/rollout-tampered:{uuid.uuid4().hex[:12]}"
-            podman = ["--format", "docker"] if Path(self.engine).name == "podman" else []
-            self._run("build", *podman, "--tag", tag, str(context))
+            podman = ["--format", "docker"] if self.podman else []
+            _engine(self.engine, "build", *podman, "--tag", tag, str(context), check=True)
             self._tampered_image = tag
         return self._tampered_image
 
     def start(self, name: str, env: dict[str, str], tampered: bool = False) -> Instance:
         image = self._tampered() if tampered else self.image
-        exposed = list(self._inspect(image)["Config"].get("ExposedPorts") or {})
+        exposed = list(self._config(image).get("ExposedPorts") or {})
         container_port = exposed[0].split("/")[0] if exposed else "8000"
         port = procs.free_port()
         container = f"rollout-{name}-{uuid.uuid4().hex[:12]}"
         args = ["run", "--detach", "--name", container, "--read-only"]
-        if Path(self.engine).name == "podman":
+        if self.podman:
             # Only the image's /tmp volume is writable, as on Fargate; podman would otherwise
             # add tmpfs mounts of its own to a read-only container.
             args.append("--read-only-tmpfs=false")
         args += ["--publish", f"127.0.0.1:{port}:{container_port}"]
         args += [f"--env={key}={value}" for key, value in env.items()]
-        instance = ContainerInstance(name, port, self.engine, container)
-        self._containers.append(instance)
-        self._run(*args, image)
-        return instance
+        self.instances.append(ContainerInstance(name, port, self.engine, container))
+        _engine(self.engine, *args, image, check=True)
+        return self.instances[-1]
 
     def close(self) -> None:
-        for instance in self._containers:
-            instance.remove()
+        for instance in self.instances:
+            _engine(self.engine, "rm", "--force", "--volumes", instance.container)
         if self._tampered_image is not None:
-            subprocess.run(
-                [self.engine, "rmi", "--force", self._tampered_image],
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
+            _engine(self.engine, "rmi", "--force", self._tampered_image)
+
+
+Launcher = ProcessLauncher | ContainerLauncher
 
 
 def choose_launcher(workdir: Path) -> Launcher:
     """Containers of the image where an engine and the image exist, else processes."""
-    engine = container_engine.detect()
+    engine = container_engine.detect()  # for podman, sets CONTAINERS_CONF as the Makefile does
     image = container_engine.image()
     if engine is None:
         return ProcessLauncher(workdir, "no container engine")
-    found = subprocess.run(
-        [engine, "image", "inspect", image], capture_output=True, timeout=60, check=False
-    )
-    if found.returncode != 0:
+    if _engine(engine, "image", "inspect", image).returncode != 0:
         return ProcessLauncher(workdir, f"{Path(engine).name} has no image {image}: `make image`")
     return ContainerLauncher(engine, image, workdir)
 
@@ -575,20 +522,16 @@ def served(balancer: HAProxy, name: str) -> int:
     return int(balancer.server(name)["stot"])
 
 
-def delta(after: Counter[str], before: Counter[str]) -> Counter[str]:
-    return Counter({key: after[key] - before[key] for key in after if after[key] > before[key]})
-
-
 def rolling_replacement(
     balancer: HAProxy, load: Load, old: Instance, new: Instance, name: str
-) -> tuple[Phase, Instance]:
+) -> Phase:
     before = load.snapshot()
     notes = []
     balancer.register(new.name, new.port)
     healthy_after = wait_healthy(balancer, new)
     if healthy_after is None:
         balancer.deregister(new.name)
-        return Phase(name, delta(load.snapshot(), before), ["new never healthy"], False), old
+        return Phase(name, load.snapshot() - before, ["new never healthy"], False)
     served_before_ready = served(balancer, new.name)
     balancer.take_traffic(new.name)
     notes.append(f"{new.name} passed health after {healthy_after:.1f} s")
@@ -610,14 +553,14 @@ def rolling_replacement(
     balancer.deregister(old.name)
     exit_code = old.stop()
     time.sleep(balancer.timing.settle_seconds)
-    outcomes = delta(load.snapshot(), before)
+    outcomes = load.snapshot() - before
     notes += [
         f"{new.name} answered nothing before it passed health ({served_before_ready} requests)",
         f"{new.name} took traffic ({served(balancer, new.name)} requests so far)",
         f"{old.name} drained in {drained_in:.1f} s, exited {exit_code} after SIGTERM",
     ]
     passed = served_before_ready == 0 and took_traffic and exit_code == 0 and outcomes["ok"] > 0
-    return Phase(name, outcomes, notes, passed), new
+    return Phase(name, outcomes, notes, passed)
 
 
 def bad_model_rollout(balancer: HAProxy, load: Load, current: Instance, bad: Instance) -> Phase:
@@ -634,7 +577,7 @@ def bad_model_rollout(balancer: HAProxy, load: Load, current: Instance, bad: Ins
     balancer.deregister(bad.name)
     bad.stop()
     time.sleep(balancer.timing.settle_seconds)
-    outcomes = delta(load.snapshot(), before)
+    outcomes = load.snapshot() - before
     kept_serving = served(balancer, current.name) - serving_before
     notes = [
         f"{bad.name} "
@@ -711,15 +654,15 @@ def rehearse(launcher: Launcher, balancer: HAProxy, env: dict[str, str]) -> list
             ("old key removed", after, None),
         ):
             replacement = launcher.start("green" if current is blue else "teal", keys)
-            phase, new = rolling_replacement(balancer, load, current, replacement, name)
+            phase = rolling_replacement(balancer, load, current, replacement, name)
             phases.append(phase)
             if not phase.passed:
                 for instance in (current, replacement):
                     print(f"--- {instance.name}, last lines\n{instance.output()[-2000:]}")
                 return phases
-            current = new
+            current = replacement
             if move is not None:
-                load.move_to(move)
+                load.key = move
                 phase.notes.append("clients moved to the new key")
         refused = status_through(balancer, "/predict", old_key, "POST")
         phases[-1].notes.append(f"the old key is now refused: {refused}")

@@ -21,7 +21,7 @@ Then, scenario by scenario, wrk drives each server in turn (bench/load.py: a war
 three runs on fresh connections), so the ratios compare servers measured seconds apart
 under the same background load. For each: requests/s, rows/s, p50/p99 latency, errors, and the
 server's CPU time per request (its processes' user + system time over the run, from
-/proc): a figure that stays put when other work on the machine takes CPU away. Prints
+psutil): a figure that stays put when other work on the machine takes CPU away. Prints
 figures and the issue's targets; nothing here is asserted.
 
     python -m bench.run [--seconds 6] [--warmup 1] [--rounds 3] [--markdown] [--baseline DIR]
@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,19 +91,15 @@ def random_records(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """Valid records spread over the range training observed, every field set."""
     metadata = json.loads((model_dir() / "model_metadata.json").read_text(encoding="utf-8"))
     rng = random.Random(seed)  # noqa: S311 - test data, not secrets
-    records = []
-    for _ in range(count):
-        record: dict[str, Any] = {}
-        for feature in metadata["input_schema"]["features"]:
-            if feature["type"] == "number":
-                bounds = feature.get("observed", feature)
-                record[feature["name"]] = round(
-                    rng.uniform(bounds["minimum"], bounds["maximum"]), 2
-                )
-            else:
-                record[feature["name"]] = rng.choice(feature["categories"])
-        records.append(record)
-    return records
+
+    def value(feature: dict[str, Any]) -> Any:
+        if feature["type"] != "number":
+            return rng.choice(feature["categories"])
+        bounds = feature.get("observed", feature)
+        return round(rng.uniform(bounds["minimum"], bounds["maximum"]), 2)
+
+    features = metadata["input_schema"]["features"]
+    return [{feature["name"]: value(feature) for feature in features} for _ in range(count)]
 
 
 @dataclass(frozen=True)
@@ -145,29 +141,22 @@ def targets(baseline: Path | None = None) -> list[Target]:
     if APP_MODULE not in service:
         raise RuntimeError(f"the image's command {service} does not serve {APP_MODULE}")
     ceiling = [CEILING_MODULE if word == APP_MODULE else word for word in service]
+    servers: list[tuple[str, list[str], Path, dict[str, str]]] = [
+        ("ceiling", ceiling, cwd, {}),
+        ("onnx", service, cwd, {"SERVICE_BACKEND": "onnx"}),
+        ("sklearn", service, cwd, {"SERVICE_BACKEND": "sklearn"}),
+    ]
+    if baseline is not None:
+        model = {"SERVICE_BACKEND": "onnx", "SERVICE_MODEL_DIR": str(baseline / "app" / "data")}
+        servers.append((BASELINE, service, baseline, model))
     found = []
-    for name, argv, backend in (
-        ("ceiling", ceiling, None),
-        ("onnx", service, "onnx"),
-        ("sklearn", service, "sklearn"),
-    ):
+    for name, argv, where, extra in servers:
         port = procs.free_port()
-        extra = {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
-        if backend:
-            extra["SERVICE_BACKEND"] = backend
-        found.append(Target(name, argv, cwd, procs.tool_env(extra), port, headers))
+        extra |= {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
+        found.append(Target(name, argv, where, procs.tool_env(extra), port, headers))
     port = procs.free_port()
     naive, naive_cwd = procs.naive_command(port)
-    found.append(Target("naive", naive, naive_cwd, procs.tool_env(), port, headers))
-    if baseline is not None:
-        port = procs.free_port()
-        extra = {
-            "SERVICE_BIND": f"127.0.0.1:{port}",
-            "SERVICE_BACKEND": "onnx",
-            "SERVICE_API_KEYS": f"bench:{key}",
-            "SERVICE_MODEL_DIR": str(baseline / "app" / "data"),
-        }
-        found.append(Target(BASELINE, service, baseline, procs.tool_env(extra), port, headers))
+    found.insert(3, Target("naive", naive, naive_cwd, procs.tool_env(), port, headers))
     return found
 
 
@@ -176,9 +165,10 @@ def started(target: Target, single: bytes, log: Path) -> Iterator[Measured]:
     launched = time.perf_counter()
     with procs.running(target.argv, target.cwd, target.env, log=log) as process:
         measured = Measured(target, pid=process.pid)
-        measured.cold_start_s = procs.wait_for_prediction(
-            process, target.port, single, since=launched, headers=target.headers
+        answered = procs.wait_ok(
+            process, target.port, "POST", "/predict", single, 60, target.headers
         )
+        measured.cold_start_s = answered - launched
         status, payload = procs.request(target.port, "GET", "/model", headers=target.headers)
         if status == 200:
             measured.backend = json.loads(payload).get("backend", "")
@@ -271,41 +261,26 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
     header = ["target", "cold start s", "processes", "RSS MiB", "PSS MiB", "PSS MiB per worker"]
     rows = []
     for m in measured:
-        memory = m.memory
-        assert memory is not None
-        rows.append(
-            [
-                m.target.name,
-                f"{m.cold_start_s:.2f}",
-                str(memory.processes),
-                f"{memory.rss_mib:.0f}",
-                f"{memory.pss_mib:.0f}",
-                f"{memory.pss_per_worker_mib:.0f}",
-            ]
-        )
+        assert m.memory is not None
+        figures = (f"{value:.0f}" for value in astuple(m.memory))  # processes, then MiB
+        rows.append([m.target.name, f"{m.cold_start_s:.2f}", *figures])
     lines += ["", *render(header, rows, markdown)]
 
     header = ["scenario", "target", "throughput", "p50 latency", "p99 latency", "CPU per request"]
     rows = []
     for label, rows_per_request, connections in SCENARIOS:
         key = (rows_per_request, connections)
-        reference = ceiling.runs[key]
+        ref = ceiling.runs[key]
         scenario = _scenario(label, rows_per_request, connections)
         for name in SERVICES:
-            measured_here = by_name[name].runs[key]
-            rows.append(
-                [
-                    scenario,
-                    name,
-                    _ratio(
-                        measured_here.run.requests_per_second,
-                        reference.run.requests_per_second,
-                    ),
-                    _ratio(measured_here.run.p50_ms, reference.run.p50_ms),
-                    _ratio(measured_here.run.p99_ms, reference.run.p99_ms),
-                    _ratio(measured_here.cpu_ms_per_request, reference.cpu_ms_per_request),
-                ]
-            )
+            here = by_name[name].runs[key]
+            pairs = [
+                (here.run.requests_per_second, ref.run.requests_per_second),
+                (here.run.p50_ms, ref.run.p50_ms),
+                (here.run.p99_ms, ref.run.p99_ms),
+                (here.cpu_ms_per_request, ref.cpu_ms_per_request),
+            ]
+            rows.append([scenario, name, *(_ratio(value, of) for value, of in pairs)])
             scenario = ""
     lines += ["", "service / ceiling, same run:", "", *render(header, rows, markdown)]
 
@@ -423,6 +398,10 @@ def _target(what: str, value: str, goal: str, met: bool) -> list[str]:
     return [what, value, goal, "met" if met else "NOT met"]
 
 
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Benchmark the service against the ceiling and the naive baseline."
@@ -451,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
 
         measured = []
         for target in targets(args.baseline):
-            print(f"starting {target.name}: {' '.join(target.argv)}", file=sys.stderr, flush=True)
+            progress(f"starting {target.name}: {' '.join(target.argv)}")
             log = work / f"{target.name}.log"
             measured.append(servers.enter_context(started(target, bodies[1].read_bytes(), log)))
 
@@ -459,11 +438,7 @@ def main(argv: list[str] | None = None) -> None:
         requests = 0
         for label, rows, connections in SCENARIOS:
             for m in measured:
-                print(
-                    f"  {m.target.name}: {label}, {connections} connection(s)...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                progress(f"  {m.target.name}: {label}, {connections} connection(s)...")
                 result = drive(m, rows, bodies[rows], connections, args)
                 m.runs[(rows, connections)] = result
                 wrk_cpu += result.run.cpu_seconds
@@ -473,22 +448,16 @@ def main(argv: list[str] | None = None) -> None:
         onnx = next(m for m in measured if m.target.name == "onnx")
         arrow_body = work / "batch.arrows"
         write_arrow_body(arrow_body, random_records(ARROW_ROWS, seed=2))
-        print(f"  {onnx.target.name}: Arrow batches...", file=sys.stderr, flush=True)
+        progress(f"  {onnx.target.name}: Arrow batches...")
         arrow = drive(onnx, ARROW_ROWS, arrow_body, ARROW_CONNECTIONS, args)
         json_rows = max(onnx.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
     with tempfile.TemporaryDirectory(prefix="bench-score-") as scratch:
-        print(f"make score on {SCORE_ROWS:,} rows, {SCORE_RUNS} runs...", file=sys.stderr)
+        progress(f"make score on {SCORE_ROWS:,} rows, {SCORE_RUNS} runs...")
         scores = score_rates(Path(scratch), SCORE_ROWS, SCORE_RUNS)
 
     print(report(measured, args, wrk_cpu / requests * 1e6 if requests else 0.0, args.markdown))
-    print(
-        columnar_report(
-            json_rows * BATCH_ROWS,
-            arrow.run.requests_per_second * ARROW_ROWS,
-            scores,
-            args.markdown,
-        )
-    )
+    arrow_rows = arrow.run.requests_per_second * ARROW_ROWS
+    print(columnar_report(json_rows * BATCH_ROWS, arrow_rows, scores, args.markdown))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import argparse
 import importlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,15 +125,8 @@ def test_wrk_counts_every_response_and_every_failure(tmp_path: Path, model_dir: 
     valid.write_text(json.dumps({"records": [{}]}))
     invalid.write_text("not json")
     env = procs.tool_env({"SERVICE_MODEL_DIR": str(model_dir)})
-    with procs.running(argv, cwd, env):
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                procs.request(port, "GET", "/docs")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the naive baseline did not start"
-                time.sleep(0.1)
+    with procs.running(argv, cwd, env) as naive:
+        assert procs.wait_listening(port, naive, timeout=60), "the naive baseline did not start"
         url = f"http://127.0.0.1:{port}/predict/batch"
         good = load.drive(url, valid, connections=2, seconds=1)
         bad = load.drive(url, invalid, connections=2, seconds=1)

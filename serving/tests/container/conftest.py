@@ -18,7 +18,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,6 @@ class Container(procs.LoopbackClient):
     engine: Engine
     name: str
     port: int
-    started: float = field(default_factory=time.monotonic)
 
     def output(self) -> str:
         logs = self.engine.run("logs", self.name, check=False)
@@ -122,26 +121,21 @@ def container_port(engine: Engine, image: str) -> int:
     return int(exposed[0].split("/")[0])
 
 
-def wait_until_ready(container: Container, timeout: float = START_TIMEOUT) -> float:
-    """Seconds from `docker run` to GET /ready answering 200; fails with the last log lines
-    if the container exits or is not ready in time."""
+def wait_until_ready(container: Container, timeout: float = START_TIMEOUT) -> None:
+    """Until GET /ready answers 200; fails with the last log lines if the container exits or
+    is not ready in time."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and container.state().get("Running", False):
         with contextlib.suppress(OSError, ValueError):
             if container.get("/ready")[0] == 200:
-                return time.monotonic() - container.started
-        if not container.state().get("Running", False):
-            pytest.fail(
-                f"container {container.name} exited with {container.state().get('ExitCode')} "
-                f"before it was ready; its last lines:\n{container.last_lines()}",
-                pytrace=False,
-            )
+                return
         time.sleep(0.1)
-    pytest.fail(
-        f"container {container.name} not ready within {timeout} s; its last lines:\n"
-        f"{container.last_lines()}",
-        pytrace=False,
-    )
+    state = container.state()
+    ended = f"not ready within {timeout} s"
+    if not state.get("Running", False):
+        ended = f"exited with {state.get('ExitCode')} before it was ready"
+    lines = container.last_lines()
+    pytest.fail(f"container {container.name} {ended}; its last lines:\n{lines}", pytrace=False)
 
 
 @contextlib.contextmanager
@@ -165,7 +159,6 @@ def running(
     args += ["--publish", f"127.0.0.1:{container.port}:{container_port(engine, image)}"]
     args += [f"--env={key}={value}" for key, value in (env or {}).items()]
     try:
-        container.started = time.monotonic()
         engine.run(*args, *extra, image)
         if ready:
             wait_until_ready(container)

@@ -55,15 +55,14 @@ _API_TESTS = {
 globals().update(_API_TESTS)
 
 # The real server's tests that need only its port and output, not its process.
-test_predict_and_batch_over_http = test_server.test_predict_and_batch_over_http
-test_responses_name_the_model_version_but_not_the_server_software = (
-    test_server.test_responses_name_the_model_version_but_not_the_server_software
-)
-test_health_ready_and_model_over_http = test_server.test_health_ready_and_model_over_http
-test_metrics_sum_every_workers_requests = test_server.test_metrics_sum_every_workers_requests
-test_logs_are_json_lines_with_request_context = (
-    test_server.test_logs_are_json_lines_with_request_context
-)
+for _name in (
+    "test_predict_and_batch_over_http",
+    "test_responses_name_the_model_version_but_not_the_server_software",
+    "test_health_ready_and_model_over_http",
+    "test_metrics_sum_every_workers_requests",
+    "test_logs_are_json_lines_with_request_context",
+):
+    globals()[_name] = getattr(test_server, _name)
 
 
 def test_the_api_tests_run_here_include_the_contract_the_issue_names() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -14,7 +15,6 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from bench.procs import parse_head
 from deployment.stack.application import build
 from tests.deployment.conftest import TRIAL_CONTEXT, with_port
 
@@ -29,20 +29,9 @@ STOP_TIMEOUT = 30
 
 
 def _read_response(connection: socket.socket) -> tuple[int, bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a response head: {data[:200]!r}")
-        data += chunk
-    head_end = data.index(b"\r\n\r\n") + 4
-    status, length = parse_head(data[:head_end])
-    while len(data) < head_end + length:
-        chunk = connection.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("closed mid-body")
-        data += chunk
-    return status, data[head_end : head_end + length]
+    response = http.client.HTTPResponse(connection)
+    response.begin()
+    return response.status, response.read()
 
 
 def test_stop_lets_eight_in_flight_requests_finish_with_200(
@@ -137,9 +126,8 @@ def test_another_port_in_the_dockerfile_gives_a_healthy_container_and_a_matching
             if engine.is_podman:
                 assert engine.run("healthcheck", "run", container.name).returncode == 0
 
-    context_values = TRIAL_CONTEXT
     app = cdk.App(
-        context={**context_values, "gitRevision": "0123456789ab"}, outdir=str(tmp_path / "out")
+        context={**TRIAL_CONTEXT, "gitRevision": "0123456789ab"}, outdir=str(tmp_path / "out")
     )
     template = Template.from_stack(build(app, region="eu-west-1", image_directory=context))
     (task,) = template.find_resources("AWS::ECS::TaskDefinition").values()

@@ -70,13 +70,13 @@ def test_shards_in_the_image_make_the_single_run_output_even_after_a_killed_shar
     scorer = ["python", "-m", "app.score", "--input", f"s3://{BUCKET}/in/"]
     scorer += ["--output", f"s3://{BUCKET}/out/", "--shards", str(SHARDS), *args]
 
-    def shard(index: int) -> None:
+    def shard(index: int, *run: str) -> None:
         engine.run(
-            "run", "--rm", "--network=host", *environment, image, *scorer, "--shard", str(index)
+            "run", *run, "--network=host", *environment, image, *scorer, "--shard", str(index)
         )
 
     for index in range(SHARDS):
-        shard(index)
+        shard(index, "--rm")
     parts = _parts(s3, "out/")
     for name in single.column_names:
         assert parts.column(name).equals(single.column(name)), name
@@ -86,19 +86,9 @@ def test_shards_in_the_image_make_the_single_run_output_even_after_a_killed_shar
     s3.delete_object(Bucket=BUCKET, Key="out/part-00001.parquet")
     s3.delete_object(Bucket=BUCKET, Key="out/_done/part-00001.json")
     name = f"prediction-service-test-{uuid.uuid4().hex[:8]}"
-    engine.run(
-        "run",
-        "-d",
-        f"--name={name}",
-        "--network=host",
-        *environment,
-        image,
-        *scorer,
-        "--shard",
-        "1",
-    )
+    shard(1, "-d", f"--name={name}")
     engine.run("kill", name, check=False)
     engine.run("rm", "-f", name, check=False)
     for index in range(SHARDS):
-        shard(index)
+        shard(index, "--rm")
     assert _parts(s3, "out/").equals(single)
