@@ -232,98 +232,59 @@ def render_report(
     minimum: float,
     positive: str | None = None,
 ) -> str:
-    model, baseline = metrics["model"], metrics["baseline"]
+    """report.md: the model against the baseline, the task's own tables and the data."""
+    task: Task = metadata.get("task", "classification")
+    model, baseline = metrics["model"]["test"], metrics["baseline"]["test"]
     classes: list[str] = metadata["classes"]
     target = metadata["target"]
+    predicting = f", predicting `{target}`." if task == "regression" else "."
     lines = [
         "# Training report",
         "",
-        f"Model version `{metadata['model_version']}` ({metadata['estimator']}).",
+        f"Model version `{metadata['model_version']}` ({metadata['estimator']}){predicting}",
         "",
         "## Test split: model against the baseline",
         "",
-        f"The baseline is a `DummyClassifier` that predicts the class priors. Training fails "
-        f"unless the model beats it by at least {minimum} on accuracy and macro F1.",
     ]
-    if positive is not None:
-        lines.append(f"ROC AUC and average precision are those of the class `{positive}`.")
-    lines += ["", *_comparison(model["test"], baseline["test"], "classification")]
-    lines += _cross_validation(metrics, "classification")
-    lines += [
-        "",
-        "## Per class (test split)",
-        "",
-        "| class | precision | recall |",
-        "|---|---:|---:|",
-    ]
-    for cls in classes:
-        scores = model["test"]["per_class"][cls]
-        lines.append(f"| {cls} | {scores['precision']:.4f} | {scores['recall']:.4f} |")
-    lines += [
-        "",
-        "## Confusion matrix (test split)",
-        "",
-        confusion_table(test[target], predicted, classes),
-    ]
-    data = metadata["training_data"]
-    lines += [
-        "",
-        "## Data",
-        "",
-        f"{data['rows']} training rows and {len(test)} test rows; "
-        f"training data fingerprint `{data['fingerprint_sha256'][:16]}`.",
-        "",
-        "| class | training rows | test rows |",
-        "|---|---:|---:|",
-    ]
-    test_counts = test[target].value_counts()
-    for cls in classes:
+    if task == "classification":
         lines.append(
-            f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |"
+            f"The baseline is a `DummyClassifier` that predicts the class priors. Training fails "
+            f"unless the model beats it by at least {minimum} on accuracy and macro F1."
         )
-    lines += _features(metadata)
-    return "\n".join(lines) + "\n"
-
-
-def render_regression_report(
-    metrics: dict[str, Any],
-    metadata: dict[str, Any],
-    test: pd.DataFrame,
-    predicted: np.ndarray,
-    minimum: float,
-) -> str:
-    model, baseline = metrics["model"], metrics["baseline"]
-    target = metadata["target"]
-    lines = [
-        "# Training report",
-        "",
-        f"Model version `{metadata['model_version']}` ({metadata['estimator']}), "
-        f"predicting `{target}`.",
-        "",
-        "## Test split: model against the baseline",
-        "",
-        "The baseline is a `DummyRegressor` that predicts the training mean. Training fails "
-        f"unless the model's RMSE is at least {minimum:.0%} below the baseline's (now "
-        f"{metrics['improvement']['rmse']:.1%}). Improvement is positive when the model is "
-        "better: a lower error, a higher R².",
-        "",
-        *_comparison(model["test"], baseline["test"], "regression"),
-        *_cross_validation(metrics, "regression"),
-    ]
-    residuals = test[target].to_numpy(dtype=float) - predicted
-    quantiles = np.quantile(np.abs(residuals), [0.5, 0.9, 1.0])
-    lines += [
-        "",
-        "## Residuals (test split, actual - predicted)",
-        "",
-        "| mean | median absolute | 90th percentile absolute | largest absolute |",
-        "|---:|---:|---:|---:|",
-        f"| {residuals.mean():.4g} | {quantiles[0]:.4g} | {quantiles[1]:.4g} | "
-        f"{quantiles[2]:.4g} |",
-    ]
+        if positive is not None:
+            lines.append(f"ROC AUC and average precision are those of the class `{positive}`.")
+    else:
+        lines.append(
+            "The baseline is a `DummyRegressor` that predicts the training mean. Training fails "
+            f"unless the model's RMSE is at least {minimum:.0%} below the baseline's (now "
+            f"{metrics['improvement']['rmse']:.1%}). Improvement is positive when the model is "
+            "better: a lower error, a higher R²."
+        )
+    lines += ["", *_comparison(model, baseline, task), *_cross_validation(metrics, task), ""]
+    if task == "classification":
+        lines += [
+            "## Per class (test split)",
+            "",
+            "| class | precision | recall |",
+            "|---|---:|---:|",
+        ]
+        for cls in classes:
+            scores = model["per_class"][cls]
+            lines.append(f"| {cls} | {scores['precision']:.4f} | {scores['recall']:.4f} |")
+        lines += ["", "## Confusion matrix (test split)", ""]
+        lines.append(confusion_table(test[target], predicted, classes))
+    else:
+        residuals = test[target].to_numpy(dtype=float) - predicted
+        quantiles = np.quantile(np.abs(residuals), [0.5, 0.9, 1.0])
+        lines += [
+            "## Residuals (test split, actual - predicted)",
+            "",
+            "| mean | median absolute | 90th percentile absolute | largest absolute |",
+            "|---:|---:|---:|---:|",
+            f"| {residuals.mean():.4g} | {quantiles[0]:.4g} | {quantiles[1]:.4g} | "
+            f"{quantiles[2]:.4g} |",
+        ]
     data = metadata["training_data"]
-    summary = data["target_summary"]
-    actual = test[target].astype(float)
     lines += [
         "",
         "## Data",
@@ -331,15 +292,25 @@ def render_regression_report(
         f"{data['rows']} training rows and {len(test)} test rows; "
         f"training data fingerprint `{data['fingerprint_sha256'][:16]}`.",
         "",
-        f"| `{target}` | minimum | maximum | mean | standard deviation |",
-        "|---|---:|---:|---:|---:|",
-        f"| training | {summary['min']:.4g} | {summary['max']:.4g} | {summary['mean']:.4g} | "
-        f"{summary['std']:.4g} |",
-        f"| test | {actual.min():.4g} | {actual.max():.4g} | {actual.mean():.4g} | "
-        f"{actual.std():.4g} |",
-        *_features(metadata),
     ]
-    return "\n".join(lines) + "\n"
+    if task == "classification":
+        lines += ["| class | training rows | test rows |", "|---|---:|---:|"]
+        test_counts = test[target].value_counts()
+        for cls in classes:
+            lines.append(
+                f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |"
+            )
+    else:
+        summary, actual = data["target_summary"], test[target].astype(float)
+        lines += [
+            f"| `{target}` | minimum | maximum | mean | standard deviation |",
+            "|---|---:|---:|---:|---:|",
+            f"| training | {summary['min']:.4g} | {summary['max']:.4g} | {summary['mean']:.4g} | "
+            f"{summary['std']:.4g} |",
+            f"| test | {actual.min():.4g} | {actual.max():.4g} | {actual.mean():.4g} | "
+            f"{actual.std():.4g} |",
+        ]
+    return "\n".join([*lines, *_features(metadata)]) + "\n"
 
 
 def evaluate(
@@ -357,6 +328,7 @@ def evaluate(
     x_test, y_test = model_frame(test, kinds), test[target]
     folds, seed = params.evaluate.cv_folds, params.evaluate.seed
     baseline: Any
+    positive = None
     if task == "classification":
         positive = positive_class(y_train, classes, params.prepare.positive_class)
         baseline = DummyClassifier(strategy="prior").fit(x_train, y_train)
@@ -376,11 +348,7 @@ def evaluate(
     metrics["improvement"] = improvement(model_test, baseline_test, task)
     predicted = model.predict(x_test)
     minimum = params.evaluate.min_improvement_over_baseline
-    report = (
-        render_report(metrics, metadata, test, predicted, minimum, positive)
-        if task == "classification"
-        else render_regression_report(metrics, metadata, test, predicted, minimum)
-    )
+    report = render_report(metrics, metadata, test, predicted, minimum, positive)
     return metrics, predicted, report
 
 

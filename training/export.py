@@ -1,10 +1,9 @@
 """Stage `export`: compile the fitted Pipeline to ONNX and prove that it predicts the same.
 
-The joblib Pipeline stays the single source of truth. This stage derives a second form of
-it, an ONNX graph that onnxruntime evaluates in microseconds where scikit-learn spends
-milliseconds per call, and checks the two against each other on every row of the prepared
-data and on randomly generated valid records (values anywhere within the schema's bounds,
-missing values, categories never seen in training). The outcome lands in `onnx_export.json`
+The joblib Pipeline stays the single source of truth. Its ONNX graph, which onnxruntime
+evaluates in microseconds where scikit-learn spends milliseconds per call, is checked
+against it on every row of the prepared data and on random valid records (values anywhere
+within the schema's bounds, missing values). The outcome lands in `onnx_export.json`
 (git-tracked): the service uses the graph only when that record says parity held, was made
 from the very model it serves, and names the sha256 of the graph file it finds.
 
@@ -12,9 +11,6 @@ The graph's feed and session are the service's own (app.onnx_predictor, which im
 web framework): parity is proven on exactly the inputs the service will give the graph.
 The stage runs with serving/ on PYTHONPATH (dvc.yaml says so); the service never imports
 this package.
-
-A classifier's probabilities and labels are compared; a regressor's predictions, within
-the tolerance both absolutely and relative to their size.
 
 When the Pipeline holds a step skl2onnx cannot convert (a user's own estimator, say) or the
 graph disagrees with the Pipeline, the stage records why and succeeds: the service then
@@ -214,12 +210,9 @@ def _tree_converters() -> dict[type, Any]:
     from sklearn import ensemble
 
     return {
-        ensemble.RandomForestClassifier: _in_double(classifier),
-        ensemble.ExtraTreesClassifier: _in_double(classifier),
-        ensemble.HistGradientBoostingClassifier: _in_double(classifier),
-        ensemble.RandomForestRegressor: _in_double(regressor),
-        ensemble.ExtraTreesRegressor: _in_double(regressor),
-        ensemble.HistGradientBoostingRegressor: _in_double(regressor),
+        getattr(ensemble, f"{family}{kind}"): _in_double(converter)
+        for family in ("RandomForest", "ExtraTrees", "HistGradientBoosting")
+        for kind, converter in (("Classifier", classifier), ("Regressor", regressor))
     }
 
 
@@ -251,9 +244,7 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
     # skl2onnx lists the opsets in an order that follows the interpreter's hash seed (about
     # one run in thirty differs here), and the file's bytes with it; sorted, the same model
     # always exports to the same bytes.
-    opsets = sorted(onnx_model.opset_import, key=lambda opset: opset.domain)
-    del onnx_model.opset_import[:]
-    onnx_model.opset_import.extend(opsets)
+    onnx_model.opset_import.sort(key=lambda opset: opset.domain)
     return onnx_model
 
 
@@ -352,10 +343,15 @@ def with_category_codes(onnx_model: Any, categorical: set[str], codes: tuple[str
         if graph_input.name in categorical:
             graph_input.type.tensor_type.elem_type = TensorProto.INT64
     # Types inferred by the converter for what now carries codes would contradict them.
-    kept = [v for v in graph.value_info if v.name not in carried]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    _keep(graph.value_info, lambda value: value.name not in carried)
     return model
+
+
+def _keep(field: Any, wanted: Any) -> None:
+    """Delete, in place and keeping the order, the items of a repeated proto field not `wanted`."""
+    for i in reversed(range(len(field))):
+        if not wanted(field[i]):
+            del field[i]
 
 
 def pruned(onnx_model: Any, output: str) -> Any:
@@ -363,27 +359,15 @@ def pruned(onnx_model: Any, output: str) -> Any:
     node of a graph whatever the outputs asked for (a classifier's label costs a tenth of
     its time)."""
     graph = onnx_model.graph
-    needed, kept = {output}, []
+    needed = {output}
     for node in reversed(graph.node):
         if needed & {*node.output}:
-            kept.append(node)
             needed.update(node.input)
-    for field, keep in (
-        (graph.node, kept[::-1]),
-        (graph.output, [o for o in graph.output if o.name == output]),
-        (graph.initializer, [i for i in graph.initializer if i.name in needed]),
-    ):
-        kept_copies = [type(item)() for item in keep]
-        for copy, item in zip(kept_copies, keep, strict=True):
-            copy.CopyFrom(item)
-        del field[:]
-        field.extend(kept_copies)
+    # Nodes come in topological order: no node the walk left out feeds one it kept.
+    _keep(graph.node, lambda node: needed & {*node.output})
+    _keep(graph.output, lambda graph_output: graph_output.name == output)
+    _keep(graph.initializer, lambda initializer: initializer.name in needed)
     return onnx_model
-
-
-def inference_session(model_bytes: bytes) -> Any:
-    """An onnxruntime session configured as the service configures its own."""
-    return new_session(model_bytes)
 
 
 def graph_inputs(session: Any, features: Features) -> tuple[GraphInput, ...]:
@@ -431,11 +415,6 @@ def columns_of(frame: pd.DataFrame, features: Features) -> dict[str, npt.NDArray
     return columns
 
 
-def onnx_feed(frame: pd.DataFrame, features: Features, feed: Feed) -> dict[str, npt.NDArray[Any]]:
-    """The frame as the graph's inputs, built by the service's own feed."""
-    return feed(columns_of(frame, features))
-
-
 def random_records(
     metadata: dict[str, Any], count: int, missing_rate: float, seed: int
 ) -> pd.DataFrame:
@@ -473,37 +452,6 @@ def random_records(
     return pd.DataFrame(columns)
 
 
-def check_regression_parity(
-    model: Pipeline,
-    session: Any,
-    frame: pd.DataFrame,
-    features: Features,
-    feed: Feed,
-    tolerance: float,
-) -> dict[str, Any]:
-    """Predictions of the graph against the Pipeline's, row by row: each within `tolerance`
-    absolutely or relative to the prediction's size, whichever is larger."""
-    expected = np.asarray(model.predict(frame[list(features.all)]), dtype=np.float64)
-    (actual,) = session.run([OUTPUTS["regression"]], onnx_feed(frame, features, feed))
-    actual = np.asarray(actual, dtype=np.float64).reshape(-1)
-    if actual.shape != expected.shape:
-        raise ExportUnavailable(
-            f"the graph returns predictions of shape {actual.shape}, the Pipeline {expected.shape}"
-        )
-    difference = np.abs(actual - expected)
-    allowed = tolerance * np.maximum(1.0, np.abs(expected))
-    # NaN compares false to everything, so a NaN output never passes.
-    outside = int(np.sum(~(difference <= allowed)))
-    largest = float(np.max(difference)) if len(difference) else 0.0
-    return {
-        "passed": outside == 0,
-        "tolerance": tolerance,
-        "max_abs_difference": largest if math.isfinite(largest) else None,
-        "rows_outside_tolerance": outside,
-        "rows_checked": len(frame),
-    }
-
-
 def check_parity(
     model: Pipeline,
     session: Any,
@@ -511,27 +459,44 @@ def check_parity(
     features: Features,
     feed: Feed,
     tolerance: float,
+    task: str = "classification",
 ) -> dict[str, Any]:
-    """Probabilities and labels of the graph against the Pipeline's, row by row."""
-    expected = model.predict_proba(frame[list(features.all)])
-    expected_labels = model.predict(frame[list(features.all)])
-    (actual,) = session.run([PROBABILITIES], onnx_feed(frame, features, feed))
+    """The graph's answers against the Pipeline's, row by row, fed by the service's own feed:
+    a classifier's probabilities within `tolerance` and the same labels; a regressor's
+    predictions each within `tolerance` absolutely or relative to the prediction's size,
+    whichever is larger. NaN compares false to everything, so a NaN output never passes."""
+    rows = frame[list(features.all)]
+    (actual,) = session.run([OUTPUTS[task]], feed(columns_of(frame, features)))
+    if task == "classification":
+        expected, what = model.predict_proba(rows), "probabilities"
+    else:
+        expected = np.asarray(model.predict(rows), dtype=np.float64)
+        actual, what = np.asarray(actual, dtype=np.float64).reshape(-1), "predictions"
     if actual.shape != expected.shape:
         raise ExportUnavailable(
-            f"the graph returns probabilities of shape {actual.shape}, "
-            f"the Pipeline {expected.shape}"
+            f"the graph returns {what} of shape {actual.shape}, the Pipeline {expected.shape}"
         )
-    difference = float(np.max(np.abs(actual.astype(np.float64) - expected)))
-    actual_labels = np.asarray(model.classes_)[np.argmax(actual, axis=1)]
-    disagreements = int(np.sum(actual_labels != np.asarray(expected_labels)))
-    finite = math.isfinite(difference)
+    difference = np.abs(actual.astype(np.float64) - expected)
+    if task == "classification":
+        largest = float(np.max(difference))
+        labels = np.asarray(model.classes_)[np.argmax(actual, axis=1)]
+        disagreements = int(np.sum(labels != np.asarray(model.predict(rows))))
+        finite = math.isfinite(largest)
+        return {
+            "passed": finite and largest <= tolerance and disagreements == 0,
+            "tolerance": tolerance,
+            "max_abs_probability_difference": largest if finite else None,
+            "label_agreement": round(1 - disagreements / len(frame), 6),
+            "label_disagreements": disagreements,
+            "rows_checked": len(frame),
+        }
+    outside = int(np.sum(~(difference <= tolerance * np.maximum(1.0, np.abs(expected)))))
+    largest = float(np.max(difference)) if len(difference) else 0.0
     return {
-        # NaN compares false to everything, so a NaN output never passes.
-        "passed": finite and difference <= tolerance and disagreements == 0,
+        "passed": outside == 0,
         "tolerance": tolerance,
-        "max_abs_probability_difference": difference if finite else None,
-        "label_agreement": round(1 - disagreements / len(frame), 6),
-        "label_disagreements": disagreements,
+        "max_abs_difference": largest if math.isfinite(largest) else None,
+        "rows_outside_tolerance": outside,
         "rows_checked": len(frame),
     }
 
@@ -633,13 +598,13 @@ def export(
         onnx_model = pruned(onnx_model, OUTPUTS[task])
         onnx_bytes = onnx_model.SerializeToString()
         record["opsets"] = {op.domain or "ai.onnx": op.version for op in onnx_model.opset_import}
-        session = inference_session(onnx_bytes)
+        session = new_session(onnx_bytes)
         inputs = graph_inputs(session, features)
         record["inputs"] = [i.model_dump() for i in inputs]
         feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
-        check = check_parity if task == "classification" else check_regression_parity
+        tolerance = float(params["tolerance"])
         parity = {
-            name: check(model, session, frame, features, feed, float(params["tolerance"]))
+            name: check_parity(model, session, frame, features, feed, tolerance, task)
             for name, frame in (("prepared_data", prepared), ("random_records", random))
         }
         record["parity"] = {

@@ -21,10 +21,10 @@ from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
 from app.dates import is_date, model_names
-from app.onnx_predictor import MISSING_CATEGORY, Feed
+from app.onnx_predictor import MISSING_CATEGORY, Feed, new_session
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset, model_frame, schema_kinds
-from training.io import load_params, sha256_file
+from training.io import sha256_file
 from training.params import read_params
 from training.prepare import split
 from training.train import build_pipeline, fit_and_save, make_estimator
@@ -47,12 +47,13 @@ def _train_into(
     return {"metadata": metadata, "prepared": prepared, "model": model}
 
 
-def _export(directory: Path, trained: dict[str, Any]) -> dict[str, Any]:
+def _export(directory: Path, trained: dict[str, Any], **params: Any) -> dict[str, Any]:
+    """The stage on what `_train_into` wrote, with the repository's export params but `params`."""
     return export.export(
         model_path=directory / "model.joblib",
         metadata=trained["metadata"],
         prepared=trained["prepared"],
-        params=load_params("export", paths.PARAMS),
+        params={**read_params(paths.PARAMS).export.model_dump(), **params},
         onnx_dir=directory / "onnx",
         record_path=directory / "onnx_export.json",
     )
@@ -69,7 +70,7 @@ def exported(
 
 def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported):
     _, trained, record = exported
-    params = load_params("export", paths.PARAMS)
+    params = read_params(paths.PARAMS).export.model_dump()
     assert record["status"] == "exported", record["reason"]
     assert record["reason"] is None
     parity = record["parity"]
@@ -104,7 +105,7 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
         *((n, "double") for n in numbers),
         *((n, "int64") for n in categories),
     ]
-    session = export.inference_session(graph.read_bytes())
+    session = new_session(graph.read_bytes())
     assert [i["graph_name"] for i in record["inputs"]] == [i.name for i in session.get_inputs()]
     assert record["opsets"]["ai.onnx"] >= 19  # string Equal, used by the imputer
     assert set(record["library_versions"]) >= {"skl2onnx", "onnx", "onnxruntime", "scikit-learn"}
@@ -160,7 +161,7 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     """The case skl2onnx's stock imputer gets wrong: missing categories and numbers."""
     directory, trained, record = exported
     features = export.Features.from_metadata(trained["metadata"])
-    session = export.inference_session((directory / record["onnx_file"]).read_bytes())
+    session = new_session((directory / record["onnx_file"]).read_bytes())
     # Every value missing, then every other one (each way round).
     prepared = model_frame(trained["prepared"], schema_kinds(trained["metadata"]))
     frame = prepared[list(features.all)].head(3).astype(dict.fromkeys(features.categorical, object))
@@ -169,7 +170,7 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     frame.iloc[2, 1::2] = np.nan
     inputs = export.graph_inputs(session, features)
     feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
-    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features, feed))
+    (actual,) = session.run([export.PROBABILITIES], feed(export.columns_of(frame, features)))
     expected = trained["model"].predict_proba(frame)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
 
@@ -296,16 +297,8 @@ def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path
     the Pipeline: held to a tolerance tighter than that, the parity check fails it, and the
     service keeps the Pipeline."""
     trained = _train_into(tmp_path, classifier="random_forest")
-    params = {**load_params("export", paths.PARAMS), "tolerance": 1e-12}
 
-    record = export.export(
-        model_path=tmp_path / "model.joblib",
-        metadata=trained["metadata"],
-        prepared=trained["prepared"],
-        params=params,
-        onnx_dir=tmp_path / "onnx",
-        record_path=tmp_path / "onnx_export.json",
-    )
+    record = _export(tmp_path, trained, tolerance=1e-12)
 
     assert record["status"] == "unavailable"
     assert record["reason"].startswith("ExportUnavailable: parity failed")
@@ -316,23 +309,15 @@ def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path
 
 def test_model_file_that_is_not_the_one_the_metadata_describes_fails_the_stage(tmp_path):
     trained = _train_into(tmp_path)
-    metadata = {**trained["metadata"], "model_sha256": "0" * 64}
+    trained["metadata"] = {**trained["metadata"], "model_sha256": "0" * 64}
     with pytest.raises(ValueError, match="re-run the train stage"):
-        export.export(
-            model_path=tmp_path / "model.joblib",
-            metadata=metadata,
-            prepared=trained["prepared"],
-            params=load_params("export", paths.PARAMS),
-            onnx_dir=tmp_path / "onnx",
-            record_path=tmp_path / "onnx_export.json",
-        )
+        _export(tmp_path, trained)
     assert not (tmp_path / "onnx_export.json").exists()
 
 
 # --- column names and a task the example does not have --------------------------------------
 
 AWKWARD = ["mean radius", "area (cm²)", "ratio.x", "in/out", "größe"]
-SMALL_EXPORT = {"tolerance": 1e-6, "random_records": 500, "missing_rate": 0.2, "seed": 1}
 
 
 def _awkward_frame(rows: int = 300) -> pd.DataFrame:
@@ -354,14 +339,7 @@ def _params_for(target: str, task: str) -> Any:
 
 
 def _export_small(directory: Path, metadata: dict[str, Any], prepared: pd.DataFrame) -> Any:
-    return export.export(
-        model_path=directory / "model.joblib",
-        metadata=metadata,
-        prepared=prepared,
-        params=SMALL_EXPORT,
-        onnx_dir=directory / "onnx",
-        record_path=directory / "onnx_export.json",
-    )
+    return _export(directory, {"metadata": metadata, "prepared": prepared}, random_records=500)
 
 
 def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tmp_path):
@@ -431,7 +409,7 @@ def test_tree_ensembles_export_within_the_tolerance_and_serve_through_onnx(tmp_p
     model = build_pipeline(feature_spec(frame, "target"), estimator, task)
     model, metadata = fit_and_save(frame, params, tmp_path, model=model)
     features = frame.drop(columns="target")
-    tolerance = load_params("export", paths.PARAMS)["tolerance"]
+    tolerance = read_params(paths.PARAMS).export.tolerance
 
     record = _export_small(tmp_path, metadata, features)
 
