@@ -12,7 +12,6 @@ import yaml
 from training import paths
 from training.params import ParamsError, parse, read_params
 from training.tasks import (
-    ALIASES,
     BINARY_ONLY,
     DEFAULT_ESTIMATOR,
     GATED,
@@ -201,12 +200,6 @@ def test_positive_class_is_read_as_a_label_and_only_for_classification(
     raw["compare"]["metrics"] = ["rmse"]
     with pytest.raises(ParamsError, match=r"prepare: .*positive_class applies to task classif"):
         parse(raw)
-
-
-def test_aliases_are_the_three_short_names_and_the_regression_default() -> None:
-    assert {"logistic_regression", "random_forest", "hist_gradient_boosting"} <= set(ALIASES)
-    for task, alias in DEFAULT_ESTIMATOR.items():
-        assert task in ALIASES[alias]
 
 
 def test_params_file_keys_are_the_stage_blocks_dvc_reads() -> None:

@@ -12,7 +12,7 @@ from sklearn.datasets import load_wine
 from sklearn.pipeline import Pipeline
 
 from training import paths
-from training.data import clean, feature_spec, load_dataset, model_frame
+from training.data import feature_spec, model_frame
 from training.params import ParamsError, read_params
 from training.tasks import ALIASES, TASKS, Task
 from training.train import (
@@ -222,13 +222,9 @@ def test_unknown_hyperparameter_names_the_estimator_block() -> None:
         make_estimator("random_forest", {"n_trees": 3}, 0, "classification")
 
 
-def test_configured_pipeline_is_what_params_yaml_describes() -> None:
+def test_configured_pipeline_is_what_params_yaml_describes(data: pd.DataFrame, target: str) -> None:
     params = read_params(paths.PARAMS)
-    prepare = params.prepare
-    frame = clean(
-        load_dataset(prepare.source, paths.ROOT), prepare.target, prepare.drop_columns, prepare.task
-    )
-    pipeline = configured_pipeline(feature_spec(frame, prepare.target), params)
+    pipeline = configured_pipeline(feature_spec(data, target), params)
     final = pipeline.steps[-1][1]
     assert pipeline.steps[-1][0] == FINAL_STEP[params.prepare.task]
     assert final.get_params() | params.train.chosen_hyperparameters == final.get_params()
