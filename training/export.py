@@ -176,15 +176,11 @@ def _in_double(converter: Any) -> Any:
                     attrs[key] = [int(v) for v in value]
             outputs = [outputs] if isinstance(outputs, str) else list(outputs)
             # A classifier's first output is its labels; the scores are float32.
-            first = 1 if op_type == "TreeEnsembleClassifier" else 0
-            casts = []
-            for i in range(first, len(outputs)):
-                single = scope.get_unique_variable_name(f"{outputs[i]}_float")
-                casts.append((single, outputs[i]))
-                outputs[i] = single
-            attrs["op_version"] = 3
-            add_node(op_type, inputs, outputs, op_domain=op_domain, **attrs)
-            for single, wanted in casts:
+            labels = outputs[:1] if op_type == "TreeEnsembleClassifier" else []
+            scores = outputs[len(labels) :]
+            floats = [scope.get_unique_variable_name(f"{name}_float") for name in scores]
+            add_node(op_type, inputs, [*labels, *floats], op_domain=op_domain, **attrs)
+            for single, wanted in zip(floats, scores, strict=True):
                 name = scope.get_unique_operator_name("Cast")
                 add_node("Cast", [single], [wanted], to=TensorProto.DOUBLE, name=name)
 
@@ -429,26 +425,26 @@ def random_records(
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < missing_rate
-        if feature["type"] == "date":
+        if feature["type"] == "number":
+            low, high = float(feature["minimum"]), float(feature["maximum"])
+            values: npt.NDArray[Any] = rng.uniform(low, high, count)
+            limits: list[Any] = [low, high]
+        elif feature["type"] == "date":
             # Any day a client may send, from 0001-01-01 to 9999-12-31.
             first, last = np.datetime64(date.min, "D"), np.datetime64(date.max, "D")
             span = int((last - first) / np.timedelta64(1, "D"))
-            drawn = np.datetime_as_string(first + rng.integers(0, span + 1, count)).astype(object)
-            drawn[missing] = np.nan
-            drawn[: min(count, 2)] = [str(first), str(last)][: min(count, 2)]
-            columns[feature["name"]] = pd.Series(drawn, dtype=object)
-        elif feature["type"] == "number":
-            low, high = float(feature["minimum"]), float(feature["maximum"])
-            values = rng.uniform(low, high, count)
-            values[missing] = np.nan
-            values[: min(count, 2)] = [low, high][: min(count, 2)]
-            columns[feature["name"]] = values
+            values = np.datetime_as_string(first + rng.integers(0, span + 1, count)).astype(object)
+            limits = [str(first), str(last)]
         else:
-            drawn = rng.choice(np.array(feature["categories"], dtype=object), count)
-            # NaN, as in the training data: SimpleImputer(missing_values=np.nan) does not
-            # see a None in an object column as missing, but as one more unknown category.
-            drawn[missing] = np.nan
-            columns[feature["name"]] = pd.Series(drawn, dtype=object)
+            values = rng.choice(np.array(feature["categories"], dtype=object), count)
+            limits = []
+        # NaN, as in the training data: SimpleImputer(missing_values=np.nan) does not see a
+        # None in an object column as missing, but as one more unknown category.
+        values[missing] = np.nan
+        if limits:
+            values[: min(count, 2)] = limits[: min(count, 2)]
+        number = feature["type"] == "number"
+        columns[feature["name"]] = values if number else pd.Series(values, dtype=object)
     return pd.DataFrame(columns)
 
 
