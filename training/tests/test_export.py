@@ -27,6 +27,7 @@ from training.data import clean, feature_spec, load_dataset, model_frame, schema
 from training.io import sha256_file
 from training.params import read_params
 from training.prepare import split
+from training.tasks import Task
 from training.train import build_pipeline, fit_and_save, make_estimator
 
 
@@ -331,58 +332,49 @@ def _awkward_frame(rows: int = 300) -> pd.DataFrame:
     return frame
 
 
-def _params_for(target: str, task: str) -> Any:
-    """The repository's params with another target and task, as a fork would set them."""
-    params = read_params(paths.PARAMS)
-    prepare = params.prepare.model_copy(update={"target": target, "task": task})
-    return params.model_copy(update={"prepare": prepare})
-
-
-def _export_small(directory: Path, metadata: dict[str, Any], prepared: pd.DataFrame) -> Any:
-    return _export(directory, {"metadata": metadata, "prepared": prepared}, random_records=500)
-
-
-def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tmp_path):
+def _served(
+    directory: Path, task: Task, estimator: Any = None
+) -> tuple[Any, pd.DataFrame, dict[str, Any], Any, dict[str, Any]]:
+    """The awkward frame (with a number target for regression) fitted as a fork would set
+    the params (the configured Pipeline, or `estimator` in it), exported, and loaded by the
+    service: the model, the features, the record, the ONNX predictor and the features'
+    columns as the service hands them over."""
     from app.onnx_predictor import load_onnx_predictor
 
     frame = _awkward_frame()
-    model, metadata = fit_and_save(frame, _params_for("target", "classification"), tmp_path)
+    if task == "regression":
+        frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
+    params = read_params(paths.PARAMS)
+    prepare = params.prepare.model_copy(update={"target": "target", "task": task})
+    params = params.model_copy(update={"prepare": prepare})
+    if estimator is not None:
+        estimator = build_pipeline(feature_spec(frame, "target"), estimator, task)
+    model, metadata = fit_and_save(frame, params, directory, model=estimator)
     features = frame.drop(columns="target")
 
-    record = _export_small(tmp_path, metadata, features)
+    record = _export(directory, {"metadata": metadata, "prepared": features}, random_records=500)
 
     assert record["status"] == "exported", record["reason"]
-    assert [i["name"] for i in record["inputs"]] == [*AWKWARD[:4], AWKWARD[4]]
-    predictor = load_onnx_predictor(tmp_path, metadata)
     columns = export.columns_of(features, export.Features.from_metadata(metadata))
+    return model, features, record, load_onnx_predictor(directory, metadata), columns
+
+
+def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tmp_path):
+    model, features, record, predictor, columns = _served(tmp_path, "classification")
+
+    assert [i["name"] for i in record["inputs"]] == [*AWKWARD[:4], AWKWARD[4]]
     np.testing.assert_allclose(
         predictor.predict_proba(columns), model.predict_proba(features), rtol=0, atol=1e-6
     )
 
 
-def _fit_regressor(directory: Path, regressor: Any) -> tuple[Any, dict[str, Any], pd.DataFrame]:
-    frame = _awkward_frame().drop(columns="target")
-    frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
-    model = build_pipeline(feature_spec(frame, "target"), regressor, "regression")
-    params = _params_for("target", "regression")
-    model, metadata = fit_and_save(frame, params, directory, model=model)
-    return model, metadata, frame.drop(columns="target")
-
-
 def test_regression_pipeline_exports_with_value_parity_and_predicts_through_onnx(tmp_path):
-    from app.onnx_predictor import load_onnx_predictor
+    model, features, record, predictor, columns = _served(tmp_path, "regression", Ridge())
 
-    model, metadata, features = _fit_regressor(tmp_path, Ridge())
-
-    record = _export_small(tmp_path, metadata, features)
-
-    assert record["status"] == "exported", record["reason"]
     assert record["output"] == "variable"
     assert record["classes"] == []
     assert record["parity"]["passed"] is True
     assert record["parity"]["prepared_data"]["rows_outside_tolerance"] == 0
-    predictor = load_onnx_predictor(tmp_path, metadata)
-    columns = export.columns_of(features, export.Features.from_metadata(metadata))
     predicted = predictor.predict(columns)
     assert predicted.dtype == np.float64
     assert predicted.shape == (len(features),)
@@ -397,26 +389,14 @@ def test_regression_pipeline_exports_with_value_parity_and_predicts_through_onnx
 def test_tree_ensembles_export_within_the_tolerance_and_serve_through_onnx(tmp_path, task, name):
     """Thresholds and leaves in float64 (ai.onnx.ml 3): every row takes scikit-learn's branch,
     and the answers are within export.tolerance, relative to a regressor's large values."""
-    from app.onnx_predictor import load_onnx_predictor
-
-    frame = _awkward_frame()
-    if task == "regression":
-        frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
-    params = _params_for("target", task)
     # Fewer trees than the defaults keep the test to a second; the conversion is the same.
     small = {"random_forest": {"n_estimators": 20}, "hist_gradient_boosting": {"max_iter": 20}}
+    params = read_params(paths.PARAMS)
     estimator = make_estimator(name, small[name], params.train.seed, task)
-    model = build_pipeline(feature_spec(frame, "target"), estimator, task)
-    model, metadata = fit_and_save(frame, params, tmp_path, model=model)
-    features = frame.drop(columns="target")
-    tolerance = read_params(paths.PARAMS).export.tolerance
+    model, features, record, predictor, columns = _served(tmp_path, task, estimator)
+    tolerance = params.export.tolerance
 
-    record = _export_small(tmp_path, metadata, features)
-
-    assert record["status"] == "exported", record["reason"]
     assert record["opsets"]["ai.onnx.ml"] == 3
-    predictor = load_onnx_predictor(tmp_path, metadata)
-    columns = export.columns_of(features, export.Features.from_metadata(metadata))
     if task == "classification":
         expected = model.predict_proba(features)
         np.testing.assert_allclose(predictor.predict_proba(columns), expected, atol=tolerance)

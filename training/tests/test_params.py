@@ -55,6 +55,16 @@ def test_committed_params_are_valid_and_every_stage_block_is_read(
         ("profile", "quantiles", [0.9, 0.1], r"profile\.quantiles: .*ascending"),
         ("export", "missing_rate", 2, r"export\.missing_rate: .*less than or equal to 1"),
         ("compare", "max_regression", -1, r"compare\.max_regression: .*greater than or equal"),
+        # A misspelt key is refused, not ignored.
+        ("train", "hyperparamters", {}, r"train\.hyperparamters: Extra inputs are not permitted"),
+        # Flat hyperparameters, and those of a misspelt estimator.
+        ("train", "hyperparameters", {"C": 1.0}, r"train\.hyperparameters: C: hyperparameters go"),
+        (
+            "train",
+            "hyperparameters",
+            {"logistic_regresion": {}},
+            r"train\.hyperparameters: logistic_regresion: not an estimator alias",
+        ),
     ],
 )
 def test_invalid_value_is_refused_naming_its_key(
@@ -62,11 +72,6 @@ def test_invalid_value_is_refused_naming_its_key(
 ) -> None:
     with pytest.raises(ParamsError, match=rf"^params\.yaml: {message}"):
         parse(_with(committed_params, block, **{key: value}))
-
-
-def test_misspelt_key_is_refused_not_ignored(committed_params: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=r"train\.hyperparamters: Extra inputs are not permitted"):
-        parse(_with(committed_params, "train", hyperparamters={}))
 
 
 def test_missing_block_and_missing_key_are_named(committed_params: dict[str, Any]) -> None:
@@ -124,20 +129,6 @@ def test_hyperparameters_apply_only_to_the_estimator_that_trains(
         )
     )
     assert params.train.chosen_hyperparameters == {"n_estimators": 7}
-
-
-def test_flat_hyperparameters_are_refused_with_the_per_estimator_form(
-    committed_params: dict[str, Any],
-) -> None:
-    with pytest.raises(ParamsError, match=r"train\.hyperparameters: C: hyperparameters go under"):
-        parse(_with(committed_params, "train", hyperparameters={"C": 1.0}))
-
-
-def test_hyperparameters_of_a_misspelt_estimator_are_refused(
-    committed_params: dict[str, Any],
-) -> None:
-    with pytest.raises(ParamsError, match=r"logistic_regresion: not an estimator alias"):
-        parse(_with(committed_params, "train", hyperparameters={"logistic_regresion": {}}))
 
 
 def test_old_classifier_key_still_trains_with_a_deprecation_warning(
