@@ -25,13 +25,18 @@ from training.train import (
 )
 
 
+def _fits(
+    frame: pd.DataFrame, name: str, hyperparameters: dict[str, Any], target: str = "target"
+) -> Pipeline:
+    spec = feature_spec(frame, target)
+    estimator = make_estimator(name, hyperparameters, 42, "classification")
+    pipeline = build_pipeline(spec, estimator, "classification")
+    return pipeline.fit(model_frame(frame, spec.kinds), frame[target])
+
+
 @pytest.fixture(scope="module")
 def fitted(data: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
-    spec = feature_spec(data, target)
-    estimator = make_estimator("logistic_regression", {"max_iter": 1000}, 42, "classification")
-    pipeline = build_pipeline(spec, estimator, "classification")
-    pipeline.fit(model_frame(data, spec.kinds), data[target])
-    return pipeline, data
+    return _fits(data, "logistic_regression", {"max_iter": 1000}, target), data
 
 
 def test_pipeline_bundles_preprocessing_and_classifier(
@@ -142,13 +147,6 @@ def wine() -> pd.DataFrame:
     frame["target"] = frame["target"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
     frame["cellar"] = np.where(frame["alcohol"] > frame["alcohol"].median(), "north", "south")
     return frame
-
-
-def _fits(frame: pd.DataFrame, name: str, hyperparameters: dict[str, Any]) -> Pipeline:
-    spec = feature_spec(frame, "target")
-    estimator = make_estimator(name, hyperparameters, 0, "classification")
-    pipeline = build_pipeline(spec, estimator, "classification")
-    return pipeline.fit(model_frame(frame, spec.kinds), frame["target"])
 
 
 @pytest.mark.parametrize(
