@@ -36,7 +36,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
 from training import paths
 from training.data import DataError, model_frame, schema_kinds
-from training.io import run_stage, write_json
+from training.io import rounded, run_stage, write_json
 from training.params import Params, read_params
 from training.tasks import CROSS_VALIDATED, GATED, HIGHER_IS_BETTER, Task
 
@@ -51,11 +51,6 @@ SCORERS: dict[str, tuple[str, int]] = {
     "mae": ("neg_mean_absolute_error", -1),
     "r2": ("r2", 1),
 }
-
-
-def _round(value: float) -> float:
-    # Six decimals: stable across platforms' last-bit noise, precise enough to compare.
-    return round(float(value), 6)
 
 
 def positive_class(labels: pd.Series, classes: list[str], configured: str | None) -> str | None:
@@ -90,17 +85,17 @@ def holdout_metrics(
         labels, predicted, labels=classes, zero_division=0
     )
     metrics: dict[str, Any] = {
-        "accuracy": _round(accuracy_score(labels, predicted)),
-        "macro_f1": _round(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "log_loss": _round(log_loss(labels, probabilities, labels=classes)),
+        "accuracy": rounded(accuracy_score(labels, predicted)),
+        "macro_f1": rounded(f1_score(labels, predicted, average="macro", zero_division=0)),
+        "log_loss": rounded(log_loss(labels, probabilities, labels=classes)),
     }
     if positive is not None:
         is_positive = labels == positive
         score = probabilities[:, classes.index(positive)]
-        metrics["roc_auc"] = _round(roc_auc_score(is_positive, score))
-        metrics["average_precision"] = _round(average_precision_score(is_positive, score))
+        metrics["roc_auc"] = rounded(roc_auc_score(is_positive, score))
+        metrics["average_precision"] = rounded(average_precision_score(is_positive, score))
     metrics["per_class"] = {
-        cls: {"precision": _round(p), "recall": _round(r)}
+        cls: {"precision": rounded(p), "recall": rounded(r)}
         for cls, p, r in zip(classes, precision, recall, strict=True)
     }
     return metrics
@@ -112,9 +107,9 @@ def regression_metrics(
     """Metrics of a fitted regressor on held-out data."""
     predicted = estimator.predict(features)
     return {
-        "rmse": _round(root_mean_squared_error(values, predicted)),
-        "mae": _round(mean_absolute_error(values, predicted)),
-        "r2": _round(r2_score(values, predicted)),
+        "rmse": rounded(root_mean_squared_error(values, predicted)),
+        "mae": rounded(mean_absolute_error(values, predicted)),
+        "r2": rounded(r2_score(values, predicted)),
     }
 
 
@@ -139,7 +134,7 @@ def cv_metrics(
         scoring={name: SCORERS[name][0] for name in names},
     )
     return {
-        f"{name}_{stat}": _round(getattr(np, stat)(SCORERS[name][1] * scores[f"test_{name}"]))
+        f"{name}_{stat}": rounded(getattr(np, stat)(SCORERS[name][1] * scores[f"test_{name}"]))
         for name in names
         for stat in ("mean", "std")
     }
@@ -153,11 +148,11 @@ def improvement(
     gains = {}
     for name in GATED[task]:
         if task == "classification":
-            gains[name] = _round(model[name] - baseline[name])
+            gains[name] = rounded(model[name] - baseline[name])
         else:
             # A constant test target leaves nothing to reduce: no improvement is possible.
             base = baseline[name]
-            gains[name] = _round((base - model[name]) / base) if base else 0.0
+            gains[name] = rounded((base - model[name]) / base) if base else 0.0
     return gains
 
 

@@ -41,7 +41,7 @@ from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session, split_features
 from training import paths
 from training.data import model_frame, schema_kinds
-from training.io import sha256_file, write_json
+from training.io import run_stage, sha256_file, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
@@ -500,10 +500,6 @@ def check_parity(
 FIGURES = ("max_abs_probability_difference", "max_abs_difference")
 
 
-def _without_figure(check: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in check.items() if k not in FIGURES}
-
-
 # --- the stage ------------------------------------------------------------------------------
 
 
@@ -608,7 +604,10 @@ def export(
             # the BLAS kernel the CPU selects (1e-16 on one, 7e-16 on another), so the
             # git-tracked record keeps only what every machine reproduces and the figure goes
             # to the log; a failing check keeps it, as the reason.
-            **{name: p if not p["passed"] else _without_figure(p) for name, p in parity.items()},
+            **{
+                name: {k: v for k, v in p.items() if not p["passed"] or k not in FIGURES}
+                for name, p in parity.items()
+            },
             "passed": all(p["passed"] for p in parity.values()),
             "rows_checked": sum(p["rows_checked"] for p in parity.values()),
             "random_records_seed": int(params["seed"]),
@@ -674,5 +673,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -15,6 +15,12 @@ from training.data import DataError
 from training.params import ParamsError
 
 
+def rounded(value: float) -> float:
+    """Six decimals: stable across platforms' last-bit noise in git-tracked artifacts, precise
+    enough to compare and readable in a pull request's diff."""
+    return round(float(value), 6)
+
+
 def sha256_file(path: Path) -> str:
     """The hex sha256 by which the metadata and the export record name the files they pin."""
     with path.open("rb") as handle:
