@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import joblib
@@ -165,58 +166,54 @@ def gate_failures(improvements: dict[str, float], minimum: float) -> list[str]:
     ]
 
 
+def _table(header: list[str], rows: Iterable[Iterable[Any]], left: int = 1) -> list[str]:
+    """A Markdown table whose first `left` columns align left, the others right."""
+    header_line, *lines = [f"| {' | '.join(map(str, row))} |" for row in [header, *rows]]
+    return [header_line, "|" + "---|" * left + "---:|" * (len(header) - left), *lines]
+
+
 def confusion_table(labels: pd.Series, predicted: np.ndarray, classes: list[str]) -> str:
     matrix = confusion_matrix(labels, predicted, labels=classes)
-    header = "| actual \\ predicted | " + " | ".join(classes) + " |"
-    rule = "|---|" + "---:|" * len(classes)
-    rows = [
-        f"| **{cls}** | " + " | ".join(str(v) for v in row) + " |"
-        for cls, row in zip(classes, matrix, strict=True)
-    ]
-    return "\n".join([header, rule, *rows])
+    rows = [[f"**{cls}**", *row] for cls, row in zip(classes, matrix, strict=True)]
+    return "\n".join(_table(["actual \\ predicted", *classes], rows))
 
 
 def _comparison(model: dict[str, Any], baseline: dict[str, Any], task: Task) -> list[str]:
-    lines = ["| metric | model | baseline | improvement |", "|---|---:|---:|---:|"]
+    rows = []
     for name, higher_is_better in HIGHER_IS_BETTER[task].items():
         if name in model:
             delta = model[name] - baseline[name]
-            lines.append(
-                f"| {name} | {model[name]:.4f} | {baseline[name]:.4f} | "
-                f"{delta if higher_is_better else -delta:+.4f} |"
-            )
-    return lines
+            gain = delta if higher_is_better else -delta
+            rows.append([name, f"{model[name]:.4f}", f"{baseline[name]:.4f}", f"{gain:+.4f}"])
+    return _table(["metric", "model", "baseline", "improvement"], rows)
 
 
 def _cross_validation(metrics: dict[str, Any], task: Task) -> list[str]:
     m, b = metrics["model"]["cv"], metrics["baseline"]["cv"]
-    lines = ["", "## Cross-validation on the training split", ""]
-    lines += ["| metric | model | baseline |", "|---|---:|---:|"]
-    for name in CROSS_VALIDATED[task]:
-        lines.append(
-            f"| {name} | {m[name + '_mean']:.4f} ± {m[name + '_std']:.4f} "
-            f"| {b[name + '_mean']:.4f} ± {b[name + '_std']:.4f} |"
-        )
-    return lines
+    rows = [
+        [name, *(f"{s[name + '_mean']:.4f} ± {s[name + '_std']:.4f}" for s in (m, b))]
+        for name in CROSS_VALIDATED[task]
+    ]
+    heading = ["", "## Cross-validation on the training split", ""]
+    return heading + _table(["metric", "model", "baseline"], rows)
+
+
+def _seen(feature: dict[str, Any]) -> str:
+    observed = feature.get("observed", {})
+    if feature["type"] == "number":
+        return f"{observed['minimum']:g} to {observed['maximum']:g}"
+    if feature["type"] == "date":
+        return f"{observed['earliest']} to {observed['latest']}"
+    return ", ".join(feature["categories"])
 
 
 def _features(metadata: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "| feature | type | values seen in training | missing in training |",
-        "|---|---|---|---:|",
+    header = ["feature", "type", "values seen in training", "missing in training"]
+    rows = [
+        [f["name"], f["type"], _seen(f), f["missing_in_training"]]
+        for f in metadata["input_schema"]["features"]
     ]
-    for feature in metadata["input_schema"]["features"]:
-        if feature["type"] == "number":
-            seen = f"{feature['observed']['minimum']:g} to {feature['observed']['maximum']:g}"
-        elif feature["type"] == "date":
-            seen = f"{feature['observed']['earliest']} to {feature['observed']['latest']}"
-        else:
-            seen = ", ".join(feature["categories"])
-        lines.append(
-            f"| {feature['name']} | {feature['type']} | {seen} | {feature['missing_in_training']} |"
-        )
-    return lines
+    return ["", *_table(header, rows, left=3)]
 
 
 def render_report(
@@ -257,28 +254,18 @@ def render_report(
         )
     lines += ["", *_comparison(model, baseline, task), *_cross_validation(metrics, task), ""]
     if task == "classification":
-        lines += [
-            "## Per class (test split)",
-            "",
-            "| class | precision | recall |",
-            "|---|---:|---:|",
-        ]
-        for cls in classes:
-            scores = model["per_class"][cls]
-            lines.append(f"| {cls} | {scores['precision']:.4f} | {scores['recall']:.4f} |")
+        per_class = model["per_class"]
+        rows = [[c, *(f"{per_class[c][k]:.4f}" for k in ("precision", "recall"))] for c in classes]
+        lines += ["## Per class (test split)", "", *_table(["class", "precision", "recall"], rows)]
         lines += ["", "## Confusion matrix (test split)", ""]
         lines.append(confusion_table(test[target], predicted, classes))
     else:
         residuals = test[target].to_numpy(dtype=float) - predicted
         quantiles = np.quantile(np.abs(residuals), [0.5, 0.9, 1.0])
-        lines += [
-            "## Residuals (test split, actual - predicted)",
-            "",
-            "| mean | median absolute | 90th percentile absolute | largest absolute |",
-            "|---:|---:|---:|---:|",
-            f"| {residuals.mean():.4g} | {quantiles[0]:.4g} | {quantiles[1]:.4g} | "
-            f"{quantiles[2]:.4g} |",
-        ]
+        header = ["mean", "median absolute", "90th percentile absolute", "largest absolute"]
+        row = [f"{v:.4g}" for v in (residuals.mean(), *quantiles)]
+        lines += ["## Residuals (test split, actual - predicted)", ""]
+        lines += _table(header, [row], left=0)
     data = metadata["training_data"]
     lines += [
         "",
@@ -289,22 +276,17 @@ def render_report(
         "",
     ]
     if task == "classification":
-        lines += ["| class | training rows | test rows |", "|---|---:|---:|"]
-        test_counts = test[target].value_counts()
-        for cls in classes:
-            lines.append(
-                f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |"
-            )
+        counts = test[target].value_counts()
+        counted = [[c, data["class_counts"].get(c, 0), int(counts.get(c, 0))] for c in classes]
+        lines += _table(["class", "training rows", "test rows"], counted)
     else:
         summary, actual = data["target_summary"], test[target].astype(float)
-        lines += [
-            f"| `{target}` | minimum | maximum | mean | standard deviation |",
-            "|---|---:|---:|---:|---:|",
-            f"| training | {summary['min']:.4g} | {summary['max']:.4g} | {summary['mean']:.4g} | "
-            f"{summary['std']:.4g} |",
-            f"| test | {actual.min():.4g} | {actual.max():.4g} | {actual.mean():.4g} | "
-            f"{actual.std():.4g} |",
+        rows = [
+            ["training", *(f"{summary[stat]:.4g}" for stat in ("min", "max", "mean", "std"))],
+            ["test", *(f"{getattr(actual, stat)():.4g}" for stat in ("min", "max", "mean", "std"))],
         ]
+        header = [f"`{target}`", "minimum", "maximum", "mean", "standard deviation"]
+        lines += _table(header, rows)
     return "\n".join([*lines, *_features(metadata)]) + "\n"
 
 
