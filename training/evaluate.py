@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import joblib
@@ -36,7 +37,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
 from training import paths
 from training.data import DataError, model_frame, schema_kinds
-from training.io import run_stage, write_json
+from training.io import rounded, run_stage, write_json
 from training.params import Params, read_params
 from training.tasks import CROSS_VALIDATED, GATED, HIGHER_IS_BETTER, Task
 
@@ -51,11 +52,6 @@ SCORERS: dict[str, tuple[str, int]] = {
     "mae": ("neg_mean_absolute_error", -1),
     "r2": ("r2", 1),
 }
-
-
-def _round(value: float) -> float:
-    # Six decimals: stable across platforms' last-bit noise, precise enough to compare.
-    return round(float(value), 6)
 
 
 def positive_class(labels: pd.Series, classes: list[str], configured: str | None) -> str | None:
@@ -90,17 +86,17 @@ def holdout_metrics(
         labels, predicted, labels=classes, zero_division=0
     )
     metrics: dict[str, Any] = {
-        "accuracy": _round(accuracy_score(labels, predicted)),
-        "macro_f1": _round(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "log_loss": _round(log_loss(labels, probabilities, labels=classes)),
+        "accuracy": rounded(accuracy_score(labels, predicted)),
+        "macro_f1": rounded(f1_score(labels, predicted, average="macro", zero_division=0)),
+        "log_loss": rounded(log_loss(labels, probabilities, labels=classes)),
     }
     if positive is not None:
         is_positive = labels == positive
         score = probabilities[:, classes.index(positive)]
-        metrics["roc_auc"] = _round(roc_auc_score(is_positive, score))
-        metrics["average_precision"] = _round(average_precision_score(is_positive, score))
+        metrics["roc_auc"] = rounded(roc_auc_score(is_positive, score))
+        metrics["average_precision"] = rounded(average_precision_score(is_positive, score))
     metrics["per_class"] = {
-        cls: {"precision": _round(p), "recall": _round(r)}
+        cls: {"precision": rounded(p), "recall": rounded(r)}
         for cls, p, r in zip(classes, precision, recall, strict=True)
     }
     return metrics
@@ -112,9 +108,9 @@ def regression_metrics(
     """Metrics of a fitted regressor on held-out data."""
     predicted = estimator.predict(features)
     return {
-        "rmse": _round(root_mean_squared_error(values, predicted)),
-        "mae": _round(mean_absolute_error(values, predicted)),
-        "r2": _round(r2_score(values, predicted)),
+        "rmse": rounded(root_mean_squared_error(values, predicted)),
+        "mae": rounded(mean_absolute_error(values, predicted)),
+        "r2": rounded(r2_score(values, predicted)),
     }
 
 
@@ -139,7 +135,7 @@ def cv_metrics(
         scoring={name: SCORERS[name][0] for name in names},
     )
     return {
-        f"{name}_{stat}": _round(getattr(np, stat)(SCORERS[name][1] * scores[f"test_{name}"]))
+        f"{name}_{stat}": rounded(getattr(np, stat)(SCORERS[name][1] * scores[f"test_{name}"]))
         for name in names
         for stat in ("mean", "std")
     }
@@ -153,11 +149,11 @@ def improvement(
     gains = {}
     for name in GATED[task]:
         if task == "classification":
-            gains[name] = _round(model[name] - baseline[name])
+            gains[name] = rounded(model[name] - baseline[name])
         else:
             # A constant test target leaves nothing to reduce: no improvement is possible.
             base = baseline[name]
-            gains[name] = _round((base - model[name]) / base) if base else 0.0
+            gains[name] = rounded((base - model[name]) / base) if base else 0.0
     return gains
 
 
@@ -170,58 +166,54 @@ def gate_failures(improvements: dict[str, float], minimum: float) -> list[str]:
     ]
 
 
+def _table(header: list[str], rows: Iterable[Iterable[Any]], left: int = 1) -> list[str]:
+    """A Markdown table whose first `left` columns align left, the others right."""
+    header_line, *lines = [f"| {' | '.join(map(str, row))} |" for row in [header, *rows]]
+    return [header_line, "|" + "---|" * left + "---:|" * (len(header) - left), *lines]
+
+
 def confusion_table(labels: pd.Series, predicted: np.ndarray, classes: list[str]) -> str:
     matrix = confusion_matrix(labels, predicted, labels=classes)
-    header = "| actual \\ predicted | " + " | ".join(classes) + " |"
-    rule = "|---|" + "---:|" * len(classes)
-    rows = [
-        f"| **{cls}** | " + " | ".join(str(v) for v in row) + " |"
-        for cls, row in zip(classes, matrix, strict=True)
-    ]
-    return "\n".join([header, rule, *rows])
+    rows = [[f"**{cls}**", *row] for cls, row in zip(classes, matrix, strict=True)]
+    return "\n".join(_table(["actual \\ predicted", *classes], rows))
 
 
 def _comparison(model: dict[str, Any], baseline: dict[str, Any], task: Task) -> list[str]:
-    lines = ["| metric | model | baseline | improvement |", "|---|---:|---:|---:|"]
+    rows = []
     for name, higher_is_better in HIGHER_IS_BETTER[task].items():
         if name in model:
             delta = model[name] - baseline[name]
-            lines.append(
-                f"| {name} | {model[name]:.4f} | {baseline[name]:.4f} | "
-                f"{delta if higher_is_better else -delta:+.4f} |"
-            )
-    return lines
+            gain = delta if higher_is_better else -delta
+            rows.append([name, f"{model[name]:.4f}", f"{baseline[name]:.4f}", f"{gain:+.4f}"])
+    return _table(["metric", "model", "baseline", "improvement"], rows)
 
 
 def _cross_validation(metrics: dict[str, Any], task: Task) -> list[str]:
     m, b = metrics["model"]["cv"], metrics["baseline"]["cv"]
-    lines = ["", "## Cross-validation on the training split", ""]
-    lines += ["| metric | model | baseline |", "|---|---:|---:|"]
-    for name in CROSS_VALIDATED[task]:
-        lines.append(
-            f"| {name} | {m[name + '_mean']:.4f} ± {m[name + '_std']:.4f} "
-            f"| {b[name + '_mean']:.4f} ± {b[name + '_std']:.4f} |"
-        )
-    return lines
+    rows = [
+        [name, *(f"{s[name + '_mean']:.4f} ± {s[name + '_std']:.4f}" for s in (m, b))]
+        for name in CROSS_VALIDATED[task]
+    ]
+    heading = ["", "## Cross-validation on the training split", ""]
+    return heading + _table(["metric", "model", "baseline"], rows)
+
+
+def _seen(feature: dict[str, Any]) -> str:
+    observed = feature.get("observed", {})
+    if feature["type"] == "number":
+        return f"{observed['minimum']:g} to {observed['maximum']:g}"
+    if feature["type"] == "date":
+        return f"{observed['earliest']} to {observed['latest']}"
+    return ", ".join(feature["categories"])
 
 
 def _features(metadata: dict[str, Any]) -> list[str]:
-    lines = [
-        "",
-        "| feature | type | values seen in training | missing in training |",
-        "|---|---|---|---:|",
+    header = ["feature", "type", "values seen in training", "missing in training"]
+    rows = [
+        [f["name"], f["type"], _seen(f), f["missing_in_training"]]
+        for f in metadata["input_schema"]["features"]
     ]
-    for feature in metadata["input_schema"]["features"]:
-        if feature["type"] == "number":
-            seen = f"{feature['observed']['minimum']:g} to {feature['observed']['maximum']:g}"
-        elif feature["type"] == "date":
-            seen = f"{feature['observed']['earliest']} to {feature['observed']['latest']}"
-        else:
-            seen = ", ".join(feature["categories"])
-        lines.append(
-            f"| {feature['name']} | {feature['type']} | {seen} | {feature['missing_in_training']} |"
-        )
-    return lines
+    return ["", *_table(header, rows, left=3)]
 
 
 def render_report(
@@ -232,98 +224,49 @@ def render_report(
     minimum: float,
     positive: str | None = None,
 ) -> str:
-    model, baseline = metrics["model"], metrics["baseline"]
+    """report.md: the model against the baseline, the task's own tables and the data."""
+    task: Task = metadata.get("task", "classification")
+    model, baseline = metrics["model"]["test"], metrics["baseline"]["test"]
     classes: list[str] = metadata["classes"]
     target = metadata["target"]
+    predicting = f", predicting `{target}`." if task == "regression" else "."
     lines = [
         "# Training report",
         "",
-        f"Model version `{metadata['model_version']}` ({metadata['estimator']}).",
+        f"Model version `{metadata['model_version']}` ({metadata['estimator']}){predicting}",
         "",
         "## Test split: model against the baseline",
         "",
-        f"The baseline is a `DummyClassifier` that predicts the class priors. Training fails "
-        f"unless the model beats it by at least {minimum} on accuracy and macro F1.",
     ]
-    if positive is not None:
-        lines.append(f"ROC AUC and average precision are those of the class `{positive}`.")
-    lines += ["", *_comparison(model["test"], baseline["test"], "classification")]
-    lines += _cross_validation(metrics, "classification")
-    lines += [
-        "",
-        "## Per class (test split)",
-        "",
-        "| class | precision | recall |",
-        "|---|---:|---:|",
-    ]
-    for cls in classes:
-        scores = model["test"]["per_class"][cls]
-        lines.append(f"| {cls} | {scores['precision']:.4f} | {scores['recall']:.4f} |")
-    lines += [
-        "",
-        "## Confusion matrix (test split)",
-        "",
-        confusion_table(test[target], predicted, classes),
-    ]
-    data = metadata["training_data"]
-    lines += [
-        "",
-        "## Data",
-        "",
-        f"{data['rows']} training rows and {len(test)} test rows; "
-        f"training data fingerprint `{data['fingerprint_sha256'][:16]}`.",
-        "",
-        "| class | training rows | test rows |",
-        "|---|---:|---:|",
-    ]
-    test_counts = test[target].value_counts()
-    for cls in classes:
+    if task == "classification":
         lines.append(
-            f"| {cls} | {data['class_counts'].get(cls, 0)} | {int(test_counts.get(cls, 0))} |"
+            f"The baseline is a `DummyClassifier` that predicts the class priors. Training fails "
+            f"unless the model beats it by at least {minimum} on accuracy and macro F1."
         )
-    lines += _features(metadata)
-    return "\n".join(lines) + "\n"
-
-
-def render_regression_report(
-    metrics: dict[str, Any],
-    metadata: dict[str, Any],
-    test: pd.DataFrame,
-    predicted: np.ndarray,
-    minimum: float,
-) -> str:
-    model, baseline = metrics["model"], metrics["baseline"]
-    target = metadata["target"]
-    lines = [
-        "# Training report",
-        "",
-        f"Model version `{metadata['model_version']}` ({metadata['estimator']}), "
-        f"predicting `{target}`.",
-        "",
-        "## Test split: model against the baseline",
-        "",
-        "The baseline is a `DummyRegressor` that predicts the training mean. Training fails "
-        f"unless the model's RMSE is at least {minimum:.0%} below the baseline's (now "
-        f"{metrics['improvement']['rmse']:.1%}). Improvement is positive when the model is "
-        "better: a lower error, a higher R².",
-        "",
-        *_comparison(model["test"], baseline["test"], "regression"),
-        *_cross_validation(metrics, "regression"),
-    ]
-    residuals = test[target].to_numpy(dtype=float) - predicted
-    quantiles = np.quantile(np.abs(residuals), [0.5, 0.9, 1.0])
-    lines += [
-        "",
-        "## Residuals (test split, actual - predicted)",
-        "",
-        "| mean | median absolute | 90th percentile absolute | largest absolute |",
-        "|---:|---:|---:|---:|",
-        f"| {residuals.mean():.4g} | {quantiles[0]:.4g} | {quantiles[1]:.4g} | "
-        f"{quantiles[2]:.4g} |",
-    ]
+        if positive is not None:
+            lines.append(f"ROC AUC and average precision are those of the class `{positive}`.")
+    else:
+        lines.append(
+            "The baseline is a `DummyRegressor` that predicts the training mean. Training fails "
+            f"unless the model's RMSE is at least {minimum:.0%} below the baseline's (now "
+            f"{metrics['improvement']['rmse']:.1%}). Improvement is positive when the model is "
+            "better: a lower error, a higher R²."
+        )
+    lines += ["", *_comparison(model, baseline, task), *_cross_validation(metrics, task), ""]
+    if task == "classification":
+        per_class = model["per_class"]
+        rows = [[c, *(f"{per_class[c][k]:.4f}" for k in ("precision", "recall"))] for c in classes]
+        lines += ["## Per class (test split)", "", *_table(["class", "precision", "recall"], rows)]
+        lines += ["", "## Confusion matrix (test split)", ""]
+        lines.append(confusion_table(test[target], predicted, classes))
+    else:
+        residuals = test[target].to_numpy(dtype=float) - predicted
+        quantiles = np.quantile(np.abs(residuals), [0.5, 0.9, 1.0])
+        header = ["mean", "median absolute", "90th percentile absolute", "largest absolute"]
+        row = [f"{v:.4g}" for v in (residuals.mean(), *quantiles)]
+        lines += ["## Residuals (test split, actual - predicted)", ""]
+        lines += _table(header, [row], left=0)
     data = metadata["training_data"]
-    summary = data["target_summary"]
-    actual = test[target].astype(float)
     lines += [
         "",
         "## Data",
@@ -331,15 +274,20 @@ def render_regression_report(
         f"{data['rows']} training rows and {len(test)} test rows; "
         f"training data fingerprint `{data['fingerprint_sha256'][:16]}`.",
         "",
-        f"| `{target}` | minimum | maximum | mean | standard deviation |",
-        "|---|---:|---:|---:|---:|",
-        f"| training | {summary['min']:.4g} | {summary['max']:.4g} | {summary['mean']:.4g} | "
-        f"{summary['std']:.4g} |",
-        f"| test | {actual.min():.4g} | {actual.max():.4g} | {actual.mean():.4g} | "
-        f"{actual.std():.4g} |",
-        *_features(metadata),
     ]
-    return "\n".join(lines) + "\n"
+    if task == "classification":
+        counts = test[target].value_counts()
+        counted = [[c, data["class_counts"].get(c, 0), int(counts.get(c, 0))] for c in classes]
+        lines += _table(["class", "training rows", "test rows"], counted)
+    else:
+        summary, actual = data["target_summary"], test[target].astype(float)
+        rows = [
+            ["training", *(f"{summary[stat]:.4g}" for stat in ("min", "max", "mean", "std"))],
+            ["test", *(f"{getattr(actual, stat)():.4g}" for stat in ("min", "max", "mean", "std"))],
+        ]
+        header = [f"`{target}`", "minimum", "maximum", "mean", "standard deviation"]
+        lines += _table(header, rows)
+    return "\n".join([*lines, *_features(metadata)]) + "\n"
 
 
 def evaluate(
@@ -357,6 +305,7 @@ def evaluate(
     x_test, y_test = model_frame(test, kinds), test[target]
     folds, seed = params.evaluate.cv_folds, params.evaluate.seed
     baseline: Any
+    positive = None
     if task == "classification":
         positive = positive_class(y_train, classes, params.prepare.positive_class)
         baseline = DummyClassifier(strategy="prior").fit(x_train, y_train)
@@ -376,11 +325,7 @@ def evaluate(
     metrics["improvement"] = improvement(model_test, baseline_test, task)
     predicted = model.predict(x_test)
     minimum = params.evaluate.min_improvement_over_baseline
-    report = (
-        render_report(metrics, metadata, test, predicted, minimum, positive)
-        if task == "classification"
-        else render_regression_report(metrics, metadata, test, predicted, minimum)
-    )
+    report = render_report(metrics, metadata, test, predicted, minimum, positive)
     return metrics, predicted, report
 
 

@@ -1,10 +1,9 @@
 """Stage `export`: compile the fitted Pipeline to ONNX and prove that it predicts the same.
 
-The joblib Pipeline stays the single source of truth. This stage derives a second form of
-it, an ONNX graph that onnxruntime evaluates in microseconds where scikit-learn spends
-milliseconds per call, and checks the two against each other on every row of the prepared
-data and on randomly generated valid records (values anywhere within the schema's bounds,
-missing values, categories never seen in training). The outcome lands in `onnx_export.json`
+The joblib Pipeline stays the single source of truth. Its ONNX graph, which onnxruntime
+evaluates in microseconds where scikit-learn spends milliseconds per call, is checked
+against it on every row of the prepared data and on random valid records (values anywhere
+within the schema's bounds, missing values). The outcome lands in `onnx_export.json`
 (git-tracked): the service uses the graph only when that record says parity held, was made
 from the very model it serves, and names the sha256 of the graph file it finds.
 
@@ -12,9 +11,6 @@ The graph's feed and session are the service's own (app.onnx_predictor, which im
 web framework): parity is proven on exactly the inputs the service will give the graph.
 The stage runs with serving/ on PYTHONPATH (dvc.yaml says so); the service never imports
 this package.
-
-A classifier's probabilities and labels are compared; a regressor's predictions, within
-the tolerance both absolutely and relative to their size.
 
 When the Pipeline holds a step skl2onnx cannot convert (a user's own estimator, say) or the
 graph disagrees with the Pipeline, the stage records why and succeeds: the service then
@@ -45,7 +41,7 @@ from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session, split_features
 from training import paths
 from training.data import model_frame, schema_kinds
-from training.io import sha256_file, write_json
+from training.io import run_stage, sha256_file, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
@@ -180,15 +176,11 @@ def _in_double(converter: Any) -> Any:
                     attrs[key] = [int(v) for v in value]
             outputs = [outputs] if isinstance(outputs, str) else list(outputs)
             # A classifier's first output is its labels; the scores are float32.
-            first = 1 if op_type == "TreeEnsembleClassifier" else 0
-            casts = []
-            for i in range(first, len(outputs)):
-                single = scope.get_unique_variable_name(f"{outputs[i]}_float")
-                casts.append((single, outputs[i]))
-                outputs[i] = single
-            attrs["op_version"] = 3
-            add_node(op_type, inputs, outputs, op_domain=op_domain, **attrs)
-            for single, wanted in casts:
+            labels = outputs[:1] if op_type == "TreeEnsembleClassifier" else []
+            scores = outputs[len(labels) :]
+            floats = [scope.get_unique_variable_name(f"{name}_float") for name in scores]
+            add_node(op_type, inputs, [*labels, *floats], op_domain=op_domain, **attrs)
+            for single, wanted in zip(floats, scores, strict=True):
                 name = scope.get_unique_operator_name("Cast")
                 add_node("Cast", [single], [wanted], to=TensorProto.DOUBLE, name=name)
 
@@ -214,12 +206,9 @@ def _tree_converters() -> dict[type, Any]:
     from sklearn import ensemble
 
     return {
-        ensemble.RandomForestClassifier: _in_double(classifier),
-        ensemble.ExtraTreesClassifier: _in_double(classifier),
-        ensemble.HistGradientBoostingClassifier: _in_double(classifier),
-        ensemble.RandomForestRegressor: _in_double(regressor),
-        ensemble.ExtraTreesRegressor: _in_double(regressor),
-        ensemble.HistGradientBoostingRegressor: _in_double(regressor),
+        getattr(ensemble, f"{family}{kind}"): _in_double(converter)
+        for family in ("RandomForest", "ExtraTrees", "HistGradientBoosting")
+        for kind, converter in (("Classifier", classifier), ("Regressor", regressor))
     }
 
 
@@ -251,9 +240,7 @@ def convert(model: Pipeline, features: Features, name: str) -> Any:
     # skl2onnx lists the opsets in an order that follows the interpreter's hash seed (about
     # one run in thirty differs here), and the file's bytes with it; sorted, the same model
     # always exports to the same bytes.
-    opsets = sorted(onnx_model.opset_import, key=lambda opset: opset.domain)
-    del onnx_model.opset_import[:]
-    onnx_model.opset_import.extend(opsets)
+    onnx_model.opset_import.sort(key=lambda opset: opset.domain)
     return onnx_model
 
 
@@ -352,10 +339,15 @@ def with_category_codes(onnx_model: Any, categorical: set[str], codes: tuple[str
         if graph_input.name in categorical:
             graph_input.type.tensor_type.elem_type = TensorProto.INT64
     # Types inferred by the converter for what now carries codes would contradict them.
-    kept = [v for v in graph.value_info if v.name not in carried]
-    del graph.value_info[:]
-    graph.value_info.extend(kept)
+    _keep(graph.value_info, lambda value: value.name not in carried)
     return model
+
+
+def _keep(field: Any, wanted: Any) -> None:
+    """Delete, in place and keeping the order, the items of a repeated proto field not `wanted`."""
+    for i in reversed(range(len(field))):
+        if not wanted(field[i]):
+            del field[i]
 
 
 def pruned(onnx_model: Any, output: str) -> Any:
@@ -363,27 +355,15 @@ def pruned(onnx_model: Any, output: str) -> Any:
     node of a graph whatever the outputs asked for (a classifier's label costs a tenth of
     its time)."""
     graph = onnx_model.graph
-    needed, kept = {output}, []
+    needed = {output}
     for node in reversed(graph.node):
         if needed & {*node.output}:
-            kept.append(node)
             needed.update(node.input)
-    for field, keep in (
-        (graph.node, kept[::-1]),
-        (graph.output, [o for o in graph.output if o.name == output]),
-        (graph.initializer, [i for i in graph.initializer if i.name in needed]),
-    ):
-        kept_copies = [type(item)() for item in keep]
-        for copy, item in zip(kept_copies, keep, strict=True):
-            copy.CopyFrom(item)
-        del field[:]
-        field.extend(kept_copies)
+    # Nodes come in topological order: no node the walk left out feeds one it kept.
+    _keep(graph.node, lambda node: needed & {*node.output})
+    _keep(graph.output, lambda graph_output: graph_output.name == output)
+    _keep(graph.initializer, lambda initializer: initializer.name in needed)
     return onnx_model
-
-
-def inference_session(model_bytes: bytes) -> Any:
-    """An onnxruntime session configured as the service configures its own."""
-    return new_session(model_bytes)
 
 
 def graph_inputs(session: Any, features: Features) -> tuple[GraphInput, ...]:
@@ -431,11 +411,6 @@ def columns_of(frame: pd.DataFrame, features: Features) -> dict[str, npt.NDArray
     return columns
 
 
-def onnx_feed(frame: pd.DataFrame, features: Features, feed: Feed) -> dict[str, npt.NDArray[Any]]:
-    """The frame as the graph's inputs, built by the service's own feed."""
-    return feed(columns_of(frame, features))
-
-
 def random_records(
     metadata: dict[str, Any], count: int, missing_rate: float, seed: int
 ) -> pd.DataFrame:
@@ -450,50 +425,68 @@ def random_records(
     columns: dict[str, Any] = {}
     for feature in metadata["input_schema"]["features"]:
         missing = rng.random(count) < missing_rate
-        if feature["type"] == "date":
+        if feature["type"] == "number":
+            low, high = float(feature["minimum"]), float(feature["maximum"])
+            values: npt.NDArray[Any] = rng.uniform(low, high, count)
+            limits: list[Any] = [low, high]
+        elif feature["type"] == "date":
             # Any day a client may send, from 0001-01-01 to 9999-12-31.
             first, last = np.datetime64(date.min, "D"), np.datetime64(date.max, "D")
             span = int((last - first) / np.timedelta64(1, "D"))
-            drawn = np.datetime_as_string(first + rng.integers(0, span + 1, count)).astype(object)
-            drawn[missing] = np.nan
-            drawn[: min(count, 2)] = [str(first), str(last)][: min(count, 2)]
-            columns[feature["name"]] = pd.Series(drawn, dtype=object)
-        elif feature["type"] == "number":
-            low, high = float(feature["minimum"]), float(feature["maximum"])
-            values = rng.uniform(low, high, count)
-            values[missing] = np.nan
-            values[: min(count, 2)] = [low, high][: min(count, 2)]
-            columns[feature["name"]] = values
+            values = np.datetime_as_string(first + rng.integers(0, span + 1, count)).astype(object)
+            limits = [str(first), str(last)]
         else:
-            drawn = rng.choice(np.array(feature["categories"], dtype=object), count)
-            # NaN, as in the training data: SimpleImputer(missing_values=np.nan) does not
-            # see a None in an object column as missing, but as one more unknown category.
-            drawn[missing] = np.nan
-            columns[feature["name"]] = pd.Series(drawn, dtype=object)
+            values = rng.choice(np.array(feature["categories"], dtype=object), count)
+            limits = []
+        # NaN, as in the training data: SimpleImputer(missing_values=np.nan) does not see a
+        # None in an object column as missing, but as one more unknown category.
+        values[missing] = np.nan
+        if limits:
+            values[: min(count, 2)] = limits[: min(count, 2)]
+        number = feature["type"] == "number"
+        columns[feature["name"]] = values if number else pd.Series(values, dtype=object)
     return pd.DataFrame(columns)
 
 
-def check_regression_parity(
+def check_parity(
     model: Pipeline,
     session: Any,
     frame: pd.DataFrame,
     features: Features,
     feed: Feed,
     tolerance: float,
+    task: str = "classification",
 ) -> dict[str, Any]:
-    """Predictions of the graph against the Pipeline's, row by row: each within `tolerance`
-    absolutely or relative to the prediction's size, whichever is larger."""
-    expected = np.asarray(model.predict(frame[list(features.all)]), dtype=np.float64)
-    (actual,) = session.run([OUTPUTS["regression"]], onnx_feed(frame, features, feed))
-    actual = np.asarray(actual, dtype=np.float64).reshape(-1)
+    """The graph's answers against the Pipeline's, row by row, fed by the service's own feed:
+    a classifier's probabilities within `tolerance` and the same labels; a regressor's
+    predictions each within `tolerance` absolutely or relative to the prediction's size,
+    whichever is larger. NaN compares false to everything, so a NaN output never passes."""
+    rows = frame[list(features.all)]
+    (actual,) = session.run([OUTPUTS[task]], feed(columns_of(frame, features)))
+    if task == "classification":
+        expected, what = model.predict_proba(rows), "probabilities"
+    else:
+        expected = np.asarray(model.predict(rows), dtype=np.float64)
+        actual, what = np.asarray(actual, dtype=np.float64).reshape(-1), "predictions"
     if actual.shape != expected.shape:
         raise ExportUnavailable(
-            f"the graph returns predictions of shape {actual.shape}, the Pipeline {expected.shape}"
+            f"the graph returns {what} of shape {actual.shape}, the Pipeline {expected.shape}"
         )
-    difference = np.abs(actual - expected)
-    allowed = tolerance * np.maximum(1.0, np.abs(expected))
-    # NaN compares false to everything, so a NaN output never passes.
-    outside = int(np.sum(~(difference <= allowed)))
+    difference = np.abs(actual.astype(np.float64) - expected)
+    if task == "classification":
+        largest = float(np.max(difference))
+        labels = np.asarray(model.classes_)[np.argmax(actual, axis=1)]
+        disagreements = int(np.sum(labels != np.asarray(model.predict(rows))))
+        finite = math.isfinite(largest)
+        return {
+            "passed": finite and largest <= tolerance and disagreements == 0,
+            "tolerance": tolerance,
+            "max_abs_probability_difference": largest if finite else None,
+            "label_agreement": round(1 - disagreements / len(frame), 6),
+            "label_disagreements": disagreements,
+            "rows_checked": len(frame),
+        }
+    outside = int(np.sum(~(difference <= tolerance * np.maximum(1.0, np.abs(expected)))))
     largest = float(np.max(difference)) if len(difference) else 0.0
     return {
         "passed": outside == 0,
@@ -504,43 +497,7 @@ def check_regression_parity(
     }
 
 
-def check_parity(
-    model: Pipeline,
-    session: Any,
-    frame: pd.DataFrame,
-    features: Features,
-    feed: Feed,
-    tolerance: float,
-) -> dict[str, Any]:
-    """Probabilities and labels of the graph against the Pipeline's, row by row."""
-    expected = model.predict_proba(frame[list(features.all)])
-    expected_labels = model.predict(frame[list(features.all)])
-    (actual,) = session.run([PROBABILITIES], onnx_feed(frame, features, feed))
-    if actual.shape != expected.shape:
-        raise ExportUnavailable(
-            f"the graph returns probabilities of shape {actual.shape}, "
-            f"the Pipeline {expected.shape}"
-        )
-    difference = float(np.max(np.abs(actual.astype(np.float64) - expected)))
-    actual_labels = np.asarray(model.classes_)[np.argmax(actual, axis=1)]
-    disagreements = int(np.sum(actual_labels != np.asarray(expected_labels)))
-    finite = math.isfinite(difference)
-    return {
-        # NaN compares false to everything, so a NaN output never passes.
-        "passed": finite and difference <= tolerance and disagreements == 0,
-        "tolerance": tolerance,
-        "max_abs_probability_difference": difference if finite else None,
-        "label_agreement": round(1 - disagreements / len(frame), 6),
-        "label_disagreements": disagreements,
-        "rows_checked": len(frame),
-    }
-
-
 FIGURES = ("max_abs_probability_difference", "max_abs_difference")
-
-
-def _without_figure(check: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in check.items() if k not in FIGURES}
 
 
 # --- the stage ------------------------------------------------------------------------------
@@ -633,13 +590,13 @@ def export(
         onnx_model = pruned(onnx_model, OUTPUTS[task])
         onnx_bytes = onnx_model.SerializeToString()
         record["opsets"] = {op.domain or "ai.onnx": op.version for op in onnx_model.opset_import}
-        session = inference_session(onnx_bytes)
+        session = new_session(onnx_bytes)
         inputs = graph_inputs(session, features)
         record["inputs"] = [i.model_dump() for i in inputs]
         feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
-        check = check_parity if task == "classification" else check_regression_parity
+        tolerance = float(params["tolerance"])
         parity = {
-            name: check(model, session, frame, features, feed, float(params["tolerance"]))
+            name: check_parity(model, session, frame, features, feed, tolerance, task)
             for name, frame in (("prepared_data", prepared), ("random_records", random))
         }
         record["parity"] = {
@@ -647,7 +604,10 @@ def export(
             # the BLAS kernel the CPU selects (1e-16 on one, 7e-16 on another), so the
             # git-tracked record keeps only what every machine reproduces and the figure goes
             # to the log; a failing check keeps it, as the reason.
-            **{name: p if not p["passed"] else _without_figure(p) for name, p in parity.items()},
+            **{
+                name: {k: v for k, v in p.items() if not p["passed"] or k not in FIGURES}
+                for name, p in parity.items()
+            },
             "passed": all(p["passed"] for p in parity.values()),
             "rows_checked": sum(p["rows_checked"] for p in parity.values()),
             "random_records_seed": int(params["seed"]),
@@ -713,5 +673,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -1,5 +1,4 @@
-"""Reading a stage's params, writing JSON artifacts and hashing files, the same way in every
-stage."""
+"""Writing JSON artifacts, hashing files and ending a stage, the same way in every stage."""
 
 from __future__ import annotations
 
@@ -13,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from training.data import DataError
-from training.params import ParamsError, read_params
+from training.params import ParamsError
 
 
-def load_params(stage: str, path: Path) -> dict[str, Any]:
-    """One stage's block as a dict, validated by `training.params` (defaults filled in).
-
-    For code not yet moved to the typed `training.params.read_params(path).<stage>`.
-    """
-    block: dict[str, Any] = getattr(read_params(path), stage).model_dump()
-    return block
+def rounded(value: float) -> float:
+    """Six decimals: stable across platforms' last-bit noise in git-tracked artifacts, precise
+    enough to compare and readable in a pull request's diff."""
+    return round(float(value), 6)
 
 
 def sha256_file(path: Path) -> str:

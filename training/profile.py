@@ -28,17 +28,12 @@ import pandas as pd
 
 from training import paths
 from training.data import model_frame, schema_kinds
-from training.io import run_stage, write_json
+from training.io import rounded, run_stage, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
 
 PROFILE_SCHEMA_VERSION = 1
-
-
-def _round(value: float) -> float:
-    # Six decimals: readable in a pull request's diff, stable across platforms' last bits.
-    return round(float(value), 6)
 
 
 def _quantile_key(q: float) -> str:
@@ -52,10 +47,10 @@ def numeric_profile(column: pd.Series, quantiles: list[float]) -> dict[str, Any]
     values = present.quantile(quantiles, interpolation="linear")
     return {
         "type": "number",
-        "minimum": _round(present.min()),
-        "maximum": _round(present.max()),
-        "mean": _round(present.mean()),
-        "quantiles": {_quantile_key(q): _round(v) for q, v in zip(quantiles, values, strict=True)},
+        "minimum": rounded(present.min()),
+        "maximum": rounded(present.max()),
+        "mean": rounded(present.mean()),
+        "quantiles": {_quantile_key(q): rounded(v) for q, v in zip(quantiles, values, strict=True)},
     }
 
 
@@ -64,7 +59,7 @@ def categorical_profile(column: pd.Series) -> dict[str, Any]:
     shares = present.value_counts(normalize=True).sort_index()
     return {
         "type": "category",
-        "categories": {str(k): _round(v) for k, v in shares.items()},
+        "categories": {str(k): rounded(v) for k, v in shares.items()},
     }
 
 
@@ -85,7 +80,7 @@ def prediction_profile(predictions: np.ndarray, quantiles: list[float]) -> dict[
     index = np.searchsorted(edges, np.asarray(predictions, dtype=np.float64), side="right")
     shares = np.bincount(index, minlength=len(keys) - 1) / len(predictions)
     names = [f"{low}-{high}" for low, high in itertools.pairwise(keys)]
-    return {**described, "bins": {n: _round(v) for n, v in zip(names, shares, strict=True)}}
+    return {**described, "bins": {n: rounded(v) for n, v in zip(names, shares, strict=True)}}
 
 
 def build_profile(
@@ -113,7 +108,7 @@ def build_profile(
             described = date_profile(column)
         else:
             described = categorical_profile(column)
-        features.append({"name": name, "missing_rate": _round(column.isna().mean()), **described})
+        features.append({"name": name, "missing_rate": rounded(column.isna().mean()), **described})
     profile = {
         "schema_version": PROFILE_SCHEMA_VERSION,
         "model_sha256": metadata["model_sha256"],
@@ -129,7 +124,7 @@ def build_profile(
     else:
         priors = train[target].astype(str).value_counts(normalize=True)
         classes = metadata["classes"]
-        profile["class_priors"] = {cls: _round(priors.get(cls, 0.0)) for cls in classes}
+        profile["class_priors"] = {cls: rounded(priors.get(cls, 0.0)) for cls in classes}
     return profile
 
 

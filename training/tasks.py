@@ -61,7 +61,3 @@ DEFAULT_ESTIMATOR: Final[dict[Task, str]] = {
     "classification": "logistic_regression",
     "regression": "ridge",
 }
-
-
-def metric_names(task: Task) -> tuple[str, ...]:
-    return tuple(HIGHER_IS_BETTER[task])

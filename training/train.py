@@ -21,11 +21,12 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils import get_tags
 
 from training import paths
 from training.data import FeatureSpec, feature_spec, fingerprint, model_frame
@@ -69,12 +70,10 @@ def make_estimator(name: str, hyperparameters: dict[str, Any], seed: int, task: 
     # Only estimators that draw random numbers take a seed (KNeighborsClassifier does not).
     if "random_state" in estimator.get_params(deep=False) and "random_state" not in hyperparameters:
         estimator.set_params(random_state=seed)
-    if task == "classification" and not is_classifier(estimator):
-        kind = "a regressor" if is_regressor(estimator) else "not a classifier"
-        raise _estimator_error(f"{name} is {kind}, but prepare.task is classification")
-    if task == "regression" and not is_regressor(estimator):
-        kind = "a classifier" if is_classifier(estimator) else "not a regressor"
-        raise _estimator_error(f"{name} is {kind}, but prepare.task is regression")
+    kind = get_tags(estimator).estimator_type
+    if kind != FINAL_STEP[task]:
+        kind = f"a {kind}" if kind in FINAL_STEP.values() else f"not a {FINAL_STEP[task]}"
+        raise _estimator_error(f"{name} is {kind}, but prepare.task is {task}")
     if task == "classification" and not hasattr(estimator, "predict_proba"):
         raise _estimator_error(
             f"{name} has no predict_proba with these hyperparameters; the service answers "

@@ -18,7 +18,7 @@ import platform
 from importlib.metadata import packages_distributions, version
 
 from training import paths
-from training.io import write_json
+from training.io import run_stage, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
@@ -48,5 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    run_stage(main)

@@ -23,37 +23,31 @@ import yaml
 from training import paths
 from training.data import BUNDLED_SOURCE, clean, load_dataset
 from training.evaluate import evaluate
-from training.io import load_params
-from training.params import Params, parse
+from training.params import Params, Prepare, parse, read_params
 from training.prepare import split
 from training.train import fit_and_save
 
 
 @pytest.fixture(scope="session")
-def prepare_params() -> dict[str, Any]:
-    return load_params("prepare", paths.PARAMS)
+def prepare_params() -> Prepare:
+    return read_params(paths.PARAMS).prepare
 
 
 @pytest.fixture(scope="session")
-def target(prepare_params: dict[str, Any]) -> str:
-    name: str = prepare_params["target"]
-    return name
+def target(prepare_params: Prepare) -> str:
+    return prepare_params.target
 
 
 @pytest.fixture(scope="session")
-def raw_data(prepare_params: dict[str, Any]) -> pd.DataFrame:
-    return load_dataset(prepare_params["source"], paths.ROOT)
+def raw_data(prepare_params: Prepare) -> pd.DataFrame:
+    return load_dataset(prepare_params.source, paths.ROOT)
 
 
 @pytest.fixture(scope="session")
-def data(raw_data: pd.DataFrame, prepare_params: dict[str, Any]) -> pd.DataFrame:
+def data(raw_data: pd.DataFrame, prepare_params: Prepare) -> pd.DataFrame:
     """The configured data set as `prepare` cleans it, before the split."""
-    return clean(
-        raw_data,
-        prepare_params["target"],
-        list(prepare_params["drop_columns"]),
-        prepare_params.get("task", "classification"),
-    )
+    p = prepare_params
+    return clean(raw_data, p.target, p.drop_columns, p.task)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -25,7 +26,6 @@ from app.artifacts import (
     verify_model_file,
 )
 from training import paths
-from training.data import clean, load_dataset
 from training.io import write_json
 from training.params import read_params
 from training.profile import build_profile
@@ -34,16 +34,12 @@ from training.versions import BASE, library_versions
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def written(tmp_path_factory: pytest.TempPathFactory, data: pd.DataFrame) -> Path:
     """A model directory as the train and profile stages write it, from the configured data."""
     params = read_params(paths.PARAMS)
-    prepare = params.prepare
-    frame = clean(
-        load_dataset(prepare.source, paths.ROOT), prepare.target, prepare.drop_columns, prepare.task
-    )
     directory = tmp_path_factory.mktemp("data")
-    _, metadata = fit_and_save(frame, params, directory)
-    write_json(directory / PROFILE_FILE, build_profile(frame, metadata, params.profile.quantiles))
+    _, metadata = fit_and_save(data, params, directory)
+    write_json(directory / PROFILE_FILE, build_profile(data, metadata, params.profile.quantiles))
     return directory
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 from sklearn.dummy import DummyClassifier
 
 from training.evaluate import (
@@ -71,16 +70,8 @@ def test_report_shows_model_against_baseline_and_the_data(
     accuracy = metrics["model"]["test"]["accuracy"]
     baseline = metrics["baseline"]["test"]["accuracy"]
     assert f"| accuracy | {accuracy:.4f} | {baseline:.4f} | {accuracy - baseline:+.4f} |" in report
-    assert "## Confusion matrix (test split)" in report
+    for section in ("## Cross-validation", "## Per class", "## Confusion matrix (test", "## Data"):
+        assert section in report
     for feature in metadata["input_schema"]["features"]:
         assert f"| {feature['name']} | {feature['type']} | " in report
     assert metadata["model_version"] in report
-
-
-@pytest.mark.parametrize("section", ["## Cross-validation", "## Per class", "## Data"])
-def test_report_has_every_section(
-    metrics: dict[str, Any], metadata: dict[str, Any], section: str
-) -> None:
-    labels = metadata["classes"][:1]
-    test = pd.DataFrame({metadata["target"]: labels})
-    assert section in render_report(metrics, metadata, test, np.array(labels), 0.2)

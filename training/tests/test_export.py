@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,12 +20,13 @@ from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
 from app.dates import is_date, model_names
-from app.onnx_predictor import MISSING_CATEGORY, Feed
+from app.onnx_predictor import MISSING_CATEGORY, Feed, new_session
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset, model_frame, schema_kinds
-from training.io import load_params, sha256_file
+from training.io import sha256_file
 from training.params import read_params
 from training.prepare import split
+from training.tasks import Task
 from training.train import build_pipeline, fit_and_save, make_estimator
 
 
@@ -47,12 +47,13 @@ def _train_into(
     return {"metadata": metadata, "prepared": prepared, "model": model}
 
 
-def _export(directory: Path, trained: dict[str, Any]) -> dict[str, Any]:
+def _export(directory: Path, trained: dict[str, Any], **params: Any) -> dict[str, Any]:
+    """The stage on what `_train_into` wrote, with the repository's export params but `params`."""
     return export.export(
         model_path=directory / "model.joblib",
         metadata=trained["metadata"],
         prepared=trained["prepared"],
-        params=load_params("export", paths.PARAMS),
+        params={**read_params(paths.PARAMS).export.model_dump(), **params},
         onnx_dir=directory / "onnx",
         record_path=directory / "onnx_export.json",
     )
@@ -69,7 +70,7 @@ def exported(
 
 def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported):
     _, trained, record = exported
-    params = load_params("export", paths.PARAMS)
+    params = read_params(paths.PARAMS).export.model_dump()
     assert record["status"] == "exported", record["reason"]
     assert record["reason"] is None
     parity = record["parity"]
@@ -104,22 +105,12 @@ def test_record_pins_the_graph_and_the_model_it_came_from(exported):
         *((n, "double") for n in numbers),
         *((n, "int64") for n in categories),
     ]
-    session = export.inference_session(graph.read_bytes())
+    session = new_session(graph.read_bytes())
     assert [i["graph_name"] for i in record["inputs"]] == [i.name for i in session.get_inputs()]
     assert record["opsets"]["ai.onnx"] >= 19  # string Equal, used by the imputer
     assert set(record["library_versions"]) >= {"skl2onnx", "onnx", "onnxruntime", "scikit-learn"}
     # What the stage writes is what it returns (and what git will track).
     assert json.loads((directory / "onnx_export.json").read_text()) == record
-
-
-def test_conversion_is_byte_for_byte_reproducible(exported):
-    """DVC caches the graph by hash: a re-run that changes nothing must not change it."""
-    directory, trained, _ = exported
-    features = export.Features.from_metadata(trained["metadata"])
-    model = joblib.load(directory / "model.joblib")
-    first = export.convert(model, features, name="m").SerializeToString()
-    second = export.convert(model, features, name="m").SerializeToString()
-    assert first == second
 
 
 # With the locked skl2onnx, hash seed 30 is one that lists the opsets in the other order.
@@ -138,8 +129,9 @@ print(hashlib.sha256(graph.SerializeToString()).hexdigest())
 
 
 def test_conversion_gives_the_same_bytes_whatever_the_hash_seed(exported, stage_env):
-    """DVC runs each stage in a new interpreter, with a new hash seed: a graph whose bytes
-    follow it would rewrite dvc.lock and onnx_export.json on some runs and not others."""
+    """DVC caches the graph by hash and runs each stage in a new interpreter, with a new hash
+    seed: a graph whose bytes follow it would rewrite dvc.lock and onnx_export.json on some
+    runs and not others."""
     directory, _, _ = exported
     digests = {
         subprocess.run(
@@ -160,7 +152,7 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     """The case skl2onnx's stock imputer gets wrong: missing categories and numbers."""
     directory, trained, record = exported
     features = export.Features.from_metadata(trained["metadata"])
-    session = export.inference_session((directory / record["onnx_file"]).read_bytes())
+    session = new_session((directory / record["onnx_file"]).read_bytes())
     # Every value missing, then every other one (each way round).
     prepared = model_frame(trained["prepared"], schema_kinds(trained["metadata"]))
     frame = prepared[list(features.all)].head(3).astype(dict.fromkeys(features.categorical, object))
@@ -169,7 +161,7 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     frame.iloc[2, 1::2] = np.nan
     inputs = export.graph_inputs(session, features)
     feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
-    (actual,) = session.run([export.PROBABILITIES], export.onnx_feed(frame, features, feed))
+    (actual,) = session.run([export.PROBABILITIES], feed(export.columns_of(frame, features)))
     expected = trained["model"].predict_proba(frame)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
 
@@ -296,16 +288,8 @@ def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path
     the Pipeline: held to a tolerance tighter than that, the parity check fails it, and the
     service keeps the Pipeline."""
     trained = _train_into(tmp_path, classifier="random_forest")
-    params = {**load_params("export", paths.PARAMS), "tolerance": 1e-12}
 
-    record = export.export(
-        model_path=tmp_path / "model.joblib",
-        metadata=trained["metadata"],
-        prepared=trained["prepared"],
-        params=params,
-        onnx_dir=tmp_path / "onnx",
-        record_path=tmp_path / "onnx_export.json",
-    )
+    record = _export(tmp_path, trained, tolerance=1e-12)
 
     assert record["status"] == "unavailable"
     assert record["reason"].startswith("ExportUnavailable: parity failed")
@@ -316,23 +300,15 @@ def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path
 
 def test_model_file_that_is_not_the_one_the_metadata_describes_fails_the_stage(tmp_path):
     trained = _train_into(tmp_path)
-    metadata = {**trained["metadata"], "model_sha256": "0" * 64}
+    trained["metadata"] = {**trained["metadata"], "model_sha256": "0" * 64}
     with pytest.raises(ValueError, match="re-run the train stage"):
-        export.export(
-            model_path=tmp_path / "model.joblib",
-            metadata=metadata,
-            prepared=trained["prepared"],
-            params=load_params("export", paths.PARAMS),
-            onnx_dir=tmp_path / "onnx",
-            record_path=tmp_path / "onnx_export.json",
-        )
+        _export(tmp_path, trained)
     assert not (tmp_path / "onnx_export.json").exists()
 
 
 # --- column names and a task the example does not have --------------------------------------
 
 AWKWARD = ["mean radius", "area (cm²)", "ratio.x", "in/out", "größe"]
-SMALL_EXPORT = {"tolerance": 1e-6, "random_records": 500, "missing_rate": 0.2, "seed": 1}
 
 
 def _awkward_frame(rows: int = 300) -> pd.DataFrame:
@@ -346,65 +322,49 @@ def _awkward_frame(rows: int = 300) -> pd.DataFrame:
     return frame
 
 
-def _params_for(target: str, task: str) -> Any:
-    """The repository's params with another target and task, as a fork would set them."""
-    params = read_params(paths.PARAMS)
-    prepare = params.prepare.model_copy(update={"target": target, "task": task})
-    return params.model_copy(update={"prepare": prepare})
-
-
-def _export_small(directory: Path, metadata: dict[str, Any], prepared: pd.DataFrame) -> Any:
-    return export.export(
-        model_path=directory / "model.joblib",
-        metadata=metadata,
-        prepared=prepared,
-        params=SMALL_EXPORT,
-        onnx_dir=directory / "onnx",
-        record_path=directory / "onnx_export.json",
-    )
-
-
-def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tmp_path):
+def _served(
+    directory: Path, task: Task, estimator: Any = None
+) -> tuple[Any, pd.DataFrame, dict[str, Any], Any, dict[str, Any]]:
+    """The awkward frame (with a number target for regression) fitted as a fork would set
+    the params (the configured Pipeline, or `estimator` in it), exported, and loaded by the
+    service: the model, the features, the record, the ONNX predictor and the features'
+    columns as the service hands them over."""
     from app.onnx_predictor import load_onnx_predictor
 
     frame = _awkward_frame()
-    model, metadata = fit_and_save(frame, _params_for("target", "classification"), tmp_path)
+    if task == "regression":
+        frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
+    params = read_params(paths.PARAMS)
+    prepare = params.prepare.model_copy(update={"target": "target", "task": task})
+    params = params.model_copy(update={"prepare": prepare})
+    if estimator is not None:
+        estimator = build_pipeline(feature_spec(frame, "target"), estimator, task)
+    model, metadata = fit_and_save(frame, params, directory, model=estimator)
     features = frame.drop(columns="target")
 
-    record = _export_small(tmp_path, metadata, features)
+    record = _export(directory, {"metadata": metadata, "prepared": features}, random_records=500)
 
     assert record["status"] == "exported", record["reason"]
-    assert [i["name"] for i in record["inputs"]] == [*AWKWARD[:4], AWKWARD[4]]
-    predictor = load_onnx_predictor(tmp_path, metadata)
     columns = export.columns_of(features, export.Features.from_metadata(metadata))
+    return model, features, record, load_onnx_predictor(directory, metadata), columns
+
+
+def test_feature_names_that_are_not_identifiers_export_and_serve_through_onnx(tmp_path):
+    model, features, record, predictor, columns = _served(tmp_path, "classification")
+
+    assert [i["name"] for i in record["inputs"]] == [*AWKWARD[:4], AWKWARD[4]]
     np.testing.assert_allclose(
         predictor.predict_proba(columns), model.predict_proba(features), rtol=0, atol=1e-6
     )
 
 
-def _fit_regressor(directory: Path, regressor: Any) -> tuple[Any, dict[str, Any], pd.DataFrame]:
-    frame = _awkward_frame().drop(columns="target")
-    frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
-    model = build_pipeline(feature_spec(frame, "target"), regressor, "regression")
-    params = _params_for("target", "regression")
-    model, metadata = fit_and_save(frame, params, directory, model=model)
-    return model, metadata, frame.drop(columns="target")
-
-
 def test_regression_pipeline_exports_with_value_parity_and_predicts_through_onnx(tmp_path):
-    from app.onnx_predictor import load_onnx_predictor
+    model, features, record, predictor, columns = _served(tmp_path, "regression", Ridge())
 
-    model, metadata, features = _fit_regressor(tmp_path, Ridge())
-
-    record = _export_small(tmp_path, metadata, features)
-
-    assert record["status"] == "exported", record["reason"]
     assert record["output"] == "variable"
     assert record["classes"] == []
     assert record["parity"]["passed"] is True
     assert record["parity"]["prepared_data"]["rows_outside_tolerance"] == 0
-    predictor = load_onnx_predictor(tmp_path, metadata)
-    columns = export.columns_of(features, export.Features.from_metadata(metadata))
     predicted = predictor.predict(columns)
     assert predicted.dtype == np.float64
     assert predicted.shape == (len(features),)
@@ -419,26 +379,14 @@ def test_regression_pipeline_exports_with_value_parity_and_predicts_through_onnx
 def test_tree_ensembles_export_within_the_tolerance_and_serve_through_onnx(tmp_path, task, name):
     """Thresholds and leaves in float64 (ai.onnx.ml 3): every row takes scikit-learn's branch,
     and the answers are within export.tolerance, relative to a regressor's large values."""
-    from app.onnx_predictor import load_onnx_predictor
-
-    frame = _awkward_frame()
-    if task == "regression":
-        frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
-    params = _params_for("target", task)
     # Fewer trees than the defaults keep the test to a second; the conversion is the same.
     small = {"random_forest": {"n_estimators": 20}, "hist_gradient_boosting": {"max_iter": 20}}
+    params = read_params(paths.PARAMS)
     estimator = make_estimator(name, small[name], params.train.seed, task)
-    model = build_pipeline(feature_spec(frame, "target"), estimator, task)
-    model, metadata = fit_and_save(frame, params, tmp_path, model=model)
-    features = frame.drop(columns="target")
-    tolerance = load_params("export", paths.PARAMS)["tolerance"]
+    model, features, record, predictor, columns = _served(tmp_path, task, estimator)
+    tolerance = params.export.tolerance
 
-    record = _export_small(tmp_path, metadata, features)
-
-    assert record["status"] == "exported", record["reason"]
     assert record["opsets"]["ai.onnx.ml"] == 3
-    predictor = load_onnx_predictor(tmp_path, metadata)
-    columns = export.columns_of(features, export.Features.from_metadata(metadata))
     if task == "classification":
         expected = model.predict_proba(features)
         np.testing.assert_allclose(predictor.predict_proba(columns), expected, atol=tolerance)

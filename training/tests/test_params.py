@@ -12,7 +12,6 @@ import yaml
 from training import paths
 from training.params import ParamsError, parse, read_params
 from training.tasks import (
-    ALIASES,
     BINARY_ONLY,
     DEFAULT_ESTIMATOR,
     GATED,
@@ -56,6 +55,16 @@ def test_committed_params_are_valid_and_every_stage_block_is_read(
         ("profile", "quantiles", [0.9, 0.1], r"profile\.quantiles: .*ascending"),
         ("export", "missing_rate", 2, r"export\.missing_rate: .*less than or equal to 1"),
         ("compare", "max_regression", -1, r"compare\.max_regression: .*greater than or equal"),
+        # A misspelt key is refused, not ignored.
+        ("train", "hyperparamters", {}, r"train\.hyperparamters: Extra inputs are not permitted"),
+        # Flat hyperparameters, and those of a misspelt estimator.
+        ("train", "hyperparameters", {"C": 1.0}, r"train\.hyperparameters: C: hyperparameters go"),
+        (
+            "train",
+            "hyperparameters",
+            {"logistic_regresion": {}},
+            r"train\.hyperparameters: logistic_regresion: not an estimator alias",
+        ),
     ],
 )
 def test_invalid_value_is_refused_naming_its_key(
@@ -63,11 +72,6 @@ def test_invalid_value_is_refused_naming_its_key(
 ) -> None:
     with pytest.raises(ParamsError, match=rf"^params\.yaml: {message}"):
         parse(_with(committed_params, block, **{key: value}))
-
-
-def test_misspelt_key_is_refused_not_ignored(committed_params: dict[str, Any]) -> None:
-    with pytest.raises(ParamsError, match=r"train\.hyperparamters: Extra inputs are not permitted"):
-        parse(_with(committed_params, "train", hyperparamters={}))
 
 
 def test_missing_block_and_missing_key_are_named(committed_params: dict[str, Any]) -> None:
@@ -125,20 +129,6 @@ def test_hyperparameters_apply_only_to_the_estimator_that_trains(
         )
     )
     assert params.train.chosen_hyperparameters == {"n_estimators": 7}
-
-
-def test_flat_hyperparameters_are_refused_with_the_per_estimator_form(
-    committed_params: dict[str, Any],
-) -> None:
-    with pytest.raises(ParamsError, match=r"train\.hyperparameters: C: hyperparameters go under"):
-        parse(_with(committed_params, "train", hyperparameters={"C": 1.0}))
-
-
-def test_hyperparameters_of_a_misspelt_estimator_are_refused(
-    committed_params: dict[str, Any],
-) -> None:
-    with pytest.raises(ParamsError, match=r"logistic_regresion: not an estimator alias"):
-        parse(_with(committed_params, "train", hyperparameters={"logistic_regresion": {}}))
 
 
 def test_old_classifier_key_still_trains_with_a_deprecation_warning(
@@ -201,12 +191,6 @@ def test_positive_class_is_read_as_a_label_and_only_for_classification(
     raw["compare"]["metrics"] = ["rmse"]
     with pytest.raises(ParamsError, match=r"prepare: .*positive_class applies to task classif"):
         parse(raw)
-
-
-def test_aliases_are_the_three_short_names_and_the_regression_default() -> None:
-    assert {"logistic_regression", "random_forest", "hist_gradient_boosting"} <= set(ALIASES)
-    for task, alias in DEFAULT_ESTIMATOR.items():
-        assert task in ALIASES[alias]
 
 
 def test_params_file_keys_are_the_stage_blocks_dvc_reads() -> None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from training import paths
 from training.data import DataError
 from training.prepare import source_path_in_data_dir, split
 
@@ -60,30 +55,3 @@ def test_a_source_file_outside_the_data_directory_is_refused(tmp_path: Path) -> 
         source_path_in_data_dir("elsewhere/mine.csv", tmp_path, tmp_path / "data")
     with pytest.raises(DataError, match="outside data/"):
         source_path_in_data_dir("data/../mine.csv", tmp_path, tmp_path / "data")
-
-
-def test_a_data_error_fails_the_stage_with_one_line_and_no_traceback(
-    tmp_path: Path, stage_env: dict[str, str]
-) -> None:
-    """What a user sees from `dvc repro`: the message, not Python's stack."""
-    shutil.copytree(
-        paths.ROOT / "training", tmp_path / "training", ignore=shutil.ignore_patterns("data")
-    )
-    (tmp_path / "data").mkdir()
-    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a"] * 4}).to_csv(tmp_path / "data" / "d.csv")
-    params = yaml.safe_load(paths.PARAMS.read_text())
-    params["prepare"] |= {"source": "data/d.csv", "target": "y", "drop_columns": []}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run(
-        [sys.executable, "-m", "training.prepare"],
-        cwd=tmp_path,
-        env=stage_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "ERROR __main__: prepare.target: 'y' needs at least two classes"
-    ]

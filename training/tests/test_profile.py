@@ -116,16 +116,6 @@ def written() -> dict[str, Any]:
     return loaded
 
 
-def test_written_profile_belongs_to_the_written_model(
-    written: dict[str, Any], metadata: dict[str, Any]
-) -> None:
-    assert written["model_sha256"] == metadata["model_sha256"]
-    assert [f["name"] for f in written["features"]] == [
-        f["name"] for f in metadata["input_schema"]["features"]
-    ]
-    assert list(written["class_priors"]) == metadata["classes"]
-
-
 def test_written_profile_is_the_training_split_profile() -> None:
     train = pd.read_parquet(paths.TRAIN_SPLIT)
     metadata = json.loads(paths.METADATA.read_text(encoding="utf-8"))

@@ -75,10 +75,6 @@ def binary(
     return trained_on(breast_cancer, params, tmp_path_factory.mktemp("binary"))
 
 
-def _shape(block: dict[str, Any]) -> dict[str, Any]:
-    return {k: _shape(v) if isinstance(v, dict) else type(v).__name__ for k, v in block.items()}
-
-
 # Regression.
 
 

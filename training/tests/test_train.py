@@ -12,7 +12,7 @@ from sklearn.datasets import load_wine
 from sklearn.pipeline import Pipeline
 
 from training import paths
-from training.data import clean, feature_spec, load_dataset, model_frame
+from training.data import feature_spec, model_frame
 from training.params import ParamsError, read_params
 from training.tasks import ALIASES, TASKS, Task
 from training.train import (
@@ -25,13 +25,18 @@ from training.train import (
 )
 
 
+def _fits(
+    frame: pd.DataFrame, name: str, hyperparameters: dict[str, Any], target: str = "target"
+) -> Pipeline:
+    spec = feature_spec(frame, target)
+    estimator = make_estimator(name, hyperparameters, 42, "classification")
+    pipeline = build_pipeline(spec, estimator, "classification")
+    return pipeline.fit(model_frame(frame, spec.kinds), frame[target])
+
+
 @pytest.fixture(scope="module")
 def fitted(data: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
-    spec = feature_spec(data, target)
-    estimator = make_estimator("logistic_regression", {"max_iter": 1000}, 42, "classification")
-    pipeline = build_pipeline(spec, estimator, "classification")
-    pipeline.fit(model_frame(data, spec.kinds), data[target])
-    return pipeline, data
+    return _fits(data, "logistic_regression", {"max_iter": 1000}, target), data
 
 
 def test_pipeline_bundles_preprocessing_and_classifier(
@@ -144,13 +149,6 @@ def wine() -> pd.DataFrame:
     return frame
 
 
-def _fits(frame: pd.DataFrame, name: str, hyperparameters: dict[str, Any]) -> Pipeline:
-    spec = feature_spec(frame, "target")
-    estimator = make_estimator(name, hyperparameters, 0, "classification")
-    pipeline = build_pipeline(spec, estimator, "classification")
-    return pipeline.fit(model_frame(frame, spec.kinds), frame["target"])
-
-
 @pytest.mark.parametrize(
     ("name", "hyperparameters"),
     [
@@ -222,13 +220,9 @@ def test_unknown_hyperparameter_names_the_estimator_block() -> None:
         make_estimator("random_forest", {"n_trees": 3}, 0, "classification")
 
 
-def test_configured_pipeline_is_what_params_yaml_describes() -> None:
+def test_configured_pipeline_is_what_params_yaml_describes(data: pd.DataFrame, target: str) -> None:
     params = read_params(paths.PARAMS)
-    prepare = params.prepare
-    frame = clean(
-        load_dataset(prepare.source, paths.ROOT), prepare.target, prepare.drop_columns, prepare.task
-    )
-    pipeline = configured_pipeline(feature_spec(frame, prepare.target), params)
+    pipeline = configured_pipeline(feature_spec(data, target), params)
     final = pipeline.steps[-1][1]
     assert pipeline.steps[-1][0] == FINAL_STEP[params.prepare.task]
     assert final.get_params() | params.train.chosen_hyperparameters == final.get_params()
