@@ -212,14 +212,11 @@ def test_5xx_and_latency_alarms_roll_a_deployment_back_beside_the_circuit_breake
     assert controller == {"Type": "ECS"}
 
 
-def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(
-    http: Synthesized,
-) -> None:
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(http: Synthesized) -> None:
     topic = http.only("AWS::SNS::Topic")
     (key_id,) = http.resources("AWS::KMS::Key")
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     key = http.only("AWS::KMS::Key")
-    assert key["EnableKeyRotation"] is True
     cloudwatch = [
         statement
         for statement in key["KeyPolicy"]["Statement"]

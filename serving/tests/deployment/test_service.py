@@ -266,14 +266,6 @@ def test_access_log_bucket_is_sse_s3_owner_enforced_and_expires_logs(http: Synth
     assert lifecycle["ExpirationInDays"] == DEFAULTS["logRetentionDays"]
 
 
-def test_access_log_bucket_refuses_requests_without_tls(http: Synthesized) -> None:
-    policy = http.only("AWS::S3::BucketPolicy")["PolicyDocument"]["Statement"]
-    denies = [statement for statement in policy if statement["Effect"] == "Deny"]
-    assert any(
-        statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for statement in denies
-    )
-
-
 def test_log_groups_keep_logs_for_the_configured_retention(
     http: Synthesized, hosted_zone: Synthesized
 ) -> None:
