@@ -153,23 +153,3 @@ def copy_configuration(destination: Path) -> Path:
     for source in (INFRA_DIR / "tests").glob("*.tftest.hcl"):
         shutil.copy2(source, destination / "tests" / source.name)
     return destination
-
-
-def tfvars(values: dict[str, object]) -> str:
-    """HCL for a terraform.tfvars: strings, numbers, booleans, null and string maps."""
-    return "".join(f"{name} = {_hcl(value)}\n" for name, value in values.items())
-
-
-def _hcl(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "$${")
-        return f'"{escaped}"'
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_hcl(k)} = {_hcl(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no HCL form for {value!r}")

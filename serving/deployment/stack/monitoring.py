@@ -167,9 +167,7 @@ class Monitoring(Construct):
             self.latency_alarm,
         ]
         self.alarms = [
-            self.target_5xx_alarm,
-            self.load_balancer_5xx_alarm,
-            self.latency_alarm,
+            *self.deployment_alarms,
             self.unhealthy_hosts_alarm,
             self.tasks_alarm,
             self.out_of_range_alarm,

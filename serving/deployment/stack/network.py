@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from deployment.stack.compliance import cfn_resource, skip_checkov
+from deployment.stack.observability import log_group
 
 
 class Network(Construct):
@@ -43,26 +42,14 @@ class Network(Construct):
             ],
         )
 
-        self.flow_log_group = logs.LogGroup(
+        self.flow_log_group = log_group(
             self,
             "FlowLogs",
             retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
+            contents="flow logs hold addresses, ports and byte counts, no payloads",
         )
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
             traffic_type=ec2.FlowLogTrafficType.ALL,
-        )
-        skip_checkov(
-            cfn_resource(self.flow_log_group),
-            "CKV_AWS_158",
-            "CloudWatch Logs encrypts every log group at rest with AWS-owned keys; a customer "
-            "managed KMS key would add cost and a key policy without protecting more here.",
-        )
-        skip_checkov(
-            cfn_resource(self.flow_log_group),
-            "CKV_AWS_338",
-            "Retention is the logRetentionDays context value, chosen for cost; raise it to 365 "
-            "or more where an audit requires a year of flow logs.",
         )

@@ -1,4 +1,5 @@
-"""Where the service's evidence goes: its log group and the load balancer's access-log bucket."""
+"""Where the service's evidence goes: its log group and the load balancer's access-log bucket,
+and how the stack makes a log group."""
 
 from __future__ import annotations
 
@@ -8,6 +9,40 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
+
+
+def log_group(
+    scope: Construct,
+    construct_id: str,
+    *,
+    retention: logs.RetentionDays,
+    contents: str,
+    log_group_name: str | None = None,
+) -> logs.LogGroup:
+    """A log group deleted with the stack, with the reasons for the two checkov findings every
+    one of the stack's log groups has; `contents` says what it holds."""
+    group = logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=log_group_name,
+        retention=retention,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    resource = cfn_resource(group)
+    skip_checkov(
+        resource,
+        "CKV_AWS_158",
+        "CloudWatch Logs encrypts every log group at rest with AWS-owned keys; "
+        f"{contents}, so a customer managed KMS key would add cost and a key policy without "
+        "protecting more here.",
+    )
+    skip_checkov(
+        resource,
+        "CKV_AWS_338",
+        "Retention is the logRetentionDays context value, chosen for cost; raise it to 365 or "
+        "more where an audit requires a year of logs.",
+    )
+    return group
 
 
 class Observability(Construct):
@@ -23,24 +58,11 @@ class Observability(Construct):
 
         # Created explicitly so its retention is set; the awslogs driver's implicit group
         # would keep every line forever.
-        self.service_log_group = logs.LogGroup(
+        self.service_log_group = log_group(
             self,
             "ServiceLogs",
             retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
-        service_logs = cfn_resource(self.service_log_group)
-        skip_checkov(
-            service_logs,
-            "CKV_AWS_158",
-            "CloudWatch Logs encrypts every log group at rest with AWS-owned keys; the service "
-            "logs no secrets or personal data, so a customer managed KMS key adds only cost.",
-        )
-        skip_checkov(
-            service_logs,
-            "CKV_AWS_338",
-            "Retention is the logRetentionDays context value, chosen for cost; raise it to 365 "
-            "or more where an audit requires a year of logs.",
+            contents="the service logs no secrets or personal data",
         )
 
         self.access_logs_bucket = s3.Bucket(

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.service import IMAGE_EXCLUDES
-from deployment.stack.settings import ContextError, ContextLookup
+from deployment.stack.settings import ContextError, ContextLookup, context_values
 
 S3_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^*?]+/)?$"
 QUEUE_OUTPUT = "ScoringJobQueue"
@@ -57,14 +57,8 @@ class ScoringJobSettings(BaseModel):
         """None unless `scoringJob` is true."""
         if str(lookup("scoringJob")).strip().lower() != "true":
             return None
-        raw = {}
-        for field in cls.model_fields.values():
-            assert field.alias is not None
-            value = lookup(field.alias)
-            if value is not None and value != "":
-                raw[field.alias] = value
         try:
-            return cls.model_validate(raw)
+            return cls.model_validate(context_values(cls, lookup))
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()

@@ -3,8 +3,8 @@ rolls itself back instead of hanging, and scaled on CPU and on requests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_certificatemanager as acm
@@ -53,17 +53,6 @@ PUBLIC_PATHS_PRIORITY = 10
 
 # Never part of the image, whatever serving/app/.dockerignore says: caches from local runs.
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
-
-
-@dataclass(frozen=True)
-class _ListenerOptions:
-    protocol: elbv2.ApplicationProtocol
-    port: int
-    redirect_http: bool = False
-    ssl_policy: elbv2.SslPolicy | None = None
-    certificate: acm.ICertificate | None = None
-    domain_zone: route53.IHostedZone | None = None
-    domain_name: str | None = None
 
 
 class Service(Construct):
@@ -117,7 +106,6 @@ class Service(Construct):
             "code and keeps no state in the load balancer.",
         )
 
-        listener = self._listener_options()
         self.fargate = ecs_patterns.ApplicationLoadBalancedFargateService(
             self,
             "Fargate",
@@ -139,13 +127,7 @@ class Service(Construct):
             health_check_grace_period=STARTUP_ALLOWANCE,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
             enable_ecs_managed_tags=True,
-            protocol=listener.protocol,
-            listener_port=listener.port,
-            redirect_http=listener.redirect_http,
-            ssl_policy=listener.ssl_policy,
-            certificate=listener.certificate,
-            domain_zone=listener.domain_zone,
-            domain_name=listener.domain_name,
+            **self._listener_options(),
         )
 
         target_group = self.fargate.target_group
@@ -359,10 +341,11 @@ class Service(Construct):
         for named in alarms:
             self.fargate.service.node.add_dependency(named.alarm)
 
-    def _listener_options(self) -> _ListenerOptions:
+    def _listener_options(self) -> dict[str, Any]:
+        """The listener arguments of the Fargate pattern: HTTP on port 80 without a domain."""
         settings = self._settings
         if not settings.serves_https:
-            return _ListenerOptions(protocol=elbv2.ApplicationProtocol.HTTP, port=80)
+            return {"protocol": elbv2.ApplicationProtocol.HTTP, "listener_port": 80}
         certificate = None
         if settings.certificate_arn is not None:
             certificate = acm.Certificate.from_certificate_arn(
@@ -377,20 +360,20 @@ class Service(Construct):
                 hosted_zone_id=settings.hosted_zone_id,
                 zone_name=settings.hosted_zone_name,
             )
-        return _ListenerOptions(
-            protocol=elbv2.ApplicationProtocol.HTTPS,
-            port=443,
-            redirect_http=True,
+        return {
+            "protocol": elbv2.ApplicationProtocol.HTTPS,
+            "listener_port": 443,
+            "redirect_http": True,
             # TLS 1.3 and 1.2 only (ELBSecurityPolicy-TLS13-1-2-2021-06), the policy AWS
             # recommends: no TLS 1.0/1.1, forward-secret ciphers.
-            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
-            certificate=certificate,
+            "ssl_policy": elbv2.SslPolicy.RECOMMENDED_TLS,
+            "certificate": certificate,
             # With a zone the pattern creates the alias record and, without a certificate ARN,
             # a certificate validated through the zone. Without a zone, you point the name at
             # the load balancer yourself.
-            domain_zone=zone,
-            domain_name=settings.domain_name if zone is not None else None,
-        )
+            "domain_zone": zone,
+            "domain_name": settings.domain_name if zone is not None else None,
+        }
 
     def _accept_findings(self) -> None:
         load_balancer_group = self.load_balancer.connections.security_groups[0]

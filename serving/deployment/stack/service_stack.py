@@ -92,7 +92,6 @@ class ServiceStack(cdk.Stack):
             image_directory=image_directory,
             container_user=container_user,
         )
-        self.service = service
         firewall = Firewall(
             self,
             "Firewall",
@@ -100,7 +99,6 @@ class ServiceStack(cdk.Stack):
             settings=settings,
             log_retention=retention,
         )
-        self.firewall = firewall
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -112,53 +110,39 @@ class ServiceStack(cdk.Stack):
             model=model,
         )
         service.roll_back_on(monitoring.deployment_alarms)
-        self.monitoring = monitoring
 
-        self.service_url = cdk.CfnOutput(
-            self,
-            SERVICE_URL_OUTPUT,
-            value=service.url,
-            description="Base URL of the prediction service (GET /health, POST /predict)",
-        )
-        # Where a CNAME for your domain points when certificateArn is used without a hosted zone.
-        cdk.CfnOutput(
-            self,
-            LOAD_BALANCER_OUTPUT,
-            value=service.load_balancer.load_balancer_dns_name,
-            description="DNS name of the load balancer",
-        )
-        cdk.CfnOutput(
-            self,
-            DASHBOARD_OUTPUT,
-            value=monitoring.dashboard_url,
-            description="CloudWatch dashboard of the service: traffic, errors, latency, "
-            "predictions, drift, CPU and memory",
-        )
-        cdk.CfnOutput(
-            self,
-            ALARM_TOPIC_OUTPUT,
-            value=monitoring.topic.topic_arn,
-            description="SNS topic the alarms notify (subscribe with alarmEmail or any endpoint)",
-        )
+        outputs = {
+            SERVICE_URL_OUTPUT: (
+                service.url,
+                "Base URL of the prediction service (GET /health, POST /predict)",
+            ),
+            # Where a CNAME for your domain points when certificateArn is used without a zone.
+            LOAD_BALANCER_OUTPUT: (
+                service.load_balancer.load_balancer_dns_name,
+                "DNS name of the load balancer",
+            ),
+            DASHBOARD_OUTPUT: (
+                monitoring.dashboard_url,
+                "CloudWatch dashboard of the service: traffic, errors, latency, predictions, "
+                "drift, CPU and memory",
+            ),
+            ALARM_TOPIC_OUTPUT: (
+                monitoring.topic.topic_arn,
+                "SNS topic the alarms notify (subscribe with alarmEmail or any endpoint)",
+            ),
+            CLUSTER_OUTPUT: (service.fargate.cluster.cluster_name, "ECS cluster of the service"),
+            ECS_SERVICE_OUTPUT: (
+                service.fargate.service.service_name,
+                "ECS service (a forced deployment makes new tasks read the API keys)",
+            ),
+        }
         if service.api_keys is not None:
-            cdk.CfnOutput(
-                self,
-                API_KEYS_SECRET_OUTPUT,
-                value=service.api_keys.secret_arn,
-                description="Secrets Manager secret holding the API keys {name: key}",
+            outputs[API_KEYS_SECRET_OUTPUT] = (
+                service.api_keys.secret_arn,
+                "Secrets Manager secret holding the API keys {name: key}",
             )
-        cdk.CfnOutput(
-            self,
-            CLUSTER_OUTPUT,
-            value=service.fargate.cluster.cluster_name,
-            description="ECS cluster of the service",
-        )
-        cdk.CfnOutput(
-            self,
-            ECS_SERVICE_OUTPUT,
-            value=service.fargate.service.service_name,
-            description="ECS service (a forced deployment makes new tasks read the API keys)",
-        )
+        for output_id, (value, description) in outputs.items():
+            cdk.CfnOutput(self, output_id, value=value, description=description)
         scoring = ScoringJobSettings.from_context(self.node.try_get_context)
         if scoring is not None:
             ScoringJob(

@@ -73,6 +73,21 @@ class ContextError(ValueError):
     """One or more CDK context values are missing or invalid."""
 
 
+def context_values(model: type[BaseModel], lookup: ContextLookup) -> dict[str, object]:
+    """The context values set for `model`'s keys (its field aliases). Values from cdk.json
+    arrive as JSON values, values from `-c key=value` as strings; cdk.json lists an unset
+    optional key as ""."""
+    values: dict[str, object] = {}
+    for field in model.model_fields.values():
+        assert field.alias is not None
+        raw = lookup(field.alias)
+        if isinstance(raw, str):
+            raw = raw.strip()
+        if raw is not None and raw != "":
+            values[field.alias] = raw
+    return values
+
+
 CLEAR_TEXT_KEYS: Final = (
     "apiKeys is on but there is no domainName/certificate: API keys would travel in clear "
     "text over plain HTTP; configure HTTPS (docs/deployment.md) or pass -c allowPlainHttp=true "
@@ -252,18 +267,8 @@ class DeploymentSettings(BaseModel):
     @classmethod
     def from_context(cls, lookup: ContextLookup) -> DeploymentSettings:
         """Read and validate every setting; `lookup` is `app.node.try_get_context`."""
-        context: dict[str, object] = {}
-        for field in cls.model_fields.values():
-            assert field.alias is not None
-            raw = lookup(field.alias)
-            # Values from cdk.json arrive as JSON values, values from `-c key=value` as
-            # strings; cdk.json lists an unset optional key as "".
-            if isinstance(raw, str):
-                raw = raw.strip()
-            if raw is not None and raw != "":
-                context[field.alias] = raw
         try:
-            settings = cls.model_validate(context)
+            settings = cls.model_validate(context_values(cls, lookup))
         except ValidationError as error:
             raise ContextError(
                 "invalid CDK context (cdk.json or -c key=value):\n  - "

@@ -118,6 +118,11 @@ class Synthesized:
         properties: dict[str, Any] = next(iter(found.values())).get("Properties", {})
         return properties
 
+    def container(self) -> dict[str, Any]:
+        """The task's one container definition."""
+        (definition,) = self.only("AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+        return dict(definition)
+
 
 # The port the service's Dockerfile declares, which the task must use.
 SERVICE_PORT = dockerfile.service_port(SERVICE_DIRECTORY / "Dockerfile")

@@ -46,12 +46,6 @@ def serving_listener(synth: Synthesized) -> tuple[str, dict[str, Any]]:
     return serving[0]
 
 
-def container(synth: Synthesized) -> dict[str, Any]:
-    definition = synth.only("AWS::ECS::TaskDefinition")
-    found: dict[str, Any] = definition["ContainerDefinitions"][0]
-    return found
-
-
 @pytest.mark.parametrize("variant", ["http", "hosted_zone", "certificate"])
 def test_the_listener_forwards_only_the_exact_public_paths_and_answers_the_rest_404(
     variant: str, request: pytest.FixtureRequest
@@ -105,7 +99,7 @@ def test_the_stacks_secret_holds_a_generated_key_injected_as_an_ecs_secret(
     assert generated["SecretStringTemplate"] == "{}"
     # 64 letters and digits: about 380 bits, over the service's 32-byte minimum.
     assert generated["PasswordLength"] >= 64
-    web = container(http)
+    web = http.container()
     assert web["Secrets"] == [{"Name": "SERVICE_API_KEYS", "ValueFrom": {"Ref": secret_id}}]
     assert all(variable["Name"] != "SERVICE_API_KEYS" for variable in web["Environment"])
     # Only the execution role (which starts the task) may read it.
@@ -126,14 +120,14 @@ def test_an_existing_secret_named_by_context_is_used_and_none_created(
     hosted_zone: Synthesized,
 ) -> None:
     assert hosted_zone.resources("AWS::SecretsManager::Secret") == {}
-    (secret,) = container(hosted_zone)["Secrets"]
+    (secret,) = hosted_zone.container()["Secrets"]
     assert secret["Name"] == "SERVICE_API_KEYS"
     assert f":secret:{EXISTING_SECRET}" in str(secret["ValueFrom"])
 
 
 def test_with_keys_off_there_is_no_secret_and_nothing_injected(open_stack: Synthesized) -> None:
     assert open_stack.resources("AWS::SecretsManager::Secret") == {}
-    assert "Secrets" not in container(open_stack)
+    assert "Secrets" not in open_stack.container()
 
 
 def test_keys_over_plain_http_fail_synthesis_with_one_line_unless_accepted() -> None:

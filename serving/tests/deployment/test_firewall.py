@@ -86,7 +86,6 @@ def test_rate_rule_counts_each_client_address_with_the_context_limit_and_window(
         assert statement["AggregateKeyType"] == "IP"
         assert "ForwardedIPConfig" not in statement
         assert (statement["Limit"], statement["EvaluationWindowSec"]) == (limit, window)
-    assert (DEFAULTS["rateLimitPerClient"], DEFAULTS["rateLimitWindowSeconds"]) == (6000, 300)
 
 
 @pytest.mark.parametrize(("variant", "window"), [("http", 300), ("hosted_zone", 60)])

@@ -40,15 +40,6 @@ def alarm(synth: Synthesized, name: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-def alarm_id(synth: Synthesized, name: str) -> str:
-    (logical_id,) = [
-        logical_id
-        for logical_id in synth.resources("AWS::CloudWatch::Alarm")
-        if logical_id.startswith(f"Monitoring{name}")
-    ]
-    return logical_id
-
-
 def queries(properties: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The alarm's metric-math inputs by id (expressions and metric stats)."""
     return {query["Id"]: query for query in properties["Metrics"]}
@@ -208,21 +199,24 @@ def test_5xx_and_latency_alarms_roll_a_deployment_back_beside_the_circuit_breake
     }
     assert configuration["Alarms"]["AlarmNames"][0] == "PenguinsService-Target5xxRate"
     # The service names the alarms as strings, so it must be created after them.
-    assert {alarm_id(http, name) for name in names} <= set(service["DependsOn"])
+    alarm_ids = {
+        logical_id
+        for logical_id in http.resources("AWS::CloudWatch::Alarm")
+        if logical_id.startswith(tuple(f"Monitoring{name}" for name in names))
+    }
+    assert len(alarm_ids) == len(names)
+    assert alarm_ids <= set(service["DependsOn"])
     assert configuration["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     # Deployment alarms need the ECS (rolling update) deployment controller, the default.
     controller = service["Properties"].get("DeploymentController", {"Type": "ECS"})
     assert controller == {"Type": "ECS"}
 
 
-def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_may_use(
-    http: Synthesized,
-) -> None:
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(http: Synthesized) -> None:
     topic = http.only("AWS::SNS::Topic")
     (key_id,) = http.resources("AWS::KMS::Key")
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     key = http.only("AWS::KMS::Key")
-    assert key["EnableKeyRotation"] is True
     cloudwatch = [
         statement
         for statement in key["KeyPolicy"]["Statement"]
