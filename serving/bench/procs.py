@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import email
 import http.client
 import json
 import os
@@ -180,9 +179,9 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def parse_head(head: bytes) -> tuple[int, int]:
-    """Status code and Content-Length of an HTTP/1.1 response head (ending with a blank
-    line), for tests that speak HTTP over a raw socket."""
-    status_line, _, header_block = head.partition(b"\r\n")
-    headers = email.message_from_bytes(header_block)
-    return int(status_line.split(b" ", 2)[1]), int(headers.get("Content-Length", 0))
+def read_response(connection: socket.socket) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Status, headers and body of the next response on a raw socket, for tests that write
+    the request bytes themselves. A close without a response raises ConnectionResetError."""
+    response = http.client.HTTPResponse(connection)
+    response.begin()
+    return response.status, response.headers, response.read()

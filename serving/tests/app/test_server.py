@@ -23,7 +23,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import auth
 from bench import imagecmd, procs
-from bench.procs import parse_head
 from container import dockerfile
 
 from .conftest import BATCH_ENCODINGS
@@ -255,14 +254,7 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
             # A first request on the same keep-alive connection proves a worker owns it...
             connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            first = b""
-            while b"\r\n\r\n" not in first:
-                first += connection.recv(65536)
-            head_end = first.index(b"\r\n\r\n") + 4
-            status, length = parse_head(first[:head_end])
-            while len(first) < head_end + length:
-                first += connection.recv(65536)
-            assert status == 200, first
+            assert procs.read_response(connection)[0] == 200
             # ...so this head is parsed at once and the request is in flight, awaiting its body.
             connection.sendall(head + body[:-1])
             time.sleep(0.5)
@@ -270,13 +262,9 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_zero(
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             connection.sendall(body[-1:])
-            response = b""
-            while chunk := connection.recv(1 << 20):
-                response += chunk
-        status_line, _, rest = response.partition(b"\r\n")
-        assert status_line.startswith(b"HTTP/1.1 200"), response[:500]
-        payload = json.loads(rest.partition(b"\r\n\r\n")[2])
-        assert len(payload["predictions"]) == records
+            status, _, payload = procs.read_response(connection)
+        assert status == 200, payload[:500]
+        assert len(json.loads(payload)["predictions"]) == records
         assert server.process.wait(graceful + 5) == 0
         assert time.monotonic() - signalled < graceful
 

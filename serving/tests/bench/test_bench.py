@@ -54,12 +54,6 @@ def test_wrk_output_without_figures_is_an_error() -> None:
         load.parse("unable to connect to 127.0.0.1:1 Connection refused\n", cpu_seconds=0)
 
 
-def test_response_head_parsing() -> None:
-    head = b"HTTP/1.1 422 Unprocessable Entity\r\ncontent-type: x\r\nContent-Length: 17\r\n\r\n"
-    assert procs.parse_head(head) == (422, 17)
-    assert procs.parse_head(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, 0)
-
-
 @pytest.fixture
 def fresh_settings() -> Iterator[None]:
     """The bench apps read the settings when imported: from this test's environment."""
