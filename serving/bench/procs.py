@@ -137,10 +137,6 @@ def running(
             stop(process)
 
 
-def children(pid: int) -> list[int]:
-    return [child.pid for child in psutil.Process(pid).children()]
-
-
 @dataclass(frozen=True)
 class Memory:
     processes: int

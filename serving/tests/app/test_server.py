@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,27 +102,13 @@ def serving(tmp: Path, model_dir: Path, **env: str) -> Iterator[Server]:
     environment.pop("XDG_RUNTIME_DIR", None)
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(argv, cwd=cwd, env=environment, stdout=output, stderr=output)
-    server = Server(process, port, log, home)
-    deadline = time.monotonic() + START_TIMEOUT
-    try:
-        while not _ready(server):
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{server.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready within {START_TIMEOUT} s:\n{server.output()}")
-            time.sleep(0.05)
+    with procs.running(argv, cwd, environment, log) as process:
+        server = Server(process, port, log, home)
+        try:
+            procs.wait_ok(process, port, "GET", "/ready", timeout=START_TIMEOUT)
+        except (RuntimeError, TimeoutError) as error:
+            pytest.fail(f"{error}:\n{server.output()}")
         yield server
-    finally:
-        procs.stop(process)
-
-
-def _ready(server: Server) -> bool:
-    try:
-        return server.get("/ready")[0] == 200
-    except OSError:
-        return False
 
 
 # The EMF namespace and Service dimension, set as the deployment sets them.
@@ -141,7 +128,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def workers(server: Server) -> list[int]:
-    return sorted(procs.children(server.process.pid))
+    return sorted(child.pid for child in psutil.Process(server.process.pid).children())
 
 
 def test_predict_and_batch_over_http(

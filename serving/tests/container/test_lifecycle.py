@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import socket
@@ -15,6 +14,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
+from bench import procs
 from deployment.stack.application import build
 from tests.deployment.conftest import TRIAL_CONTEXT, with_port
 
@@ -26,12 +26,6 @@ IN_FLIGHT = 8
 RECORDS = 2000
 # What ECS gives the container between SIGTERM and SIGKILL (the stack's STOP_TIMEOUT).
 STOP_TIMEOUT = 30
-
-
-def _read_response(connection: socket.socket) -> tuple[int, bytes]:
-    response = http.client.HTTPResponse(connection)
-    response.begin()
-    return response.status, response.read()
 
 
 def test_stop_lets_eight_in_flight_requests_finish_with_200(
@@ -56,7 +50,7 @@ def test_stop_lets_eight_in_flight_requests_finish_with_200(
                 connections.append(connection)
                 # A first answer on the connection proves a worker owns it...
                 connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                assert _read_response(connection)[0] == 200
+                assert procs.read_response(connection)[0] == 200
                 # ...so this request is in flight, awaiting the rest of its body.
                 connection.sendall(head + body[:-1])
             time.sleep(0.5)
@@ -70,13 +64,13 @@ def test_stop_lets_eight_in_flight_requests_finish_with_200(
             time.sleep(1.0)
             for connection in connections:
                 connection.sendall(body[-1:])
-            results = [_read_response(connection) for connection in connections]
+            results = [procs.read_response(connection) for connection in connections]
         finally:
             for connection in connections:
                 connection.close()
         stopper.join(STOP_TIMEOUT + 30)
-        assert [status for status, _ in results] == [200] * IN_FLIGHT, container.last_lines()
-        for _, payload in results:
+        assert [status for status, _, _ in results] == [200] * IN_FLIGHT, container.last_lines()
+        for _, _, payload in results:
             assert len(json.loads(payload)["predictions"]) == RECORDS
         assert not stopper.is_alive(), "the engine did not stop the container"
         state = container.state()
