@@ -232,8 +232,7 @@ def logged_client(server: Server, forwarded_for: str) -> str:
     headers = {"X-Forwarded-For": forwarded_for, "X-Request-Id": rid}
     assert exchange(server, request_bytes("GET", "/health", headers=headers))[0] == 200
     (line,) = request_lines(server, rid)
-    client: str = line["client"]
-    return client
+    return str(line["client"])
 
 
 def test_the_logged_client_is_the_rightmost_address_not_a_trusted_proxy(server: Server) -> None:
