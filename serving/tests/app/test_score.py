@@ -332,7 +332,9 @@ def test_peak_memory_does_not_grow_with_the_input(
         _write_rows(model, tmp_path / f"{rows}{suffix}", rows)
         args = ("--input", str(tmp_path / f"{rows}{suffix}"), "--keep", "id")
         output = ("--output", str(tmp_path / f"{rows}-out.parquet"), "--batch-rows", "65536")
-        peaks.append(_peak_rss_kib(*args, *output))
+        # The least of two runs: the reader's threads and the allocator's lazy release add up
+        # to ~10 % to one run's peak, by timing alone (seen on a loaded CI machine).
+        peaks.append(min(_peak_rss_kib(*args, *output, "--force") for _ in range(2)))
         (tmp_path / f"{rows}{suffix}").unlink()
     assert peaks[1] <= peaks[0] * 1.10, (
         f"peak RSS {peaks[0]} KiB at {small} rows, {peaks[1]} KiB at {large}"
