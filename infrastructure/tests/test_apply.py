@@ -59,6 +59,13 @@ ADMIN_POLICY = {
 }
 
 
+def trust(principal: str) -> str:
+    """A trust policy that lets `principal` assume the role: the account's `:root` would let
+    anyone in the account in."""
+    statement = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 def cdk_role_arn(role: str) -> str:
     return f"arn:aws:iam::{ACCOUNT_ID}:role/cdk-{CDK_QUALIFIER}-{role}-role-{ACCOUNT_ID}-{REGION}"
 
@@ -131,14 +138,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
         # `cdk bootstrap`'s roles trust the account (`:root`): in AWS, any principal of the
         # account whose own policy allows it. moto matches trust principals literally and
         # has one account, so "*" stands in for that here; the callers' own policies decide.
-        trust_account = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        )
+        trust_account = trust("*")
         for role in ("deploy", "file-publishing", "image-publishing", "lookup"):
             admin_iam.create_role(
                 RoleName=cdk_role_arn(role).rsplit("/", 1)[1],
@@ -501,21 +501,6 @@ def test_ci_identities_are_refused_everything_outside_dvc(deployment):
     assert admin_s3.get_object(Bucket=bucket, Key="private/notes.txt")["Body"].read()
 
 
-# A trust policy that would let anyone in the account assume the role.
-OPEN_TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
-
-
 def test_no_ci_identity_can_widen_its_own_permissions(deployment):
     admin_policy = json.dumps(ADMIN_POLICY)
     if deployment.mode == "oidc":
@@ -528,7 +513,11 @@ def test_no_ci_identity_can_widen_its_own_permissions(deployment):
                 RoleName=role,
                 PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess",
             )
-            denied(own.update_assume_role_policy, RoleName=role, PolicyDocument=OPEN_TRUST)
+            denied(
+                own.update_assume_role_policy,
+                RoleName=role,
+                PolicyDocument=trust(f"arn:aws:iam::{ACCOUNT_ID}:root"),
+            )
     else:
         user = deployment.outputs["ci_user_name"]
         own = deployment.moto.client("iam", deployment.user())
