@@ -30,7 +30,9 @@ locals {
   # context such as VPCs. Granting sts:AssumeRole on exactly these ARNs gives CI the
   # permissions a deployment needs and nothing the bootstrap did not already scope.
   cdk_bootstrap_role_arns = [
-    for role in ["deploy", "file-publishing", "image-publishing", "lookup"] :
-    "arn:${local.partition}:iam::${local.account_id}:role/cdk-${var.cdk_qualifier}-${role}-role-${local.account_id}-${local.region}"
+    "arn:${local.partition}:iam::${local.account_id}:role/cdk-${var.cdk_qualifier}-deploy-role-${local.account_id}-${local.region}",
+    "arn:${local.partition}:iam::${local.account_id}:role/cdk-${var.cdk_qualifier}-file-publishing-role-${local.account_id}-${local.region}",
+    "arn:${local.partition}:iam::${local.account_id}:role/cdk-${var.cdk_qualifier}-image-publishing-role-${local.account_id}-${local.region}",
+    "arn:${local.partition}:iam::${local.account_id}:role/cdk-${var.cdk_qualifier}-lookup-role-${local.account_id}-${local.region}",
   ]
 }
