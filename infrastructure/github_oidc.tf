@@ -45,11 +45,17 @@ resource "aws_iam_openid_connect_provider" "github" {
   # pinned thumbprints would only break the trust at GitHub's next certificate rotation.
 }
 
-data "aws_iam_policy_document" "github_train_trust" {
-  count = var.github_auth == "oidc" ? 1 : 0
+# One trust policy per kind of run. Training (and its data pull) uses StringLike for the
+# branch wildcard; the repository part is literal, so no other repository (a fork included)
+# matches. Deploying uses StringEquals: exact subjects, no pattern can widen them.
+data "aws_iam_policy_document" "github_trust" {
+  for_each = var.github_auth == "oidc" ? {
+    train  = { sid = "GitHubActionsTrainingRuns", test = "StringLike", subjects = local.github_train_subjects }
+    deploy = { sid = "GitHubActionsDeployRuns", test = "StringEquals", subjects = local.github_deploy_subjects }
+  } : {}
 
   statement {
-    sid     = "GitHubActionsTrainingRuns"
+    sid     = each.value.sid
     actions = ["sts:AssumeRoleWithWebIdentity"]
 
     principals {
@@ -63,39 +69,10 @@ data "aws_iam_policy_document" "github_train_trust" {
       values   = [local.github_oidc_audience]
     }
 
-    # StringLike for the branch wildcard; the repository part is literal, so no other
-    # repository (a fork included) matches.
     condition {
-      test     = "StringLike"
+      test     = each.value.test
       variable = "${local.github_oidc_issuer_host}:sub"
-      values   = local.github_train_subjects
-    }
-  }
-}
-
-data "aws_iam_policy_document" "github_deploy_trust" {
-  count = var.github_auth == "oidc" ? 1 : 0
-
-  statement {
-    sid     = "GitHubActionsDeployRuns"
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-
-    principals {
-      type        = "Federated"
-      identifiers = [local.github_oidc_provider_arn]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "${local.github_oidc_issuer_host}:aud"
-      values   = [local.github_oidc_audience]
-    }
-
-    # StringEquals: exact subjects, no pattern can widen them.
-    condition {
-      test     = "StringEquals"
-      variable = "${local.github_oidc_issuer_host}:sub"
-      values   = local.github_deploy_subjects
+      values   = each.value.subjects
     }
   }
 }
@@ -105,7 +82,7 @@ resource "aws_iam_role" "github_train" {
 
   name                 = "${var.name_prefix}-github-train"
   description          = "GitHub Actions training runs of ${var.github_repository}: read and write the DVC remote."
-  assume_role_policy   = data.aws_iam_policy_document.github_train_trust[0].json
+  assume_role_policy   = data.aws_iam_policy_document.github_trust["train"].json
   max_session_duration = 3600
 }
 
@@ -124,7 +101,7 @@ resource "aws_iam_role" "github_data" {
 
   name                 = "${var.name_prefix}-github-data"
   description          = "GitHub Actions training runs of ${var.github_repository}: read the DVC remote (the data a pull request trains on)."
-  assume_role_policy   = data.aws_iam_policy_document.github_train_trust[0].json
+  assume_role_policy   = data.aws_iam_policy_document.github_trust["train"].json
   max_session_duration = 3600
 }
 
@@ -141,7 +118,7 @@ resource "aws_iam_role" "github_deploy" {
 
   name                 = "${var.name_prefix}-github-deploy"
   description          = "GitHub Actions deployments of ${var.github_repository} from main: read the DVC remote, assume the CDK bootstrap roles."
-  assume_role_policy   = data.aws_iam_policy_document.github_deploy_trust[0].json
+  assume_role_policy   = data.aws_iam_policy_document.github_trust["deploy"].json
   max_session_duration = 3600
 }
 

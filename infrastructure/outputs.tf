@@ -63,12 +63,11 @@ output "next_steps" {
       "gh variable set AWS_REGION --repo ${var.github_repository} --body ${local.region}",
     ],
     var.github_auth == "oidc" ? [
-      "gh variable set AWS_TRAIN_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_train_role_arn)\"",
-      "gh variable set AWS_DATA_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_data_role_arn)\"",
-      "gh variable set AWS_DEPLOY_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_deploy_role_arn)\"",
+      for role in ["train", "data", "deploy"] :
+      "gh variable set AWS_${upper(role)}_ROLE_ARN --repo ${var.github_repository} --body \"$(terraform -chdir=infrastructure output -raw aws_${role}_role_arn)\""
       ] : [
-      "terraform -chdir=infrastructure output -raw aws_access_key_id | gh secret set AWS_ACCESS_KEY_ID --repo ${var.github_repository}",
-      "terraform -chdir=infrastructure output -raw aws_secret_access_key | gh secret set AWS_SECRET_ACCESS_KEY --repo ${var.github_repository}",
+      for secret in ["aws_access_key_id", "aws_secret_access_key"] :
+      "terraform -chdir=infrastructure output -raw ${secret} | gh secret set ${upper(secret)} --repo ${var.github_repository}"
     ],
   ))
 }

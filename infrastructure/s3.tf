@@ -132,46 +132,32 @@ resource "aws_s3_bucket_policy" "dvc" {
 # These hold for every principal, including administrators, so no client can talk to the
 # bucket in clear text or over TLS older than 1.2.
 data "aws_iam_policy_document" "dvc_bucket" {
-  statement {
-    sid    = "DenyInsecureTransport"
-    effect = "Deny"
-    # Every action: a deny that listed actions would leave the unlisted ones allowed over HTTP.
-    actions = ["s3:*"]
-    resources = [
-      aws_s3_bucket.dvc.arn,
-      "${aws_s3_bucket.dvc.arn}/*",
-    ]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
+  dynamic "statement" {
+    for_each = {
+      DenyInsecureTransport = { test = "Bool", variable = "aws:SecureTransport", value = "false" }
+      DenyOutdatedTls       = { test = "NumericLessThan", variable = "s3:TlsVersion", value = "1.2" }
     }
 
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+    content {
+      sid    = statement.key
+      effect = "Deny"
+      # Every action: a deny that listed actions would leave the unlisted ones allowed over HTTP.
+      actions = ["s3:*"]
+      resources = [
+        aws_s3_bucket.dvc.arn,
+        "${aws_s3_bucket.dvc.arn}/*",
+      ]
 
-  statement {
-    sid     = "DenyOutdatedTls"
-    effect  = "Deny"
-    actions = ["s3:*"]
-    resources = [
-      aws_s3_bucket.dvc.arn,
-      "${aws_s3_bucket.dvc.arn}/*",
-    ]
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
 
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
+      condition {
+        test     = statement.value.test
+        variable = statement.value.variable
+        values   = [statement.value.value]
+      }
     }
   }
 }

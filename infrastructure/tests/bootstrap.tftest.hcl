@@ -91,62 +91,20 @@ override_resource {
   }
 }
 
-override_resource {
-  target = aws_s3_bucket_public_access_block.dvc
-}
-
-override_resource {
-  target = aws_s3_bucket_ownership_controls.dvc
-}
-
-override_resource {
-  target = aws_s3_bucket_versioning.dvc
-}
-
-override_resource {
-  target = aws_s3_bucket_server_side_encryption_configuration.dvc
-}
-
-override_resource {
-  target = aws_s3_bucket_lifecycle_configuration.dvc
-}
-
-override_resource {
-  target = aws_s3_bucket_logging.dvc
-}
-
-override_resource {
-  target = aws_s3_bucket_policy.dvc
-}
-
-override_resource {
-  target = aws_iam_role_policy.github_train_dvc
-}
-
-override_resource {
-  target = aws_iam_role_policy.github_data_dvc
-}
-
-override_resource {
-  target = aws_iam_role_policy.github_deploy
-}
-
-override_resource {
-  target = aws_iam_group.github_actions
-}
-
-override_resource {
-  target = aws_iam_group_policy.github_actions
-}
-
-override_resource {
-  target = aws_iam_user.github_actions
-}
-
-override_resource {
-  target = aws_iam_user_group_membership.github_actions
-}
-
+override_resource { target = aws_s3_bucket_public_access_block.dvc }
+override_resource { target = aws_s3_bucket_ownership_controls.dvc }
+override_resource { target = aws_s3_bucket_versioning.dvc }
+override_resource { target = aws_s3_bucket_server_side_encryption_configuration.dvc }
+override_resource { target = aws_s3_bucket_lifecycle_configuration.dvc }
+override_resource { target = aws_s3_bucket_logging.dvc }
+override_resource { target = aws_s3_bucket_policy.dvc }
+override_resource { target = aws_iam_role_policy.github_train_dvc }
+override_resource { target = aws_iam_role_policy.github_data_dvc }
+override_resource { target = aws_iam_role_policy.github_deploy }
+override_resource { target = aws_iam_group.github_actions }
+override_resource { target = aws_iam_group_policy.github_actions }
+override_resource { target = aws_iam_user.github_actions }
+override_resource { target = aws_iam_user_group_membership.github_actions }
 # --- Every variable, at the value each run starts from -----------------------------------
 
 variables {
@@ -338,71 +296,49 @@ run "oidc_mode_creates_githubs_provider_three_roles_and_no_user_or_key" {
     error_message = "The deploy role must trust exactly main and the production environment (StringEquals, no pattern)."
   }
 
-  assert {
-    condition = (
-      aws_iam_role.github_train[0].max_session_duration == 3600
-      && aws_iam_role.github_deploy[0].max_session_duration == 3600
-      && aws_iam_role_policy.github_train_dvc[0].role == aws_iam_role.github_train[0].id
-      && aws_iam_role_policy.github_deploy[0].role == aws_iam_role.github_deploy[0].id
-    )
-    error_message = "Each role must carry its own policy and one-hour sessions."
-  }
-
-  # Every (effect, action, resource) the training role gets: DVC read and write, nothing else.
-  assert {
-    condition = toset(flatten([
-      for s in jsondecode(aws_iam_role_policy.github_train_dvc[0].policy).Statement : [
-        for a in flatten([s.Action]) : [for r in flatten([s.Resource]) : "${s.Effect} ${a} ${r}"]
-      ]
-      ])) == toset([
-      "Allow s3:ListBucket arn:aws:s3:::mlops-dvc-20261202153000000000000001",
-      "Allow s3:GetBucketLocation arn:aws:s3:::mlops-dvc-20261202153000000000000001",
-      "Allow s3:GetObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-      "Allow s3:PutObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-      "Allow s3:DeleteObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-      "Allow s3:AbortMultipartUpload arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-      "Allow s3:ListMultipartUploadParts arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-    ])
-    error_message = "The training role must get exactly DVC read and write under dvc/, and no way to deploy."
-  }
-
-  # The data role: trusted as the training role is, and DVC read only.
+  # The data role is trusted as the training role is; every role has its own policy.
   assert {
     condition = (
       aws_iam_role.github_data[0].assume_role_policy == aws_iam_role.github_train[0].assume_role_policy
+      && aws_iam_role.github_train[0].max_session_duration == 3600
       && aws_iam_role.github_data[0].max_session_duration == 3600
+      && aws_iam_role.github_deploy[0].max_session_duration == 3600
+      && aws_iam_role_policy.github_train_dvc[0].role == aws_iam_role.github_train[0].id
       && aws_iam_role_policy.github_data_dvc[0].role == aws_iam_role.github_data[0].id
-      && toset(flatten([
-        for s in jsondecode(aws_iam_role_policy.github_data_dvc[0].policy).Statement : [
-          for a in flatten([s.Action]) : [for r in flatten([s.Resource]) : "${s.Effect} ${a} ${r}"]
-        ]
-        ])) == toset([
-        "Allow s3:ListBucket arn:aws:s3:::mlops-dvc-20261202153000000000000001",
-        "Allow s3:GetBucketLocation arn:aws:s3:::mlops-dvc-20261202153000000000000001",
-        "Allow s3:GetObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-      ])
+      && aws_iam_role_policy.github_deploy[0].role == aws_iam_role.github_deploy[0].id
     )
-    error_message = "The data role must trust what the training role trusts and get exactly DVC read under dvc/."
+    error_message = "Each role must carry its own policy and one-hour sessions, and the data role must trust what the training role trusts."
   }
 
-  # The deploy role: DVC read, assuming the four CDK bootstrap roles, and reading the API-key
-  # secret; no DVC write.
+  # Every (effect, action, resource) each role gets: all three read the DVC remote under dvc/;
+  # training also writes it and cannot deploy; the data role only reads; the deploy role
+  # also assumes the four CDK bootstrap roles and reads the API-key secret, and never writes.
   assert {
-    condition = toset(flatten([
-      for s in jsondecode(aws_iam_role_policy.github_deploy[0].policy).Statement : [
-        for a in flatten([s.Action]) : [for r in flatten([s.Resource]) : "${s.Effect} ${a} ${r}"]
-      ]
-      ])) == toset([
-      "Allow s3:ListBucket arn:aws:s3:::mlops-dvc-20261202153000000000000001",
-      "Allow s3:GetBucketLocation arn:aws:s3:::mlops-dvc-20261202153000000000000001",
-      "Allow s3:GetObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
-      "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-deploy-role-123456789012-eu-west-1",
-      "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-file-publishing-role-123456789012-eu-west-1",
-      "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-image-publishing-role-123456789012-eu-west-1",
-      "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-lookup-role-123456789012-eu-west-1",
-      "Allow secretsmanager:GetSecretValue arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????",
-    ])
-    error_message = "The deploy role must get exactly DVC read, the four CDK bootstrap roles and the API-key secret."
+    condition = {
+      for role, policy in {
+        train  = aws_iam_role_policy.github_train_dvc[0].policy
+        data   = aws_iam_role_policy.github_data_dvc[0].policy
+        deploy = aws_iam_role_policy.github_deploy[0].policy
+        } : role => toset(flatten([
+          for s in jsondecode(policy).Statement : [
+            for a in flatten([s.Action]) : [for r in flatten([s.Resource]) : "${s.Effect} ${a} ${r}"]
+          ]
+      ]))
+      } == {
+      for role, grants in {
+        train = [for a in ["PutObject", "DeleteObject", "AbortMultipartUpload", "ListMultipartUploadParts"] : "Allow s3:${a} arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*"]
+        data  = []
+        deploy = concat(
+          [for r in ["deploy", "file-publishing", "image-publishing", "lookup"] : "Allow sts:AssumeRole arn:aws:iam::123456789012:role/cdk-hnb659fds-${r}-role-123456789012-eu-west-1"],
+          ["Allow secretsmanager:GetSecretValue arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????"],
+        )
+        } : role => toset(concat([
+          "Allow s3:ListBucket arn:aws:s3:::mlops-dvc-20261202153000000000000001",
+          "Allow s3:GetBucketLocation arn:aws:s3:::mlops-dvc-20261202153000000000000001",
+          "Allow s3:GetObject arn:aws:s3:::mlops-dvc-20261202153000000000000001/dvc/*",
+      ], grants))
+    }
+    error_message = "Each role must get exactly its grants: training DVC read and write under dvc/ and no way to deploy; data DVC read; deploy DVC read, the four CDK bootstrap roles and the API-key secret."
   }
 
   # moto ignores StringLike, so the listing condition is checked here only.
@@ -439,6 +375,24 @@ run "oidc_mode_creates_githubs_provider_three_roles_and_no_user_or_key" {
       "gh variable set AWS_DEPLOY_ROLE_ARN --repo octo-org/penguins-mlops --body \"$(terraform -chdir=infrastructure output -raw aws_deploy_role_arn)\"",
     ])
     error_message = "next_steps must set exactly the variables the workflows read for OIDC."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.github_deploy[0].policy).Statement : s
+      if strcontains(jsonencode(s), "secretsmanager")
+      ] == [{
+        Sid      = "ReadTheServiceApiKeys"
+        Effect   = "Allow"
+        Action   = "secretsmanager:GetSecretValue"
+        Resource = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????"
+    }]
+    error_message = "The deploy role may only read (GetSecretValue) the one API-key secret, by its name and Secrets Manager's six-character suffix."
+  }
+
+  assert {
+    condition     = !strcontains(aws_iam_role_policy.github_train_dvc[0].policy, "secretsmanager")
+    error_message = "The training role must not read any secret."
   }
 }
 
@@ -546,6 +500,11 @@ run "access_key_mode_creates_one_user_in_a_group_and_no_oidc_resource" {
     ])
     error_message = "next_steps must pipe the key into the secrets the workflows read, never put it on a command line."
   }
+
+  assert {
+    condition     = !strcontains(aws_iam_group_policy.github_actions[0].policy, "kms:")
+    error_message = "Without kms_key_arn no identity may get a KMS permission."
+  }
 }
 
 # --- Options: a customer-managed key, access logs ------------------------------------------
@@ -598,17 +557,6 @@ run "a_kms_key_switches_the_bucket_to_sse_kms_and_grants_exactly_its_use_through
   }
 }
 
-run "without_a_kms_key_no_policy_mentions_kms" {
-  variables {
-    github_auth = "access_key"
-  }
-
-  assert {
-    condition     = !strcontains(aws_iam_group_policy.github_actions[0].policy, "kms:")
-    error_message = "Without kms_key_arn no identity may get a KMS permission."
-  }
-}
-
 run "readers_get_only_decrypt_on_the_kms_key" {
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/0b5e3f5c-1111-2222-3333-444455556666"
@@ -630,47 +578,17 @@ run "readers_get_only_decrypt_on_the_kms_key" {
 
 # --- Names follow the variables, the partition, the account and the region -----------------
 
-run "the_deploy_identity_may_read_only_the_services_api_key_secret" {
-  assert {
-    condition = [
-      for s in jsondecode(aws_iam_role_policy.github_deploy[0].policy).Statement : s
-      if strcontains(jsonencode(s), "secretsmanager")
-      ] == [{
-        Sid      = "ReadTheServiceApiKeys"
-        Effect   = "Allow"
-        Action   = "secretsmanager:GetSecretValue"
-        Resource = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:PenguinsService/api-keys-??????"
-    }]
-    error_message = "The deploy role may only read (GetSecretValue) the one API-key secret, by its name and Secrets Manager's six-character suffix."
-  }
-
-  assert {
-    condition     = !strcontains(aws_iam_role_policy.github_train_dvc[0].policy, "secretsmanager")
-    error_message = "The training role must not read any secret."
-  }
-}
-
-run "the_api_key_secret_follows_its_variable" {
-  variables {
-    api_keys_secret_name = "prod/prediction-api-keys"
-  }
-
-  assert {
-    condition     = strcontains(aws_iam_role_policy.github_deploy[0].policy, ":secret:prod/prediction-api-keys-??????")
-    error_message = "The readable secret must be the one api_keys_secret_name names."
-  }
-}
-
-run "arns_and_subjects_follow_repository_qualifier_partition_account_and_region" {
+run "arns_and_subjects_follow_repository_qualifier_secret_partition_account_and_region" {
   providers = {
     aws = aws.china
   }
 
   variables {
-    aws_region        = "cn-north-1"
-    github_repository = "another-org/fork.of_it"
-    cdk_qualifier     = "custom01"
-    kms_key_arn       = "arn:aws-cn:kms:cn-north-1:210987654321:key/0b5e3f5c-1111-2222-3333-444455556666"
+    aws_region           = "cn-north-1"
+    github_repository    = "another-org/fork.of_it"
+    cdk_qualifier        = "custom01"
+    api_keys_secret_name = "prod/prediction-api-keys"
+    kms_key_arn          = "arn:aws-cn:kms:cn-north-1:210987654321:key/0b5e3f5c-1111-2222-3333-444455556666"
   }
 
   override_data {
@@ -698,6 +616,11 @@ run "arns_and_subjects_follow_repository_qualifier_partition_account_and_region"
   }
 
   assert {
+    condition     = strcontains(aws_iam_role_policy.github_deploy[0].policy, ":secret:prod/prediction-api-keys-??????")
+    error_message = "The readable secret must be the one api_keys_secret_name names."
+  }
+
+  assert {
     condition     = strcontains(aws_iam_role_policy.github_train_dvc[0].policy, "\"kms:ViaService\": \"s3.cn-north-1.amazonaws.com.cn\"")
     error_message = "kms:ViaService must name S3 in the region and partition of the bucket."
   }
@@ -712,6 +635,7 @@ run "arns_and_subjects_follow_repository_qualifier_partition_account_and_region"
 
 run "edge_values_are_accepted" {
   variables {
+    aws_region                             = "us-gov-west-1"
     github_repository                      = "me/repo.name_2"
     name_prefix                            = "abcdefghijklmnopqrstuvwxyz0123456789+=,@"
     cdk_qualifier                          = "q_12345-ab"
@@ -723,12 +647,6 @@ run "edge_values_are_accepted" {
   assert {
     condition     = aws_s3_bucket.dvc.bucket_prefix == "a0123456789.0123456789-0123456789abcd"
     error_message = "A 37-character bucket prefix (63 with S3's suffix) must be accepted."
-  }
-}
-
-run "regions_of_other_partitions_are_accepted" {
-  variables {
-    aws_region = "us-gov-west-1"
   }
 
   assert {

@@ -60,15 +60,7 @@ def find_mirror() -> Path | None:
         if _holds_provider(Path(cached)):
             return Path(cached)
     found = subprocess.run(
-        [
-            "find",
-            "/",
-            "-xdev",
-            "-path",
-            f"*{PROVIDER}/*",
-            "-name",
-            "terraform-provider-aws*",
-        ],
+        ["find", "/", "-xdev", "-path", f"*{PROVIDER}/*", "-name", "terraform-provider-aws*"],
         capture_output=True,
         text=True,
         timeout=900,

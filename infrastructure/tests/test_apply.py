@@ -30,7 +30,6 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +37,8 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.credentials import Credentials as BotoCredentials
 from botocore.exceptions import ClientError
-from botocore.httpsession import URLLib3Session
-from botocore.parsers import create_parser
 
 from bench import procs
 
@@ -63,6 +57,13 @@ ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
 }
+
+
+def trust(principal: str) -> str:
+    """A trust policy that lets `principal` assume the role: the account's `:root` would let
+    anyone in the account in."""
+    statement = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 def cdk_role_arn(role: str) -> str:
@@ -137,14 +138,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
         # `cdk bootstrap`'s roles trust the account (`:root`): in AWS, any principal of the
         # account whose own policy allows it. moto matches trust principals literally and
         # has one account, so "*" stands in for that here; the callers' own policies decide.
-        trust_account = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        )
+        trust_account = trust("*")
         for role in ("deploy", "file-publishing", "image-publishing", "lookup"):
             admin_iam.create_role(
                 RoleName=cdk_role_arn(role).rsplit("/", 1)[1],
@@ -206,42 +200,22 @@ class Deployment:
     def assume_with_web_identity(self, role_arn: str) -> Credentials:
         # AWS takes this call unsigned, the token being the only proof; moto verifies no
         # token (see the module docstring) but fails on an unsigned request once IAM is
-        # enforced, so it is sent signed, as the administrator, which botocore never does
-        # for this operation.
-        form = urllib.parse.urlencode(
-            {
-                "Action": "AssumeRoleWithWebIdentity",
-                "Version": "2011-06-15",
-                "RoleArn": role_arn,
-                "RoleSessionName": "github-actions",
-                "WebIdentityToken": "unverified-by-moto",
-            }
+        # enforced, so it is sent signed, as the administrator: a handler registered before
+        # botocore's own (which leaves this operation unsigned) asks for SigV4.
+        sts = self.moto.client("sts", self.moto.admin)
+        sts.meta.events.register_first(
+            "choose-signer.sts.AssumeRoleWithWebIdentity", lambda **_: "v4"
         )
-        request = AWSRequest(
-            method="POST",
-            url=self.moto.endpoint,
-            data=form,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        admin = self.moto.admin
-        SigV4Auth(
-            BotoCredentials(admin.access_key_id, admin.secret_access_key), "sts", REGION
-        ).add_auth(request)
-        response = URLLib3Session().send(request.prepare())
-        operation = self.moto.client("sts", admin).meta.service_model.operation_model(
-            "AssumeRoleWithWebIdentity"
-        )
-        parsed = create_parser("query").parse(
-            {
-                "status_code": response.status_code,
-                "headers": response.headers,
-                "body": response.content,
-            },
-            operation.output_shape,
-        )
-        assert response.status_code == 200, parsed
-        issued = parsed["Credentials"]
+        issued = sts.assume_role_with_web_identity(
+            RoleArn=role_arn,
+            RoleSessionName="github-actions",
+            WebIdentityToken="unverified-by-moto",
+        )["Credentials"]
         return Credentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+
+    def role_name(self, job: str) -> str:
+        """The name of a job's role (OIDC mode)."""
+        return str(self.outputs[f"aws_{job}_role_arn"]).rsplit("/", 1)[1]
 
 
 def user_tfvars(mode: str, force_destroy: bool = False) -> dict[str, object]:
@@ -376,12 +350,12 @@ def test_bucket_is_protected(deployment):
 def test_identities_hold_only_the_inline_policies_terraform_wrote(deployment):
     iam = deployment.admin("iam")
     if deployment.mode == "oidc":
-        for output, policy in (
-            ("aws_train_role_arn", "dvc-read-write"),
-            ("aws_data_role_arn", "dvc-read"),
-            ("aws_deploy_role_arn", "dvc-read-and-cdk-deploy"),
+        for job, policy in (
+            ("train", "dvc-read-write"),
+            ("data", "dvc-read"),
+            ("deploy", "dvc-read-and-cdk-deploy"),
         ):
-            role = deployment.outputs[output].rsplit("/", 1)[1]
+            role = deployment.role_name(job)
             assert iam.list_role_policies(RoleName=role)["PolicyNames"] == [policy]
             assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
         prefix = str(user_tfvars(deployment.mode)["name_prefix"])
@@ -527,38 +501,23 @@ def test_ci_identities_are_refused_everything_outside_dvc(deployment):
     assert admin_s3.get_object(Bucket=bucket, Key="private/notes.txt")["Body"].read()
 
 
-# A trust policy that would let anyone in the account assume the role.
-OPEN_TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
-
-
 def test_no_ci_identity_can_widen_its_own_permissions(deployment):
     admin_policy = json.dumps(ADMIN_POLICY)
     if deployment.mode == "oidc":
-        for output, credentials in (
-            ("aws_train_role_arn", deployment.identity("train")),
-            ("aws_data_role_arn", deployment.identity("data")),
-            ("aws_deploy_role_arn", deployment.identity("deploy")),
-        ):
-            role = deployment.outputs[output].rsplit("/", 1)[1]
-            own = deployment.moto.client("iam", credentials)
+        for job in ("train", "data", "deploy"):
+            role = deployment.role_name(job)
+            own = deployment.moto.client("iam", deployment.identity(job))
             denied(own.put_role_policy, RoleName=role, PolicyName="x", PolicyDocument=admin_policy)
             denied(
                 own.attach_role_policy,
                 RoleName=role,
                 PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess",
             )
-            denied(own.update_assume_role_policy, RoleName=role, PolicyDocument=OPEN_TRUST)
+            denied(
+                own.update_assume_role_policy,
+                RoleName=role,
+                PolicyDocument=trust(f"arn:aws:iam::{ACCOUNT_ID}:root"),
+            )
     else:
         user = deployment.outputs["ci_user_name"]
         own = deployment.moto.client("iam", deployment.user())
@@ -623,9 +582,9 @@ def protections(deployment: Deployment) -> dict[str, Any]:
         ),
     }
     if deployment.mode == "oidc":
-        for output in ("aws_train_role_arn", "aws_data_role_arn", "aws_deploy_role_arn"):
-            role = deployment.outputs[output].rsplit("/", 1)[1]
-            found[output] = iam.get_role_policy(
+        for job in ("train", "data", "deploy"):
+            role = deployment.role_name(job)
+            found[job] = iam.get_role_policy(
                 RoleName=role, PolicyName=iam.list_role_policies(RoleName=role)["PolicyNames"][0]
             )["PolicyDocument"]
     else:

@@ -128,7 +128,12 @@ def test_every_checkov_skip_gives_a_reason():
 
 
 # The names the workflows read and next_steps (checked in bootstrap.tftest.hcl) sets.
-WORKFLOW_VARIABLES = {"AWS_REGION", "AWS_TRAIN_ROLE_ARN", "AWS_DEPLOY_ROLE_ARN"}
+WORKFLOW_VARIABLES = {
+    "AWS_REGION",
+    "AWS_TRAIN_ROLE_ARN",
+    "AWS_DATA_ROLE_ARN",
+    "AWS_DEPLOY_ROLE_ARN",
+}
 WORKFLOW_SECRETS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
