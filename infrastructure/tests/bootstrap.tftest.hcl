@@ -105,6 +105,7 @@ override_resource { target = aws_iam_group.github_actions }
 override_resource { target = aws_iam_group_policy.github_actions }
 override_resource { target = aws_iam_user.github_actions }
 override_resource { target = aws_iam_user_group_membership.github_actions }
+
 # --- Every variable, at the value each run starts from -----------------------------------
 
 variables {
