@@ -41,7 +41,7 @@ from app.artifacts import EXPORT_FILE, EXPORT_VERSION, GraphInput, parse_export_
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session, split_features
 from training import paths
 from training.data import model_frame, schema_kinds
-from training.io import run_stage, sha256_file, write_json
+from training.io import rounded, run_stage, sha256_file, write_json
 from training.params import read_params
 
 log = logging.getLogger(__name__)
@@ -482,7 +482,7 @@ def check_parity(
             "passed": finite and largest <= tolerance and disagreements == 0,
             "tolerance": tolerance,
             "max_abs_probability_difference": largest if finite else None,
-            "label_agreement": round(1 - disagreements / len(frame), 6),
+            "label_agreement": rounded(1 - disagreements / len(frame)),
             "label_disagreements": disagreements,
             "rows_checked": len(frame),
         }

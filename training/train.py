@@ -30,7 +30,7 @@ from sklearn.utils import get_tags
 
 from training import paths
 from training.data import FeatureSpec, feature_spec, fingerprint, model_frame
-from training.io import run_stage, sha256_file, write_json
+from training.io import rounded, run_stage, sha256_file, write_json
 from training.params import Params, ParamsError, read_params
 from training.tasks import ALIASES, Task
 from training.versions import library_versions
@@ -123,7 +123,7 @@ def _bounds(series: pd.Series, margin: float) -> dict[str, float]:
     if low >= 0:
         # A measurement never seen negative is not accepted negative.
         minimum = max(0.0, minimum)
-    return {"minimum": round(minimum, 6), "maximum": round(high + margin * spread, 6)}
+    return {"minimum": rounded(minimum), "maximum": rounded(high + margin * spread)}
 
 
 def input_schema(frame: pd.DataFrame, spec: FeatureSpec, margin: float) -> list[dict[str, Any]]:
@@ -177,7 +177,7 @@ def _training_data(train: pd.DataFrame, target: str, task: Task) -> dict[str, An
     else:
         values = train[target].astype(float)
         described["target_summary"] = {
-            stat: round(float(getattr(values, stat)()), 6) for stat in ("min", "max", "mean", "std")
+            stat: rounded(getattr(values, stat)()) for stat in ("min", "max", "mean", "std")
         }
     return described
 

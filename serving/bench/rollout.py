@@ -421,10 +421,12 @@ class ContainerLauncher:
             context = self.workdir / "tampered-image"
             context.mkdir()
             model_dir = tampered_copy(self.workdir)
-            model_file = json.loads((model_dir / "model_metadata.json").read_text())["model_file"]
+            metadata = json.loads((model_dir / "model_metadata.json").read_text("utf-8"))
+            model_file = metadata["model_file"]
             shutil.copy(model_dir / model_file, context / model_file)
             target = f"{self._config(self.image)['WorkingDir'].rstrip('/')}/app/data/{model_file}"
-            (context / "Dockerfile").write_text(f"FROM {self.image}\nCOPY {model_file} {target}\n")
+            dockerfile = f"FROM {self.image}\nCOPY {model_file} {target}\n"
+            (context / "Dockerfile").write_text(dockerfile, encoding="utf-8")
             tag = f"localhost/rollout-tampered:{uuid.uuid4().hex[:12]}"
             podman = ["--format", "docker"] if self.podman else []
             _engine(self.engine, "build", *podman, "--tag", tag, str(context), check=True)
