@@ -9,6 +9,7 @@ access needs nothing).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -53,24 +54,28 @@ def find_mirror() -> Path | None:
     explicit = os.environ.get("TF_PROVIDER_MIRROR")
     if explicit:
         return Path(explicit)
-    if MIRROR_CACHE.is_file():
-        cached = MIRROR_CACHE.read_text(encoding="utf-8").strip()
-        if not cached:
-            return None
-        if _holds_provider(Path(cached)):
-            return Path(cached)
-    found = subprocess.run(
-        ["find", "/", "-xdev", "-path", f"*{PROVIDER}/*", "-name", "terraform-provider-aws*"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    mirrors = [_mirror_of(line) for line in sorted(found.stdout.splitlines())]
-    mirror = next((m for m in mirrors if m is not None and _holds_provider(m)), None)
     MIRROR_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    MIRROR_CACHE.write_text(f"{mirror or ''}\n", encoding="utf-8")
-    return mirror
+    with MIRROR_CACHE.open("a+", encoding="utf-8") as cache:
+        # pytest's workers ask at the same time: the first searches, the others wait for its
+        # answer (and never read the file half written).
+        fcntl.flock(cache, fcntl.LOCK_EX)
+        cache.seek(0)
+        answer = cache.read()  # "" before any lookup, "\n" after one that found nothing
+        cached = Path(answer.strip()) if answer.strip() else None
+        if answer and (cached is None or _holds_provider(cached)):
+            return cached
+        found = subprocess.run(
+            ["find", "/", "-xdev", "-path", f"*{PROVIDER}/*", "-name", "terraform-provider-aws*"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        mirrors = [_mirror_of(line) for line in sorted(found.stdout.splitlines())]
+        mirror = next((m for m in mirrors if m is not None and _holds_provider(m)), None)
+        cache.truncate(0)
+        cache.write(f"{mirror or ''}\n")
+        return mirror
 
 
 def write_cli_config(directory: Path, mirror: Path | None) -> Path | None:

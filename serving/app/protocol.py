@@ -10,15 +10,19 @@ docs/serving.md gives them. A body deadline reaches the application as a disconn
 `app.errors` logs as 408, not as a server error.
 
 Deadlines are checked with one timer per connection, armed only when a read ends in the
-middle of a request's head or body, so a request that arrives whole costs no timer.
+middle of a request's head or body, so a request that arrives whole costs no timer. They
+time the client, not the server: bytes waiting unread when a deadline passes postpone it.
 The idle keep-alive timeout between requests stays uvicorn's (`keepalive` in
 gunicorn.conf.py).
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import logging
+import termios
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -173,6 +177,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
+        if self._unread_bytes():
+            # Bytes that arrived and wait unread are the server's delay (a loop too busy to
+            # read them before its timers ran), not the client's: reading them re-arms the
+            # deadline (data_received), so a late client is still cut off one read later.
+            return
         phase = self._phase
         if phase == _WAITING:
             self._record_refusal("no_request", "no request", None, self.header_timeout)
@@ -196,6 +205,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 # Answered already (a 413 on Content-Length, say) while the client kept
                 # trickling a body nobody will read.
                 self.transport.close()
+
+    def _unread_bytes(self) -> int:
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(self.transport.get_extra_info("socket").fileno(), termios.FIONREAD, count)
+        except OSError:
+            return 0
+        return count[0]
 
     def _refuse_head(self) -> None:
         self._cancel_deadline()

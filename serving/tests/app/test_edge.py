@@ -18,6 +18,7 @@ from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from app.messages import MAX_ERROR_BODY_BYTES
@@ -222,6 +223,30 @@ def test_an_idle_keep_alive_connection_outlives_the_header_deadline(server: Serv
             connection.sendall(keep_alive)
             assert procs.read_response(connection)[0] == 200
             time.sleep(DEADLINE_SECONDS * 1.5)
+
+
+def test_a_request_sent_in_time_is_answered_however_late_the_server_reads_it(
+    server: Server,
+) -> None:
+    """The deadlines time the client, not the server: a request that arrived in time and
+    waits unread while the workers are busy (here: stopped past the deadline) is answered."""
+    workers = psutil.Process(server.process.pid).children()
+    with connect(server) as connection:
+        local = connection.getsockname()
+        # Accepted by a worker, so the connection's deadline is running.
+        give_up = time.monotonic() + 10
+        while not any(c.raddr == local for w in workers for c in w.net_connections()):
+            assert time.monotonic() < give_up, "no worker accepted the connection"
+            time.sleep(0.01)
+        for worker in workers:
+            worker.suspend()
+        try:
+            connection.sendall(request_bytes("GET", "/health"))
+            time.sleep(DEADLINE_SECONDS * 1.5)
+        finally:
+            for worker in workers:
+                worker.resume()
+        assert procs.read_response(connection)[0] == 200
 
 
 # --- 5. the logged client address cannot be chosen by the client -----------------------
