@@ -13,11 +13,10 @@ gate           exit 1 when a metric of compare.metrics (params.yaml) is worse th
 stage          copy dvc.lock and dvc.yaml's `cache: false` outputs to build/ci/training-outputs.
 commit-back    commit those onto the trained commit, push it to BRANCH (a fast-forward or nothing)
                and dispatch the Tests workflow there (a GITHUB_TOKEN push starts none).
-post           create, or edit, the one comment of github-actions[bot] whose first line is MARKER.
 
 The data job holds credentials, so it runs the base branch's code and reads only the PR's .dvc
 pointers. BASE_REF defaults to origin/main; values come from the environment. Importing this
-needs only the standard library: data-pointers, stage, commit-back and post run on any python3.
+needs only the standard library: data-pointers, stage and commit-back run on any python3.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-MARKER = "<!-- mlops-template:model-report -->"
 DATA = Path("serving/app/data")
 CI_DIR = Path("build/ci")
 PR_HEAD, PR_DATA = CI_DIR / "pr-head", CI_DIR / "data"
@@ -248,7 +246,7 @@ def comment(base_ref: str, metric_diff: str, param_diff: str) -> str:
     details = "<details><summary>{}</summary>\n\n{}\n\n</details>".format
     metrics_title = f"Every metric that changed (<code>dvc metrics diff {ref}</code>)"
     sections = [
-        f"{MARKER}\n## Model report",
+        "## Model report",
         model + ".",
         check,
         "### Params changed (`dvc params diff`)",
@@ -333,25 +331,6 @@ def commit_back() -> int:
     return 0
 
 
-def post() -> int:
-    repo, pr = os.environ.get("GITHUB_REPOSITORY", ""), os.environ.get("PR", "")
-    if "/" not in repo or not pr.isdigit():
-        raise ReportError("needs GITHUB_REPOSITORY=owner/name and PR=<number>")
-    body = COMMENT.read_text(encoding="utf-8")
-    if body.split("\n", 1)[0] != MARKER:
-        raise ReportError(f"{COMMENT} does not start with its marker {MARKER}")
-    # One JSON line per comment: [id, author, first line]; a marker quoted lower down is no match.
-    jq = '.[] | [.id, .user.login, (.body | split("\\n") | .[0])] | @json'
-    listing = run("gh", "api", "--paginate", f"repos/{repo}/issues/{pr}/comments", "--jq", jq)
-    found = [json.loads(line) for line in listing.splitlines() if line.strip()]
-    ours = next((c[0] for c in found if c[1] == BOT and c[2].strip() == MARKER), None)
-    where = f"repos/{repo}/issues/comments/{ours}" if ours else f"repos/{repo}/issues/{pr}/comments"
-    method = "PATCH" if ours else "POST"
-    run("gh", "api", "--method", method, where, "--input", "-", stdin=json.dumps({"body": body}))
-    print(f"updated comment {ours}" if ours else f"created a comment on {repo}#{pr}")
-    return 0
-
-
 def pointers() -> list[str]:
     """Copy the .dvc files git tracks in the PR's head here; their paths."""
     listed = run("git", "-C", str(PR_HEAD), "ls-files", "-z", "--", "*.dvc")
@@ -395,7 +374,7 @@ def pull_data() -> int:
     return 0
 
 
-STEPS = (data_pointers, pull_data, report, gate, stage, commit_back, post)
+STEPS = (data_pointers, pull_data, report, gate, stage, commit_back)
 COMMANDS = {step.__name__.replace("_", "-"): step for step in STEPS}
 
 
