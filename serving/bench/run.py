@@ -141,22 +141,23 @@ def targets(baseline: Path | None = None) -> list[Target]:
     if APP_MODULE not in service:
         raise RuntimeError(f"the image's command {service} does not serve {APP_MODULE}")
     ceiling = [CEILING_MODULE if word == APP_MODULE else word for word in service]
-    servers: list[tuple[str, list[str], Path, dict[str, str]]] = [
-        ("ceiling", ceiling, cwd, {}),
-        ("onnx", service, cwd, {"SERVICE_BACKEND": "onnx"}),
-        ("sklearn", service, cwd, {"SERVICE_BACKEND": "sklearn"}),
+
+    def served(name: str, argv: list[str], where: Path, extra: dict[str, str]) -> Target:
+        port = procs.free_port()
+        extra |= {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
+        return Target(name, argv, where, procs.tool_env(extra), port, headers)
+
+    port = procs.free_port()
+    naive, naive_cwd = procs.naive_command(port)
+    found = [
+        served("ceiling", ceiling, cwd, {}),
+        served("onnx", service, cwd, {"SERVICE_BACKEND": "onnx"}),
+        served("sklearn", service, cwd, {"SERVICE_BACKEND": "sklearn"}),
+        Target("naive", naive, naive_cwd, procs.tool_env(), port, headers),
     ]
     if baseline is not None:
         model = {"SERVICE_BACKEND": "onnx", "SERVICE_MODEL_DIR": str(baseline / "app" / "data")}
-        servers.append((BASELINE, service, baseline, model))
-    found = []
-    for name, argv, where, extra in servers:
-        port = procs.free_port()
-        extra |= {"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_API_KEYS": f"bench:{key}"}
-        found.append(Target(name, argv, where, procs.tool_env(extra), port, headers))
-    port = procs.free_port()
-    naive, naive_cwd = procs.naive_command(port)
-    found.insert(3, Target("naive", naive, naive_cwd, procs.tool_env(), port, headers))
+        found.append(served(BASELINE, service, baseline, model))
     return found
 
 
