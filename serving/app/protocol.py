@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import fcntl
 import logging
 import termios
@@ -208,10 +209,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _unread_bytes(self) -> int:
         count = array.array("i", [0])
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # closed, or not a socket: none
             fcntl.ioctl(self.transport.get_extra_info("socket").fileno(), termios.FIONREAD, count)
-        except OSError:
-            return 0
         return count[0]
 
     def _refuse_head(self) -> None:
