@@ -237,14 +237,15 @@ deploy: $(ENV_STAMP) $(CDK_STAMP) ## Build the image and deploy the stack; write
 destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; docs/deployment.md says how to remove it)
 	$(CDK) destroy --force --no-notices $(CDK_CONTEXT)
 
-# Both forms: plain HTTP (allowed for the scan) and HTTPS with placeholder domain values
-# (example.com is reserved for examples; nothing is deployed).
+# Both forms: plain HTTP (allowed for the scan), and HTTPS plus the scoring job, with
+# placeholder domain and bucket values (example.com is reserved for examples; nothing is deployed).
 CDK_TEMPLATES = $(CDK_DIR)/cdk.out/*.template.json $(CDK_DIR)/cdk.out/https/*.template.json
-scan-deployment: $(TOOLS_STAMP) $(ENV_STAMP) $(CDK_STAMP) ## cfn-lint (errors fail) and checkov over the HTTP and HTTPS templates
+scan-deployment: $(TOOLS_STAMP) $(ENV_STAMP) $(CDK_STAMP) ## cfn-lint (errors fail) and checkov over the HTTP and the HTTPS-plus-scoring-job templates
 	rm -rf $(CDK_DIR)/cdk.out
 	$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c allowPlainHttp=true
 	$(CDK) synth --quiet --no-notices --output cdk.out/https $(CDK_CONTEXT) -c domainName=service.example.com \
-		-c hostedZoneName=example.com -c hostedZoneId=Z0000000000EXAMPLE
+		-c hostedZoneName=example.com -c hostedZoneId=Z0000000000EXAMPLE -c scoringJob=true \
+		-c scoringInput=s3://example-input/customers/ -c scoringOutput=s3://example-output/scored/
 	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_TEMPLATES)
 	$(TOOLS_BIN)/checkov --framework cloudformation --quiet --compact --skip-download $$(printf -- '-f %s ' $(CDK_TEMPLATES))
 
