@@ -139,6 +139,22 @@ def _is_text(type_: pa.DataType) -> bool:
     )
 
 
+def _as_date_text(column: pa.Array) -> pa.Array:
+    """A Parquet/Arrow date or timestamp column as a JSON client would send it: a date as its
+    ISO day; a timestamp without a time zone at midnight as its day (pandas writes dates so),
+    any other timestamp as a date and time, which is refused as the API refuses one."""
+    type_ = column.type
+    if pa.types.is_date(type_):
+        return pc.cast(column, pa.string())
+    if not pa.types.is_timestamp(type_):
+        return column
+    text = pc.cast(column, pa.string())
+    if type_.tz is not None:
+        return text
+    day = pc.cast(column, pa.date32())
+    return pc.if_else(pc.equal(pc.cast(day, type_), column), pc.cast(day, pa.string()), text)
+
+
 def _parse_numbers(column: pa.Array) -> pa.Array:
     """CSV text as float64; a cell that is not a number becomes null here, and is found by
     the caller as a valid input with a null result."""
@@ -272,6 +288,7 @@ class Contract:
         """The dates as sent (str, None where missing or refused): the record schema's rule,
         `app.dates.is_date`, applied once per distinct value (a file holds few days, many
         times over)."""
+        column = _as_date_text(column)
         if not _is_text(column.type):
             code[valid] = NOT_TEXT
             return np.full(len(column), None, dtype=object)

@@ -15,7 +15,7 @@ import math
 import random
 import shutil
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,13 @@ NUMBER_COLUMNS = {
 }
 CATEGORY_COLUMNS = {"text": pa.string(), "dictionary": pa.dictionary(pa.int32(), pa.string())}
 CATEGORY_COLUMNS["integer"] = pa.int64()
-DATE_COLUMNS = {"text": pa.string(), "integer": pa.int64()}
+DATE_COLUMNS = {
+    "text": pa.string(),
+    "integer": pa.int64(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamp with a time zone": pa.timestamp("us", tz="UTC"),
+}
 
 pytestmark = pytest.mark.anyio
 
@@ -113,6 +119,11 @@ def _date_values(feature: Feature, kind: str) -> list[Any]:
         return [0, 19700101, None]
     observed = feature.model_dump()["observed"]
     first, last = (date.fromisoformat(observed[k]) for k in ("earliest", "latest"))
+    if kind == "date":
+        return [first, last, first + (last - first) / 2, date.min, date.max, None]
+    if kind.startswith("timestamp"):
+        at = [datetime.combine(d, time()) for d in (first, last, first + (last - first) / 2)]
+        return [*at, datetime.combine(last, time(10, 30)), None]
     return [
         *(str(d) for d in (first, last, first + (last - first) / 2, date.min, date.max)),
         f"{first.year}-02-30",
@@ -152,12 +163,20 @@ def generated_table(metadata: ModelMetadata, seed: int, rows: int) -> pa.Table:
     return pa.table(columns)
 
 
+def _sent(value: Any) -> Any:
+    """A value as a JSON client sends it: a day as its ISO date, pandas' way of writing one
+    (a timestamp without a time zone at midnight) too, any other timestamp as ISO text."""
+    if isinstance(value, datetime):
+        midnight = value.time() == time() and value.tzinfo is None
+        return value.date().isoformat() if midnight else value.isoformat()
+    return value.isoformat() if isinstance(value, date) else value
+
+
 def _records(table: pa.Table, features: frozenset[str]) -> list[dict[str, Any]]:
     """The rows as the JSON records a client would send: a null is null, a missing column
     an omitted field (unknown columns are ignored for files, so they are left out)."""
     kept = [name for name in table.column_names if name in features]
-    records: list[dict[str, Any]] = table.select(kept).to_pylist()
-    return records
+    return [{k: _sent(v) for k, v in row.items()} for row in table.select(kept).to_pylist()]
 
 
 def _api_verdict(adapter: Any, record: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -263,6 +264,29 @@ def test_an_s3_prefix_is_scored_into_s3_as_a_local_copy_is(
     assert keys == {"out/scored.parquet", "out/scored.rejects.parquet", "out/scored.summary.json"}
     body = s3.get_object(Bucket=BUCKET, Key="out/scored.parquet")["Body"].read()
     assert pq.read_table(pa.BufferReader(body)).equals(read(tmp_path / "local.parquet"))
+
+
+def test_pandas_parquet_with_a_datetime_column_scores_as_its_csv_does(
+    dated_model_dir: Path, tmp_path: Path
+) -> None:
+    """pandas has no date type: a date column reaches Parquet as a timestamp at midnight, and
+    scores as the same days' ISO text in a CSV."""
+    metadata = load_metadata(dated_model_dir)
+    [date_name] = [f.name for f in metadata.features if f.type == "date"]
+    frame = table(metadata, 2000, invalid_every=None).to_pandas()
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    frame[date_name] = pd.to_datetime(frame[date_name])
+    frame.to_parquet(tmp_path / "in.parquet")
+    outputs, summaries = {}, {}
+    for suffix in (".csv", ".parquet"):
+        out = tmp_path / f"out{suffix}.parquet"
+        assert score(tmp_path / f"in{suffix}", out, "--model", str(dated_model_dir)) == 0
+        outputs[suffix] = read(out)
+        summary = json.loads((tmp_path / f"out{suffix}.summary.json").read_text())
+        summaries[suffix] = {k: summary[k] for k in ("scored", "rejected", "missing", "drift")}
+    assert summaries[".parquet"]["scored"] == 2000
+    assert summaries[".parquet"] == summaries[".csv"]
+    assert outputs[".parquet"].equals(outputs[".csv"])
 
 
 # --- memory --------------------------------------------------------------------------
