@@ -51,7 +51,6 @@ RECORD = paths.ARTIFACTS_DIR / EXPORT_FILE
 # graph to write: an empty directory when the model could not be exported.
 ONNX_DIR = paths.ARTIFACTS_DIR / "onnx"
 ONNX_FILE = "model.onnx"
-PROBABILITIES = OUTPUTS["classification"]
 
 
 @dataclass(frozen=True)
@@ -455,7 +454,7 @@ def check_parity(
     features: Features,
     feed: Feed,
     tolerance: float,
-    task: str = "classification",
+    task: str,
 ) -> dict[str, Any]:
     """The graph's answers against the Pipeline's, row by row, fed by the service's own feed:
     a classifier's probabilities within `tolerance` and the same labels; a regressor's

@@ -20,7 +20,7 @@ from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
 from app.dates import is_date, model_names
-from app.onnx_predictor import MISSING_CATEGORY, Feed, new_session
+from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session
 from training import export, paths
 from training.data import clean, feature_spec, load_dataset, model_frame, schema_kinds
 from training.io import sha256_file
@@ -161,7 +161,7 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     frame.iloc[2, 1::2] = np.nan
     inputs = export.graph_inputs(session, features)
     feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
-    (actual,) = session.run([export.PROBABILITIES], feed(export.columns_of(frame, features)))
+    (actual,) = session.run([OUTPUTS["classification"]], feed(export.columns_of(frame, features)))
     expected = trained["model"].predict_proba(frame)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
 
