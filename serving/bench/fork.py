@@ -261,6 +261,8 @@ def check_service(
     target, task = prepare["target"], prepare.get("task", "classification")
     data = root / "serving" / "app" / "data"
     export = json.loads((data / "onnx_export.json").read_text())
+    # Every data set's estimator is one skl2onnx converts: the slow path is a failure.
+    check(export["status"] == "exported", f"ONNX not exported: {export.get('reason')}")
     port = procs.free_port()
     env = tool_env({"SERVICE_BIND": f"127.0.0.1:{port}", "SERVICE_WORKERS": "1"})
     argv = [sys.executable, "-m", "bench.imagecmd"]
@@ -288,8 +290,6 @@ def check_service(
             check(sorted(profile["class_priors"]) == classes, "drift profile class priors")
 
         outcome.backend = model["backend"]
-        # Every data set's estimator is one skl2onnx converts: the slow path is a failure.
-        check(export["status"] == "exported", f"ONNX not exported: {export.get('reason')}")
         check(model["backend"] == "onnx", f"backend {model['backend']!r}, yet ONNX was exported")
 
         record = record_from(frame, features)

@@ -29,15 +29,20 @@ DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
 METADATA: dict[str, Any] = json.loads(MODEL_METADATA.read_text(encoding="utf-8"))
 
 
-def alarm(synth: Synthesized, name: str) -> dict[str, Any]:
-    """The properties of the alarm construct `name` (logical id Monitoring<name>...)."""
+def alarm_resource(synth: Synthesized, name: str) -> tuple[str, dict[str, Any]]:
+    """The logical id and properties of the alarm construct `name` (Monitoring<name>...)."""
     found = [
-        body["Properties"]
+        (logical_id, body["Properties"])
         for logical_id, body in synth.resources("AWS::CloudWatch::Alarm").items()
         if logical_id.startswith(f"Monitoring{name}")
     ]
     assert len(found) == 1, f"expected one alarm {name}"
-    return dict(found[0])
+    logical_id, properties = found[0]
+    return logical_id, dict(properties)
+
+
+def alarm(synth: Synthesized, name: str) -> dict[str, Any]:
+    return alarm_resource(synth, name)[1]
 
 
 def queries(properties: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -199,13 +204,7 @@ def test_5xx_and_latency_alarms_roll_a_deployment_back_beside_the_circuit_breake
     }
     assert configuration["Alarms"]["AlarmNames"][0] == "PenguinsService-Target5xxRate"
     # The service names the alarms as strings, so it must be created after them.
-    alarm_ids = {
-        logical_id
-        for logical_id in http.resources("AWS::CloudWatch::Alarm")
-        if logical_id.startswith(tuple(f"Monitoring{name}" for name in names))
-    }
-    assert len(alarm_ids) == len(names)
-    assert alarm_ids <= set(service["DependsOn"])
+    assert {alarm_resource(http, name)[0] for name in names} <= set(service["DependsOn"])
     assert configuration["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
     # Deployment alarms need the ECS (rolling update) deployment controller, the default.
     controller = service["Properties"].get("DeploymentController", {"Type": "ECS"})
