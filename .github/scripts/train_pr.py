@@ -50,9 +50,9 @@ class ReportError(Exception):
     """An input is missing or malformed; the message says which."""
 
 
-def run(*argv: str, stdin: str | None = None) -> str:
+def run(*argv: str) -> str:
     # No terminal: a command that asks for input (git's credentials) fails instead of waiting.
-    done = subprocess.run(argv, input=stdin or "", capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, input="", capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ReportError(f"`{' '.join(argv[:4])}` failed: {done.stderr.strip()[-2000:]}")
     return done.stdout
