@@ -15,6 +15,7 @@ import jsonschema
 import pyarrow as pa
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.artifacts import METADATA_FILE
 from app.columnar import ARROW_STREAM, ipc_stream
@@ -168,3 +169,13 @@ def _assert_emf(line: dict[str, Any]) -> None:
 def assert_emf() -> Callable[[dict[str, Any]], None]:
     """Asserts that a log line is an EMF document, per the published specification."""
     return _assert_emf
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of the Prometheus samples `name` whose labels include `labels` (0: none)."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message
 
 from app import errors
@@ -23,7 +22,7 @@ from app.dates import expand, model_names
 from app.messages import MAX_ERROR_BODY_BYTES
 from tests.conftest import random_date
 
-from .conftest import in_process
+from .conftest import in_process, sample
 
 pytestmark = pytest.mark.anyio
 
@@ -542,16 +541,6 @@ async def test_model_reports_the_deployed_revision_from_git_revision(
     async with in_process(app) as http:
         model = (await http.get("/model")).json()
     assert model["deployed_revision"] == "0123456789abcdef0123456789abcdef01234567"
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The sum of the Prometheus samples `name` whose labels include `labels` (0: none)."""
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and labels.items() <= s.labels.items()
-    )
 
 
 async def test_metrics_count_requests_errors_and_predictions_by_class(

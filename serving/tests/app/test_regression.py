@@ -31,8 +31,6 @@ from .conftest import in_process
 
 pytestmark = pytest.mark.anyio
 
-JSON = {"content-type": "application/json"}
-
 
 def records(metadata: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
     """Valid records over the accepted range, about a tenth of the values missing."""

@@ -25,7 +25,6 @@ from .conftest import in_process
 
 pytestmark = pytest.mark.anyio
 
-JSON = {"content-type": "application/json"}
 REFERENCE = ExtraField(
     "reference",
     Annotated[

@@ -20,13 +20,12 @@ from typing import Any
 
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from app import auth
 from bench import imagecmd, procs
 from container import dockerfile
 
-from .conftest import BATCH_ENCODINGS
+from .conftest import BATCH_ENCODINGS, sample
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +53,7 @@ def log_lines(server: Server) -> list[dict[str, Any]]:
 
 def metric(server: Server, name: str, **labels: str) -> float:
     """Sample `name` summed over every worker and every label set that holds `labels`."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(server.get("/metrics")[1].decode())
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
+    return sample(server.get("/metrics")[1].decode(), name, **labels)
 
 
 def request_lines(
