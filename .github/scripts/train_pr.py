@@ -10,13 +10,10 @@ report         build/ci/pr-comment.md, also in the job summary: the regression c
                in build/ci/plots.
 gate           exit 1 when a metric of compare.metrics (params.yaml) is worse than BASE_REF's by
                more than compare.max_regression.
-stage          copy dvc.lock and dvc.yaml's `cache: false` outputs to build/ci/training-outputs.
-commit-back    commit those onto the trained commit, push it to BRANCH (a fast-forward or nothing)
-               and dispatch the Tests workflow there (a GITHUB_TOKEN push starts none).
 
 The data job holds credentials, so it runs the base branch's code and reads only the PR's .dvc
 pointers. BASE_REF defaults to origin/main; values come from the environment. Importing this
-needs only the standard library: data-pointers, stage and commit-back run on any python3.
+needs only the standard library: data-pointers runs on any python3.
 """
 
 from __future__ import annotations
@@ -37,10 +34,7 @@ from typing import Any
 DATA = Path("serving/app/data")
 CI_DIR = Path("build/ci")
 PR_HEAD, PR_DATA = CI_DIR / "pr-head", CI_DIR / "data"
-COMMENT, PLOTS, STAGED = CI_DIR / "pr-comment.md", CI_DIR / "plots", CI_DIR / "training-outputs"
-TESTS_WORKFLOW = "tests.yml"
-BOT = "github-actions[bot]"
-BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+COMMENT, PLOTS = CI_DIR / "pr-comment.md", CI_DIR / "plots"
 MAX_REPORT_CHARS = 40_000  # GitHub refuses comments over 65,536 characters: report.md is cut
 ROOT = Path(__file__).resolve().parents[2]  # `report` and `gate` read params.yaml as training does
 Metrics = dict[str, Any]
@@ -285,52 +279,6 @@ def gate() -> int:
     return 0 if passed else 1
 
 
-def tracked_outputs(dvc_yaml: Path) -> list[Path]:
-    """dvc.lock, then every output of dvc.yaml declared with `cache: false`, in file order."""
-    import yaml
-
-    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"].values()
-    entries = [e for s in stages for k in ("outs", "metrics", "plots") for e in s.get(k) or []]
-    options = {p: o for e in entries if isinstance(e, dict) for p, o in e.items()}
-    uncached = [p for p, o in options.items() if (o or {}).get("cache") is False]
-    return [dvc_yaml.parent / p for p in ["dvc.lock", *uncached]]
-
-
-def stage() -> int:
-    paths = tracked_outputs(Path("dvc.yaml"))
-    if missing := [str(p) for p in paths if not p.is_file()]:
-        raise ReportError(f"not produced (run `make train`): {', '.join(missing)}")
-    shutil.rmtree(STAGED, ignore_errors=True)
-    for path in paths:
-        (STAGED / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, STAGED / path)
-    print("\n".join(map(str, paths)))
-    return 0
-
-
-def commit_back() -> int:
-    """Runs on a checkout of the trained commit, so the push is a fast-forward or fails:
-    outputs of an older run never land on top of newer commits."""
-    branch = os.environ.get("BRANCH")
-    if not branch or not STAGED.is_dir():
-        raise ReportError(f"needs BRANCH=<pr branch> and {STAGED} (the `stage` step's artifact)")
-    files = sorted(str(p.relative_to(STAGED)) for p in STAGED.rglob("*") if p.is_file())
-    shutil.copytree(STAGED, ".", dirs_exist_ok=True)
-    run("git", "add", "--", *files)
-    if not run("git", "diff", "--cached", "--name-only"):
-        print("training outputs unchanged: nothing to commit")
-        return 0
-    head = run("git", "rev-parse", "--short", "HEAD").strip()
-    identity = ["-c", f"user.name={BOT}", "-c", f"user.email={BOT_EMAIL}"]
-    message = ["-m", "Update model outputs from the train workflow"]
-    message += ["-m", f"dvc repro on {head}; the model itself is in the DVC remote."]
-    run("git", *identity, "commit", "--quiet", *message)
-    run("git", "push", "origin", f"HEAD:refs/heads/{branch}")
-    run("gh", "workflow", "run", TESTS_WORKFLOW, "--ref", branch)
-    print(f"pushed the outputs to {branch} and dispatched {TESTS_WORKFLOW}")
-    return 0
-
-
 def pointers() -> list[str]:
     """Copy the .dvc files git tracks in the PR's head here; their paths."""
     listed = run("git", "-C", str(PR_HEAD), "ls-files", "-z", "--", "*.dvc")
@@ -374,7 +322,7 @@ def pull_data() -> int:
     return 0
 
 
-STEPS = (data_pointers, pull_data, report, gate, stage, commit_back)
+STEPS = (data_pointers, pull_data, report, gate)
 COMMANDS = {step.__name__.replace("_", "-"): step for step in STEPS}
 
 

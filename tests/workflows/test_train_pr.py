@@ -1,6 +1,6 @@
 """The Train workflow's pull-request steps (.github/scripts/train_pr.py), run as the workflow runs
 them on throwaway repositories: a DVC project whose `main` and PR branch hold different models,
-a bare repository standing in for GitHub, a local DVC remote, and a fake `gh` that logs calls."""
+and a local DVC remote."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".github" / "scripts" / "train_pr.py"
 DATA = Path("serving/app/data")
 LIMIT = 0.02
-UNCACHED = ["model_metadata.json", "report.md", "metrics.json", "test_predictions.csv"]
 DVC_YAML = """stages:
   train:
     cmd: "true"
@@ -35,7 +34,6 @@ DVC_YAML = """stages:
       - serving/app/data/test_predictions.csv:
           {cache: false, template: confusion, x: actual, y: predicted}
 """
-TRACKED = ["dvc.lock", *(f"{DATA}/{name}" for name in UNCACHED)]
 
 
 def run(cwd: Path, *argv: str, check: bool = True, **env: str) -> Any:
@@ -281,107 +279,6 @@ def test_bad_settings_fail_the_gate_with_a_message_not_a_pass(pr_repo, params, b
 def test_predictions_without_their_columns_are_rejected_with_the_reason(script):
     with pytest.raises(script("train_pr").ReportError, match="expected the columns actual and"):
         script("train_pr").predictions("species,guess\nAdelie,Adelie\n", "x.csv")
-
-
-# --- stage and commit-back ----------------------------------------------------------------
-
-
-def test_stage_sets_aside_dvc_lock_and_the_uncached_outputs_only(tmp_path):
-    (tmp_path / "dvc.yaml").write_text(DVC_YAML, encoding="utf-8")
-    for path in [*TRACKED, f"{DATA}/model.joblib"]:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(path, encoding="utf-8")
-    assert step(tmp_path, "stage").returncode == 0
-    staged = tmp_path / "build/ci/training-outputs"
-    assert sorted(str(p.relative_to(staged)) for p in staged.rglob("*.*")) == sorted(TRACKED)
-    (tmp_path / "dvc.lock").unlink()
-    refused = step(tmp_path, "stage")
-    assert refused.returncode == 2
-    assert "dvc.lock" in refused.stderr
-
-
-def test_the_projects_own_pipeline_stages_its_metrics_and_report_not_the_model(script):
-    staged = script("train_pr").tracked_outputs(ROOT / "dvc.yaml")
-    staged = {str(path.relative_to(ROOT)) for path in staged}
-    assert {"dvc.lock", f"{DATA}/metrics.json", f"{DATA}/report.md"} <= staged
-    assert f"{DATA}/model.joblib" not in staged
-
-
-FAKE_GH = """#!{python}
-import json, os, sys
-with open(os.environ["FAKE_GH_LOG"], "a", encoding="utf-8") as log:
-    log.write(json.dumps(sys.argv[1:]) + "\\n")
-"""
-
-
-@pytest.fixture
-def gh(tmp_path: Path) -> dict[str, str]:
-    """The environment that puts a fake gh first on PATH; it logs its calls to FAKE_GH_LOG."""
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "gh").write_text(FAKE_GH.format(python=sys.executable), "utf-8")
-    (tmp_path / "bin" / "gh").chmod(0o755)
-    path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    return {"PATH": path, "FAKE_GH_LOG": str(tmp_path / "gh.log")}
-
-
-def gh_calls(gh: dict[str, str]) -> list[list[str]]:
-    log = Path(gh["FAKE_GH_LOG"])
-    text = log.read_text("utf-8") if log.exists() else ""
-    log.unlink(missing_ok=True)
-    return [json.loads(line) for line in text.splitlines()]
-
-
-@pytest.fixture
-def github(tmp_path: Path) -> dict[str, Path]:
-    """A bare 'GitHub' with a PR branch, a clone of its head commit (what the commit-back job
-    checks out) holding the staged outputs, and a clone a developer pushes from."""
-    origin, seed, checkout = tmp_path / "origin.git", tmp_path / "seed", tmp_path / "checkout"
-    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
-    git(tmp_path, "clone", "--quiet", str(origin), str(seed))
-    (seed / "params.yaml").write_text("train: {C: 0.5}\n", encoding="utf-8")
-    git(seed, "add", ".")
-    git(seed, "commit", "--quiet", "-m", "try C=0.5")
-    git(seed, "push", "--quiet", "origin", "HEAD:refs/heads/pr")
-    git(tmp_path, "clone", "--quiet", "--branch", "pr", str(origin), str(checkout))
-    for path in TRACKED:
-        staged = checkout / "build/ci/training-outputs" / path
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_text(f"new {path}\n", encoding="utf-8")
-    return {"origin": origin, "seed": seed, "checkout": checkout}
-
-
-def commit_back(github: dict[str, Path], gh: dict[str, str], branch: str = "pr") -> Any:
-    return step(github["checkout"], "commit-back", **gh, BRANCH=branch)
-
-
-def test_commit_back_pushes_the_outputs_onto_the_trained_commit_and_dispatches_tests(github, gh):
-    result = commit_back(github, gh)
-    assert result.returncode == 0, result.stdout + result.stderr
-    origin = github["origin"]
-    changed = git(origin, "diff", "--name-only", "pr~1", "pr").stdout.split()
-    assert sorted(changed) == sorted(TRACKED)
-    assert git(origin, "log", "-1", "--format=%an", "pr").stdout.strip() == "github-actions[bot]"
-    assert gh_calls(gh) == [["workflow", "run", "tests.yml", "--ref", "pr"]]
-    # Run again on the pushed head: nothing changed, nothing committed or dispatched.
-    git(github["checkout"], "pull", "--quiet", "origin", "pr")
-    again = commit_back(github, gh)
-    assert again.returncode == 0
-    assert "nothing to commit" in again.stdout
-    assert gh_calls(gh) == []
-
-
-def test_commit_back_refuses_to_push_over_newer_commits_and_dispatches_nothing(github, gh):
-    seed = github["seed"]
-    (seed / "params.yaml").write_text("train: {C: 0.1}\n", encoding="utf-8")
-    git(seed, "commit", "--quiet", "-am", "developer pushed again meanwhile")
-    git(seed, "push", "--quiet", "origin", "HEAD:refs/heads/pr")
-    result = commit_back(github, gh)
-    assert result.returncode == 2
-    assert "rejected" in result.stderr
-    subject = git(github["origin"], "log", "-1", "--format=%s", "pr").stdout.strip()
-    assert subject == "developer pushed again meanwhile"
-    assert gh_calls(gh) == []
-    assert "BRANCH" in commit_back(github, gh, branch="").stderr
 
 
 # --- the data job: data-pointers and pull-data --------------------------------------------

@@ -155,6 +155,10 @@ def test_checkout_keeps_no_token_except_in_the_job_that_pushes(workflows):
                 assert persist is False, f"{name}/{job_id}: checkout must not keep the token"
 
 
+# CI-only plumbing a developer never runs, one line each: the commit-back job's hand-over.
+CI_ONLY = {"tar", "git", "gh"}
+
+
 def test_every_run_step_calls_a_make_target_or_a_train_pr_command(workflows, make_targets, script):
     commands = script("train_pr").COMMANDS
     for name, job_id, step in steps(workflows):
@@ -172,6 +176,8 @@ def test_every_run_step_calls_a_make_target_or_a_train_pr_command(workflows, mak
                 assert words[0] in (".venv/bin/python", "python3"), line
                 assert words[2:], line
                 assert words[2] in commands, line
+                continue
+            if words[0] in CI_ONLY and job_id in ("train", "commit-back"):
                 continue
             assert words[0] == "make", (
                 f"{name}/{job_id}: `{line}` goes through neither make nor {TRAIN_PR}"
@@ -271,15 +277,42 @@ def test_fork_prs_get_no_secrets_push_commit_or_comment(workflows):
         assert SAME_REPO in workflow["jobs"][job_id]["if"], job_id
 
 
-def test_commit_back_pushes_the_trained_commit_and_reruns_the_tests(triggers, workflows, script):
+def test_commit_back_pushes_the_trained_commit_and_reruns_the_tests(triggers, workflows):
     job = workflows["train.yml"]["jobs"]["commit-back"]
     assert job["needs"] == "train"
     assert job["steps"][0]["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
-    commit = job["steps"][-1]
-    assert runs_script("commit-back", "python3")(commit)
-    assert commit["env"]["BRANCH"] == "${{ github.head_ref }}"
-    # The workflow the script dispatches must exist and accept the dispatch.
-    assert "workflow_dispatch" in triggers(workflows[script("train_pr").TESTS_WORKFLOW])
+    commit = first(job, uses("stefanzweifel/git-auto-commit-action"))["with"]
+    # No fetch, no switch to the branch, no force: HEAD (the trained commit plus the outputs)
+    # goes to the branch as a fast-forward or is rejected.
+    assert commit["skip_fetch"] is commit["skip_checkout"] is True
+    assert "push_options" not in commit
+    assert commit["branch"] == "${{ github.head_ref }}"
+    assert commit["commit_author"].startswith("github-actions[bot] <")
+    dispatch = job["steps"][-1]
+    assert dispatch["if"] == "steps.commit.outputs.changes_detected == 'true'"
+    workflow = shlex.split(dispatch["run"])[3]
+    assert shlex.split(dispatch["run"])[:3] == ["gh", "workflow", "run"]
+    assert "workflow_dispatch" in triggers(workflows[workflow])
+
+
+def test_every_output_git_tracks_is_one_the_commit_back_hands_over():
+    """The train job hands over what training changed that git does not ignore: dvc.lock and
+    each `cache: false` output of dvc.yaml must be tracked, each cached one ignored (in DVC)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"].values()
+    entries = [e for s in stages for k in ("outs", "metrics", "plots") for e in s.get(k) or []]
+    outputs: dict[str, Any] = {}
+    for entry in entries:  # a path, or {path: options}
+        outputs.update(entry if isinstance(entry, dict) else {entry: None})
+    tracked = ["dvc.lock", *(p for p, o in outputs.items() if (o or {}).get("cache") is False)]
+    cached = [p for p in outputs if p not in tracked]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *tracked, *cached],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert sorted(ignored) == sorted(cached)
 
 
 def test_the_comment_is_posted_even_when_the_comparison_fails(workflows, script):
@@ -370,21 +403,26 @@ def uploaded_after(job: dict[str, Any], command: str, name: str) -> dict[str, An
 
 def test_the_artifacts_carry_what_the_script_writes_to_the_jobs_that_read_them(workflows, script):
     train_pr, jobs = script("train_pr"), workflows["train.yml"]["jobs"]
-    staged = uploaded_after(jobs["train"], "stage", "training-outputs")
     comment = uploaded_after(jobs["train"], "report", "pr-comment")
     plots = uploaded_after(jobs["train"], "report", "plots")
-    assert Path(staged["with"]["path"]) == train_pr.STAGED
     assert Path(comment["with"]["path"]) == train_pr.COMMENT
     assert Path(plots["with"]["path"]) == train_pr.PLOTS
+    staged = first(jobs["train"], artifact("training-outputs"))
+    archive = Path(staged["with"]["path"])
+    assert step_index(jobs["train"], artifact("training-outputs")) > step_index(
+        jobs["train"], lambda s: f"-cf {archive}" in s.get("run", "")
+    )
+    unpack = first(jobs["commit-back"], lambda s: s.get("run", "").startswith("tar -xf"))
+    assert shlex.split(unpack["run"]) == ["tar", "-xf", str(archive)]
     for job_id, upload in (("commit-back", staged), ("comment", comment)):
         download = first(jobs[job_id], uses("actions/download-artifact"))
         assert download["with"]["name"] == upload["with"]["name"]
         assert Path(download["with"]["path"]) in (Path(upload["with"]["path"]), train_pr.CI_DIR)
 
 
-def test_the_jobs_without_the_projects_environment_can_run_the_script(workflows):
-    """commit-back runs train_pr.py on the runner's python3: importing it must need nothing
-    outside the standard library."""
+def test_the_data_job_finds_the_pointers_before_it_has_the_projects_environment(workflows):
+    """data-pointers runs train_pr.py on the runner's python3, before the environment is
+    built (most PRs need none): importing it must need nothing outside the standard library."""
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1]); "
         "print(sorted(m for m in ('yaml', 'dvc', 'pandas') if m in sys.modules))"
@@ -396,10 +434,9 @@ def test_the_jobs_without_the_projects_environment_can_run_the_script(workflows)
         check=True,
     )
     assert result.stdout.strip() == "[]"
-    assert not {"setup-development-pipenv"} & {
-        str(s.get("run", "")).removeprefix("make ")
-        for s in workflows["train.yml"]["jobs"]["commit-back"]["steps"]
-    }
+    job = workflows["train.yml"]["jobs"]["data"]
+    pointers = step_index(job, runs_script("data-pointers", "python3"))
+    assert pointers < step_index(job, runs("setup-development-pipenv"))
 
 
 def test_the_model_tests_the_train_job_runs_exist(make_variable):
