@@ -151,7 +151,8 @@ class Evaluate(_Block):
 
 class Export(_Block):
     tolerance: float = Field(gt=0)
-    random_records: int = Field(ge=0)
+    # At least one: without them the parity check fails and the service loses its ONNX path.
+    random_records: int = Field(ge=1)
     missing_rate: float = Field(ge=0, le=1)
     seed: Seed
 

@@ -54,6 +54,7 @@ def test_committed_params_are_valid_and_every_stage_block_is_read(
         ("evaluate", "cv_folds", 1, r"evaluate\.cv_folds: .*greater than or equal to 2"),
         ("profile", "quantiles", [0.9, 0.1], r"profile\.quantiles: .*ascending"),
         ("export", "missing_rate", 2, r"export\.missing_rate: .*less than or equal to 1"),
+        ("export", "random_records", 0, r"export\.random_records: .*greater than or equal to 1"),
         ("compare", "max_regression", -1, r"compare\.max_regression: .*greater than or equal"),
         # A misspelt key is refused, not ignored.
         ("train", "hyperparamters", {}, r"train\.hyperparamters: Extra inputs are not permitted"),
