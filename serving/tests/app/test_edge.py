@@ -280,8 +280,8 @@ def test_every_response_says_nosniff_and_predictions_say_no_store(
 
 
 def test_request_ids_and_paths_cannot_forge_log_lines(server: Server) -> None:
-    """As in process, so over real HTTP: an unsafe request id is replaced, and a path carrying
-    an encoded newline and JSON stays inside its own log line, every line one JSON object."""
+    """What holds in process holds over real HTTP: an unsafe request id is replaced, and a path
+    carrying an encoded newline and JSON stays inside its own log line: one JSON object each."""
     forged = '{"level": "critical", "message": "forged"}'
     unsafe_id = 'x" injected=1 <br>' + "y" * 300
     path = "/health%0A" + forged.replace(" ", "%20").replace('"', "%22")
