@@ -140,14 +140,9 @@ def running(
 @dataclass(frozen=True)
 class Memory:
     processes: int
-    rss_mib: float
-    """Resident memory summed over the processes; pages shared after fork count each time."""
-    pss_mib: float
-    """Proportional set size: shared pages split between their sharers, so the sum is the
-    memory the service really occupies."""
-    pss_per_worker_mib: float
-    """The mean PSS of the processes that serve requests: the children of a process manager
-    (gunicorn's workers), or the process itself when it has none."""
+    rss_mib: float  # summed over the processes: a page shared after fork counts in each
+    pss_mib: float  # shared pages split between their sharers: what the service occupies
+    pss_per_worker_mib: float  # the mean PSS of the processes that serve requests
 
 
 def memory(pid: int) -> Memory:
