@@ -39,6 +39,7 @@ from app.artifacts import (
 )
 from app.contract import Checked, Contract, ContractError
 from app.drift import InputMonitor
+from app.messages import MAX_MESSAGE_CHARS, cut
 from app.predictor import BackendChoice, Predictor, load_predictor
 from app.schemas import record_type
 from app.settings import Settings
@@ -516,6 +517,17 @@ def run(job: Job) -> dict[str, Any]:
             absent = [c for c in (*job.keep, job.label) if c and c not in names]
             if absent:
                 raise ScoreError(f"{path} has no column {absent} (--keep/--label)")
+            features = scorer.metadata.feature_names
+            if lacking := [f for f in features if f not in names]:
+                # Scored as omitted fields, imputed; with none present, surely the wrong file
+                # (or headers that differ, e.g. in case): no row would carry any input.
+                if len(lacking) == len(features):
+                    raise ScoreError(
+                        f"{path} has none of the model's feature columns "
+                        f"({cut(', '.join(features), MAX_MESSAGE_CHARS)}); its columns: "
+                        f"{cut(', '.join(names), MAX_MESSAGE_CHARS)}"
+                    )
+                log.warning("%s has no column %s: every row scores it as missing", path, lacking)
             for name in names:
                 if name not in scorer.wanted:
                     scorer.tally.ignored[name] = None

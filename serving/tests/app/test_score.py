@@ -196,6 +196,26 @@ def test_too_many_rejects_fail_the_run_and_write_no_output(
     assert read(tmp_path / "out.rejects.parquet").num_rows >= 500
 
 
+def test_a_file_with_none_of_the_features_is_refused_and_one_lacking_some_is_named(
+    model: ModelMetadata, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = table(model, 100, invalid_every=None)
+    # Headers that differ in case: every row would be scored with every feature imputed.
+    shouted = data.rename_columns([name.upper() for name in data.column_names])
+    pq.write_table(shouted, tmp_path / "shouted.parquet")
+    out = tmp_path / "out.parquet"
+    with caplog.at_level("ERROR", logger="app.score"):
+        assert score(tmp_path / "shouted.parquet", out, "--max-reject-fraction", "1") == 1
+    assert "none of the model's feature columns" in caplog.text
+    assert not out.exists()
+    dropped = model.features[0].name
+    pq.write_table(data.drop_columns([dropped]), tmp_path / "lacking.parquet")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="app.score"):
+        assert score(tmp_path / "lacking.parquet", out, "--max-reject-fraction", "1") == 0
+    assert f"has no column ['{dropped}']: every row scores it as missing" in caplog.text
+
+
 def test_a_file_failing_after_batches_were_written_leaves_no_output(
     model: ModelMetadata, tmp_path: Path
 ) -> None:
