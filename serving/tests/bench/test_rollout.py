@@ -18,6 +18,7 @@ import pytest
 
 from app.auth import new_key
 from bench import procs, rollout
+from bench.imagecmd import SERVING_DIR
 from deployment.stack.settings import PUBLIC_PATHS
 
 CDK_CONTEXT = json.loads(rollout.CDK_JSON.read_text(encoding="utf-8"))["context"]
@@ -54,7 +55,7 @@ def test_make_rollout_test_runs_an_image_built_from_this_checkout_built_once(
     parallel parts, and not again in the rehearsal, racing the container tests."""
     argv = ["make", "--dry-run", goal, "CONTAINER_ENGINE=test-engine", "IMAGE=test-image"]
     env = {name: value for name, value in make_env.items() if name != "IMAGE_BUILT"}
-    cwd = rollout.SERVING_DIR.parent
+    cwd = SERVING_DIR.parent
     steps = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=True)
     build = "test-engine build"
     assert steps.stdout.count(build) == 1, steps.stdout
