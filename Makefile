@@ -282,7 +282,7 @@ CI_MODEL_TESTS := training/tests serving/tests/app serving/tests/bench
 test-model: $(ENV_STAMP) ## Run the training and service tests against the model in serving/app/data
 	pytest --numprocesses $(PYTEST_WORKERS) $(CI_MODEL_TESTS)
 CI_CDK_OUTPUTS := $(CDK_DIR)/cdk-outputs.json
-smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
+smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...] (a key: SMOKE_TEST_API_KEY=...)
 	$(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json \
 		$(if $(URL),--url "$$URL",--cdk-outputs $(CI_CDK_OUTPUTS))
 scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) ## Validate the workflows (JSON schemas, actionlint) and Dependabot config, and audit them (zizmor)
