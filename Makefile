@@ -128,7 +128,7 @@ test: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) $(CDK_STAMP) model ## Run 
 	@if [ -n "$(CONTAINER_ENGINE)" ]; then $(MAKE) image; else $(call not-run,\
 		the image and its container tests (no docker daemon or podman),$(GET_ENGINE)); fi
 	@echo "==> $(TEST_PARTS) in parallel; each one's output shows when it ends"
-	@status=0; $(MAKE) --jobs --output-sync=target $(TEST_PARTS) || status=$$?; \
+	@status=0; $(MAKE) --jobs --output-sync=target $(TEST_PARTS) IMAGE_BUILT=1 || status=$$?; \
 		if [ -d $(NOT_RUN_DIR) ]; then echo "==> not run on this machine (everything else ran):"; \
 		sort $(NOT_RUN_DIR)/*; fi; exit $$status
 
@@ -173,10 +173,14 @@ score-remote: $(ENV_STAMP) ## Score an s3:// prefix with the deployed scoring jo
 		--shards $(or $(SHARDS),0) --keep "$(KEEP)" --max-reject-fraction $(or $(MAX_REJECT_FRACTION),0.01)
 score-test-large: $(ENV_STAMP) model ## Check that `make score`'s peak memory is the same at 1M and 10M rows (minutes; its own CI job)
 	SCORE_TEST_ROWS=10000000 pytest serving/tests/app/test_score.py -k peak_memory
-rollout-test: $(ENV_STAMP) model ## Rehearse a rolling deploy and a bad-model rollout behind HAProxy under load (fails on any failed request)
+# It rehearses this checkout: the image is rebuilt first where an engine exists (cached layers:
+# quick when nothing changed), except within `make test`, which built it (IMAGE_BUILT=1).
+rollout-test: $(ENV_STAMP) model $(if $(IMAGE_BUILT),,rollout-image) ## Rehearse a rolling deploy and a bad-model rollout behind HAProxy under load (fails on any failed request)
 	@if PATH="$$PATH:/usr/sbin:/sbin" command -v haproxy >/dev/null; then \
 		cd serving && $(CONTAINER_TEST_ENV) python -m bench.rollout; else $(call not-run,\
 		the rollout rehearsal (no haproxy),make system-packages (Debian/Ubuntu) or brew install haproxy); fi
+rollout-image:
+	@if [ -n "$(CONTAINER_ENGINE)" ]; then $(MAKE) image; fi
 load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [API_KEY= USERS=20 SPAWN_RATE=5 DURATION=1m]
 	@test -n "$(URL)" || { echo "usage: make load-test URL=http://host:port [API_KEY= USERS=20 SPAWN_RATE=5 DURATION=1m]"; exit 2; }
 	locust -f serving/bench/locustfile.py --headless --only-summary --host "$(URL)" \
@@ -278,7 +282,7 @@ CI_MODEL_TESTS := training/tests serving/tests/app serving/tests/bench
 test-model: $(ENV_STAMP) ## Run the training and service tests against the model in serving/app/data
 	pytest --numprocesses $(PYTEST_WORKERS) $(CI_MODEL_TESTS)
 CI_CDK_OUTPUTS := $(CDK_DIR)/cdk-outputs.json
-smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...]
+smoke-test: ## Check the deployed service (health, model version, one prediction): make smoke-test [URL=...] (a key: SMOKE_TEST_API_KEY=...)
 	$(PYTHON) .github/scripts/smoke_test.py --metadata serving/app/data/model_metadata.json \
 		$(if $(URL),--url "$$URL",--cdk-outputs $(CI_CDK_OUTPUTS))
 scan-workflows: $(ENV_STAMP) $(TOOLS_STAMP) $(ACTIONLINT_STAMP) ## Validate the workflows (JSON schemas, actionlint) and Dependabot config, and audit them (zizmor)

@@ -7,12 +7,13 @@ header and the body, must be this commit's, and the answer the model's kind (``c
 
 The API key is ``SMOKE_TEST_API_KEY`` when set, else the first key in the Secrets Manager
 secret the stack names in its ``ApiKeysSecretArn`` output, read with the AWS CLI (the deploy
-identity may read that one secret); without either, no key is sent.
+identity may read that one secret); without either, no key is sent. A 401 or 403 fails at once:
+waiting does not change the key.
 
 Right after ``cdk deploy`` the old tasks may still be draining behind the load balancer, and a
-rollback may be in progress, so every step is retried until ``--timeout`` seconds have passed;
-then the last failure is reported (exit status 1). Standard library only, so it runs before (or
-without) the project's environment.
+rollback may be in progress, so every other step is retried until ``--timeout`` seconds have
+passed; then the last failure is reported (exit status 1). Standard library only, so it runs
+before (or without) the project's environment.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 
 class SmokeTestError(Exception):
     """The service answered, but not as the deployed version should."""
+
+
+class KeyRefused(SmokeTestError):
+    """The service refused the request's API key, or its lack of one: not retried."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,12 @@ def check_health(base: str) -> None:
 
 def check_predict(base: str, expected: Expected, key: str | None) -> str:
     response = request(f"{base}/predict", expected.record, key)
+    if response.status in (401, 403):
+        raise KeyRefused(
+            f"POST /predict answered {response.status} "
+            + ("to the API key sent" if key else "without an API key")
+            + f": set {KEY_VARIABLE} to a key the service accepts"
+        )
     if response.status != 200:
         raise SmokeTestError(f"POST /predict answered {response.status}: {response.body[:300]!r}")
     version, classes = expected.version, expected.classes
@@ -219,6 +230,8 @@ def run(
         try:
             check_health(base)
             label = check_predict(base, expected, key)
+        except KeyRefused:
+            raise
         except (SmokeTestError, OSError) as error:
             # OSError covers refused connections, DNS not yet propagated and timeouts.
             if time.monotonic() + interval > deadline:

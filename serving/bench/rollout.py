@@ -28,11 +28,12 @@ whole time:
 
 Each instance is a container of the image `make image` built (CONTAINER_ENGINE and
 CONTAINER_IMAGE as for the container tests; the tampered release is that image with one byte of
-its model changed), run as ECS runs it, with a read-only root filesystem. Where no engine or no
-image exists, each is the image's command (its CMD in its WORKDIR, `bench.imagecmd`) as a
-gunicorn process, with the tampered model in a copy of the model directory. The first line of
-output says which ran. Each listens on a free loopback port. Exits non-zero unless every
-phase passes with 0 failed requests.
+its model changed), run as ECS runs it, with a read-only root filesystem. `make rollout-test`
+builds the image first, so the rehearsal runs this checkout; run directly, this module runs the
+image as it is, however old. Where no engine or no image exists, each is the image's command
+(its CMD in its WORKDIR, `bench.imagecmd`) as a gunicorn process, with the tampered model in a
+copy of the model directory. The first line of output says which ran. Each listens on a free
+loopback port. Exits non-zero unless every phase passes with 0 failed requests.
 
     python -m bench.rollout        # from serving/
 """

@@ -22,7 +22,9 @@ three runs on fresh connections), so the ratios compare servers measured seconds
 under the same background load. For each: requests/s, rows/s, p50/p99 latency, errors, and the
 server's CPU time per request (its processes' user + system time over the run, from
 psutil): a figure that stays put when other work on the machine takes CPU away. Prints
-figures and the issue's targets; nothing here is asserted.
+figures and the issue's targets; nothing here is asserted. A run with errors (answers other
+than 2xx, socket errors, timeouts) measures nothing: its figures read n/a, and the command
+exits 1 naming each.
 
     python -m bench.run [--seconds 6] [--warmup 1] [--rounds 3] [--markdown] [--baseline DIR]
 """
@@ -46,10 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from app.auth import new_key
+from app.settings import Settings
 from bench import load, procs
 from bench.imagecmd import SERVING_DIR
 
-BATCH_ROWS = 1000
+# The servers started here read this environment, so a batch is at most what they accept
+# (SERVICE_MAX_BATCH_RECORDS, SERVICE_MAX_ARROW_RECORDS): larger, it would measure refusals.
+ACCEPTED = Settings()
+BATCH_ROWS = min(1000, ACCEPTED.max_batch_records)
 SINGLE = ("single row", 1)
 BATCH = ("batch", BATCH_ROWS)
 # (label, rows per request, connections)
@@ -75,7 +81,7 @@ TARGET_BATCH_ROWS_PER_S = 1_000_000
 
 
 # Issue 22's targets: Arrow bodies over HTTP, and `make score` on a Parquet file.
-ARROW_ROWS = 10_000
+ARROW_ROWS = min(10_000, ACCEPTED.max_arrow_records)
 ARROW_CONNECTIONS = 4
 TARGET_ARROW_ROWS_PER_S = 1_000_000
 SCORE_ROWS = int(os.environ.get("BENCH_SCORE_ROWS", "10000000"))
@@ -194,8 +200,16 @@ def drive(measured: Measured, rows: int, body: Path, connections: int, args: Any
     return Result(load.combine(runs), cpu)
 
 
+# What a figure from a run with errors reads: refused or failed requests measure nothing.
+NOT_A_RESULT = "n/a"
+
+
+def _ok(*results: Result) -> bool:
+    return all(result.run.errors == 0 for result in results)
+
+
 def _ratio(value: float, reference: float) -> str:
-    return f"{value / reference:.2f}x" if reference else "n/a"
+    return f"{value / reference:.2f}x" if reference else NOT_A_RESULT
 
 
 def render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
@@ -240,24 +254,29 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
         for m in measured:
             result = m.runs[key]
             run = result.run
-            is_service = m.target.name in (*SERVICES, BASELINE)
-            top, base = ceiling.runs[key].run, naive.runs[key].run
-            rows.append(
-                [
-                    scenario,
-                    m.target.name,
-                    f"{run.requests_per_second:,.0f}",
-                    f"{run.requests_per_second * rows_per_request:,.0f}",
-                    f"{run.p50_ms:.2f}",
-                    f"{run.p99_ms:.2f}",
-                    str(run.errors),
-                    f"{result.cpu_ms_per_request:.3f}",
-                    _ratio(run.requests_per_second, top.requests_per_second) if is_service else "",
-                    _ratio(run.requests_per_second, base.requests_per_second) if is_service else "",
+            cells = [
+                f"{run.requests_per_second:,.0f}",
+                f"{run.requests_per_second * rows_per_request:,.0f}",
+                f"{run.p50_ms:.2f}",
+                f"{run.p99_ms:.2f}",
+                str(run.errors),
+                f"{result.cpu_ms_per_request:.3f}",
+            ]
+            if run.errors:
+                cells = [NOT_A_RESULT] * 4 + [str(run.errors), NOT_A_RESULT]
+            ratios = ["", ""]
+            if m.target.name in (*SERVICES, BASELINE):
+                ratios = [
+                    _ratio(run.requests_per_second, of.runs[key].run.requests_per_second)
+                    if _ok(result, of.runs[key])
+                    else NOT_A_RESULT
+                    for of in (ceiling, naive)
                 ]
-            )
+            rows.append([scenario, m.target.name, *cells, *ratios])
             scenario = ""
     lines += render(header, rows, markdown)
+    if not all(_ok(*m.runs.values()) for m in measured):
+        lines.append(f"{NOT_A_RESULT}: a run with errors is not a result")
 
     header = ["target", "cold start s", "processes", "RSS MiB", "PSS MiB", "PSS MiB per worker"]
     rows = []
@@ -281,13 +300,16 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
                 (here.run.p99_ms, ref.run.p99_ms),
                 (here.cpu_ms_per_request, ref.cpu_ms_per_request),
             ]
-            rows.append([scenario, name, *(_ratio(value, of) for value, of in pairs)])
+            ratios = [_ratio(value, of) if _ok(here, ref) else NOT_A_RESULT for value, of in pairs]
+            rows.append([scenario, name, *ratios])
             scenario = ""
     lines += ["", "service / ceiling, same run:", "", *render(header, rows, markdown)]
 
     single16, single1 = service.runs[(1, 16)].run, service.runs[(1, 1)].run
-    batch = max(service.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
-    share = single16.requests_per_second / ceiling.runs[(1, 16)].run.requests_per_second
+    batches = [service.runs[(BATCH_ROWS, c)] for c in (1, 16)]
+    batch = max(result.run.requests_per_second for result in batches)
+    ceiling16 = ceiling.runs[(1, 16)].run.requests_per_second
+    share = single16.requests_per_second / ceiling16 if ceiling16 else 0.0
     header = ["target (service on onnx)", "measured", "goal", ""]
     rows = [
         _target(
@@ -295,24 +317,29 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
             f"{share:.2f}x",
             f">= {TARGET_THROUGHPUT_VS_CEILING}x",
             share >= TARGET_THROUGHPUT_VS_CEILING,
+            service.runs[(1, 16)],
+            ceiling.runs[(1, 16)],
         ),
         _target(
             "single row, 16 conn, p99",
             f"{single16.p99_ms:.2f} ms (ceiling {ceiling.runs[(1, 16)].run.p99_ms:.2f})",
             f"<= {TARGET_P99_MS:g} ms",
             single16.p99_ms <= TARGET_P99_MS,
+            service.runs[(1, 16)],
         ),
         _target(
             "single row, 1 conn, p50",
             f"{single1.p50_ms:.2f} ms (ceiling {ceiling.runs[(1, 1)].run.p50_ms:.2f})",
             f"<= {TARGET_P50_1CONN_MS:g} ms",
             single1.p50_ms <= TARGET_P50_1CONN_MS,
+            service.runs[(1, 1)],
         ),
         _target(
             f"batch of {BATCH_ROWS} rows, rows/s (best of 1 and 16 conn)",
             f"{batch * BATCH_ROWS:,.0f}",
             f">= {TARGET_BATCH_ROWS_PER_S:,}",
             batch * BATCH_ROWS >= TARGET_BATCH_ROWS_PER_S,
+            *batches,
         ),
         _target(
             "cold start vs naive",
@@ -324,8 +351,7 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
     if BASELINE in by_name:
         # Issue 21: the lower of half the ceiling and 95 % of the pre-change commit.
         before = by_name[BASELINE].runs[(1, 16)].run
-        kept = single16.requests_per_second / before.requests_per_second
-        ceiling16 = ceiling.runs[(1, 16)].run.requests_per_second
+        kept = _ratio(single16.requests_per_second, before.requests_per_second)
         floor = min(
             TARGET_THROUGHPUT_VS_CEILING * ceiling16,
             TARGET_VS_BASELINE * before.requests_per_second,
@@ -333,10 +359,13 @@ def report(measured: list[Measured], args: Any, wrk_cpu_us: float, markdown: boo
         rows.append(
             _target(
                 "single row, 16 conn, with keys vs baseline",
-                f"{kept:.2f}x (baseline {before.requests_per_second / ceiling16:.2f}x ceiling, "
+                f"{kept} (baseline {_ratio(before.requests_per_second, ceiling16)} ceiling, "
                 f"p99 {before.p99_ms:.2f} ms)",
                 f">= {floor:,.0f} req/s",
                 single16.requests_per_second >= floor,
+                service.runs[(1, 16)],
+                ceiling.runs[(1, 16)],
+                by_name[BASELINE].runs[(1, 16)],
             )
         )
     lines += ["", "issue 15's and 21's targets:", "", *render(header, rows, markdown)]
@@ -373,17 +402,25 @@ def score_rates(work: Path, rows: int, runs: int) -> list[float]:
 
 
 def columnar_report(
-    json_rows: float, arrow_rows: float, scores: list[float], markdown: bool
+    json_batches: list[Result], arrow: Result, scores: list[float], markdown: bool
 ) -> str:
     score = statistics.median(scores)
+    json_rows = max(result.run.requests_per_second for result in json_batches) * BATCH_ROWS
+    arrow_rows = arrow.run.requests_per_second * ARROW_ROWS
     header = ["issue 22: batch paths (service on onnx)", "rows/s", "goal", ""]
     rows = [
-        [f"JSON batch of {BATCH_ROWS} rows (best of 1 and 16 conn)", f"{json_rows:,.0f}", "", ""],
+        [
+            f"JSON batch of {BATCH_ROWS} rows (best of 1 and 16 conn)",
+            f"{json_rows:,.0f}" if _ok(*json_batches) else NOT_A_RESULT,
+            "",
+            "",
+        ],
         _target(
             f"Arrow batch of {ARROW_ROWS:,} rows, Arrow answers, {ARROW_CONNECTIONS} conn",
             f"{arrow_rows:,.0f}",
             f">= {TARGET_ARROW_ROWS_PER_S:,}",
             arrow_rows >= TARGET_ARROW_ROWS_PER_S,
+            arrow,
         ),
         _target(
             f"make score, {SCORE_ROWS:,}-row Parquet (median of {len(scores)})",
@@ -395,8 +432,26 @@ def columnar_report(
     return "\n".join(["", *render(header, rows, markdown)])
 
 
-def _target(what: str, value: str, goal: str, met: bool) -> list[str]:
+def _target(what: str, value: str, goal: str, met: bool, *measured: Result) -> list[str]:
+    """A target's row: n/a and not met when a run it is measured from had errors."""
+    if not _ok(*measured):
+        return [what, NOT_A_RESULT, goal, "NOT met"]
     return [what, value, goal, "met" if met else "NOT met"]
+
+
+def failures(measured: list[Measured], arrow: Result) -> list[str]:
+    """Each run with errors, by target and scenario: none of them is a result."""
+    runs = [
+        (m.target.name, _scenario(label, rows, connections), m.runs[(rows, connections)])
+        for label, rows, connections in SCENARIOS
+        for m in measured
+    ]
+    runs.append(("onnx", f"Arrow batch ({ARROW_ROWS} rows), {ARROW_CONNECTIONS} conn", arrow))
+    return [
+        f"{name}, {scenario}: {result.run.errors} errors in {result.run.requests} requests"
+        for name, scenario, result in runs
+        if result.run.errors
+    ]
 
 
 def progress(message: str) -> None:
@@ -451,14 +506,16 @@ def main(argv: list[str] | None = None) -> None:
         write_arrow_body(arrow_body, random_records(ARROW_ROWS, seed=2))
         progress(f"  {onnx.target.name}: Arrow batches...")
         arrow = drive(onnx, ARROW_ROWS, arrow_body, ARROW_CONNECTIONS, args)
-        json_rows = max(onnx.runs[(BATCH_ROWS, c)].run.requests_per_second for c in (1, 16))
     with tempfile.TemporaryDirectory(prefix="bench-score-") as scratch:
         progress(f"make score on {SCORE_ROWS:,} rows, {SCORE_RUNS} runs...")
         scores = score_rates(Path(scratch), SCORE_ROWS, SCORE_RUNS)
 
     print(report(measured, args, wrk_cpu / requests * 1e6 if requests else 0.0, args.markdown))
-    arrow_rows = arrow.run.requests_per_second * ARROW_ROWS
-    print(columnar_report(json_rows * BATCH_ROWS, arrow_rows, scores, args.markdown))
+    json_batches = [onnx.runs[(BATCH_ROWS, c)] for c in (1, 16)]
+    print(columnar_report(json_batches, arrow, scores, args.markdown))
+    failed = failures(measured, arrow)
+    if failed:
+        sys.exit("make bench: runs with errors are not results:\n  " + "\n  ".join(failed))
 
 
 if __name__ == "__main__":

@@ -143,16 +143,22 @@ def _measured(name: str, rps: float, p99_ms: float) -> run.Measured:
     return result
 
 
-@pytest.mark.parametrize("markdown", [False, True])
-def test_report_states_same_run_ratios_and_the_targets(markdown: bool) -> None:
-    measured = [
+def _four() -> list[run.Measured]:
+    return [
         _measured("ceiling", 10_000, 2.0),
         _measured("onnx", 6_000, 4.0),
         _measured("sklearn", 500, 80.0),
         _measured("naive", 100, 700.0),
     ]
-    args = argparse.Namespace(seconds=6.0, warmup=1.0, rounds=3, load_before="0.5 0.5 0.5")
-    text = run.report(measured, args, wrk_cpu_us=25.0, markdown=markdown)
+
+
+ARGS = argparse.Namespace(seconds=6.0, warmup=1.0, rounds=3, load_before="0.5 0.5 0.5")
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_report_states_same_run_ratios_and_the_targets(markdown: bool) -> None:
+    measured = _four()
+    text = run.report(measured, ARGS, wrk_cpu_us=25.0, markdown=markdown)
     assert "0.60x" in text  # onnx throughput / ceiling
     assert "60.00x" in text  # onnx throughput / naive
     assert "2.00x" in text  # onnx p99 / ceiling
@@ -160,3 +166,34 @@ def test_report_states_same_run_ratios_and_the_targets(markdown: bool) -> None:
     assert text.count("NOT met") == 1
     assert "1.00 s (1.00x)" in text
     assert ("|---|" in text) == markdown
+
+
+def test_a_run_with_errors_is_no_figure_no_ratio_and_no_target_and_is_named() -> None:
+    """Refused requests are not throughput: `make bench` printed rows/s and ratios for
+    batches the service refused, every one."""
+    measured = _four()
+    refused = load.Run(940, 2.0, 470.0, 1.0, 2.0, 1.0, errors=940, cpu_seconds=0.1)
+    measured[1].runs[(run.BATCH_ROWS, 16)] = run.Result(refused, server_cpu_seconds=0.5)
+    text = run.report(measured, ARGS, wrk_cpu_us=25.0)
+    row = next(line.split() for line in text.splitlines() if "940" in line)
+    assert row == ["onnx", "n/a", "n/a", "n/a", "n/a", "940", "n/a", "n/a", "n/a"]
+    batch_target = next(line for line in text.splitlines() if line.startswith("batch of"))
+    assert batch_target.split()[-5:] == ["n/a", ">=", "1,000,000", "NOT", "met"]
+    assert "470" not in text
+    ok = measured[1].runs[(run.BATCH_ROWS, 1)]
+    assert "n/a" in run.columnar_report([ok, ok], run.Result(refused, 0.5), [3e6], False)
+    assert run.failures(measured, ok) == [
+        f"onnx, batch ({run.BATCH_ROWS} rows), 16 conn: 940 errors in 940 requests"
+    ]
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_batches_are_no_larger_than_the_services_under_test_accept(
+    monkeypatch: pytest.MonkeyPatch, model_dir: Path
+) -> None:
+    monkeypatch.setenv("SERVICE_MAX_BATCH_RECORDS", "500")
+    monkeypatch.setenv("SERVICE_MAX_ARROW_RECORDS", "700")
+    monkeypatch.setattr("bench.run", run)  # restored after the fresh import replaces it
+    bench = _fresh("bench.run", monkeypatch, model_dir)
+    assert (bench.BATCH_ROWS, bench.ARROW_ROWS) == (500, 700)
+    assert {rows for _, rows, _ in bench.SCENARIOS} == {1, 500}

@@ -1,10 +1,15 @@
 """The rollout rehearsal's parts: it reads the stack's health check, its HAProxy configuration
 is valid, and its counting catches what it exists to catch (the control: an instance put into
-rotation before it passes health fails requests, the rehearsal's registration does not)."""
+rotation before it passes health fails requests, the rehearsal's registration does not), and
+`make rollout-test` rehearses an image built from this checkout.
+
+The instances here are processes of this checkout (the image's command), not containers: these
+tests check HAProxy and the counting, and a container runs whatever its image was built from."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +18,7 @@ import pytest
 
 from app.auth import new_key
 from bench import procs, rollout
+from bench.imagecmd import SERVING_DIR
 from deployment.stack.settings import PUBLIC_PATHS
 
 CDK_CONTEXT = json.loads(rollout.CDK_JSON.read_text(encoding="utf-8"))["context"]
@@ -40,6 +46,22 @@ def test_tampered_copy_differs_from_the_model_in_exactly_one_byte(tmp_path: Path
     assert sum(a != b for a, b in zip(original, tampered, strict=True)) == 1
 
 
+@pytest.mark.parametrize("goal", ["rollout-test", "test"])
+def test_make_rollout_test_runs_an_image_built_from_this_checkout_built_once(
+    goal: str, make_env: dict[str, str]
+) -> None:
+    """Before the rehearsal, `make rollout-test` builds the image (a stale one would pass the
+    rehearsal with the checkout's readiness broken); `make test` builds it once, before its
+    parallel parts, and not again in the rehearsal, racing the container tests."""
+    argv = ["make", "--dry-run", goal, "CONTAINER_ENGINE=test-engine", "IMAGE=test-image"]
+    env = {name: value for name, value in make_env.items() if name != "IMAGE_BUILT"}
+    cwd = SERVING_DIR.parent
+    steps = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    build = "test-engine build"
+    assert steps.stdout.count(build) == 1, steps.stdout
+    assert steps.stdout.index(build) < steps.stdout.index("python -m bench.rollout")
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -55,7 +77,7 @@ def balanced_instance(
     front of one ready instance that requires an API key, under the rehearsal's load."""
     timing = rollout.Timing.scaled(rollout.stack_settings())
     balancer = rollout.HAProxy(tmp_path, timing, request.param)
-    launcher = rollout.choose_launcher(tmp_path)
+    launcher = rollout.ProcessLauncher(tmp_path, "this checkout")
     try:
         instance = launcher.start(
             "blue", {"SERVICE_WORKERS": "1", "SERVICE_API_KEYS": f"test:{KEY}"}
