@@ -163,7 +163,8 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
     (actual,) = session.run([OUTPUTS["classification"]], feed(export.columns_of(frame, features)))
     expected = trained["model"].predict_proba(frame)
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
+    tolerance = record["parity"]["prepared_data"]["tolerance"]
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance)
 
 
 def test_random_records_are_valid_and_cover_missing_values(exported):

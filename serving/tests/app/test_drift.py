@@ -103,12 +103,17 @@ def in_range_records(profile: dict[str, Any], count: int, seed: int) -> list[dic
     return records
 
 
-def beyond_training(feature: dict[str, Any], metadata: dict[str, Any]) -> float:
-    """A value above the training maximum that the service still accepts."""
-    accepted = next(f for f in metadata["input_schema"]["features"] if f["name"] == feature["name"])
-    value = (feature["maximum"] + accepted["maximum"]) / 2
-    assert feature["maximum"] < value < accepted["maximum"]
-    return float(value)
+@pytest.fixture(scope="module")
+def beyond_training(numeric: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, float]:
+    """Per number feature, a value above the training maximum that the service still accepts:
+    none when train.schema_margin is 0, the accepted bounds then being the training range."""
+    accepted = {f["name"]: f.get("maximum") for f in metadata["input_schema"]["features"]}
+    values = {}
+    for feature in numeric:
+        value = (feature["maximum"] + accepted[feature["name"]]) / 2
+        if feature["maximum"] < value < accepted[feature["name"]]:
+            values[feature["name"]] = float(value)
+    return values
 
 
 async def test_in_range_values_move_no_drift_counter(
@@ -129,23 +134,24 @@ async def test_in_range_values_move_no_drift_counter(
 async def test_values_outside_the_training_range_are_scored_and_counted(
     client: httpx.AsyncClient,
     profile: dict[str, Any],
-    numeric: list[dict[str, Any]],
+    beyond_training: dict[str, float],
     metadata: dict[str, Any],
     batch: int,
 ) -> None:
-    feature = numeric[0]
+    if not beyond_training:
+        pytest.skip("train.schema_margin is 0: the service accepts no number outside training's")
+    name, value = next(iter(beyond_training.items()))
     version = metadata["model_version"]
     records = in_range_records(profile, batch, seed=4)
     outside = records[: max(1, batch // 3)]
     for record in outside:
-        record[feature["name"]] = beyond_training(feature, metadata)
+        record[name] = value
     async with Deltas(client) as delta:
         if batch == 1:
             response = await client.post("/predict", json=records[0])
         else:
             response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
-    name = feature["name"]
     assert delta("model_input_out_of_range_total", feature=name, model_version=version) == len(
         outside
     )
@@ -207,12 +213,14 @@ async def test_validation_errors_are_counted_by_field_never_by_a_client_chosen_n
 async def test_request_log_line_carries_the_requests_metrics_as_emf(
     client: httpx.AsyncClient,
     profile: dict[str, Any],
-    numeric: list[dict[str, Any]],
+    beyond_training: dict[str, float],
     metadata: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     records = in_range_records(profile, 3, seed=5)
-    records[1][numeric[1]["name"]] = beyond_training(numeric[1], metadata)
+    outside = next(iter(beyond_training), None)  # None when train.schema_margin is 0
+    if outside is not None:
+        records[1][outside] = beyond_training[outside]
     with caplog.at_level(logging.INFO, logger="app.requests"):
         response = await client.post("/predict/batch", json={"records": records})
     (record,) = [r for r in caplog.records if r.name == "app.requests"]
@@ -228,12 +236,14 @@ async def test_request_log_line_carries_the_requests_metrics_as_emf(
     assert line["Requests"] == line["Status2xx"] == 1
     assert line["RecordsScored"] == line["BatchRecords"] == 3
     assert sum(line[f"Predicted_{c}"] for c in set(predicted)) == 3
-    assert line[f"OutOfRange_{numeric[1]['name']}"] == line["OutOfRangeRecords"] == 1
+    if outside is not None:
+        assert line[f"OutOfRange_{outside}"] == line["OutOfRangeRecords"] == 1
     assert line["Latency"] > 0
     defined = {m["Name"] for m in directive["Metrics"]}
     assert "Status5xx" not in defined
     assert "Status5xx" not in line
-    assert {"Requests", "Latency", "RecordsScored", "OutOfRangeRecords"} <= defined
+    assert {"Requests", "Latency", "RecordsScored"} <= defined
+    assert ("OutOfRangeRecords" in defined) == (outside is not None)
 
 
 async def test_model_shows_the_reference_profile(
