@@ -7,7 +7,6 @@ import logging
 import math
 import random
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from app import errors
-from app.artifacts import EXPORT_FILE
 from app.dates import expand, model_names
 from app.messages import MAX_ERROR_BODY_BYTES
 from tests.conftest import random_date
@@ -29,15 +27,6 @@ from .conftest import in_process, sample
 pytestmark = pytest.mark.anyio
 
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def tolerance(model_dir: Path) -> float:
-    """How far a served probability may be from the Pipeline's: the tolerance the export
-    proved the ONNX graph within (a tree ensemble's output is float32); rounding alone when
-    the Pipeline serves."""
-    record = json.loads((model_dir / EXPORT_FILE).read_text(encoding="utf-8"))
-    return float(record["parity"]["prepared_data"]["tolerance"]) if record["parity"] else 1e-9
 
 
 def assert_prediction(result: dict[str, Any], classes: list[str], tolerance: float) -> None:
