@@ -247,7 +247,8 @@ def regression_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def dated_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classifier with a date feature, trained and exported by the training stages' own
-    functions on vega_datasets' cars, whose `Year` is ISO date text as a CSV holds it."""
+    functions on vega_datasets' cars, whose `Year` is ISO date text as a CSV holds it. Its
+    task and estimator are pinned: a fork's (regression, say) cannot fit the cars' `Origin`."""
     import pandas as pd
     import yaml
     from vega_datasets import local_data  # type: ignore[import-untyped]
@@ -262,7 +263,18 @@ def dated_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.train import fit_and_save
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["prepare"] |= {"source": "data/cars.csv", "target": "Origin", "drop_columns": ["Name"]}
+    raw["prepare"] |= {
+        "source": "data/cars.csv",
+        "target": "Origin",
+        "task": "classification",
+        "drop_columns": ["Name"],
+        "positive_class": None,
+    }
+    raw["train"] |= {
+        "estimator": "logistic_regression",
+        "hyperparameters": {"logistic_regression": {"C": 1.0, "max_iter": 1000, "solver": "sag"}},
+    }
+    raw["compare"].pop("metrics", None)  # the task's default
     raw["export"] |= {"random_records": 500}
     params = parse(raw)
     frame = local_data.cars()

@@ -25,12 +25,15 @@ settings = get_settings()
 metadata = load_metadata(settings.model_dir)
 Record: Any = record_type(metadata)
 Batch: Any = batch_type(Record, settings.max_batch_records)
-first = metadata.classes[0]
-ANSWER = {
-    "prediction": first,
-    "probability": 1.0,
-    "probabilities": {label: float(label == first) for label in metadata.classes},
-}
+# The shape of the service's answer: a regressor's is a number alone.
+ANSWER: dict[str, Any] = {"prediction": 0.0}
+if metadata.task == "classification":
+    first = metadata.classes[0]
+    ANSWER = {
+        "prediction": first,
+        "probability": 1.0,
+        "probabilities": {label: float(label == first) for label in metadata.classes},
+    }
 
 app = FastAPI(title="ceiling: no model")
 

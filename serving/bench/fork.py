@@ -4,8 +4,9 @@ For each data set below, in a scratch copy of the repository (its git-tracked fi
 clone has them): write the data file, edit params.yaml as docs/training.md's "Bring your own
 data" says, `dvc repro`, start the service as the image does, predict a record taken from the
 data over loopback HTTP, and check GET /model (target, task, classes, input schema), the drift
-profile and that ONNX serves (every data set's estimator is one skl2onnx converts). One
-data set also runs the template's own tests there, `pytest -m "not example_data"`.
+profile and that ONNX serves (every data set's estimator is one skl2onnx converts). Two
+data sets, one per task, also run the template's own tests there, `pytest -m "not
+example_data"`.
 
     python -m bench.fork [--only cars] [--keep]     # from serving/; `make fork-test`
 
@@ -121,6 +122,7 @@ DATA_SETS = (
             "compare": {"metrics": ["rmse", "r2"]},
         },
         covers="sklearn load_diabetes: regression target, the task's default estimator",
+        run_tests=True,
     ),
 )
 

@@ -1,8 +1,8 @@
 """The baseline `make bench` compares the service with: the common tutorial pattern.
 
 One uvicorn process; an `async def` endpoint that builds a DataFrame and calls `predict`,
-then `predict_proba`, on the event loop. Every request runs the Pipeline twice and blocks
-the loop while it does. Kept deliberately naive: do not copy it.
+then `predict_proba` (a classifier's), on the event loop. Every request runs the Pipeline
+twice and blocks the loop while it does. Kept deliberately naive: do not copy it.
 
     uvicorn bench.naive_app:app --port 8001     # from serving/
 """
@@ -39,6 +39,8 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _answer(frame: pd.DataFrame) -> list[dict[str, Any]]:
     labels = model.predict(frame)
+    if metadata.get("task") == "regression":
+        return [{"prediction": float(value)} for value in labels]
     probabilities = model.predict_proba(frame)
     return [
         {

@@ -41,6 +41,26 @@ def metadata(model_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def task(metadata: dict[str, Any]) -> str:
+    """The served model's task: a metadata without one is a classifier's (older files)."""
+    return str(metadata.get("task", "classification"))
+
+
+@pytest.fixture(autouse=True)
+def classification_only(request: pytest.FixtureRequest) -> None:
+    """Skips a test marked `classification_only("where the regressor's side is tested")`
+    when the served model is a regressor, saying so and where."""
+    marker = request.node.get_closest_marker("classification_only")
+    if marker is None:
+        return
+    task = request.getfixturevalue("task")
+    if task != "classification":
+        pytest.skip(
+            f"classification only, the model's task is {task}; regression: {marker.args[0]}"
+        )
+
+
+@pytest.fixture(scope="session")
 def settings(model_dir: Path) -> Settings:
     return Settings(model_dir=model_dir, backend="auto")
 

@@ -28,7 +28,7 @@ from app.artifacts import (
 from training import paths
 from training.io import write_json
 from training.params import read_params
-from training.profile import build_profile
+from training.profile import build_profile, training_predictions
 from training.train import fit_and_save
 from training.versions import BASE, library_versions
 
@@ -39,7 +39,9 @@ def written(tmp_path_factory: pytest.TempPathFactory, data: pd.DataFrame) -> Pat
     params = read_params(paths.PARAMS)
     directory = tmp_path_factory.mktemp("data")
     _, metadata = fit_and_save(data, params, directory)
-    write_json(directory / PROFILE_FILE, build_profile(data, metadata, params.profile.quantiles))
+    predictions = training_predictions(data, metadata, directory)
+    profile = build_profile(data, metadata, params.profile.quantiles, predictions)
+    write_json(directory / PROFILE_FILE, profile)
     return directory
 
 

@@ -93,7 +93,8 @@ def test_clean_rejects_a_single_class_target() -> None:
 
 def test_fingerprint_changes_when_one_value_changes(data: pd.DataFrame, target: str) -> None:
     altered = data.copy()
-    altered.loc[0, target] = f"{data[target].iloc[0]} changed"
+    # Another row's value keeps the column's dtype (text classes, a regression's numbers).
+    altered.loc[0, target] = next(v for v in data[target] if v != data[target].iloc[0])
     assert fingerprint(altered) != fingerprint(data)
     assert fingerprint(data.copy()) == fingerprint(data)
 

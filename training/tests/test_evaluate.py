@@ -16,6 +16,7 @@ from training.evaluate import (
     improvement,
     render_report,
 )
+from training.tasks import GATED, HIGHER_IS_BETTER, Task
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 
@@ -64,13 +65,19 @@ def test_confusion_table_counts_actual_rows_against_predicted_columns() -> None:
 def test_report_shows_model_against_baseline_and_the_data(
     metrics: dict[str, Any], metadata: dict[str, Any]
 ) -> None:
-    labels = metadata["classes"][:2]
-    test = pd.DataFrame({metadata["target"]: labels})
-    report = render_report(metrics, metadata, test, np.array(labels), 0.2)
-    accuracy = metrics["model"]["test"]["accuracy"]
-    baseline = metrics["baseline"]["test"]["accuracy"]
-    assert f"| accuracy | {accuracy:.4f} | {baseline:.4f} | {accuracy - baseline:+.4f} |" in report
-    for section in ("## Cross-validation", "## Per class", "## Confusion matrix (test", "## Data"):
+    task: Task = metadata.get("task", "classification")
+    values = metadata["classes"][:2] if task == "classification" else [0.0, 1.0]
+    test = pd.DataFrame({metadata["target"]: values})
+    report = render_report(metrics, metadata, test, np.array(values), 0.2)
+    name = GATED[task][0]
+    model, baseline = metrics["model"]["test"][name], metrics["baseline"]["test"][name]
+    gain = model - baseline if HIGHER_IS_BETTER[task][name] else baseline - model
+    assert f"| {name} | {model:.4f} | {baseline:.4f} | {gain:+.4f} |" in report
+    sections = {
+        "classification": ("## Per class", "## Confusion matrix (test"),
+        "regression": ("## Residuals",),
+    }
+    for section in ("## Cross-validation", *sections[task], "## Data"):
         assert section in report
     for feature in metadata["input_schema"]["features"]:
         assert f"| {feature['name']} | {feature['type']} | " in report

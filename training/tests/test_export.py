@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
@@ -26,7 +27,7 @@ from training.data import clean, feature_spec, load_dataset, model_frame, schema
 from training.io import sha256_file
 from training.params import read_params
 from training.prepare import split
-from training.tasks import Task
+from training.tasks import DEFAULT_ESTIMATOR, TASKS, Task
 from training.train import build_pipeline, fit_and_save, make_estimator
 
 
@@ -45,6 +46,14 @@ def _train_into(
     model, metadata = fit_and_save(train, params, directory, model=model)
     prepared = pd.concat([train, test], ignore_index=True).drop(columns=[target])
     return {"metadata": metadata, "prepared": prepared, "model": model}
+
+
+def _answers(model: Any, rows: Any, task: Task) -> np.ndarray:
+    """What the service answers with, from the Pipeline or the ONNX predictor: a classifier's
+    class probabilities, a regressor's predictions."""
+    if task == "classification":
+        return np.asarray(model.predict_proba(rows))
+    return np.asarray(model.predict(rows), dtype=np.float64)
 
 
 def _export(directory: Path, trained: dict[str, Any], **params: Any) -> dict[str, Any]:
@@ -81,9 +90,12 @@ def test_trained_pipeline_is_exported_with_parity_on_every_checked_row(exported)
     assert parity["rows_checked"] == rows + params["random_records"]
     for part in ("prepared_data", "random_records"):
         # A passing check records no figure: it differs from CPU to CPU (see export.py).
-        assert "max_abs_probability_difference" not in parity[part]
-        assert parity[part]["label_disagreements"] == 0
-        assert parity[part]["label_agreement"] == 1.0
+        assert not set(export.FIGURES) & set(parity[part])
+        if trained["metadata"]["task"] == "classification":
+            assert parity[part]["label_disagreements"] == 0
+            assert parity[part]["label_agreement"] == 1.0
+        else:
+            assert parity[part]["rows_outside_tolerance"] == 0
 
 
 def test_record_pins_the_graph_and_the_model_it_came_from(exported):
@@ -161,8 +173,9 @@ def test_graph_imputes_missing_values_like_the_pipeline(exported):
     frame.iloc[2, 1::2] = np.nan
     inputs = export.graph_inputs(session, features)
     feed = Feed(inputs, features.schema, MISSING_CATEGORY, record["category_codes"])
-    (actual,) = session.run([OUTPUTS["classification"]], feed(export.columns_of(frame, features)))
-    expected = trained["model"].predict_proba(frame)
+    task = trained["metadata"]["task"]
+    (actual,) = session.run([OUTPUTS[task]], feed(export.columns_of(frame, features)))
+    expected = _answers(trained["model"], frame, task).reshape(actual.shape)
     tolerance = record["parity"]["prepared_data"]["tolerance"]
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance)
 
@@ -241,31 +254,32 @@ def test_graph_that_cannot_take_codes_is_exported_on_strings_and_says_why(tmp_pa
     # As the model reads them: a date feature's parts in its place.
     prepared = model_frame(trained["prepared"], schema_kinds(trained["metadata"]))
     columns = export.columns_of(prepared, features)
+    task = trained["metadata"]["task"]
     np.testing.assert_allclose(
-        predictor.predict_proba(columns),
-        trained["model"].predict_proba(prepared),
-        rtol=0,
+        _answers(predictor, columns, task),
+        _answers(trained["model"], prepared, task),
+        # Probabilities absolutely; a regressor's values also relative to their size.
+        rtol=0 if task == "classification" else 1e-6,
         atol=1e-6,
     )
 
 
 @pytest.mark.parametrize(
-    ("name", "step"),
+    ("name", "steps"),
     [
-        # Neither has a converter in skl2onnx: a classifier and a preprocessing step.
-        ("classifier", LabelSpreading()),
-        ("preprocessing", SplineTransformer()),
+        # None has a converter in skl2onnx: an estimator of each task, a preprocessing step.
+        ("estimator", {"classification": LabelSpreading(), "regression": KernelRidge()}),
+        ("preprocessing", dict.fromkeys(TASKS, SplineTransformer())),
     ],
 )
-def test_unconvertible_pipeline_is_recorded_unavailable_without_failing(tmp_path, name, step):
+def test_unconvertible_pipeline_is_recorded_unavailable_without_failing(tmp_path, name, steps):
     base = _train_into(tmp_path / "base")["model"]
     preprocess = clone(base.named_steps["preprocess"])
-    if name == "classifier":
-        model = Pipeline([("preprocess", preprocess), ("classifier", step)])
+    final, step = base.steps[-1][0], steps[read_params(paths.PARAMS).prepare.task]
+    if name == "estimator":
+        model = Pipeline([("preprocess", preprocess), (final, step)])
     else:
-        model = Pipeline(
-            [("preprocess", preprocess), ("spline", step), ("classifier", clone(base[-1]))]
-        )
+        model = Pipeline([("preprocess", preprocess), ("spline", step), (final, clone(base[-1]))])
     directory = tmp_path / "artifacts"
     trained = _train_into(directory, model=model)
     # A graph left by an earlier, successful export must not survive this one.
@@ -295,7 +309,9 @@ def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path
     assert record["status"] == "unavailable"
     assert record["reason"].startswith("ExportUnavailable: parity failed")
     assert record["parity"]["passed"] is False
-    assert record["parity"]["prepared_data"]["max_abs_probability_difference"] > 1e-12
+    # The task's figure (probabilities' or values' difference) is kept, as the reason.
+    [figure] = set(export.FIGURES) & set(record["parity"]["prepared_data"])
+    assert record["parity"]["prepared_data"][figure] > 1e-12
     assert list((tmp_path / "onnx").iterdir()) == []
 
 
@@ -336,6 +352,9 @@ def _served(
     if task == "regression":
         frame["target"] = 3 * frame[AWKWARD[1]] - frame[AWKWARD[2]] + 1000.0
     params = read_params(paths.PARAMS)
+    if estimator is None and task != params.prepare.task:
+        # The configured estimator is of the other task: the task's default instead.
+        estimator = make_estimator(DEFAULT_ESTIMATOR[task], {}, params.train.seed, task)
     prepare = params.prepare.model_copy(update={"target": "target", "task": task})
     params = params.model_copy(update={"prepare": prepare})
     if estimator is not None:

@@ -67,7 +67,15 @@ def _stage_in_scratch_copy(
     [
         (
             "prepare",
-            {"prepare": {"source": "data/d.csv", "target": "y", "drop_columns": []}},
+            {
+                "prepare": {
+                    "source": "data/d.csv",
+                    "target": "y",
+                    "task": "classification",
+                    "drop_columns": [],
+                },
+                "compare": {"metrics": ["accuracy"]},
+            },
             "prepare.target: 'y' needs at least two classes",
         ),
         (

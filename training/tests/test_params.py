@@ -33,6 +33,14 @@ def _without(raw: dict[str, Any], block: str, key: str) -> dict[str, Any]:
     return changed
 
 
+def _as_task(raw: dict[str, Any], task: Task, **prepare: Any) -> dict[str, Any]:
+    """The committed params switched to `task`, what follows the task (the estimator, the
+    compared metrics) left to its defaults: valid whichever task the committed file has."""
+    changed = _with(_without(raw, "compare", "metrics"), "prepare", task=task, **prepare)
+    changed["train"].pop("estimator", None)
+    return changed
+
+
 def test_committed_params_are_valid_and_every_stage_block_is_read(
     committed_params: dict[str, Any],
 ) -> None:
@@ -89,8 +97,8 @@ def test_unreadable_file_is_a_params_error(tmp_path: Path) -> None:
 
 
 def test_declared_defaults(committed_params: dict[str, Any]) -> None:
-    raw = _without(committed_params, "prepare", "task")
-    for key in ("max_categories", "positive_class"):
+    raw = _as_task(committed_params, "classification")
+    for key in ("task", "max_categories", "positive_class"):
         del raw["prepare"][key]
     prepare = parse(raw).prepare
     assert (prepare.task, prepare.max_categories, prepare.positive_class) == (
@@ -102,11 +110,9 @@ def test_declared_defaults(committed_params: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_without_an_estimator_each_task_trains_its_default(
-    committed_params: dict[str, Any], task: str
+    committed_params: dict[str, Any], task: Task
 ) -> None:
-    raw = _with(_without(committed_params, "compare", "metrics"), "prepare", task=task)
-    raw["train"].pop("estimator", None)
-    params = parse(raw)
+    params = parse(_as_task(committed_params, task))
     assert params.train.estimator == DEFAULT_ESTIMATOR[params.prepare.task]
     # The committed file holds the default's hyperparameters, which therefore apply.
     assert params.train.chosen_hyperparameters == (
@@ -187,11 +193,11 @@ def test_every_metric_has_a_direction_and_binary_ones_are_classification_metrics
 def test_positive_class_is_read_as_a_label_and_only_for_classification(
     committed_params: dict[str, Any],
 ) -> None:
-    assert parse(_with(committed_params, "prepare", positive_class=1)).prepare.positive_class == "1"
-    raw = _with(committed_params, "prepare", task="regression", positive_class="yes")
-    raw["compare"]["metrics"] = ["rmse"]
+    classification = _as_task(committed_params, "classification", positive_class=1)
+    assert parse(classification).prepare.positive_class == "1"
+    regression = _as_task(committed_params, "regression", positive_class="yes")
     with pytest.raises(ParamsError, match=r"prepare: .*positive_class applies to task classif"):
-        parse(raw)
+        parse(regression)
 
 
 def test_params_file_keys_are_the_stage_blocks_dvc_reads() -> None:

@@ -24,6 +24,7 @@ from bench import procs
 from training import paths
 from training.data import BUNDLED_SOURCE
 from training.params import read_params
+from training.tasks import GATED
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +160,8 @@ def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -
     finally:
         params_file.write_text(original)
     assert result.returncode != 0
-    assert "model rejected: accuracy improves on the baseline by" in result.stderr
+    gated = GATED[read_params(params_file).prepare.task][0]
+    assert f"model rejected: {gated} improves on the baseline by" in result.stderr
     assert "less than the required 0.9900" in result.stderr
 
 

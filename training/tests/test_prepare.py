@@ -9,16 +9,21 @@ import pandas as pd
 import pytest
 
 from training.data import DataError
+from training.params import Prepare
 from training.prepare import source_path_in_data_dir, split
 
 
-def test_split_is_stratified_disjoint_and_complete(data: pd.DataFrame, target: str) -> None:
-    train, test = split(data, target, 0.2, seed=42)
+def test_split_is_disjoint_complete_and_stratified_for_classes(
+    data: pd.DataFrame, target: str, prepare_params: Prepare
+) -> None:
+    task = prepare_params.task
+    train, test = split(data, target, 0.2, seed=42, task=task)
     assert len(train) + len(test) == len(data)
     assert len(test) == math.ceil(0.2 * len(data))
-    # Stratified: each class keeps its share in the test split to within one row.
-    expected = data[target].value_counts() * len(test) / len(data)
-    assert (test[target].value_counts() - expected).abs().max() <= 1
+    if task == "classification":
+        # Stratified: each class keeps its share in the test split to within one row.
+        expected = data[target].value_counts() * len(test) / len(data)
+        assert (test[target].value_counts() - expected).abs().max() <= 1
     merged = pd.concat([train, test]).sort_values(list(data.columns)).reset_index(drop=True)
     pd.testing.assert_frame_equal(
         merged, data.sort_values(list(data.columns)).reset_index(drop=True)
@@ -26,11 +31,12 @@ def test_split_is_stratified_disjoint_and_complete(data: pd.DataFrame, target: s
 
 
 def test_split_is_deterministic_for_a_seed_and_changes_with_it(
-    data: pd.DataFrame, target: str
+    data: pd.DataFrame, target: str, prepare_params: Prepare
 ) -> None:
-    first, _ = split(data, target, 0.2, seed=42)
-    again, _ = split(data, target, 0.2, seed=42)
-    other, _ = split(data, target, 0.2, seed=7)
+    task = prepare_params.task
+    first, _ = split(data, target, 0.2, seed=42, task=task)
+    again, _ = split(data, target, 0.2, seed=42, task=task)
+    other, _ = split(data, target, 0.2, seed=7, task=task)
     pd.testing.assert_frame_equal(first, again)
     assert not first.equals(other)
 

@@ -56,7 +56,9 @@ def regression(
             "target": "target",
             "drop_columns": [],
             "task": "regression",
+            "positive_class": None,
         },
+        train={"estimator": None},
         compare={"metrics": ["rmse", "r2"]},
     )
     return trained_on(diabetes, params, tmp_path_factory.mktemp("regression"))
@@ -70,7 +72,15 @@ def binary(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Any:
     params = params_with(
-        prepare={"source": "cancer.parquet", "target": "target", "drop_columns": []},
+        prepare={
+            "source": "cancer.parquet",
+            "target": "target",
+            "drop_columns": [],
+            "task": "classification",
+            "positive_class": None,
+        },
+        train={"estimator": None},
+        compare={"metrics": ["accuracy", "macro_f1"]},
     )
     return trained_on(breast_cancer, params, tmp_path_factory.mktemp("binary"))
 

@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 
 from training import paths
 from training.data import feature_spec, model_frame
-from training.params import ParamsError, read_params
+from training.params import ParamsError, Prepare, read_params
 from training.tasks import ALIASES, TASKS, Task
 from training.train import (
     FINAL_STEP,
@@ -36,15 +36,22 @@ def _fits(
 
 @pytest.fixture(scope="module")
 def fitted(data: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
-    return _fits(data, "logistic_regression", {"max_iter": 1000}, target), data
+    """The Pipeline params.yaml describes, fitted on the configured data."""
+    spec = feature_spec(data, target)
+    pipeline = configured_pipeline(spec, read_params(paths.PARAMS))
+    return pipeline.fit(model_frame(data, spec.kinds), data[target]), data
 
 
-def test_pipeline_bundles_preprocessing_and_classifier(
-    fitted: tuple[Pipeline, pd.DataFrame], target: str
+def test_pipeline_bundles_preprocessing_and_the_tasks_estimator(
+    fitted: tuple[Pipeline, pd.DataFrame], target: str, prepare_params: Prepare
 ) -> None:
     pipeline, frame = fitted
-    assert [name for name, _ in pipeline.steps] == ["preprocess", "classifier"]
-    assert list(pipeline.classes_) == sorted(frame[target].unique())
+    task = prepare_params.task
+    assert [name for name, _ in pipeline.steps] == ["preprocess", FINAL_STEP[task]]
+    if task == "classification":
+        assert list(pipeline.classes_) == sorted(frame[target].unique())
+    else:
+        assert is_regressor(pipeline)
 
 
 def test_pipeline_predicts_rows_with_missing_values_and_unknown_categories(
@@ -55,9 +62,14 @@ def test_pipeline_predicts_rows_with_missing_values_and_unknown_categories(
     rows = frame.drop(columns=target).head(2).copy()
     rows.loc[rows.index[0], :] = np.nan
     rows.loc[rows.index[1], list(spec.categorical)] = "\x00 never seen"
-    probabilities = pipeline.predict_proba(model_frame(rows, spec.kinds))
-    assert probabilities.shape == (2, len(pipeline.classes_))
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    if is_regressor(pipeline):
+        predicted = pipeline.predict(model_frame(rows, spec.kinds))
+        assert predicted.shape == (2,)
+        assert np.isfinite(predicted).all()
+    else:
+        probabilities = pipeline.predict_proba(model_frame(rows, spec.kinds))
+        assert probabilities.shape == (2, len(pipeline.classes_))
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
 
 def test_input_schema_bounds_contain_the_observed_range_and_stay_non_negative(
@@ -126,7 +138,8 @@ def test_metadata_describes_model_data_and_provenance(
     assert metadata["model_sha256"] == "ab" * 32
     # Nothing that changes from run to run: retraining the same inputs rewrites no file.
     assert not {"trained_at", "git_revision"} & set(metadata)
-    assert metadata["classes"] == sorted(frame[target].unique())
+    classes = [] if is_regressor(pipeline) else sorted(frame[target].unique())
+    assert metadata["classes"] == classes
     assert [f["name"] for f in metadata["input_schema"]["features"]] == list(
         feature_spec(frame, target).all
     )

@@ -30,6 +30,11 @@ JSON = {"content-type": "application/json"}
 
 
 def assert_prediction(result: dict[str, Any], classes: list[str], tolerance: float) -> None:
+    """A classifier's answer; with no classes, a regressor's: a finite number, nothing more."""
+    if not classes:
+        assert math.isfinite(result["prediction"])
+        assert "probabilities" not in result
+        return
     assert result["prediction"] in classes
     assert list(result["probabilities"]) == classes
     # Each within `tolerance` of the Pipeline's, which sum to 1.
@@ -64,6 +69,9 @@ def random_records(metadata: dict[str, Any], count: int, seed: int) -> list[dict
 # --- predictions ---------------------------------------------------------------------
 
 
+@pytest.mark.classification_only(
+    "test_regression.py::test_predict_answers_the_pipelines_number_and_the_model_version_only"
+)
 async def test_predict_returns_class_probabilities_and_model_version(
     client: httpx.AsyncClient, example: dict[str, Any], metadata: dict[str, Any], tolerance: float
 ) -> None:
@@ -76,19 +84,19 @@ async def test_predict_returns_class_probabilities_and_model_version(
 
 
 async def test_predictions_equal_the_pipelines_own(
-    client: httpx.AsyncClient, model_dir: Any, metadata: dict[str, Any], tolerance: float
+    client: httpx.AsyncClient,
+    model_dir: Any,
+    metadata: dict[str, Any],
+    task: str,
+    tolerance: float,
 ) -> None:
-    """Same probabilities as calling the joblib Pipeline on a DataFrame, missing values
-    included: catches a wrong column order, dtype or missing-value marker."""
+    """Same probabilities (a regressor: numbers) as calling the joblib Pipeline on a
+    DataFrame, missing values included: catches a wrong column order, dtype or
+    missing-value marker."""
     records = random_records(metadata, 300, seed=1)
     response = await client.post("/predict/batch", json={"records": records})
     assert response.status_code == 200
-    served = np.array(
-        [
-            [p["probabilities"][c] for c in metadata["classes"]]
-            for p in response.json()["predictions"]
-        ]
-    )
+    predictions = response.json()["predictions"]
     features = metadata["input_schema"]["features"]
     # A date reaches the Pipeline as its numeric parts, derived by app.dates.
     dated = [f["name"] for f in features if f["type"] == "date"]
@@ -101,9 +109,15 @@ async def test_predictions_equal_the_pipelines_own(
     ]
     frame[numeric] = frame[numeric].astype("float64")
     pipeline = joblib.load(model_dir / metadata["model_file"])
+    if task == "regression":
+        # Within the export's tolerance relative to the value, as its parity check allows.
+        values = [p["prediction"] for p in predictions]
+        np.testing.assert_allclose(values, pipeline.predict(frame), rtol=tolerance, atol=tolerance)
+        return
+    served = np.array([[p["probabilities"][c] for c in metadata["classes"]] for p in predictions])
     expected = pipeline.predict_proba(frame)
     np.testing.assert_allclose(served, expected, rtol=0, atol=tolerance)
-    assert [p["prediction"] for p in response.json()["predictions"]] == [
+    assert [p["prediction"] for p in predictions] == [
         metadata["classes"][i] for i in expected.argmax(axis=1)
     ]
 
@@ -119,7 +133,7 @@ async def test_every_field_may_be_null_or_omitted(
 
 
 async def test_batch_answers_each_record_in_order(
-    client: httpx.AsyncClient, metadata: dict[str, Any]
+    client: httpx.AsyncClient, metadata: dict[str, Any], task: str
 ) -> None:
     records = random_records(metadata, 25, seed=2)
     response = await client.post("/predict/batch", json={"records": records})
@@ -129,8 +143,11 @@ async def test_batch_answers_each_record_in_order(
     assert len(batch["predictions"]) == len(records)
     for record, result in zip(records, batch["predictions"], strict=True):
         single = (await client.post("/predict", json=record)).json()
-        assert result["probabilities"] == pytest.approx(single["probabilities"], abs=1e-12)
-        assert result["prediction"] == single["prediction"]
+        if task == "regression":
+            assert result["prediction"] == pytest.approx(single["prediction"], rel=1e-12)
+        else:
+            assert result["probabilities"] == pytest.approx(single["probabilities"], abs=1e-12)
+            assert result["prediction"] == single["prediction"]
 
 
 async def test_batch_accepts_exactly_the_configured_maximum(
@@ -182,18 +199,16 @@ async def test_negative_and_absurd_measurements_are_rejected_with_the_bound(
     client: httpx.AsyncClient, number_feature: dict[str, Any]
 ) -> None:
     name = number_feature["name"]
-    low = await client.post("/predict", json={name: -5})
-    assert low.status_code == 422
-    assert (
-        messages(low)
-        == f"{name}: Input should be greater than or equal to {number_feature['minimum']:g}"
-    )
-    high = await client.post("/predict", json={name: number_feature["maximum"] * 100})
-    assert high.status_code == 422
-    assert (
-        messages(high)
-        == f"{name}: Input should be less than or equal to {number_feature['maximum']:g}"
-    )
+    for value, relation, bound in (
+        (-5, "greater", "minimum"),
+        (number_feature["maximum"] * 100, "less", "maximum"),
+    ):
+        response = await client.post("/predict", json={name: value})
+        assert response.status_code == 422
+        message, _, shown = messages(response).rpartition(" ")
+        assert message == f"{name}: Input should be {relation} than or equal to"
+        # The bound in full: 8375.258 is not rounded to 8375.26.
+        assert float(shown) == number_feature[bound]
 
 
 async def test_unknown_category_is_rejected_listing_the_allowed_values(
@@ -409,15 +424,19 @@ async def test_health_answers_while_a_large_batch_is_predicted(
     class BlockingPredictor:
         backend = "blocking"
 
-        def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        def held(self, answer: Any, columns: dict[str, list[Any]]) -> np.ndarray:
             if len(columns[next(iter(columns))]) == len(records):  # the batch, not the warm-up
                 started.set()
                 if not release.wait(10):
                     raise TimeoutError("never released")
-            return real.predict_proba(columns)
+            result: np.ndarray = answer(columns)
+            return result
+
+        def predict_proba(self, columns: dict[str, list[Any]]) -> np.ndarray:
+            return self.held(real.predict_proba, columns)
 
         def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
-            return real.predict(columns)
+            return self.held(real.predict, columns)
 
     app = create_app(settings, predictor=BlockingPredictor())
     transport = httpx.ASGITransport(app=app)
@@ -545,8 +564,8 @@ async def test_model_reports_the_deployed_revision_from_git_revision(
     assert model["deployed_revision"] == "0123456789abcdef0123456789abcdef01234567"
 
 
-async def test_metrics_count_requests_errors_and_predictions_by_class(
-    client: httpx.AsyncClient, metadata: dict[str, Any], example: dict[str, Any]
+async def test_metrics_count_requests_errors_and_predictions(
+    client: httpx.AsyncClient, metadata: dict[str, Any], example: dict[str, Any], task: str
 ) -> None:
     version = metadata["model_version"]
     before = (await client.get("/metrics")).text
@@ -564,7 +583,11 @@ async def test_metrics_count_requests_errors_and_predictions_by_class(
     assert delta("http_request_duration_seconds_count", **answered) == 1
     refused = {"route": "/predict", "kind": "client", "model_version": version}
     assert delta("http_request_errors_total", **refused) == 1
-    assert delta("model_predictions_total", predicted_class=predicted, model_version=version) == 7
+    if task == "regression":  # per bin of the training predictions (test_regression.py)
+        assert delta("model_prediction_bin_total", model_version=version) == 7
+    else:
+        by_class = {"predicted_class": predicted, "model_version": version}
+        assert delta("model_predictions_total", **by_class) == 7
     assert delta("model_batch_records_count", model_version=version) == 1
     backend = (await client.get("/model")).json()["backend"]
     assert sample(after, "model_info", model_version=version, backend=backend) == 1

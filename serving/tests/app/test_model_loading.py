@@ -100,6 +100,7 @@ def test_unsupported_metadata_schema_version_is_refused(model_copy: Path) -> Non
         load_metadata(model_copy)
 
 
+@pytest.mark.classification_only("test_predictor.py::test_metadata_classes_must_fit_its_task")
 def test_classes_differing_from_the_model_are_refused(model_copy: Path) -> None:
     edit_metadata(model_copy, "classes", value=["a", "b", "c"])
     metadata = load_metadata(model_copy)
@@ -107,6 +108,9 @@ def test_classes_differing_from_the_model_are_refused(model_copy: Path) -> None:
         load_predictor(model_copy, metadata, "sklearn")
 
 
+@pytest.mark.classification_only(
+    "test_predictor.py::test_regressor_predicts_one_float64_per_record_with_missing_values"
+)
 def test_sklearn_predictor_returns_float64_rows_in_class_order(
     model_dir: Path, metadata: dict[str, Any]
 ) -> None:

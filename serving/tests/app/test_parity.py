@@ -2,8 +2,9 @@
 
 Parity: through `load_onnx_predictor`, on random valid
 records (missing values), probabilities within 1e-6 of the Pipeline's
-and identical labels. Fallback: every reason the fast path must not answer raises
-FastPathUnavailable, which makes the service answer with the Pipeline.
+and identical labels (a regressor's values: within 1e-6, relative to their size). Fallback:
+every reason the fast path must not answer raises FastPathUnavailable, which makes the
+service answer with the Pipeline.
 
 These tests check the artifacts the service would ship, in serving/app/data (conftest's
 `model_dir`): after `make train` locally, and after the retraining in CI.
@@ -104,15 +105,39 @@ def _random_frame(metadata: dict[str, Any], count: int, seed: int) -> pd.DataFra
     return pd.DataFrame(expand(columns, dated))
 
 
-def _assert_parity(predictor: Any, pipeline: Any, frame: pd.DataFrame) -> None:
+def _answers(model: Any, rows: Any, task: str) -> np.ndarray:
+    """What a backend (or the Pipeline) answers for `task`: a classifier's class
+    probabilities, a regressor's predictions."""
+    answers: np.ndarray = (
+        model.predict_proba(rows) if task == "classification" else model.predict(rows)
+    )
+    return answers
+
+
+def _shape(rows: int, metadata: dict[str, Any]) -> tuple[int, ...]:
+    classes = metadata["classes"]
+    return (rows, len(classes)) if classes else (rows,)
+
+
+def _assert_close(actual: np.ndarray, expected: np.ndarray, task: str) -> None:
+    """Probabilities within TOLERANCE; a regressor's values also relative to their size, as
+    the export's parity check allows."""
+    rtol = TOLERANCE if task == "regression" else 0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=TOLERANCE)
+
+
+def _assert_parity(
+    predictor: Any, pipeline: Any, frame: pd.DataFrame, metadata: dict[str, Any], task: str
+) -> None:
     """`frame` marks missing values with NaN, as the training data does."""
-    actual = predictor.predict_proba(_columns(frame))
-    expected = pipeline.predict_proba(frame)
+    actual = _answers(predictor, _columns(frame), task)
+    expected = _answers(pipeline, frame, task)
     assert actual.dtype == np.float64
-    assert actual.shape == expected.shape == (len(frame), len(pipeline.classes_))
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE)
-    labels = np.asarray(pipeline.classes_)[np.argmax(actual, axis=1)]
-    np.testing.assert_array_equal(labels, pipeline.predict(frame))
+    assert actual.shape == expected.shape == _shape(len(frame), metadata)
+    _assert_close(actual, expected, task)
+    if task == "classification":
+        labels = np.asarray(pipeline.classes_)[np.argmax(actual, axis=1)]
+        np.testing.assert_array_equal(labels, pipeline.predict(frame))
 
 
 # --- parity -----------------------------------------------------------------------------------
@@ -126,14 +151,14 @@ def test_onnx_matches_pipeline_on_every_row_of_the_penguins_data_set(predictor, 
     assert len(frame) == 344
     assert frame.isna().any().any()  # the data set's own missing values are part of the check
     assert predictor.backend == "onnx"
-    _assert_parity(predictor, pipeline, frame)
+    _assert_parity(predictor, pipeline, frame, metadata, "classification")
 
 
 def test_onnx_matches_pipeline_on_random_valid_records_with_missing_values(
-    predictor, pipeline, metadata
+    predictor, pipeline, metadata, task
 ):
     frame = _random_frame(metadata, RANDOM_RECORDS, seed=20261128)
-    _assert_parity(predictor, pipeline, frame)
+    _assert_parity(predictor, pipeline, frame, metadata, task)
 
 
 def _positions(metadata: dict[str, Any], columns: dict[str, list[Any]]) -> dict[str, Any]:
@@ -152,15 +177,14 @@ def _positions(metadata: dict[str, Any], columns: dict[str, list[Any]]) -> dict[
 
 
 def test_both_backends_answer_category_positions_as_they_answer_the_strings(
-    predictor, pipeline, metadata
+    predictor, pipeline, metadata, task
 ):
     """The columnar paths (Arrow bodies, files) hand over positions, JSON the strings."""
     columns = _columns(_random_frame(metadata, 500, seed=5))
     sklearn_path = SklearnPredictor(pipeline, parse_metadata(metadata))
-    expected = predictor.predict_proba(columns)
+    expected = _answers(predictor, columns, task)
     for backend in (predictor, sklearn_path):
-        actual = backend.predict_proba(_positions(metadata, columns))
-        np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE)
+        _assert_close(_answers(backend, _positions(metadata, columns), task), expected, task)
 
 
 def test_a_category_the_schema_does_not_list_is_refused_not_imputed(predictor, metadata):
@@ -176,44 +200,39 @@ def test_a_category_the_schema_does_not_list_is_refused_not_imputed(predictor, m
         columnar.predict(predictor, parse_metadata(metadata), record, 1)
 
 
-def test_onnx_matches_pipeline_one_record_at_a_time(predictor, pipeline, metadata):
+def test_onnx_matches_pipeline_one_record_at_a_time(predictor, pipeline, metadata, task):
     """Single-row requests take the same path as batches; check them as the service sends
     them, including a record with every field missing."""
     frame = _random_frame(metadata, 60, seed=7)
     frame.loc[0, :] = np.nan
     for i in range(len(frame)):
-        _assert_parity(predictor, pipeline, frame.iloc[[i]].reset_index(drop=True))
+        _assert_parity(predictor, pipeline, frame.iloc[[i]].reset_index(drop=True), metadata, task)
 
 
 def test_onnx_and_the_services_sklearn_path_agree_on_the_services_input(
-    predictor, pipeline, metadata
+    predictor, pipeline, metadata, task
 ):
     """Both backends receive the same columns (None for missing): they must answer alike."""
     sklearn_path = SklearnPredictor(pipeline, parse_metadata(metadata))
     columns = _columns(_random_frame(metadata, 2000, seed=11))
-    np.testing.assert_allclose(
-        predictor.predict_proba(columns),
-        sklearn_path.predict_proba(columns),
-        rtol=0,
-        atol=TOLERANCE,
-    )
+    _assert_close(_answers(predictor, columns, task), _answers(sklearn_path, columns, task), task)
 
 
-def test_empty_input_gives_an_empty_result(predictor, metadata):
-    result = predictor.predict_proba({name: [] for name in _names(metadata)})
-    assert result.shape == (0, len(metadata["classes"]))
+def test_empty_input_gives_an_empty_result(predictor, metadata, task):
+    result = _answers(predictor, {name: [] for name in _names(metadata)}, task)
+    assert result.shape == _shape(0, metadata)
 
 
-def test_concurrent_calls_from_threads_each_get_their_own_answer(predictor, metadata):
+def test_concurrent_calls_from_threads_each_get_their_own_answer(predictor, metadata, task):
     frame = _random_frame(metadata, 400, seed=3)
     rows = [_columns(frame.iloc[[i]]) for i in range(len(frame))]
-    expected = [predictor.predict_proba(row) for row in rows]
+    expected = [_answers(predictor, row, task) for row in rows]
     results: dict[int, list[np.ndarray]] = {}
 
     def work(worker: int) -> None:
         # Each thread walks the rows from a different offset, so calls overlap in time.
         order = [(worker * 50 + i) % len(rows) for i in range(len(rows))]
-        results[worker] = [predictor.predict_proba(rows[i]) for i in order]
+        results[worker] = [_answers(predictor, rows[i], task) for i in order]
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
     for thread in threads:
@@ -227,19 +246,19 @@ def test_concurrent_calls_from_threads_each_get_their_own_answer(predictor, meta
             np.testing.assert_array_equal(answer, expected[i])
 
 
-def _predict_in_child(predictor: Any, columns: dict[str, list[Any]], conn: Any) -> None:
-    conn.send(predictor.predict_proba(columns))
+def _predict_in_child(predictor: Any, columns: dict[str, list[Any]], task: str, conn: Any) -> None:
+    conn.send(_answers(predictor, columns, task))
     conn.close()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gunicorn forks its workers on Linux")
-def test_predictor_loaded_before_fork_predicts_in_the_forked_worker(predictor, metadata):
+def test_predictor_loaded_before_fork_predicts_in_the_forked_worker(predictor, metadata, task):
     """gunicorn loads the model in its master (preload_app) and forks the workers."""
     columns = _columns(_random_frame(metadata, 50, seed=5))
-    expected = predictor.predict_proba(columns)
+    expected = _answers(predictor, columns, task)
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_predict_in_child, args=(predictor, columns, sender))
+    child = context.Process(target=_predict_in_child, args=(predictor, columns, task, sender))
     child.start()
     try:
         assert receiver.poll(60), "the forked process did not answer"
@@ -362,7 +381,7 @@ def test_default_estimator_has_a_fast_path(metadata, record):
     assert record["status"] == "exported", record["reason"]
 
 
-def test_service_falls_back_to_the_pipeline_and_logs_why(artifacts_copy, metadata, caplog):
+def test_service_falls_back_to_the_pipeline_and_logs_why(artifacts_copy, metadata, task, caplog):
     graph = artifacts_copy / "onnx" / "model.onnx"
     graph.write_bytes(b"tampered" + graph.read_bytes())
     with caplog.at_level(logging.WARNING):
@@ -370,7 +389,7 @@ def test_service_falls_back_to_the_pipeline_and_logs_why(artifacts_copy, metadat
     assert chosen.backend == "sklearn"
     assert "has sha256" in caplog.text
     columns = _columns(_random_frame(metadata, 5, seed=5))
-    assert chosen.predict_proba(columns).shape == (5, len(metadata["classes"]))
+    assert _answers(chosen, columns, task).shape == _shape(5, metadata)
 
 
 def test_service_required_to_use_onnx_refuses_to_start_without_it(artifacts_copy, metadata):

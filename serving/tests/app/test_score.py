@@ -85,18 +85,17 @@ def read(path: Path) -> pa.Table:
 
 
 def expected(model_dir: Path, metadata: ModelMetadata, data: pa.Table) -> tuple[Any, Any, Any]:
-    """Accepted positions, rejected positions with messages, and probabilities, from the
+    """Accepted positions, rejected positions with messages, and the predictions, from the
     contract and the service's predictor called directly."""
     contract = Contract(metadata, build_schemas(metadata, 1).record)
     checked = contract.check(data)
     predictor = load_predictor(model_dir, metadata)
     # The one prediction path (a date feature becomes its parts before either backend).
     n = checked.n_accepted
-    probabilities = columnar.predict(predictor, metadata, checked.columns, n).probabilities
     return (
         np.flatnonzero(checked.accepted),
         (checked.rejected, contract.messages(checked)),
-        probabilities,
+        columnar.predict(predictor, metadata, checked.columns, n),
     )
 
 
@@ -107,16 +106,22 @@ def test_a_parquet_file_is_scored_in_input_order_with_rejects_and_kept_columns(
     pq.write_table(data, tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     assert score(tmp_path / "in.parquet", out, *KEEP_ALL, "--batch-rows", "1000") == 0
-    accepted, (rejected, messages), probabilities = expected(model_dir, model, data)
+    accepted, (rejected, messages), predicted = expected(model_dir, model, data)
     result = read(out)
     assert result.column("row_number").to_pylist() == accepted.tolist()
     assert result.column("id").to_pylist() == (accepted * 10).tolist()
-    for k, label in enumerate(model.classes):
-        np.testing.assert_allclose(
-            result.column(f"probability_{label}").to_numpy(), probabilities[:, k], rtol=1e-12
-        )
-    labels = np.array(model.classes)[probabilities.argmax(axis=1)]
-    assert result.column("prediction").cast(pa.string()).to_pylist() == labels.tolist()
+    if model.task == "regression":
+        values = result.column("prediction").to_numpy()
+        np.testing.assert_allclose(values, predicted.values, rtol=1e-12)
+    else:
+        for k, label in enumerate(model.classes):
+            np.testing.assert_allclose(
+                result.column(f"probability_{label}").to_numpy(),
+                predicted.probabilities[:, k],
+                rtol=1e-12,
+            )
+        labels = np.array(model.classes)[predicted.probabilities.argmax(axis=1)]
+        assert result.column("prediction").cast(pa.string()).to_pylist() == labels.tolist()
     assert set(result.column("model_version").cast(pa.string()).to_pylist()) == {
         model.model_version
     }
@@ -229,6 +234,9 @@ def test_a_file_failing_after_batches_were_written_leaves_no_output(
     assert not list(out.parent.glob("*.incomplete"))
 
 
+@pytest.mark.classification_only(
+    "test_a_regression_model_scores_a_prediction_number_and_its_metrics, below"
+)
 def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
     model_dir: Path, model: ModelMetadata, tmp_path: Path
 ) -> None:
@@ -241,7 +249,8 @@ def test_label_metrics_equal_scikit_learns_on_the_scored_rows(
     assert (
         score(tmp_path / "in.parquet", out, "--label", "truth", "--max-reject-fraction", "1") == 0
     )
-    accepted, _, probabilities = expected(model_dir, model, data.drop(["truth"]))
+    accepted, _, predicted = expected(model_dir, model, data.drop(["truth"]))
+    probabilities = predicted.probabilities
     actual = truth[accepted]
     predicted = np.array(model.classes)[probabilities.argmax(axis=1)]
     metrics = json.loads((tmp_path / "out.metrics.json").read_text())
