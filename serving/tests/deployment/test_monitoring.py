@@ -342,11 +342,24 @@ def test_dashboard_charts_drift_for_every_feature_of_the_model(http: Synthesized
     features = METADATA["input_schema"]["features"]
     body = dashboard(http)
     drift = {name for _, name, _ in widget_metrics(body, "outside the training range")}
-    assert drift == {f"OutOfRange_{f['name']}" for f in features if f["type"] == "number"} | {
-        f"UnseenCategory_{f['name']}" for f in features if f["type"] == "category"
-    }
+    assert drift == {
+        f"OutOfRange_{f['name']}" for f in features if f["type"] in ("number", "date")
+    } | {f"UnseenCategory_{f['name']}" for f in features if f["type"] == "category"}
     missing = {name for _, name, _ in widget_metrics(body, "missing values")}
     assert missing == {f"Missing_{f['name']}" for f in features}
+
+
+def test_a_date_feature_is_charted_like_a_number_outside_its_training_range(
+    tmp_path: Path,
+) -> None:
+    """A fork's data with a date column (docs/training.md) must still synthesize: the service
+    counts a date outside its training range as it does a number (app/drift.py)."""
+    image = image_context(tmp_path / "image")
+    features = [*METADATA["input_schema"]["features"], {"name": "Year", "type": "date"}]
+    dated = {**METADATA, "input_schema": {**METADATA["input_schema"], "features": features}}
+    (image / "data" / "model_metadata.json").write_text(json.dumps(dated), encoding="utf-8")
+    signals = ModelSignals.read(image / "data" / "model_metadata.json")
+    assert signals.ranged_features[-1] == signals.features[-1] == "Year"
 
 
 def test_dashboard_charts_cpu_and_memory_of_the_service(http: Synthesized) -> None:
