@@ -6,7 +6,8 @@ data" says, `dvc repro`, start the service as the image does, predict a record t
 data over loopback HTTP, and check GET /model (target, task, classes, input schema), the drift
 profile and that ONNX serves (every data set's estimator is one skl2onnx converts). Two
 data sets, one per task, also run the template's own tests there, `pytest -m "not
-example_data"`.
+example_data"`, then edit serving/deployment/cdk.json as a fork does and run the deployment
+tests, which must follow.
 
     python -m bench.fork [--only cars] [--keep]     # from serving/; `make fork-test`
 
@@ -127,6 +128,26 @@ DATA_SETS = (
 )
 
 
+# What a fork changes in cdk.json's context: its names, a larger task, more of them, slower
+# health checks, longer retention, its own alarm thresholds.
+FORK_DEPLOYMENT = {
+    "stackName": "AcmeForecast",
+    "serviceName": "forecast-api",
+    "metricsNamespace": "Acme/Forecast",
+    "cpu": 1024,
+    "memoryMiB": 2048,
+    "desiredCount": 3,
+    "minCapacity": 3,
+    "maxCapacity": 6,
+    "healthCheckIntervalSeconds": 15,
+    "logRetentionDays": 90,
+    "alarmPeriodSeconds": 120,
+    "target5xxRatePercent": 2,
+    "latencyP99Milliseconds": 500,
+}
+DEPLOYMENT_TESTS = "serving/tests/deployment"
+
+
 class CheckFailed(AssertionError):
     pass
 
@@ -239,6 +260,14 @@ def merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
             into[key].fa.set_flow_style()
         else:
             into[key] = value
+
+
+def edit_deployment(root: Path) -> None:
+    """Set FORK_DEPLOYMENT in the scratch copy's cdk.json, as a fork edits it by hand."""
+    path = root / "serving" / "deployment" / "cdk.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["context"].update(FORK_DEPLOYMENT)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def record_from(frame: pd.DataFrame, features: list[str]) -> dict[str, Any]:
@@ -380,11 +409,11 @@ def rehearse(dataset: DataSet, pytest_paths: list[str], keep: bool) -> Outcome:
         run(["dvc", "repro"], root, log)
         check_service(dataset, root, frame, outcome, log)
         if dataset.run_tests:
-            run(
-                [sys.executable, "-m", "pytest", "-q", "-m", "not example_data", *pytest_paths],
-                root,
-                log,
-            )
+            pytest = [sys.executable, "-m", "pytest", "-q", "-m", "not example_data"]
+            run([*pytest, *pytest_paths], root, log)
+            edit_deployment(root)
+            run([*pytest, DEPLOYMENT_TESTS], root, log)
+            outcome.notes.append(f"cdk.json edited ({', '.join(FORK_DEPLOYMENT)}): tests pass")
         check_retrains_on_data_edit(dataset, root, frame, log)
     except Exception as error:  # every failure is reported, per data set
         outcome.error = (

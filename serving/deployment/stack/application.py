@@ -9,15 +9,18 @@ from cdk_nag import AwsSolutionsChecks
 
 from container import dockerfile
 from deployment.stack.model_signals import ModelSignals
+from deployment.stack.scoring_job import SCORING_JOB_KEYS
 from deployment.stack.service import TMP_PATH
 from deployment.stack.service_stack import ServiceStack
-from deployment.stack.settings import DeploymentSettings
+from deployment.stack.settings import DeploymentSettings, context_keys, refuse_unknown_keys
 
 # serving/app: the service's code, model and Dockerfile, the build context of its image.
 SERVICE_DIRECTORY = Path(__file__).resolve().parents[2] / "app"
 # What training wrote about the model, inside the image's build context; the dashboard charts
 # its classes and features.
 MODEL_METADATA = Path("data") / "model_metadata.json"
+# Every context key the app reads; synthesis refuses any other that is not CDK's own.
+CONTEXT_KEYS = frozenset((*context_keys(DeploymentSettings), *SCORING_JOB_KEYS))
 
 
 def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTORY) -> ServiceStack:
@@ -27,6 +30,7 @@ def build(app: cdk.App, *, region: str, image_directory: Path = SERVICE_DIRECTOR
     log-delivery principal. The account stays the deploying credentials', so synthesis looks
     nothing up and needs no AWS access.
     """
+    refuse_unknown_keys(app.node.get_all_context(), CONTEXT_KEYS)
     settings = DeploymentSettings.from_context(app.node.try_get_context)
     stack = ServiceStack(
         app,

@@ -25,7 +25,7 @@ class _Feature(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str = Field(min_length=1)
-    type: Literal["number", "category"]
+    type: Literal["number", "category", "date"]
 
 
 class _InputSchema(BaseModel):
@@ -90,8 +90,9 @@ class ModelSignals(BaseModel):
         return signals.model_copy(update={"prediction_bins": bins})
 
     @property
-    def numeric_features(self) -> list[str]:
-        return [f.name for f in self.input_schema.features if f.type == "number"]
+    def ranged_features(self) -> list[str]:
+        """Numbers and dates: the service counts their values outside the training range."""
+        return [f.name for f in self.input_schema.features if f.type in ("number", "date")]
 
     @property
     def categorical_features(self) -> list[str]:

@@ -369,7 +369,7 @@ class Monitoring(Construct):
             graph(
                 "Drift: values outside the training range, unseen categories",
                 counts(
-                    [f"OutOfRange_{f}" for f in model.numeric_features]
+                    [f"OutOfRange_{f}" for f in model.ranged_features]
                     + [f"UnseenCategory_{f}" for f in model.categorical_features]
                 ),
                 [out_of_range_rate],

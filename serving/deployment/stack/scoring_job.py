@@ -16,7 +16,7 @@ Created only when the context value `scoringJob` is true; `scoringInput` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_checkov
 from deployment.stack.service import IMAGE_EXCLUDES
-from deployment.stack.settings import ContextError, ContextLookup, context_values
+from deployment.stack.settings import ContextError, ContextLookup, context_keys, context_values
 
 S3_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^*?]+/)?$"
 QUEUE_OUTPUT = "ScoringJobQueue"
@@ -64,6 +64,10 @@ class ScoringJobSettings(BaseModel):
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
             )
             raise ContextError(f"invalid scoring job context: {problems}") from None
+
+
+# The keys the job reads: the switch, then its settings.
+SCORING_JOB_KEYS: Final = ("scoringJob", *context_keys(ScoringJobSettings))
 
 
 def _bucket_and_prefix(uri: str) -> tuple[str, str]:

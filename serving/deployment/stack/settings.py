@@ -3,13 +3,16 @@ construct.
 
 Defaults live in `cdk.json` (`context`); `cdk deploy -c desiredCount=4` overrides one. Every
 problem is reported at once, naming the context key, so a typo fails `cdk synth` with a clear
-message instead of a CloudFormation rollback twenty minutes later. This module imports no CDK,
-so `make rollout-test` reads the same health-check values without starting jsii.
+message instead of a CloudFormation rollback twenty minutes later; a misspelt key fails too
+(`refuse_unknown_keys`), rather than leave the default it meant to change. This module imports
+no CDK, so `make rollout-test` reads the same health-check values without starting jsii.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import re
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -69,23 +72,55 @@ PUBLIC_PATHS: Final = ("/predict", "/predict/batch", "/health")
 ContextLookup = Callable[[str], object]
 
 
+# Context keys CDK sets itself, beside the app's settings: feature flags (cdk.json's
+# "@aws-cdk/..."), the CLI's switches ("aws:cdk:enable-path-metadata", ...), lookups cached in
+# cdk.context.json ("availability-zones:account=...:region=...") and `cdk acknowledge`'s list.
+CDK_OWN_KEY = re.compile(r"@|aws:cdk:|[\w-]+:account=|acknowledged-issue-numbers$")
+
+
 class ContextError(ValueError):
     """One or more CDK context values are missing or invalid."""
 
+    @classmethod
+    def listing(cls, problems: list[str]) -> ContextError:
+        return cls(
+            "invalid CDK context (cdk.json or -c key=value):\n  - " + "\n  - ".join(problems)
+        )
+
+
+def context_keys(model: type[BaseModel]) -> list[str]:
+    """`model`'s context keys: its field aliases."""
+    return [field.alias for field in model.model_fields.values() if field.alias is not None]
+
 
 def context_values(model: type[BaseModel], lookup: ContextLookup) -> dict[str, object]:
-    """The context values set for `model`'s keys (its field aliases). Values from cdk.json
-    arrive as JSON values, values from `-c key=value` as strings; cdk.json lists an unset
-    optional key as ""."""
+    """The context values set for `model`'s keys. Values from cdk.json arrive as JSON values,
+    values from `-c key=value` as strings; cdk.json lists an unset optional key as ""."""
     values: dict[str, object] = {}
-    for field in model.model_fields.values():
-        assert field.alias is not None
-        raw = lookup(field.alias)
+    for key in context_keys(model):
+        raw = lookup(key)
         if isinstance(raw, str):
             raw = raw.strip()
         if raw is not None and raw != "":
-            values[field.alias] = raw
+            values[key] = raw
     return values
+
+
+def refuse_unknown_keys(context: Mapping[str, object], known: Collection[str]) -> None:
+    """Fail on a context key that is neither in `known` nor CDK's own: nothing would read a
+    misspelt key, and the stack would deploy the default it meant to change."""
+    by_lower = {key.lower(): key for key in known}
+    problems = []
+    for key in sorted(context):
+        if key in known or CDK_OWN_KEY.match(key):
+            continue
+        close = difflib.get_close_matches(key.lower(), by_lower, n=1)
+        hint = (
+            f"; did you mean {by_lower[close[0]]}?" if close else " (docs/deployment.md lists them)"
+        )
+        problems.append(f"{key}: not a setting{hint}")
+    if problems:
+        raise ContextError.listing(problems)
 
 
 CLEAR_TEXT_KEYS: Final = (
@@ -270,9 +305,8 @@ class DeploymentSettings(BaseModel):
         try:
             settings = cls.model_validate(context_values(cls, lookup))
         except ValidationError as error:
-            raise ContextError(
-                "invalid CDK context (cdk.json or -c key=value):\n  - "
-                + "\n  - ".join(_describe(cls, detail) for detail in error.errors())
+            raise ContextError.listing(
+                [_describe(cls, detail) for detail in error.errors()]
             ) from None
         if settings.api_keys and not settings.serves_https and not settings.allow_plain_http:
             raise ContextError(CLEAR_TEXT_KEYS)

@@ -89,11 +89,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         # The API keys in a secret that already exists.
         "apiKeysSecretName": EXISTING_SECRET,
     },
-    # An existing certificate, DNS managed elsewhere.
+    # An existing certificate, DNS managed elsewhere; no alarm e-mail, whatever cdk.json says.
     "certificate": {
         "gitRevision": GIT_REVISION,
         "domainName": "api.example.org",
         "certificateArn": CERTIFICATE_ARN,
+        "alarmEmail": "",
     },
 }
 

@@ -52,6 +52,16 @@ def test_invalid_context_value_exits_with_its_key_named_and_no_traceback(tmp_pat
     assert not list(tmp_path.glob("*.template.json"))
 
 
+def test_a_misspelt_key_exits_naming_it_and_the_setting_it_meant(tmp_path: Path) -> None:
+    """Left alone, nothing would read `desiredcount`: the stack would keep cdk.json's count."""
+    context = {**CDK_JSON["context"], "allowPlainHttp": "true", "desiredcount": "4"}
+    result = run_app(tmp_path, context, region="eu-west-1")
+    assert result.returncode == 1
+    assert "desiredcount: not a setting; did you mean desiredCount?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))
+
+
 def test_running_outside_the_cdk_cli_without_a_region_says_how_to_run_it(tmp_path: Path) -> None:
     result = run_app(tmp_path, CDK_JSON["context"], region=None)
     assert result.returncode == 1

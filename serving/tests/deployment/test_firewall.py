@@ -88,7 +88,9 @@ def test_rate_rule_counts_each_client_address_with_the_context_limit_and_window(
         assert (statement["Limit"], statement["EvaluationWindowSec"]) == (limit, window)
 
 
-@pytest.mark.parametrize(("variant", "window"), [("http", 300), ("hosted_zone", 60)])
+@pytest.mark.parametrize(
+    ("variant", "window"), [("http", DEFAULTS["rateLimitWindowSeconds"]), ("hosted_zone", 60)]
+)
 def test_flooding_client_gets_429_with_retry_after_and_a_json_error_not_a_5xx(
     variant: str, window: int, request: pytest.FixtureRequest
 ) -> None:
@@ -126,7 +128,9 @@ def test_managed_rule_groups_block_bad_addresses_and_exploits_but_not_large_batc
     assert "AWSManagedRulesCommonRuleSet" not in json.dumps(http.template.to_json())
 
 
-@pytest.mark.parametrize(("variant", "days"), [("http", 30), ("hosted_zone", 90)])
+@pytest.mark.parametrize(
+    ("variant", "days"), [("http", DEFAULTS["logRetentionDays"]), ("hosted_zone", 90)]
+)
 def test_blocked_requests_are_logged_to_an_aws_waf_logs_group_for_the_context_retention(
     variant: str, days: int, request: pytest.FixtureRequest
 ) -> None:

@@ -26,6 +26,7 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
+PERIOD = DEFAULTS["alarmPeriodSeconds"]
 METADATA: dict[str, Any] = json.loads(MODEL_METADATA.read_text(encoding="utf-8"))
 
 
@@ -92,8 +93,8 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_on_recovery(
     assert properties["OKActions"] == [topic]
     # No traffic is not an incident: missing data never fires an alarm.
     assert properties["TreatMissingData"] == "notBreaching"
-    assert properties["EvaluationPeriods"] == DEFAULTS["alarmEvaluationPeriods"] == 3
-    assert properties["DatapointsToAlarm"] == 3
+    assert properties["EvaluationPeriods"] == DEFAULTS["alarmEvaluationPeriods"]
+    assert properties["DatapointsToAlarm"] == DEFAULTS["alarmEvaluationPeriods"]
 
 
 def test_target_5xx_alarm_is_a_rate_of_requests_not_a_count(http: Synthesized) -> None:
@@ -102,37 +103,36 @@ def test_target_5xx_alarm_is_a_rate_of_requests_not_a_count(http: Synthesized) -
     (expression,) = [q for q in by_id.values() if "Expression" in q]
     assert expression["Expression"] == "IF(requests > 0, 100 * FILL(errors, 0) / requests, 0)"
     assert expression["ReturnData"] is True
-    assert stat_of(by_id["requests"]) == ("AWS/ApplicationELB", "RequestCount", "Sum", 60)
+    assert stat_of(by_id["requests"]) == ("AWS/ApplicationELB", "RequestCount", "Sum", PERIOD)
     assert stat_of(by_id["errors"]) == (
         "AWS/ApplicationELB",
         "HTTPCode_Target_5XX_Count",
         "Sum",
-        60,
+        PERIOD,
     )
-    assert properties["Threshold"] == DEFAULTS["target5xxRatePercent"] == 5
+    assert properties["Threshold"] == DEFAULTS["target5xxRatePercent"]
     assert properties["ComparisonOperator"] == "GreaterThanThreshold"
 
 
 def test_load_balancer_5xx_alarm_counts_errors_the_balancer_generates(http: Synthesized) -> None:
     properties = alarm(http, "LoadBalancer5xx")
     (query,) = properties["Metrics"]
-    assert stat_of(query) == ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "Sum", 60)
-    assert properties["Threshold"] == DEFAULTS["loadBalancer5xxCount"] == 10
+    assert stat_of(query) == ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "Sum", PERIOD)
+    assert properties["Threshold"] == DEFAULTS["loadBalancer5xxCount"]
     assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
 def test_latency_alarm_is_the_p99_target_response_time_in_seconds(http: Synthesized) -> None:
     properties = alarm(http, "LatencyP99")
     (query,) = properties["Metrics"]
-    assert stat_of(query) == ("AWS/ApplicationELB", "TargetResponseTime", "p99", 60)
-    assert DEFAULTS["latencyP99Milliseconds"] == 1000
-    assert properties["Threshold"] == 1.0
+    assert stat_of(query) == ("AWS/ApplicationELB", "TargetResponseTime", "p99", PERIOD)
+    assert properties["Threshold"] == DEFAULTS["latencyP99Milliseconds"] / 1000
 
 
 def test_unhealthy_target_alarm_fires_on_one_unhealthy_task(http: Synthesized) -> None:
     properties = alarm(http, "UnhealthyTargets")
     (query,) = properties["Metrics"]
-    assert stat_of(query) == ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 60)
+    assert stat_of(query) == ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", PERIOD)
     assert properties["Threshold"] == 1
     assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
@@ -162,13 +162,13 @@ def test_out_of_range_alarm_is_the_rate_of_records_from_the_services_own_metrics
         "100 * FILL(outside, 0) / records, 0)"
     )
     namespace = DEFAULTS["metricsNamespace"]
-    assert stat_of(by_id["records"]) == (namespace, "RecordsScored", "Sum", 60)
-    assert stat_of(by_id["outside"]) == (namespace, "OutOfRangeRecords", "Sum", 60)
+    assert stat_of(by_id["records"]) == (namespace, "RecordsScored", "Sum", PERIOD)
+    assert stat_of(by_id["outside"]) == (namespace, "OutOfRangeRecords", "Sum", PERIOD)
     # The Service dimension alone: old and new model versions count together in a rollout.
     service = [{"Name": "Service", "Value": DEFAULTS["serviceName"]}]
     assert service_dimension(by_id["records"]) == service
     assert service_dimension(by_id["outside"]) == service
-    assert properties["Threshold"] == DEFAULTS["outOfRangeRatePercent"] == 10
+    assert properties["Threshold"] == DEFAULTS["outOfRangeRatePercent"]
 
 
 def test_thresholds_and_periods_come_from_context(hosted_zone: Synthesized) -> None:
@@ -202,7 +202,7 @@ def test_5xx_and_latency_alarms_roll_a_deployment_back_beside_the_circuit_breake
         "Enable": True,
         "Rollback": True,
     }
-    assert configuration["Alarms"]["AlarmNames"][0] == "PenguinsService-Target5xxRate"
+    assert configuration["Alarms"]["AlarmNames"][0] == f"{DEFAULTS['stackName']}-Target5xxRate"
     # The service names the alarms as strings, so it must be created after them.
     assert {alarm_resource(http, name)[0] for name in names} <= set(service["DependsOn"])
     assert configuration["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
@@ -234,9 +234,9 @@ def test_alarm_topic_refuses_publishing_without_tls(http: Synthesized) -> None:
     )
 
 
-def test_no_email_subscription_without_an_address(http: Synthesized) -> None:
-    assert DEFAULTS["alarmEmail"] == ""
-    assert not http.resources("AWS::SNS::Subscription")
+def test_no_email_subscription_without_an_address(certificate: Synthesized) -> None:
+    assert VARIANTS["certificate"]["alarmEmail"] == ""
+    assert not certificate.resources("AWS::SNS::Subscription")
 
 
 def test_alarm_email_subscribes_that_address_to_the_topic(hosted_zone: Synthesized) -> None:
@@ -342,11 +342,24 @@ def test_dashboard_charts_drift_for_every_feature_of_the_model(http: Synthesized
     features = METADATA["input_schema"]["features"]
     body = dashboard(http)
     drift = {name for _, name, _ in widget_metrics(body, "outside the training range")}
-    assert drift == {f"OutOfRange_{f['name']}" for f in features if f["type"] == "number"} | {
-        f"UnseenCategory_{f['name']}" for f in features if f["type"] == "category"
-    }
+    assert drift == {
+        f"OutOfRange_{f['name']}" for f in features if f["type"] in ("number", "date")
+    } | {f"UnseenCategory_{f['name']}" for f in features if f["type"] == "category"}
     missing = {name for _, name, _ in widget_metrics(body, "missing values")}
     assert missing == {f"Missing_{f['name']}" for f in features}
+
+
+def test_a_date_feature_is_charted_like_a_number_outside_its_training_range(
+    tmp_path: Path,
+) -> None:
+    """A fork's data with a date column (docs/training.md) must still synthesize: the service
+    counts a date outside its training range as it does a number (app/drift.py)."""
+    image = image_context(tmp_path / "image")
+    features = [*METADATA["input_schema"]["features"], {"name": "Year", "type": "date"}]
+    dated = {**METADATA, "input_schema": {**METADATA["input_schema"], "features": features}}
+    (image / "data" / "model_metadata.json").write_text(json.dumps(dated), encoding="utf-8")
+    signals = ModelSignals.read(image / "data" / "model_metadata.json")
+    assert signals.ranged_features[-1] == signals.features[-1] == "Year"
 
 
 def test_dashboard_charts_cpu_and_memory_of_the_service(http: Synthesized) -> None:

@@ -89,7 +89,11 @@ def test_container_health_check_is_the_images_healthcheck_command(http: Synthesi
     """The command names no port: app.healthcheck probes the one SERVICE_BIND names."""
     check = http.container()["HealthCheck"]
     assert check["Command"] == ["CMD", "python", "-m", "app.healthcheck"]
-    assert (check["Interval"], check["Timeout"], check["Retries"]) == (10, 5, 3)
+    assert (check["Interval"], check["Timeout"], check["Retries"]) == (
+        DEFAULTS["healthCheckIntervalSeconds"],
+        DEFAULTS["healthCheckTimeoutSeconds"],
+        DEFAULTS["unhealthyThresholdCount"],
+    )
     assert check["StartPeriod"] == 60
 
 
@@ -157,7 +161,7 @@ def test_health_check_grace_period_outlasts_the_cold_start(http: Synthesized) ->
 
 
 def test_desired_count_comes_from_context(http: Synthesized, hosted_zone: Synthesized) -> None:
-    assert http.only("AWS::ECS::Service")["DesiredCount"] == DEFAULTS["desiredCount"] == 2
+    assert http.only("AWS::ECS::Service")["DesiredCount"] == DEFAULTS["desiredCount"]
     assert hosted_zone.only("AWS::ECS::Service")["DesiredCount"] == 3
 
 
@@ -189,10 +193,10 @@ def test_target_group_checks_readiness_with_the_context_interval_and_thresholds(
     group = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")
     # Readiness: a task takes traffic once a worker has made its warm-up prediction.
     assert group["HealthCheckPath"] == "/ready"
-    assert group["HealthCheckIntervalSeconds"] == DEFAULTS["healthCheckIntervalSeconds"] == 10
-    assert group["HealthCheckTimeoutSeconds"] == DEFAULTS["healthCheckTimeoutSeconds"] == 5
-    assert group["HealthyThresholdCount"] == DEFAULTS["healthyThresholdCount"] == 2
-    assert group["UnhealthyThresholdCount"] == DEFAULTS["unhealthyThresholdCount"] == 3
+    assert group["HealthCheckIntervalSeconds"] == DEFAULTS["healthCheckIntervalSeconds"]
+    assert group["HealthCheckTimeoutSeconds"] == DEFAULTS["healthCheckTimeoutSeconds"]
+    assert group["HealthyThresholdCount"] == DEFAULTS["healthyThresholdCount"]
+    assert group["UnhealthyThresholdCount"] == DEFAULTS["unhealthyThresholdCount"]
     changed = hosted_zone.only("AWS::ElasticLoadBalancingV2::TargetGroup")
     assert (
         changed["HealthCheckIntervalSeconds"],
@@ -210,8 +214,10 @@ def test_target_group_checks_readiness_with_the_context_interval_and_thresholds(
 def test_deregistration_delay_is_the_context_value_not_the_300_second_default(
     http: Synthesized, hosted_zone: Synthesized
 ) -> None:
+    # Without the attribute the load balancer would wait its default, 300 s.
     attributes = http.only("AWS::ElasticLoadBalancingV2::TargetGroup")["TargetGroupAttributes"]
-    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "30"} in attributes
+    delay = str(DEFAULTS["deregistrationDelaySeconds"])
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": delay} in attributes
     attributes = hosted_zone.only("AWS::ElasticLoadBalancingV2::TargetGroup")[
         "TargetGroupAttributes"
     ]
@@ -221,11 +227,14 @@ def test_deregistration_delay_is_the_context_value_not_the_300_second_default(
 def test_worker_count_follows_the_task_cpu_and_matches_the_services_default(
     http: Synthesized, hosted_zone: Synthesized
 ) -> None:
-    # cdk.json's 512 units are half a vCPU; the service's own default (make serve, tests)
-    # is the count the stack gives that task, so both sides agree on one number.
-    assert DEFAULTS["cpu"] == 512
-    assert environment(http)["SERVICE_WORKERS"] == str(workers_for(512)) == "2"
-    assert Settings.model_fields["workers"].default == workers_for(DEFAULTS["cpu"])
+    # The service's own default (make serve, tests) is the count the stack gives cdk.json's
+    # task, so both sides agree on one number.
+    workers = workers_for(DEFAULTS["cpu"])
+    assert environment(http)["SERVICE_WORKERS"] == str(workers)
+    assert Settings.model_fields["workers"].default == workers, (
+        f"cdk.json's cpu {DEFAULTS['cpu']} gives each task {workers} workers: set the default "
+        "of `workers` in serving/app/settings.py to that, so local runs match the cloud's"
+    )
     # 1024 units (the hosted-zone variant) is one vCPU: still two, never fewer.
     assert environment(hosted_zone)["SERVICE_WORKERS"] == "2"
 
@@ -283,7 +292,7 @@ def test_vpc_flow_logs_capture_all_traffic(http: Synthesized) -> None:
 
 
 def test_nat_gateway_count_comes_from_context(http: Synthesized, hosted_zone: Synthesized) -> None:
-    assert len(http.resources("AWS::EC2::NatGateway")) == DEFAULTS["natGateways"] == 1
+    assert len(http.resources("AWS::EC2::NatGateway")) == DEFAULTS["natGateways"]
     assert len(hosted_zone.resources("AWS::EC2::NatGateway")) == 2
 
 
@@ -312,7 +321,9 @@ def test_autoscaling_between_min_and_max_on_cpu_and_requests(
     )
     policies = scaling_policies(http)
     assert set(policies) == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
-    assert policies["ECSServiceAverageCPUUtilization"]["TargetValue"] == 60
+    assert (
+        policies["ECSServiceAverageCPUUtilization"]["TargetValue"] == DEFAULTS["cpuTargetPercent"]
+    )
     assert policies["ALBRequestCountPerTarget"]["TargetValue"] == DEFAULTS["requestsPerTarget"]
 
     target = hosted_zone.only("AWS::ApplicationAutoScaling::ScalableTarget")

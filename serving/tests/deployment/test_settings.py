@@ -3,20 +3,23 @@ fails synthesis with a message naming its key."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from deployment.stack.application import CONTEXT_KEYS
 from deployment.stack.service_stack import RETENTION
 from deployment.stack.settings import (
     LOG_RETENTION_DAYS,
     RATE_LIMIT_WINDOWS,
     ContextError,
     DeploymentSettings,
+    refuse_unknown_keys,
     workers_for,
 )
 
-from .conftest import TRIAL_CONTEXT
+from .conftest import CDK_JSON, DEPLOYMENT_DIR, TRIAL_CONTEXT
 
 DEFAULTS: dict[str, Any] = TRIAL_CONTEXT
 ZONE = {"domainName": "api.example.com", "hostedZoneId": "Z0ABC", "hostedZoneName": "example.com"}
@@ -36,14 +39,9 @@ def error_for(**overrides: Any) -> str:
     return str(caught.value)
 
 
-def test_cdk_json_defaults_are_valid_and_http_only() -> None:
-    parsed = settings()
-    assert parsed.desired_count == 2
-    assert (parsed.min_capacity, parsed.max_capacity) == (2, 4)
-    assert (parsed.cpu, parsed.memory_mib) == (512, 1024)
-    assert parsed.nat_gateways == 1
-    assert parsed.git_revision == "unknown"
-    assert not parsed.serves_https
+def test_cdk_json_values_are_valid_and_each_setting_is_its_value_there() -> None:
+    parsed = settings().model_dump(by_alias=True)
+    assert parsed == {key: DEFAULTS[key] if DEFAULTS[key] != "" else None for key in parsed}
 
 
 def test_cdk_json_declares_exactly_the_settings_the_app_reads() -> None:
@@ -59,13 +57,16 @@ def test_cdk_json_declares_exactly_the_settings_the_app_reads() -> None:
 
 
 def test_values_given_with_dash_c_arrive_as_strings_and_are_accepted() -> None:
-    parsed = settings(desiredCount="3", maxCapacity="5", cpu="1024", memoryMiB="3072")
-    assert (parsed.desired_count, parsed.max_capacity, parsed.cpu, parsed.memory_mib) == (
-        3,
-        5,
-        1024,
-        3072,
+    parsed = settings(
+        desiredCount="3", minCapacity="1", maxCapacity="5", cpu="1024", memoryMiB="3072"
     )
+    assert (
+        parsed.desired_count,
+        parsed.min_capacity,
+        parsed.max_capacity,
+        parsed.cpu,
+        parsed.memory_mib,
+    ) == (3, 1, 5, 1024, 3072)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,11 @@ def test_values_given_with_dash_c_arrive_as_strings_and_are_accepted() -> None:
         ({"desiredCount": 0}, "desiredCount", "out of range"),
         ({"desiredCount": True}, "desiredCount", "not a number"),
         ({"desiredCount": None}, "desiredCount", "missing"),
-        ({"desiredCount": 9}, "desiredCount", "outside minCapacity..maxCapacity"),
+        (
+            {"desiredCount": 9, "minCapacity": 2, "maxCapacity": 4},
+            "desiredCount",
+            "outside minCapacity..maxCapacity (2..4)",
+        ),
         ({"minCapacity": 5, "maxCapacity": 3, "desiredCount": 4}, "minCapacity", "above"),
         ({"cpu": 300}, "cpu", "not a Fargate size"),
         ({"cpu": 512, "memoryMiB": 512}, "memoryMiB", "does not fit cpu 512"),
@@ -171,40 +176,10 @@ def test_every_cloudwatch_retention_maps_to_cdks_enum() -> None:
     assert set(RETENTION) == set(LOG_RETENTION_DAYS)
 
 
-def test_monitoring_and_health_check_defaults_come_from_cdk_json() -> None:
-    parsed = settings()
-    assert (
-        parsed.alarm_period_seconds,
-        parsed.alarm_evaluation_periods,
-        parsed.target_5xx_rate_percent,
-        parsed.load_balancer_5xx_count,
-        parsed.latency_p99_milliseconds,
-        parsed.out_of_range_rate_percent,
-        parsed.out_of_range_min_records,
-        parsed.alarm_email,
-    ) == (60, 3, 5.0, 10, 1000, 10.0, 100, None)
-    assert (
-        parsed.health_check_interval_seconds,
-        parsed.health_check_timeout_seconds,
-        parsed.healthy_threshold_count,
-        parsed.unhealthy_threshold_count,
-        parsed.deregistration_delay_seconds,
-    ) == (10, 5, 2, 3, 30)
-    assert (parsed.metrics_namespace, parsed.service_name) == (
-        "PredictionService",
-        "prediction-service",
-    )
-
-
 def test_alarm_email_and_fractional_percentages_given_with_dash_c_are_accepted() -> None:
     parsed = settings(alarmEmail=" oncall@example.com ", target5xxRatePercent="0.5")
     assert parsed.alarm_email == "oncall@example.com"
     assert parsed.target_5xx_rate_percent == 0.5
-
-
-def test_rate_limit_defaults_are_6000_requests_per_client_per_5_minutes() -> None:
-    parsed = settings()
-    assert (parsed.rate_limit_per_client, parsed.rate_limit_window_seconds) == (6000, 300)
 
 
 @pytest.mark.parametrize("window", RATE_LIMIT_WINDOWS)
@@ -216,3 +191,50 @@ def test_every_window_waf_accepts_is_accepted_as_a_dash_c_string(window: int) ->
 @pytest.mark.parametrize(("cpu", "workers"), [(256, 2), (512, 2), (1024, 2), (2048, 2), (4096, 4)])
 def test_workers_are_one_per_vcpu_and_never_fewer_than_two(cpu: int, workers: int) -> None:
     assert workers_for(cpu) == workers
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("desiredcount", "desiredCount"),
+        ("memory", "memoryMiB"),
+        ("healthCheckInterval", "healthCheckIntervalSeconds"),
+        ("scoringInputs", "scoringInput"),
+    ],
+)
+def test_a_misspelt_key_fails_naming_it_and_the_setting_it_meant(typo: str, meant: str) -> None:
+    with pytest.raises(ContextError) as caught:
+        refuse_unknown_keys({**DEFAULTS, typo: "4"}, CONTEXT_KEYS)
+    assert str(caught.value).splitlines()[1:] == [
+        f"  - {typo}: not a setting; did you mean {meant}?"
+    ]
+
+
+def test_a_key_like_no_setting_fails_pointing_at_the_list_of_settings() -> None:
+    with pytest.raises(ContextError, match=r"colour: not a setting \(docs/deployment.md"):
+        refuse_unknown_keys({**DEFAULTS, "colour": "blue"}, CONTEXT_KEYS)
+
+
+# What the CDK CLI (2.1148) adds to the context it passes the app: its switches, and from
+# cdk.context.json the lookups it cached and the notices `cdk acknowledge` silenced.
+CDK_CLI_CONTEXT = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": True,
+    "aws:cdk:bundling-stacks": ["**"],
+    "availability-zones:account=111122223333:region=eu-west-1": ["eu-west-1a", "eu-west-1b"],
+    "acknowledged-issue-numbers": [34892],
+}
+
+
+def test_cdk_json_cdks_own_keys_and_every_key_the_makefile_and_docs_pass_are_accepted() -> None:
+    repository = DEPLOYMENT_DIR.parents[1]
+    sources = [repository / "Makefile", repository / "README.md", *repository.glob("docs/*.md")]
+    passed = {
+        key
+        for source in sources
+        for key in re.findall(r"-c ([A-Za-z]\w*)=", source.read_text(encoding="utf-8"))
+    } - {"key"}  # docs/deployment.md's `-c key=value`
+    assert {"gitRevision", "allowPlainHttp", "scoringJob", "scoringInput"} <= passed
+    context = {**CDK_JSON["context"], **CDK_CLI_CONTEXT, **dict.fromkeys(passed, "")}
+    refuse_unknown_keys(context, CONTEXT_KEYS)
