@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.artifacts import METADATA_FILE
+from app.artifacts import EXPORT_FILE, METADATA_FILE
 from app.settings import DEFAULT_MODEL_DIR, Settings
 from bench import procs
 
@@ -44,6 +44,15 @@ def metadata(model_dir: Path) -> dict[str, Any]:
 def task(metadata: dict[str, Any]) -> str:
     """The served model's task: a metadata without one is a classifier's (older files)."""
     return str(metadata.get("task", "classification"))
+
+
+@pytest.fixture(scope="session")
+def tolerance(model_dir: Path) -> float:
+    """How far a served probability may be from the Pipeline's: the tolerance the export
+    proved the ONNX graph within (a tree ensemble's output is float32); rounding alone when
+    the Pipeline serves."""
+    record = json.loads((model_dir / EXPORT_FILE).read_text(encoding="utf-8"))
+    return float(record["parity"]["prepared_data"]["tolerance"]) if record["parity"] else 1e-9
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.artifacts import EXPORT_FILE, METADATA_FILE
+from app.artifacts import METADATA_FILE
 from app.columnar import ARROW_STREAM, ipc_stream
 from app.factory import create_app
 from app.settings import Settings
@@ -56,15 +56,6 @@ BATCH_ENCODINGS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], bytes]]] 
 
 
 # --- the regression model (`regression_model_dir`, in the root conftest.py) ----------
-
-
-@pytest.fixture(scope="session")
-def tolerance(model_dir: Path) -> float:
-    """How far a served probability may be from the Pipeline's: the tolerance the export
-    proved the ONNX graph within (a tree ensemble's output is float32); rounding alone when
-    the Pipeline serves."""
-    record = json.loads((model_dir / EXPORT_FILE).read_text(encoding="utf-8"))
-    return float(record["parity"]["prepared_data"]["tolerance"]) if record["parity"] else 1e-9
 
 
 @pytest.fixture(scope="session")
