@@ -175,12 +175,11 @@ score-test-large: $(ENV_STAMP) model ## Check that `make score`'s peak memory is
 	SCORE_TEST_ROWS=10000000 pytest serving/tests/app/test_score.py -k peak_memory
 # It rehearses this checkout: the image is rebuilt first where an engine exists (cached layers:
 # quick when nothing changed), except within `make test`, which built it (IMAGE_BUILT=1).
-rollout-test: $(ENV_STAMP) model $(if $(IMAGE_BUILT),,rollout-image) ## Rehearse a rolling deploy and a bad-model rollout behind HAProxy under load (fails on any failed request)
+rollout-test: $(ENV_STAMP) model ## Rehearse a rolling deploy and a bad-model rollout behind HAProxy under load (fails on any failed request)
+	@[ -n "$(IMAGE_BUILT)" ] || [ -z "$(CONTAINER_ENGINE)" ] || $(MAKE) image
 	@if PATH="$$PATH:/usr/sbin:/sbin" command -v haproxy >/dev/null; then \
 		cd serving && $(CONTAINER_TEST_ENV) python -m bench.rollout; else $(call not-run,\
 		the rollout rehearsal (no haproxy),make system-packages (Debian/Ubuntu) or brew install haproxy); fi
-rollout-image:
-	@if [ -n "$(CONTAINER_ENGINE)" ]; then $(MAKE) image; fi
 load-test: $(ENV_STAMP) ## Load-test a running service: make load-test URL=http://127.0.0.1:8000 [API_KEY= USERS=20 SPAWN_RATE=5 DURATION=1m]
 	@test -n "$(URL)" || { echo "usage: make load-test URL=http://host:port [API_KEY= USERS=20 SPAWN_RATE=5 DURATION=1m]"; exit 2; }
 	locust -f serving/bench/locustfile.py --headless --only-summary --host "$(URL)" \

@@ -349,11 +349,10 @@ def test_dashboard_charts_drift_for_every_feature_of_the_model(http: Synthesized
     assert missing == {f"Missing_{f['name']}" for f in features}
 
 
-def test_a_date_feature_is_charted_like_a_number_outside_its_training_range(
-    tmp_path: Path,
-) -> None:
-    """A fork's data with a date column (docs/training.md) must still synthesize: the service
-    counts a date outside its training range as it does a number (app/drift.py)."""
+def test_a_date_feature_is_read_as_a_ranged_feature_like_a_number(tmp_path: Path) -> None:
+    """A model with a date column (a fork's data, docs/training.md) is read, not refused, and
+    its date is a ranged feature, which the drift chart lists (test above): the service counts
+    a date outside its training range as it does a number (app/drift.py)."""
     image = image_context(tmp_path / "image")
     features = [*METADATA["input_schema"]["features"], {"name": "Year", "type": "date"}]
     dated = {**METADATA, "input_schema": {**METADATA["input_schema"], "features": features}}
