@@ -293,6 +293,9 @@ def test_dashboard_charts_requests_latency_and_errors(http: Synthesized) -> None
     } <= errors
 
 
+@pytest.mark.classification_only(
+    "test_dashboard_charts_a_regressors_prediction_bins_and_no_classes"
+)
 def test_dashboard_charts_predictions_for_every_class_of_the_model(http: Synthesized) -> None:
     names = {name for _, name, _ in widget_metrics(dashboard(http), "Predictions by class")}
     assert names == {f"Predicted_{label}" for label in METADATA["classes"]}
@@ -332,7 +335,7 @@ def test_a_regressor_without_a_profile_has_no_bins_and_a_classifier_needs_classe
     image = regression_image(tmp_path / "image", None)
     signals = ModelSignals.read(image / "data" / "model_metadata.json")
     assert (signals.task, signals.classes, signals.prediction_bins) == ("regression", (), ())
-    classless = {**METADATA, "classes": []}
+    classless = {**METADATA, "task": "classification", "classes": []}
     (image / "data" / "model_metadata.json").write_text(json.dumps(classless), encoding="utf-8")
     with pytest.raises(ModelMetadataError, match="needs its classes"):
         ModelSignals.read(image / "data" / "model_metadata.json")
