@@ -32,6 +32,8 @@ from deployment.stack.compliance import acknowledge_nag, cfn_resource, skip_chec
 from deployment.stack.service import IMAGE_EXCLUDES
 from deployment.stack.settings import ContextError, ContextLookup, context_keys, context_values
 
+# The context switch that creates the job; its settings are ScoringJobSettings's aliases.
+SWITCH: Final = "scoringJob"
 S3_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^*?]+/)?$"
 QUEUE_OUTPUT = "ScoringJobQueue"
 DEFINITION_OUTPUT = "ScoringJobDefinition"
@@ -55,7 +57,7 @@ class ScoringJobSettings(BaseModel):
     @classmethod
     def from_context(cls, lookup: ContextLookup) -> ScoringJobSettings | None:
         """None unless `scoringJob` is true."""
-        if str(lookup("scoringJob")).strip().lower() != "true":
+        if str(lookup(SWITCH)).strip().lower() != "true":
             return None
         try:
             return cls.model_validate(context_values(cls, lookup))
@@ -66,8 +68,7 @@ class ScoringJobSettings(BaseModel):
             raise ContextError(f"invalid scoring job context: {problems}") from None
 
 
-# The keys the job reads: the switch, then its settings.
-SCORING_JOB_KEYS: Final = ("scoringJob", *context_keys(ScoringJobSettings))
+SCORING_JOB_KEYS: Final = (SWITCH, *context_keys(ScoringJobSettings))
 
 
 def _bucket_and_prefix(uri: str) -> tuple[str, str]:
