@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,6 +44,12 @@ def not_run(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true: {reason}", pytrace=False)
     pytest.skip(f"{NOT_RUN} {reason}")
+
+
+@pytest.fixture(scope="session")
+def not_run_here() -> Callable[[str], NoReturn]:
+    """`not_run`, for a fixture that finds out for itself what this machine lacks."""
+    return not_run
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from .terraform import Terraform, copy_configuration, find_mirror, write_cli_config
+from .terraform import (
+    Terraform,
+    copy_configuration,
+    find_mirror,
+    registry_unreachable,
+    write_cli_config,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +27,22 @@ def terraform_binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """The test-only CLI configuration: the AWS provider from this machine's mirror."""
-    return write_cli_config(tmp_path_factory.mktemp("terraform-cli"), find_mirror())
+def cli_config(
+    tmp_path_factory: pytest.TempPathFactory, not_run_here: Callable[[str], NoReturn]
+) -> Path | None:
+    """The test-only CLI configuration: the AWS provider from this machine's mirror, or from
+    the registry when there is none."""
+    mirror = find_mirror()
+    if mirror is None and (unreachable := registry_unreachable()):
+        # A remembered "none found" is stale when the provider has come since.
+        mirror = find_mirror(search_again=True)
+        if mirror is None:
+            not_run_here(
+                "the Terraform AWS provider: no filesystem mirror of it on any mount here and "
+                f"its registry is unreachable ({unreachable[:200]}); TF_PROVIDER_MIRROR=/path "
+                "names a mirror"
+            )
+    return write_cli_config(tmp_path_factory.mktemp("terraform-cli"), mirror)
 
 
 @pytest.fixture(scope="session")

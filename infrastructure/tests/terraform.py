@@ -13,6 +13,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,13 @@ PROVIDER = "registry.terraform.io/hashicorp/aws"
 # Where the mirror lookup is remembered: `find /` takes seconds to minutes on a big disk, and
 # the mirror does not move between runs. build/ is git-ignored scratch space.
 MIRROR_CACHE = REPO_ROOT / "build" / "terraform-provider-mirror"
+# The search for a mirror: every mounted filesystem but the kernel's (a mirror may be a mount
+# of its own).
+FIND = [
+    "find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", "-o",
+    "-path", "/run", ")", "-prune", "-o",
+    "-path", f"*{PROVIDER}/*", "-name", "terraform-provider-aws*", "-print",
+]  # fmt: skip
 
 # Credentials and settings of the developer's own AWS setup never reach a test's Terraform:
 # every run gets exactly the credentials its test passes.
@@ -43,13 +51,12 @@ def _mirror_of(binary: str) -> Path | None:
     return Path(head)
 
 
-def find_mirror() -> Path | None:
+def find_mirror(search_again: bool = False) -> Path | None:
     """The filesystem mirror holding the AWS provider, or None to use the registry.
 
     TF_PROVIDER_MIRROR names it explicitly; otherwise the last lookup's answer is reused
-    (a mirror while it still holds the provider; "none found" as it is, so a machine that
-    uses the registry pays for the search once: delete build/ to search again), and a `find`
-    over the root filesystem runs once.
+    (a mirror while it still holds the provider; "none found" unless `search_again`, so a
+    machine that uses the registry pays for the search once), and FIND runs.
     """
     explicit = os.environ.get("TF_PROVIDER_MIRROR")
     if explicit:
@@ -62,20 +69,28 @@ def find_mirror() -> Path | None:
         cache.seek(0)
         answer = cache.read()  # "" before any lookup, "\n" after one that found nothing
         cached = Path(answer.strip()) if answer.strip() else None
-        if answer and (cached is None or _holds_provider(cached)):
+        if (cached is not None and _holds_provider(cached)) or (
+            answer == "\n" and not search_again
+        ):
             return cached
-        found = subprocess.run(
-            ["find", "/", "-xdev", "-path", f"*{PROVIDER}/*", "-name", "terraform-provider-aws*"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        found = subprocess.run(FIND, capture_output=True, text=True, timeout=900, check=False)
         mirrors = [_mirror_of(line) for line in sorted(found.stdout.splitlines())]
         mirror = next((m for m in mirrors if m is not None and _holds_provider(m)), None)
         cache.truncate(0)
         cache.write(f"{mirror or ''}\n")
         return mirror
+
+
+def registry_unreachable() -> str | None:
+    """Why Terraform's registry cannot be reached from here (as Terraform would go: through
+    the environment's proxy), or None when it can."""
+    try:
+        urllib.request.urlopen(
+            f"https://{PROVIDER.split('/')[0]}/.well-known/terraform.json", timeout=15
+        ).close()
+    except OSError as error:
+        return str(error)
+    return None
 
 
 def write_cli_config(directory: Path, mirror: Path | None) -> Path | None:
