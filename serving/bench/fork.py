@@ -129,8 +129,15 @@ DATA_SETS = (
 
 
 # What a fork changes in cdk.json's context: its names, a larger task, more of them, slower
-# health checks, longer retention, its own alarm thresholds.
+# health checks, longer retention, its own alarm thresholds; and what it switches: its domain,
+# an alarm e-mail, API keys in a secret it made, operational paths public.
 FORK_DEPLOYMENT = {
+    "domainName": "api.acme.dev",
+    "hostedZoneId": "Z0ACME",
+    "hostedZoneName": "acme.dev",
+    "alarmEmail": "oncall@acme.dev",
+    "apiKeysSecretName": "acme/forecast-keys",
+    "publicOperationalEndpoints": True,
     "stackName": "AcmeForecast",
     "serviceName": "forecast-api",
     "metricsNamespace": "Acme/Forecast",

@@ -30,9 +30,15 @@ from deployment.stack.service_stack import ServiceStack
 DEPLOYMENT_DIR = Path(__file__).resolve().parents[2] / "deployment"
 MODEL_METADATA = DEPLOYMENT_DIR.parent / "app" / "data" / "model_metadata.json"
 CDK_JSON: dict[str, Any] = json.loads((DEPLOYMENT_DIR / "cdk.json").read_text(encoding="utf-8"))
-# cdk.json's context as a trial without a domain passes it: plain HTTP accepted. (With API keys
-# on, cdk.json's values alone refuse plain HTTP: test_access, test_entry_point.)
-TRIAL_CONTEXT: dict[str, Any] = {**CDK_JSON["context"], "allowPlainHttp": True}
+# What a test exercises is set by the test, whatever a fork's cdk.json switches on or off: a
+# domain (or none), API keys (and their secret), which paths are public.
+NO_DOMAIN = {"domainName": "", "hostedZoneId": "", "hostedZoneName": "", "certificateArn": ""}
+# API keys in a secret the stack generates, operational paths private (cdk.json as shipped).
+STACK_KEYS = {"apiKeys": "true", "apiKeysSecretName": "", "publicOperationalEndpoints": "false"}
+# Keys over plain HTTP, which synthesis refuses unless acknowledged.
+KEYS_OVER_HTTP = {**NO_DOMAIN, **STACK_KEYS, "allowPlainHttp": "false"}
+# cdk.json's context as a trial without a domain passes it: plain HTTP accepted.
+TRIAL_CONTEXT: dict[str, Any] = {**CDK_JSON["context"], **NO_DOMAIN, "allowPlainHttp": True}
 # Any concrete region works: the access-log bucket policy needs one, and nothing is looked up.
 REGION = "eu-west-1"
 GIT_REVISION = "0123456789ab"
@@ -45,11 +51,12 @@ CERTIFICATE_ARN = (
 EXISTING_SECRET = "prod/prediction-api-keys"
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    # cdk.json's defaults, HTTP only: API keys on, plain HTTP explicitly accepted.
-    "http": {"gitRevision": GIT_REVISION, "allowPlainHttp": "true"},
+    # cdk.json's other values, HTTP only: API keys on, plain HTTP explicitly accepted.
+    "http": {"gitRevision": GIT_REVISION, **KEYS_OVER_HTTP, "allowPlainHttp": "true"},
     # Authentication off (then plain HTTP needs no acknowledgement), operational paths open.
     "open": {
         "gitRevision": GIT_REVISION,
+        **NO_DOMAIN,
         "apiKeys": "false",
         "publicOperationalEndpoints": "true",
     },
@@ -57,6 +64,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # sizing value changed (as strings, the way `-c key=value` passes them).
     "hosted-zone": {
         "gitRevision": GIT_REVISION,
+        **STACK_KEYS,
+        "certificateArn": "",
         "domainName": "api.example.com",
         "hostedZoneId": ZONE_ID,
         "hostedZoneName": "example.com",
@@ -92,6 +101,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # An existing certificate, DNS managed elsewhere; no alarm e-mail, whatever cdk.json says.
     "certificate": {
         "gitRevision": GIT_REVISION,
+        **STACK_KEYS,
+        "hostedZoneId": "",
+        "hostedZoneName": "",
         "domainName": "api.example.org",
         "certificateArn": CERTIFICATE_ARN,
         "alarmEmail": "",

@@ -18,7 +18,7 @@ from deployment.stack.settings import (
     DeploymentSettings,
 )
 
-from .conftest import CDK_JSON, EXISTING_SECRET, Synthesized
+from .conftest import CDK_JSON, EXISTING_SECRET, KEYS_OVER_HTTP, Synthesized
 
 pytestmark = pytest.mark.slow
 
@@ -131,9 +131,7 @@ def test_with_keys_off_there_is_no_secret_and_nothing_injected(open_stack: Synth
 
 
 def test_keys_over_plain_http_fail_synthesis_with_one_line_unless_accepted() -> None:
-    defaults: dict[str, Any] = CDK_JSON["context"]
-    assert defaults["apiKeys"] is True
-    assert not defaults["domainName"]
+    defaults: dict[str, Any] = {**CDK_JSON["context"], **KEYS_OVER_HTTP}
     with pytest.raises(ContextError) as caught:
         DeploymentSettings.from_context(defaults.get)
     assert str(caught.value) == CLEAR_TEXT_KEYS

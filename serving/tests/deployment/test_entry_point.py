@@ -12,7 +12,7 @@ import pytest
 
 from deployment.stack.settings import CLEAR_TEXT_KEYS
 
-from .conftest import CDK_JSON, DEPLOYMENT_DIR
+from .conftest import CDK_JSON, DEPLOYMENT_DIR, KEYS_OVER_HTTP
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +69,8 @@ def test_running_outside_the_cdk_cli_without_a_region_says_how_to_run_it(tmp_pat
 
 
 def test_api_keys_over_plain_http_end_synthesis_with_one_line(tmp_path: Path) -> None:
-    """cdk.json as it is: keys on, no domain. Keys would cross the internet in clear text."""
-    result = run_app(tmp_path, CDK_JSON["context"], region="eu-west-1")
+    """Keys on, no domain (cdk.json as shipped): keys would cross the internet in clear text."""
+    result = run_app(tmp_path, {**CDK_JSON["context"], **KEYS_OVER_HTTP}, region="eu-west-1")
     assert result.returncode == 1
     assert result.stderr.strip() == CLEAR_TEXT_KEYS
     assert not list(tmp_path.glob("*.template.json"))
