@@ -8,6 +8,7 @@ worker's lifespan then makes one real prediction before it reports ready.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -79,6 +80,16 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         log.info("API keys required; valid names: %s", ", ".join(sorted(settings.api_keys)))
     else:
         log.warning("no API keys configured (SERVICE_API_KEYS): every caller is answered")
+    # Raising SERVICE_MAX_BATCH_RECORDS alone would advertise batches the body limit refuses.
+    batch_bytes = settings.max_batch_records * len(json.dumps(metadata.example_record()))
+    if batch_bytes > settings.max_body_bytes:
+        log.warning(
+            "SERVICE_MAX_BATCH_RECORDS=%d records like GET /model's example are about %d bytes "
+            "of JSON, over SERVICE_MAX_BODY_BYTES=%d: such batches are refused with 413",
+            settings.max_batch_records,
+            batch_bytes,
+            settings.max_body_bytes,
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

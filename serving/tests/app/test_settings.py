@@ -1,10 +1,16 @@
-"""The settings the deployment passes by name: the EMF namespace and the service name."""
+"""The settings the deployment passes by name (the EMF namespace, the service name), and the
+limits that must agree."""
 
 from __future__ import annotations
+
+import json
+import logging
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from app.factory import create_app
 from app.settings import Settings
 
 
@@ -31,3 +37,19 @@ def test_defaults_are_the_ones_the_stack_assumes(monkeypatch: pytest.MonkeyPatch
 def test_namespace_cloudwatch_would_refuse_stops_the_start(namespace: str) -> None:
     with pytest.raises(ValidationError, match="metrics_namespace"):
         Settings(metrics_namespace=namespace)
+
+
+def test_a_batch_limit_the_body_limit_cannot_hold_is_named_at_start(
+    settings: Settings, example: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Else raising SERVICE_MAX_BATCH_RECORDS alone advertises batches answered 413."""
+    fitting = settings.max_body_bytes // len(json.dumps(example))
+    for records, warned in ((fitting, False), (fitting + 1, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="app"):
+            create_app(settings.model_copy(update={"max_batch_records": records}))
+        warnings = [
+            r.getMessage() for r in caplog.records if "SERVICE_MAX_BODY_BYTES" in r.getMessage()
+        ]
+        assert bool(warnings) is warned, (records, warnings)
+    assert f"SERVICE_MAX_BATCH_RECORDS={fitting + 1} " in warnings[0]
