@@ -151,8 +151,9 @@ class Schemas:
     """JSON Schemas of the request bodies, for the OpenAPI document's components."""
     record_example: dict[str, Any]
     sparse_example: dict[str, Any]
-    extra: tuple[str, ...]
-    """The extra fields' names: echoed in each record's result when sent."""
+    extra: dict[str, TypeAdapter[Any]]
+    """The extra fields by name, each with its validator: echoed in each record's result when
+    sent (an Arrow body's columns are checked value by value with it)."""
 
 
 def _omitted_when_not_sent(schema: dict[str, Any]) -> None:
@@ -234,5 +235,5 @@ def build_schemas(
         components=components,
         record_example=example,
         sparse_example=sparse,
-        extra=tuple(added.name for added in extra),
+        extra={added.name: TypeAdapter(added.annotation) for added in extra},
     )

@@ -152,27 +152,56 @@ class ModelService:
                 f"an Arrow body holds 1 to {limit} records, this one {table.num_rows}",
             )
         unknown = self._contract.unknown_columns(table.column_names)
+        extra = [name for name in unknown if name in self.schemas.extra]
         try:
             checked = self._contract.check(table)
         except ValueError as error:
             raise _invalid(("body",), "value_error", str(error)) from None
+        echoed, extra_errors = self._echoed_columns(table, extra)
         errors = [
             {"type": "extra_forbidden", "loc": ("body", name), "msg": "unknown field"}
             for name in unknown
+            if name not in extra
         ] + self._contract.errors(checked)
-        if errors:
-            raise RequestValidationError(errors)
+        if errors or extra_errors:
+            raise RequestValidationError(errors + extra_errors)
         predictions = self._predict(checked.columns, table.num_rows)
         if not answer_arrow:
-            return self._encoder.batch(*_encodable(predictions)), table.num_rows
+            return self._encoder.batch(*_encodable(predictions), echoed), table.num_rows
         schema = pa.schema(
-            columnar.output_schema(self.metadata),
+            [*columnar.output_schema(self.metadata), *(table.field(name) for name in extra)],
             metadata={columnar.MODEL_VERSION: self.model_version},
         )
         answer = pa.Table.from_arrays(
-            columnar.output_columns(self.metadata, predictions), schema=schema
+            [
+                *columnar.output_columns(self.metadata, predictions),
+                *(table.column(name) for name in extra),
+            ],
+            schema=schema,
         )
         return columnar.ipc_stream(answer), table.num_rows
+
+    def _echoed_columns(
+        self, table: pa.Table, names: list[str]
+    ) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
+        """An Arrow body's extra fields per record as `_echoed` gives a JSON batch's, each
+        value checked as a JSON record's is (a null is a field not sent), and the errors."""
+        if not names:
+            return None, []
+        echoed: list[dict[str, Any]] = [{} for _ in range(table.num_rows)]
+        errors = []
+        for name in names:
+            for row, value in enumerate(table.column(name).to_pylist()):
+                if value is None:
+                    continue
+                try:
+                    echoed[row][name] = self.schemas.extra[name].validate_python(value)
+                except ValidationError as error:
+                    errors += [
+                        {"type": e["type"], "loc": ("body", "records", row, name), "msg": e["msg"]}
+                        for e in error.errors(include_url=False, include_input=False)
+                    ]
+        return echoed, errors
 
     def warm_up(self) -> None:
         """A real prediction on the metadata's example, so the first client does not pay for

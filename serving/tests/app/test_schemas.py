@@ -2,7 +2,7 @@
 
 The test adds a client `reference` there and nowhere else, as docs/serving.md shows, and
 sees it documented in the OpenAPI request and response schemas, validated with a 422 naming
-it, and echoed per record, for a classifier and a regressor alike.
+it, and echoed per record, in JSON and Arrow batches, for a classifier and a regressor alike.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from pydantic import Field
 
 from app import schemas
 from app.artifacts import load_metadata
+from app.columnar import ARROW_STREAM, ipc_stream, read_ipc_stream
 from app.factory import create_app
 from app.schemas import ExtraField, build_schemas
 from app.settings import Settings
@@ -42,7 +44,7 @@ async def referenced(
     """A client of the service with `reference` declared, and a valid record."""
     monkeypatch.setattr(schemas, "EXTRA_FIELDS", (REFERENCE,))
     model_dir: Path = request.getfixturevalue(request.param)
-    app = create_app(Settings(model_dir=model_dir, backend="sklearn"))
+    app = create_app(Settings(model_dir=model_dir, backend="auto"))
     record = dict(app.state.service.schemas.record_example)
     async with in_process(app) as http:
         yield http, record
@@ -99,6 +101,33 @@ async def test_declared_field_is_validated_by_name(
     assert problem["loc"] == ["body", "records", 1, "reference"]
     assert message in problem["msg"]
     assert "x" * 65 not in response.text
+
+
+async def test_declared_field_is_echoed_and_validated_in_an_arrow_batch(
+    referenced: tuple[httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    """The Arrow body of /predict/batch (large batches' fast path) takes it as JSON does; a
+    null is a field not sent."""
+    client, record = referenced
+    arrow = {"Content-Type": ARROW_STREAM}
+    body = ipc_stream(pa.Table.from_pylist([{**record, "reference": "order-17"}, record]))
+    as_json = await client.post("/predict/batch", content=body, headers=arrow)
+    assert as_json.status_code == 200, as_json.text
+    sent_as_json = {"records": [{**record, "reference": "order-17"}, record]}
+    assert as_json.json() == (await client.post("/predict/batch", json=sent_as_json)).json()
+    as_arrow = await client.post(
+        "/predict/batch", content=body, headers={**arrow, "Accept": ARROW_STREAM}
+    )
+    assert as_arrow.status_code == 200, as_arrow.text
+    assert read_ipc_stream(as_arrow.content).column("reference").to_pylist() == ["order-17", None]
+    invalid = [{**record, "reference": "fine"}, {**record, "reference": "x" * 65}]
+    refused = await client.post(
+        "/predict/batch", content=ipc_stream(pa.Table.from_pylist(invalid)), headers=arrow
+    )
+    assert refused.status_code == 422
+    (problem,) = refused.json()["detail"]
+    assert problem["loc"] == ["body", "records", 1, "reference"]
+    assert "at most 64 characters" in problem["msg"]
 
 
 def test_a_field_named_like_a_feature_is_refused_at_start(model_dir: Path) -> None:
