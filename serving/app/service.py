@@ -138,8 +138,8 @@ class ModelService:
 
     def predict_batch_arrow(self, body: bytes, answer_arrow: bool) -> tuple[bytes, int]:
         """An Arrow IPC stream of records, checked by the same contract as a file
-        (`app.contract`), except that a column the model does not know is refused, as an
-        unknown field of a JSON record is; answered in Arrow or in JSON."""
+        (`app.contract`), except that a column neither the model nor EXTRA_FIELDS knows is
+        refused, as an unknown field of a JSON record is; answered in Arrow or in JSON."""
         try:
             table = columnar.read_ipc_stream(body)
         except ValueError as error:
