@@ -196,19 +196,32 @@ def _in_double(converter: Any) -> Any:
 
 
 def _tree_converters() -> dict[type, Any]:
+    from skl2onnx.operator_converters import decision_tree, gradient_boosting
     from skl2onnx.operator_converters.random_forest import (
         convert_sklearn_random_forest_classifier as classifier,
     )
     from skl2onnx.operator_converters.random_forest import (
         convert_sklearn_random_forest_regressor_converter as regressor,
     )
-    from sklearn import ensemble
+    from sklearn import ensemble, tree
 
+    # skl2onnx's graphs of these on double inputs declare double outputs of a tree node,
+    # which onnxruntime refuses to load: through the same wrapper they export.
+    others = {
+        tree.DecisionTreeClassifier: decision_tree.convert_sklearn_decision_tree_classifier,
+        tree.DecisionTreeRegressor: decision_tree.convert_sklearn_decision_tree_regressor,
+        ensemble.GradientBoostingClassifier: (
+            gradient_boosting.convert_sklearn_gradient_boosting_classifier
+        ),
+        ensemble.GradientBoostingRegressor: (
+            gradient_boosting.convert_sklearn_gradient_boosting_regressor
+        ),
+    }
     return {
         getattr(ensemble, f"{family}{kind}"): _in_double(converter)
         for family in ("RandomForest", "ExtraTrees", "HistGradientBoosting")
         for kind, converter in (("Classifier", classifier), ("Regressor", regressor))
-    }
+    } | {estimator: _in_double(converter) for estimator, converter in others.items()}
 
 
 def convert(model: Pipeline, features: Features, name: str) -> Any:

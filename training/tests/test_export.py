@@ -396,15 +396,31 @@ def test_regression_pipeline_exports_with_value_parity_and_predicts_through_onnx
         predictor.predict_proba(columns)
 
 
-@pytest.mark.parametrize("name", ["random_forest", "hist_gradient_boosting"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "random_forest",
+        "hist_gradient_boosting",
+        "sklearn.tree.DecisionTree",
+        "sklearn.ensemble.GradientBoosting",
+    ],
+)
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_tree_ensembles_export_within_the_tolerance_and_serve_through_onnx(tmp_path, task, name):
     """Thresholds and leaves in float64 (ai.onnx.ml 3): every row takes scikit-learn's branch,
     and the answers are within export.tolerance, relative to a regressor's large values."""
     # Fewer trees than the defaults keep the test to a second; the conversion is the same.
-    small = {"random_forest": {"n_estimators": 20}, "hist_gradient_boosting": {"max_iter": 20}}
+    small = {
+        "random_forest": {"n_estimators": 20},
+        "hist_gradient_boosting": {"max_iter": 20},
+        "sklearn.ensemble.GradientBoosting": {"n_estimators": 20},
+    }
+    hyperparameters = small.get(name, {})
+    # An import path here names a family: its classifier or regressor, as the task needs.
+    if name.startswith("sklearn."):
+        name += "Classifier" if task == "classification" else "Regressor"
     params = read_params(paths.PARAMS)
-    estimator = make_estimator(name, small[name], params.train.seed, task)
+    estimator = make_estimator(name, hyperparameters, params.train.seed, task)
     model, features, record, predictor, columns = _served(tmp_path, task, estimator)
     tolerance = params.export.tolerance
 
