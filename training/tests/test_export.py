@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder, SplineTransformer
 from sklearn.semi_supervised import LabelSpreading
 
+from app.artifacts import GraphInput
 from app.dates import is_date, model_names
 from app.onnx_predictor import MISSING_CATEGORY, OUTPUTS, Feed, new_session
 from training import export, paths
@@ -315,6 +316,38 @@ def test_graph_that_disagrees_with_the_pipeline_is_recorded_unavailable(tmp_path
     [figure] = set(export.FIGURES) & set(record["parity"]["prepared_data"])
     assert record["parity"]["prepared_data"][figure] > 1e-12
     assert list((tmp_path / "onnx").iterdir()) == []
+
+
+def test_labels_are_compared_as_the_service_derives_them():
+    """The service's label is the most probable class on either backend, so the graph's is
+    compared with the Pipeline's most probable class, not with its `predict`: where
+    SGDClassifier's one-vs-rest probabilities saturate to a tie, its `predict` still picks
+    by decision values. A graph whose probabilities rank another class first disagrees."""
+    schema = ({"name": "x", "type": "number"},)
+    features = export.Features(numeric=("x",), categorical=(), schema=schema)
+    feed = Feed([GraphInput(name="x", graph_name="x", type="double")], schema, "", None)
+    frame = pd.DataFrame({"x": [0.0, 1.0]})
+    pipeline = np.array([[0.5, 0.5], [0.2, 0.8]])
+
+    class Model:
+        classes_ = np.array(["a", "b"])
+
+        def predict_proba(self, rows: Any) -> np.ndarray:
+            return pipeline
+
+        def predict(self, rows: Any) -> np.ndarray:
+            return np.array(["b", "b"])  # by decision values, unlike the tied probabilities
+
+    def parity(graph: np.ndarray) -> dict[str, Any]:
+        session = type("Session", (), {"run": lambda self, outputs, feed: [graph]})()
+        return export.check_parity(Model(), session, frame, features, feed, 1e-6, "classification")
+
+    same = parity(pipeline.copy())
+    assert same["passed"] is True
+    assert same["label_disagreements"] == 0
+    flipped = parity(np.array([[0.5 - 1e-9, 0.5 + 1e-9], [0.2, 0.8]]))
+    assert flipped["passed"] is False
+    assert flipped["label_disagreements"] == 1
 
 
 def test_model_file_that_is_not_the_one_the_metadata_describes_fails_the_stage(tmp_path):
