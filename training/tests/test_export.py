@@ -219,8 +219,11 @@ def test_graph_reading_category_strings_otherwise_than_by_equality_keeps_string_
 
 def test_an_ordinal_encoder_a_fork_picks_also_takes_codes_with_parity(tmp_path):
     """skl2onnx selects its columns with ArrayFeatureExtractor and maps them with a
-    LabelEncoder: both carry codes as they carried strings."""
-    base = _train_into(tmp_path / "base")["model"]
+    LabelEncoder: both carry codes as they carried strings. The encoder is under test, so
+    the task's default estimator follows it, not the configured one (a k-NN's neighbours at
+    equal distances are broken otherwise by the graph: 0.2 apart on two random records)."""
+    task = read_params(paths.PARAMS).prepare.task
+    base = _train_into(tmp_path / "base", classifier=DEFAULT_ESTIMATOR[task])["model"]
     preprocess = clone(base.named_steps["preprocess"])
     categorical = preprocess.transformers[1][1]
     categorical.steps[-1] = ("encoder", OrdinalEncoder())
