@@ -136,8 +136,9 @@ def _assert_parity(
     assert actual.shape == expected.shape == _shape(len(frame), metadata)
     _assert_close(actual, expected, task)
     if task == "classification":
-        labels = np.asarray(pipeline.classes_)[np.argmax(actual, axis=1)]
-        np.testing.assert_array_equal(labels, pipeline.predict(frame))
+        # The service's label is the most probable class on either backend (app.columnar):
+        # SGDClassifier's predict departs from it where its probabilities saturate and tie.
+        np.testing.assert_array_equal(np.argmax(actual, axis=1), np.argmax(expected, axis=1))
 
 
 # --- parity -----------------------------------------------------------------------------------
