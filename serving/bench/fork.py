@@ -91,9 +91,16 @@ DATA_SETS = (
                 "source": "data/breast_cancer.parquet",
                 "target": "target",
                 "drop_columns": [],
-            }
+            },
+            "train": {
+                "estimator": "sklearn.ensemble.GradientBoostingClassifier",
+                "hyperparameters": {
+                    "sklearn.ensemble.GradientBoostingClassifier": {"n_estimators": 50}
+                },
+            },
         },
-        covers="sklearn load_breast_cancer: binary integer target, names with spaces",
+        covers="sklearn load_breast_cancer: binary integer target, names with spaces, "
+        "gradient boosting by import path (served through ONNX)",
         dvc_add=True,
     ),
     DataSet(
