@@ -160,7 +160,8 @@ def improvement(
 def gate_failures(improvements: dict[str, float], minimum: float) -> list[str]:
     """The gated metrics on which the model does not beat the baseline by `minimum`."""
     return [
-        f"{name} improves on the baseline by {value:.4f}, less than the required {minimum:.4f}"
+        f"{name} improves on the baseline by {value:.4f}, less than the required {minimum:.4f} "
+        "(params.yaml: evaluate.min_improvement_over_baseline)"
         for name, value in improvements.items()
         if value < minimum
     ]
