@@ -238,7 +238,20 @@ def apply(mode: str, moto: Moto, terraform: Terraform) -> Deployment:
     )
     (terraform.workdir / "terraform.tfvars.json").write_text(json.dumps(user_tfvars(mode)), "utf-8")
     terraform.run("init", "-input=false")
-    terraform.run("apply", "-auto-approve", "-input=false", timeout=900)
+    try:
+        terraform.run("apply", "-auto-approve", "-input=false", timeout=900)
+    except AssertionError as error:
+        if mode != "oidc" or "EntityAlreadyExists" not in str(error):
+            raise
+        # Seen once under `make test`'s load: the configuration's only create of the OIDC
+        # provider was answered 409 by a fresh moto (no error before it in moto's log): most
+        # likely the SDK's retry of a request moto had already carried out when the connection
+        # broke. The provider exists as configured: take it into the state, apply the rest.
+        provider = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
+        terraform.run(
+            "import", "-input=false", "aws_iam_openid_connect_provider.github[0]", provider
+        )
+        terraform.run("apply", "-auto-approve", "-input=false", timeout=900)
     # 0: no change at all; 2 would be a change Terraform wants right after its own apply.
     second_plan = terraform.run("plan", "-detailed-exitcode", "-input=false", check=False)
     outputs = {
