@@ -47,13 +47,32 @@ def task(metadata: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="session")
-def tolerance(model_dir: Path) -> float:
+def export_record(model_dir: Path) -> dict[str, Any]:
+    """What the export stage recorded for the served model: its ONNX graph, or why none."""
+    path = model_dir / EXPORT_FILE
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the `export` stage of `make train` writes it")
+    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return record
+
+
+@pytest.fixture(scope="session")
+def fast_path(export_record: dict[str, Any]) -> None:
+    """Skips a test of the ONNX fast path when the model has none (an estimator a fork picked
+    that skl2onnx cannot convert faithfully): the service then serves the Pipeline."""
+    if export_record["status"] != "exported":
+        reason = export_record["reason"]
+        pytest.skip(f"the export stage found no fast path for this model: {reason}")
+
+
+@pytest.fixture(scope="session")
+def tolerance(export_record: dict[str, Any]) -> float:
     """How far a served probability may be from the Pipeline's: the tolerance the export
     proved the ONNX graph within (a tree ensemble's output is float32); rounding alone when
     the Pipeline serves (no graph, or one that failed its parity check)."""
-    record = json.loads((model_dir / EXPORT_FILE).read_text(encoding="utf-8"))
-    exported = record["status"] == "exported"
-    return float(record["parity"]["prepared_data"]["tolerance"]) if exported else 1e-9
+    if export_record["status"] != "exported":
+        return 1e-9
+    return float(export_record["parity"]["prepared_data"]["tolerance"])
 
 
 @pytest.fixture(autouse=True)

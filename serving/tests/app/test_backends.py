@@ -5,7 +5,6 @@ two answer alike on the service's input is test_parity.py's.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from app.artifacts import EXPORT_FILE
 from app.factory import create_app
 from app.settings import Settings
 
@@ -29,11 +27,9 @@ BACKENDS: tuple[Literal["sklearn"], Literal["onnx"]] = ("sklearn", "onnx")
 async def backend_client(
     request: pytest.FixtureRequest, model_dir: Path
 ) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
-    record = json.loads((model_dir / EXPORT_FILE).read_text(encoding="utf-8"))
-    if request.param == "onnx" and record["status"] != "exported":
-        # The estimator a fork picked has no fast path (its record says why): the service
-        # serves the Pipeline; SERVICE_BACKEND=onnx refusing to start is test_model_loading's.
-        pytest.skip(f"the export stage found no fast path for this model: {record['reason']}")
+    if request.param == "onnx":
+        # SERVICE_BACKEND=onnx refusing to start without a fast path is test_model_loading's.
+        request.getfixturevalue("fast_path")
     app = create_app(Settings(model_dir=model_dir, backend=request.param))
     async with in_process(app) as http:
         yield request.param, http

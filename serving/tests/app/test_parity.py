@@ -39,21 +39,9 @@ RANDOM_RECORDS = 5000
 
 
 @pytest.fixture(scope="module")
-def record(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / EXPORT_RECORD
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the `export` stage of `make train` writes it")
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def predictor(model_dir: Path, metadata: dict[str, Any], record: dict[str, Any]) -> Any:
-    if record["status"] != "exported":
-        # A model skl2onnx cannot convert faithfully (a user's own estimator): the service
-        # serves it with the Pipeline, which test_fast_path_is_used_exactly_when_exported
-        # and the service's own tests cover.
-        pytest.skip(f"the export stage found no fast path for this model: {record['reason']}")
+def predictor(model_dir: Path, metadata: dict[str, Any], fast_path: None) -> Any:
+    # Without a fast path the service serves the Pipeline, which
+    # test_fast_path_is_used_exactly_when_exported and the service's own tests cover.
     return load_onnx_predictor(model_dir, metadata)
 
 
@@ -370,16 +358,16 @@ def test_schema_that_no_longer_matches_the_graph_is_not_served(artifacts_copy, m
 # --- the service's choice ---------------------------------------------------------------------
 
 
-def test_fast_path_is_used_exactly_when_exported(model_dir, metadata, record):
-    expected = "onnx" if record["status"] == "exported" else "sklearn"
+def test_fast_path_is_used_exactly_when_exported(model_dir, metadata, export_record):
+    expected = "onnx" if export_record["status"] == "exported" else "sklearn"
     assert load_predictor(model_dir, metadata).backend == expected
 
 
-def test_default_estimator_has_a_fast_path(metadata, record):
+def test_default_estimator_has_a_fast_path(metadata, export_record):
     """The template's own model must not silently lose its fast path."""
     if metadata["estimator"] != "logistic_regression":
         pytest.skip("another estimator was chosen in params.yaml")
-    assert record["status"] == "exported", record["reason"]
+    assert export_record["status"] == "exported", export_record["reason"]
 
 
 def test_service_falls_back_to_the_pipeline_and_logs_why(artifacts_copy, metadata, task, caplog):
