@@ -49,6 +49,12 @@ def _train_into(
     return {"metadata": metadata, "prepared": prepared, "model": model}
 
 
+def _task_default() -> str:
+    """The configured task's default estimator, which has a fast path: tests of the stage's
+    mechanics train it, whatever estimator a fork configured."""
+    return DEFAULT_ESTIMATOR[read_params(paths.PARAMS).prepare.task]
+
+
 def _answers(model: Any, rows: Any, task: Task) -> np.ndarray:
     """What the service answers with, from the Pipeline or the ONNX predictor: a classifier's
     class probabilities, a regressor's predictions."""
@@ -77,9 +83,7 @@ def exported(
     here whatever a fork picks (one without a fast path, such as SVR, is recorded
     unavailable, and the service's tests skip the graph)."""
     directory = tmp_path_factory.mktemp("artifacts")
-    trained = _train_into(
-        directory, classifier=DEFAULT_ESTIMATOR[read_params(paths.PARAMS).prepare.task]
-    )
+    trained = _train_into(directory, classifier=_task_default())
     return directory, trained, _export(directory, trained)
 
 
@@ -227,8 +231,7 @@ def test_an_ordinal_encoder_a_fork_picks_also_takes_codes_with_parity(tmp_path):
     LabelEncoder: both carry codes as they carried strings. The encoder is under test, so
     the task's default estimator follows it, not the configured one (a k-NN's neighbours at
     equal distances are broken otherwise by the graph: 0.2 apart on two random records)."""
-    task = read_params(paths.PARAMS).prepare.task
-    base = _train_into(tmp_path / "base", classifier=DEFAULT_ESTIMATOR[task])["model"]
+    base = _train_into(tmp_path / "base", classifier=_task_default())["model"]
     preprocess = clone(base.named_steps["preprocess"])
     categorical = preprocess.transformers[1][1]
     categorical.steps[-1] = ("encoder", OrdinalEncoder())
@@ -251,8 +254,7 @@ def test_graph_that_cannot_take_codes_is_exported_on_strings_and_says_why(tmp_pa
         raise export.CodesUnavailable("the graph's X node reads category values")
 
     monkeypatch.setattr(export, "with_category_codes", refuse)
-    task = read_params(paths.PARAMS).prepare.task
-    trained = _train_into(tmp_path, classifier=DEFAULT_ESTIMATOR[task])
+    trained = _train_into(tmp_path, classifier=_task_default())
 
     record = _export(tmp_path, trained)
 
