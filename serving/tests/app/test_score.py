@@ -399,10 +399,11 @@ def test_peak_memory_does_not_grow_with_the_input(
         _write_rows(model, tmp_path / f"{rows}{suffix}", rows)
         args = ("--input", str(tmp_path / f"{rows}{suffix}"), "--keep", "id")
         output = ("--output", str(tmp_path / f"{rows}-out.parquet"), "--batch-rows", "65536")
-        # The least of two runs: how many buffers the reader, the writer and the allocator
+        # The least of three runs: how many buffers the reader, the writer and the allocator
         # hold at once moves a run's peak by up to ~15 % with timing alone (the fork
-        # rehearsal's cars data on a loaded machine); timing only ever adds to a peak.
-        peaks.append(min(_peak_rss_kib(*args, *output, "--force") for _ in range(2)))
+        # rehearsal's cars data on a loaded machine); timing only ever adds to a peak. (The
+        # least of two still read 10.2 % apart once, on CSV, in a loaded CI run.)
+        peaks.append(min(_peak_rss_kib(*args, *output, "--force") for _ in range(3)))
         (tmp_path / f"{rows}{suffix}").unlink()
     assert peaks[1] <= peaks[0] * 1.10, (
         f"peak RSS {peaks[0]} KiB at {small} rows, {peaks[1]} KiB at {large}"
