@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pyarrow as pa
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import auth, errors, metrics
-from app.artifacts import load_metadata, load_metrics, load_profile
+from app import auth, columnar, errors, metrics
+from app.artifacts import ModelMetadata, load_metadata, load_metrics, load_profile
 from app.drift import InputMonitor
 from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.predictor import Predictor, load_predictor
@@ -43,6 +44,35 @@ Predicts the **{target}** ({answer}) from the features described in `GET /model`
 - Every response carries the `X-Model-Version` and `X-Request-Id` headers; predictions
   are sent with `Cache-Control: no-store`.
 """
+
+
+def _warn_of_batches_over_the_body_limit(settings: Settings, metadata: ModelMetadata) -> None:
+    """Raising a record limit alone would advertise batches (OpenAPI, /model) that the body
+    limit answers 413: say so at start, sized from GET /model's example record."""
+    example = metadata.example_record()
+    sample = min(settings.max_arrow_records, 1000)  # an Arrow body grows linearly beyond it
+    arrow = len(columnar.ipc_stream(pa.Table.from_pylist([example] * sample)))
+    limits = {
+        ("SERVICE_MAX_BATCH_RECORDS", "JSON"): (
+            settings.max_batch_records,
+            settings.max_batch_records * len(json.dumps(example)),
+        ),
+        ("SERVICE_MAX_ARROW_RECORDS", "Arrow"): (
+            settings.max_arrow_records,
+            arrow * settings.max_arrow_records // sample,
+        ),
+    }
+    for (variable, form), (records, size) in limits.items():
+        if size > settings.max_body_bytes:
+            log.warning(
+                "%s=%d records like GET /model's example are about %d bytes of %s, over "
+                "SERVICE_MAX_BODY_BYTES=%d: such batches are refused with 413",
+                variable,
+                records,
+                size,
+                form,
+                settings.max_body_bytes,
+            )
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
@@ -80,16 +110,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         log.info("API keys required; valid names: %s", ", ".join(sorted(settings.api_keys)))
     else:
         log.warning("no API keys configured (SERVICE_API_KEYS): every caller is answered")
-    # Raising SERVICE_MAX_BATCH_RECORDS alone would advertise batches the body limit refuses.
-    batch_bytes = settings.max_batch_records * len(json.dumps(metadata.example_record()))
-    if batch_bytes > settings.max_body_bytes:
-        log.warning(
-            "SERVICE_MAX_BATCH_RECORDS=%d records like GET /model's example are about %d bytes "
-            "of JSON, over SERVICE_MAX_BODY_BYTES=%d: such batches are refused with 413",
-            settings.max_batch_records,
-            batch_bytes,
-            settings.max_body_bytes,
-        )
+    _warn_of_batches_over_the_body_limit(settings, metadata)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -107,6 +107,25 @@ def _outputs(root: Path) -> dict[str, bytes]:
     }
 
 
+def test_the_checkout_holds_what_its_pipeline_reproduces(workspace: Path) -> None:
+    """The committed outputs (or the ones `make test` just rebuilt) are a function of the
+    sources alone: no time, commit or machine-dependent figure in them."""
+    scratch, checkout = _outputs(workspace), _outputs(paths.ROOT)
+    # dvc.lock lists the checkout's test files as deps nowhere; compare its stage outputs.
+    assert [
+        name for name in TRACKED if name != "dvc.lock" and scratch[name] != checkout[name]
+    ] == []
+    assert _lock_outputs(workspace) == _lock_outputs(paths.ROOT)
+
+
+def _lock_outputs(root: Path) -> dict[str, Any]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {
+        name: [(out["path"], out["md5"]) for out in stage.get("outs", [])]
+        for name, stage in lock["stages"].items()
+    }
+
+
 def test_retraining_with_another_blas_kernel_and_thread_count_rewrites_no_byte(
     workspace: Path,
 ) -> None:
@@ -125,25 +144,6 @@ def test_retraining_with_another_blas_kernel_and_thread_count_rewrites_no_byte(
         f"train.estimator {estimator or '(the default)'} fits other bytes under another BLAS "
         "kernel: another CPU retrains another model; docs/training.md, What is reproducible where"
     )
-
-
-def test_the_checkout_holds_what_its_pipeline_reproduces(workspace: Path) -> None:
-    """The committed outputs (or the ones `make test` just rebuilt) are a function of the
-    sources alone: no time, commit or machine-dependent figure in them."""
-    scratch, checkout = _outputs(workspace), _outputs(paths.ROOT)
-    # dvc.lock lists the checkout's test files as deps nowhere; compare its stage outputs.
-    assert [
-        name for name in TRACKED if name != "dvc.lock" and scratch[name] != checkout[name]
-    ] == []
-    assert _lock_outputs(workspace) == _lock_outputs(paths.ROOT)
-
-
-def _lock_outputs(root: Path) -> dict[str, Any]:
-    lock = yaml.safe_load((root / "dvc.lock").read_text())
-    return {
-        name: [(out["path"], out["md5"]) for out in stage.get("outs", [])]
-        for name, stage in lock["stages"].items()
-    }
 
 
 def test_model_that_does_not_beat_the_baseline_fails_training(workspace: Path) -> None:
